@@ -1,0 +1,27 @@
+# CLAIIM. `make run` serves the API on :8080 with an embedded SQLite database under data/;
+# `make test` runs every test (OPA policy tests, then jest on SQLite and PostgreSQL).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help setup run test bench typecheck opa-test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install what is missing: npm packages, the OPA CLI, Prisma clients, compiled JS
+	@bash scripts/setup.sh
+
+run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN are honoured)
+	@bash scripts/run.sh
+
+test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
+	@bash scripts/test.sh
+
+bench: setup ## load the decision endpoint and print decisions/s, latency and the Chron count check
+	@node dist/bench/decisions.js
+
+typecheck: ## type-check without emitting
+	@npx tsc --noEmit -p .
+
+clean: ## remove build output and local state (data/, bundles/, dist/)
+	rm -rf dist data bundles/*.tar.gz

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what CLAIIM needs and is missing. Idempotent and quick when nothing changed.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "Node.js 20 is required"
+[ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $(node --version))"
+
+if ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+  log "installing npm packages"
+  npm ci --no-audit --no-fund
+fi
+
+if [ -z "$(find_opa)" ]; then
+  if [ -n "${OPA_BIN:-}" ]; then die "OPA_BIN=$OPA_BIN is not runnable"; fi
+  command -v go >/dev/null || die "the OPA CLI $OPA_VERSION is missing and Go is not installed to build it; install Go or set OPA_BIN"
+  log "building the OPA CLI $OPA_VERSION into .tools/bin (first time only; takes a few minutes)"
+  GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "github.com/open-policy-agent/opa@v$OPA_VERSION"
+fi
+opa="$(find_opa)"
+[ -n "$opa" ] || die "no usable OPA CLI"
+if [ -n "${OPA_BIN:-}" ] && [ "$(opa_version_of "$opa")" != "$OPA_VERSION" ]; then
+  log "warning: OPA_BIN is OPA $(opa_version_of "$opa"); CLAIIM is tested with $OPA_VERSION"
+fi
+
+node scripts/prisma-schemas.mjs --check
+stamp=".tools/prisma-generated"
+if [ ! -f "$stamp" ] || [ prisma/models.prisma -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -d src/generated ]; then
+  log "generating Prisma clients"
+  DATABASE_URL="file:./data/claiim.db" prisma generate --schema prisma/sqlite/schema.prisma >/dev/null
+  DATABASE_URL="postgresql://localhost/claiim" prisma generate --schema prisma/postgresql/schema.prisma >/dev/null
+  mkdir -p .tools && touch "$stamp"
+fi
+
+log "compiling TypeScript"
+tsc -p .

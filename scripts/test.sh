@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: OPA's own tests of the reference policies, then jest (service, route and
+# end-to-end tests; the end-to-end ones run on SQLite and on PostgreSQL).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+opa="$(find_opa)"
+export OPA_BIN="$opa"
+log "opa test rego/"
+"$opa" test rego/ -v | tail -n 3
+
+if [ "${CLAIIM_TEST_SKIP_PG:-}" = 1 ]; then
+  log "CLAIIM_TEST_SKIP_PG=1: end-to-end tests run on SQLite only"
+else
+  CLAIIM_TEST_PG_URL="$(bash scripts/ensure-postgres.sh)"
+  export CLAIIM_TEST_PG_URL
+fi
+
+log "jest"
+jest --ci "$@"

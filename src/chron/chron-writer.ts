@@ -1,0 +1,93 @@
+import type { Logger } from "../lib/logger";
+import { ChronConflictError, type ChronStore } from "./chron-store";
+import { seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+
+interface Pending {
+  content: ChronContent;
+  resolve(row: ChronRow): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The single writer of the chain, with group commit: appends that arrive while a batch commits
+ * wait and go together in the next transaction. Each caller's promise settles only when its own
+ * record has committed (or failed), and the chain's order is the order of commit.
+ *
+ * WARNING: the chain head lives in memory so that an append reads nothing. After any failed
+ * commit it is dropped and re-read from the database, since another writer may have moved it.
+ */
+export class ChronWriter {
+  private queue: Pending[] = [];
+  private head: ChainHead | null | undefined = undefined;
+  private draining: Promise<void> | null = null;
+  private closed = false;
+  private committedCount = 0;
+  private batchCount = 0;
+
+  constructor(
+    private readonly store: ChronStore,
+    private readonly maxBatch: number,
+    private readonly logger: Logger,
+  ) {}
+
+  append(content: ChronContent): Promise<ChronRow> {
+    if (this.closed) return Promise.reject(new Error("Chron writer is closed"));
+    return new Promise<ChronRow>((resolve, reject) => {
+      this.queue.push({ content, resolve, reject });
+      // Defer to the check phase, so that everything that arrived in this turn joins the batch.
+      this.draining ??= new Promise<void>((done) => setImmediate(() => this.drain().finally(done)));
+    });
+  }
+
+  /** The last committed record, as this writer knows it (null before the first append). */
+  knownHead(): ChainHead | null {
+    return this.head ?? null;
+  }
+
+  stats(): { committed: number; batches: number; queued: number } {
+    return { committed: this.committedCount, batches: this.batchCount, queued: this.queue.length };
+  }
+
+  /** Commits what is queued, then refuses new appends. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.commit(batch);
+      }
+    } finally {
+      this.draining = null;
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const contents = batch.map((p) => p.content);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.head ??= await this.store.head();
+        const rows = seal(contents, this.head);
+        await this.store.append(rows);
+        const last = rows[rows.length - 1];
+        this.head = { seq: last.seq, hash: last.hash };
+        this.committedCount += rows.length;
+        this.batchCount += 1;
+        rows.forEach((row, i) => batch[i].resolve(row));
+        return;
+      } catch (err) {
+        this.head = undefined;
+        if (err instanceof ChronConflictError && attempt === 1) {
+          this.logger.warn("chron head moved under this writer; re-reading it", { error: err.message });
+          continue;
+        }
+        this.logger.error("chron commit failed", { error: (err as Error).message, records: batch.length });
+        batch.forEach((p) => p.reject(err));
+        return;
+      }
+    }
+  }
+}

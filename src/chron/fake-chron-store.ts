@@ -1,0 +1,42 @@
+import { ChronConflictError, type ChronFilter, type ChronStore } from "./chron-store";
+import type { ChainHead, ChronRow } from "./record";
+
+/** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
+export class FakeChronStore implements ChronStore {
+  rows: ChronRow[] = [];
+  failNext: Error | null = null;
+  appendCalls = 0;
+
+  async head(): Promise<ChainHead | null> {
+    const last = this.rows[this.rows.length - 1];
+    return last ? { seq: last.seq, hash: last.hash } : null;
+  }
+
+  async append(rows: ChronRow[]): Promise<void> {
+    this.appendCalls += 1;
+    if (this.failNext) {
+      const err = this.failNext;
+      this.failNext = null;
+      throw err;
+    }
+    const taken = new Set(this.rows.map((r) => r.seq));
+    if (rows.some((r) => taken.has(r.seq))) throw new ChronConflictError("seq taken");
+    this.rows.push(...rows.map((r) => ({ ...r })));
+  }
+
+  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+    return this.rows
+      .filter(
+        (r) =>
+          r.seq > afterSeq &&
+          (filter.orgId === undefined || r.orgId === filter.orgId) &&
+          (filter.agentId === undefined || r.agentId === filter.agentId) &&
+          (filter.ownerId === undefined || r.ownerId === filter.ownerId) &&
+          (filter.decision === undefined || r.decision === filter.decision) &&
+          (filter.fromMs === undefined || r.tsMs >= filter.fromMs) &&
+          (filter.toMs === undefined || r.tsMs < filter.toMs),
+      )
+      .sort((a, b) => a.seq - b.seq)
+      .slice(0, limit);
+  }
+}

@@ -1,0 +1,106 @@
+import { canonicalize, sha256Hex } from "../lib/canonical";
+
+/** prev_hash of the first record. */
+export const GENESIS_HASH = "0".repeat(64);
+
+export type Decision = "allow" | "deny";
+
+export interface PolicyRef {
+  version: number | null;
+  revision: string | null;
+  digest: string | null;
+}
+
+/**
+ * A decision as Chron keeps it. Field names follow OPA's decision-log events (decision_id,
+ * timestamp, path, input, bundles, requested_by) where they fit.
+ */
+export interface DecisionContent {
+  kind: "decision";
+  decision_id: string;
+  timestamp: string;
+  path: string;
+  organization: { id: string; slug: string };
+  agent: { id: string; name: string; status: string };
+  /** The accountable human as recorded at the moment of the decision. */
+  accountable_human: { id: string; name: string; email: string; status: string } | null;
+  requested_by: { credential_id: string };
+  action: string;
+  resource: string;
+  purpose: string;
+  skill: { name: string; version: string };
+  decision: Decision;
+  reasons: string[];
+  policy: PolicyRef;
+  bundles: Record<string, { revision: string }>;
+  input: unknown;
+}
+
+export type ChronContent = DecisionContent;
+
+/** A row as stored: the canonical content plus the columns derived from it for filtering. */
+export interface ChronRow {
+  seq: number;
+  id: string;
+  kind: string;
+  tsMs: number;
+  orgId: string | null;
+  agentId: string | null;
+  ownerId: string | null;
+  action: string | null;
+  decision: string | null;
+  /** RFC 8785 canonical JSON of the content. */
+  content: string;
+  prevHash: string;
+  hash: string;
+}
+
+/** A record as the API shows it. */
+export type ChronRecord = ChronContent & { seq: number; prev_hash: string; hash: string };
+
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" | "ownerId" | "action" | "decision">;
+
+/** The filter columns of a record, derived from its content alone. */
+export function indexColumns(content: ChronContent): IndexColumns {
+  return {
+    id: content.decision_id,
+    kind: content.kind,
+    tsMs: Date.parse(content.timestamp),
+    orgId: content.organization?.id ?? null,
+    agentId: content.agent?.id ?? null,
+    ownerId: content.accountable_human?.id ?? null,
+    action: content.action ?? null,
+    decision: content.decision ?? null,
+  };
+}
+
+/**
+ * WARNING: this is the chain's definition. A record's hash is the SHA-256 of the canonical JSON of
+ * its content together with its sequence number and the previous record's hash. Changing it breaks
+ * every existing chain.
+ */
+export function recordHash(content: ChronContent, seq: number, prevHash: string): string {
+  return sha256Hex(canonicalize({ ...content, seq, prev_hash: prevHash }));
+}
+
+/** Chains contents after `head`, in order. */
+export function seal(contents: ChronContent[], head: ChainHead | null): ChronRow[] {
+  let seq = head?.seq ?? 0;
+  let prevHash = head?.hash ?? GENESIS_HASH;
+  return contents.map((content) => {
+    seq += 1;
+    const hash = recordHash(content, seq, prevHash);
+    const row: ChronRow = { seq, ...indexColumns(content), content: canonicalize(content), prevHash, hash };
+    prevHash = hash;
+    return row;
+  });
+}
+
+export function toRecord(row: ChronRow): ChronRecord {
+  return { seq: row.seq, ...(JSON.parse(row.content) as ChronContent), prev_hash: row.prevHash, hash: row.hash };
+}

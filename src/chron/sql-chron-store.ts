@@ -1,0 +1,147 @@
+import type BetterSqlite3 from "better-sqlite3";
+import type pg from "pg";
+import { ChronConflictError, type ChronFilter, type ChronStore } from "./chron-store";
+import type { ChainHead, ChronRow } from "./record";
+
+const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, content, prev_hash, hash";
+const PER_ROW = 12;
+
+type RawRow = {
+  seq: number | string | bigint;
+  id: string;
+  kind: string;
+  ts_ms: number | string | bigint;
+  org_id: string | null;
+  agent_id: string | null;
+  owner_id: string | null;
+  action: string | null;
+  decision: string | null;
+  content: string;
+  prev_hash: string;
+  hash: string;
+};
+
+function fromRaw(r: RawRow): ChronRow {
+  return {
+    seq: Number(r.seq),
+    id: r.id,
+    kind: r.kind,
+    tsMs: Number(r.ts_ms),
+    orgId: r.org_id,
+    agentId: r.agent_id,
+    ownerId: r.owner_id,
+    action: r.action,
+    decision: r.decision,
+    content: r.content,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+function values(r: ChronRow): unknown[] {
+  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.content, r.prevHash, r.hash];
+}
+
+/** WHERE clause shared by both dialects; `param(i)` renders the i-th placeholder (1-based). */
+function where(filter: ChronFilter, afterSeq: number, param: (i: number) => string): { sql: string; args: unknown[] } {
+  const clauses: string[] = [];
+  const args: unknown[] = [];
+  const add = (sql: string, value: unknown) => {
+    args.push(value);
+    clauses.push(sql.replace("?", param(args.length)));
+  };
+  add("seq > ?", afterSeq);
+  if (filter.orgId !== undefined) add("org_id = ?", filter.orgId);
+  if (filter.agentId !== undefined) add("agent_id = ?", filter.agentId);
+  if (filter.ownerId !== undefined) add("owner_id = ?", filter.ownerId);
+  if (filter.decision !== undefined) add("decision = ?", filter.decision);
+  if (filter.fromMs !== undefined) add("ts_ms >= ?", filter.fromMs);
+  if (filter.toMs !== undefined) add("ts_ms < ?", filter.toMs);
+  return { sql: clauses.join(" AND "), args };
+}
+
+const BUSY_RETRY_MS = 2;
+const BUSY_DEADLINE_MS = 5000;
+
+/**
+ * Chron on SQLite through the better-sqlite3 driver. Each append is one synchronous transaction,
+ * so no other work of this process can interleave with it.
+ */
+export class SqliteChronStore implements ChronStore {
+  private readonly insert: BetterSqlite3.Statement;
+  private readonly appendAll: (rows: ChronRow[]) => void;
+
+  constructor(private readonly db: BetterSqlite3.Database) {
+    this.insert = db.prepare(`INSERT INTO chron_records (${COLUMNS}) VALUES (${Array(PER_ROW).fill("?").join(", ")})`);
+    this.appendAll = db.transaction((rows: ChronRow[]) => {
+      for (const row of rows) this.insert.run(...values(row));
+    });
+  }
+
+  async head(): Promise<ChainHead | null> {
+    const row = this.db.prepare("SELECT seq, hash FROM chron_records ORDER BY seq DESC LIMIT 1").get() as
+      | { seq: number; hash: string }
+      | undefined;
+    return row ? { seq: Number(row.seq), hash: row.hash } : null;
+  }
+
+  async append(rows: ChronRow[]): Promise<void> {
+    const deadline = Date.now() + BUSY_DEADLINE_MS;
+    for (;;) {
+      try {
+        this.appendAll(rows);
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? "";
+        if (code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE") throw new ChronConflictError((err as Error).message);
+        // Another connection of this process holds the write lock across an await: let it finish.
+        if (code.startsWith("SQLITE_BUSY") && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+    const w = where(filter, afterSeq, () => "?");
+    const rows = this.db
+      .prepare(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq LIMIT ?`)
+      .all(...w.args, limit) as RawRow[];
+    return rows.map(fromRaw);
+  }
+}
+
+/** Chron on PostgreSQL through node-postgres: one multi-row INSERT per batch, which is atomic. */
+export class PostgresChronStore implements ChronStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async head(): Promise<ChainHead | null> {
+    const { rows } = await this.pool.query<{ seq: string; hash: string }>(
+      "SELECT seq, hash FROM chron_records ORDER BY seq DESC LIMIT 1",
+    );
+    return rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null;
+  }
+
+  async append(rows: ChronRow[]): Promise<void> {
+    const placeholders = rows
+      .map((_, r) => `(${Array.from({ length: PER_ROW }, (_, c) => `$${r * PER_ROW + c + 1}`).join(", ")})`)
+      .join(", ");
+    try {
+      await this.pool.query(`INSERT INTO chron_records (${COLUMNS}) VALUES ${placeholders}`, rows.flatMap(values));
+    } catch (err) {
+      if ((err as { code?: string }).code === "23505") throw new ChronConflictError((err as Error).message);
+      throw err;
+    }
+  }
+
+  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+    const w = where(filter, afterSeq, (i) => `$${i}`);
+    const { rows } = await this.pool.query<RawRow>(
+      `SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq LIMIT $${w.args.length + 1}`,
+      [...w.args, limit],
+    );
+    return rows.map(fromRaw);
+  }
+}

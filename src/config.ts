@@ -1,0 +1,62 @@
+import fs from "node:fs";
+import path from "node:path";
+
+export type DatabaseKind = "sqlite" | "postgresql";
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string;
+  databaseKind: DatabaseKind;
+  /** Where the embedded database, the bootstrap credential and other local state live. */
+  dataDir: string;
+  regoDir: string;
+  bundleDir: string;
+  /** OPA_BIN, else the CLI that `make setup` builds into .tools/bin, else `opa` on the PATH. */
+  opaBin: string;
+  /** `iss` of the tokens CLAIIM signs, and the `aud` they are valid for. */
+  issuer: string;
+  audience: string;
+  agentTokenTtlSeconds: number;
+  logLevel: string;
+  chron: { maxBatch: number };
+  /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
+  bodyLimits: { default: number; policy: number };
+}
+
+export function databaseKindOf(url: string): DatabaseKind {
+  if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
+  if (url.startsWith("file:")) return "sqlite";
+  throw new Error(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL), got ${url.split(":")[0]}:`);
+}
+
+function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const dataDir = path.resolve(cwd, env.CLAIIM_DATA_DIR ?? "data");
+  const databaseUrl = env.DATABASE_URL ?? `file:${path.join(dataDir, "claiim.db")}`;
+  const port = env.PORT === undefined ? 8080 : Number(env.PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
+  return {
+    port,
+    host: env.HOST ?? "127.0.0.1",
+    databaseUrl,
+    databaseKind: databaseKindOf(databaseUrl),
+    dataDir,
+    regoDir: path.resolve(cwd, env.CLAIIM_REGO_DIR ?? "rego"),
+    bundleDir: path.resolve(cwd, env.CLAIIM_BUNDLE_DIR ?? "bundles"),
+    opaBin: env.OPA_BIN || (fs.existsSync(path.join(cwd, ".tools/bin/opa")) ? path.join(cwd, ".tools/bin/opa") : "opa"),
+    issuer: env.CLAIIM_ISSUER ?? "claiim",
+    audience: env.CLAIIM_AUDIENCE ?? "claiim",
+    agentTokenTtlSeconds: intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
+    logLevel: env.LOG_LEVEL ?? "info",
+    chron: { maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256) },
+    bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
+  };
+}

@@ -1,0 +1,85 @@
+import fs from "node:fs";
+import path from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import pg from "pg";
+import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaClient as SqlitePrismaClient } from "../generated/prisma-sqlite/client";
+import { PrismaClient as PostgresPrismaClient } from "../generated/prisma-postgresql/client";
+import type { DatabaseKind } from "../config";
+
+/**
+ * The management-plane client. Both generated clients have the same model API; the SQLite one
+ * stands for both in types.
+ */
+export type Prisma = SqlitePrismaClient;
+
+/**
+ * One database, reached two ways: the Prisma model API for the management plane, and the raw
+ * driver for Chron's batched appends and streamed reads, which must stay off the model API.
+ */
+export type Database =
+  | { kind: "sqlite"; prisma: Prisma; sqlite: BetterSqlite3.Database; close(): Promise<void> }
+  | { kind: "postgresql"; prisma: Prisma; pool: pg.Pool; close(): Promise<void> };
+
+function sqlitePath(url: string): string {
+  return url.replace(/^file:/, "").replace(/\?.*$/, "");
+}
+
+/**
+ * Opens the SQLite driver connection with durability settings that must hold per connection.
+ * WARNING: busy_timeout stays 0: better-sqlite3 is synchronous, so waiting inside SQLite would
+ * block the event loop while the lock holder (an open Prisma transaction in this same process)
+ * cannot make progress. Callers retry SQLITE_BUSY asynchronously instead.
+ */
+export function openSqliteDriver(file: string): BetterSqlite3.Database {
+  const db = new BetterSqlite3(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 0");
+  const synchronous = db.pragma("synchronous", { simple: true });
+  if (synchronous !== 2) throw new Error(`SQLite synchronous is ${synchronous}, expected 2 (FULL)`);
+  return db;
+}
+
+export async function openDatabase(kind: DatabaseKind, url: string): Promise<Database> {
+  if (kind === "sqlite") {
+    const file = sqlitePath(url);
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    // The driver connection opens first, so that WAL mode is on before Prisma's connection opens.
+    const sqlite = openSqliteDriver(file);
+    const prisma = new SqlitePrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}`, timeout: 5000 }) });
+    return {
+      kind,
+      prisma,
+      sqlite,
+      async close() {
+        await prisma.$disconnect();
+        sqlite.close();
+      },
+    };
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  const prisma = new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as Prisma;
+  return {
+    kind,
+    prisma,
+    pool,
+    async close() {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}
+
+/** True when the database answers a trivial query. */
+export async function databaseAnswers(db: Database): Promise<boolean> {
+  try {
+    if (db.kind === "sqlite") db.sqlite.prepare("SELECT 1").get();
+    else await db.pool.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  }
+}

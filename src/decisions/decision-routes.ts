@@ -1,0 +1,51 @@
+import { z } from "../http/openapi";
+import { route, type RouteSpec } from "../http/route";
+import { SkillRef } from "../identity/identity-routes";
+import type { DecisionService } from "./decision-service";
+
+export const DecisionRequestSchema = z
+  .object({
+    action: z.string().min(1).max(200),
+    resource: z.string().min(1).max(1000),
+    purpose: z.string().min(1).max(2000),
+    skill: SkillRef,
+  })
+  .strict()
+  .openapi("DecisionRequest", {
+    description: "What the agent wants to do. Who the agent is comes from its token and CLAIIM's records, never from this body.",
+  });
+
+const PolicyRefView = z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), digest: z.string().nullable() });
+
+export const DecisionResponseSchema = z
+  .object({
+    decision_id: z.string(),
+    decision: z.enum(["allow", "deny"]),
+    allow: z.boolean(),
+    reasons: z.array(z.string()),
+    policy: PolicyRefView,
+    timestamp: z.string(),
+    chron: z.object({ seq: z.number().int(), hash: z.string() }),
+  })
+  .openapi("DecisionResponse");
+
+export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
+  return [
+    route({
+      method: "post",
+      path: "/v1/decisions",
+      summary: "Ask whether this agent may take an action on a resource, for a purpose",
+      tags: ["decisions"],
+      access: { agent: true },
+      body: DecisionRequestSchema,
+      responses: {
+        200: { description: "Decided and recorded in Chron (allow or deny)", schema: DecisionResponseSchema },
+        503: { description: "Chron could not record the decision, so none was made" },
+      },
+      handle: async ({ body, principal }) => {
+        if (principal?.kind !== "agent") throw new Error("unreachable: route is agent-only");
+        return { status: 200, body: await decisions.decide(principal.agentId, principal.credentialId, body) };
+      },
+    }),
+  ];
+}

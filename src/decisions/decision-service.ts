@@ -1,0 +1,134 @@
+import { randomUUID } from "node:crypto";
+import type { ChronContent, Decision, DecisionContent, PolicyRef } from "../chron/record";
+import type { ChronRow } from "../chron/record";
+import { AuthenticationError, ServiceUnavailableError } from "../lib/errors";
+import type { Logger } from "../lib/logger";
+import type { AgentContext } from "../identity/identity-service";
+import type { ActivePolicy } from "../policy/policy-engine";
+
+export interface DecisionRequest {
+  action: string;
+  resource: string;
+  purpose: string;
+  skill: { name: string; version: string };
+}
+
+export interface DecisionResponse {
+  decision_id: string;
+  decision: Decision;
+  allow: boolean;
+  reasons: string[];
+  policy: PolicyRef;
+  timestamp: string;
+  chron: { seq: number; hash: string };
+}
+
+/** What the decision path reads: all of it in memory. */
+export interface DecisionDeps {
+  agentContext(agentId: string): AgentContext | null;
+  activePolicy(): ActivePolicy | null;
+  record(content: ChronContent): Promise<ChronRow>;
+}
+
+export const DECISION_PATH = "claiim/decision";
+
+/** The policy input, built from CLAIIM's own records. Only `request` comes from the agent. */
+export function policyInput(ctx: AgentContext, req: DecisionRequest) {
+  const { agent, organization, owner } = ctx;
+  return {
+    agent: {
+      id: agent.id,
+      name: agent.name,
+      status: agent.status,
+      organization: organization.slug,
+      skills: Object.fromEntries(agent.skills.map((s) => [s.name, { version: s.version }])),
+    },
+    accountable_human: owner ? { id: owner.id, name: owner.name, email: owner.email, status: owner.status } : null,
+    request: { action: req.action, resource: req.resource, purpose: req.purpose, skill: { name: req.skill.name, version: req.skill.version } },
+  };
+}
+
+function isDecision(v: unknown): v is { allow: boolean; reasons: string[] } {
+  const d = v as { allow?: unknown; reasons?: unknown } | null;
+  return !!d && typeof d.allow === "boolean" && Array.isArray(d.reasons) && d.reasons.every((r) => typeof r === "string");
+}
+
+/**
+ * Evaluates, failing closed: no policy, a policy error or a malformed result is a deny with the
+ * cause as its reason. Identity rules that no policy may waive are applied on top.
+ */
+export function evaluate(policy: ActivePolicy | null, input: ReturnType<typeof policyInput>, ctx: AgentContext): { allow: boolean; reasons: string[] } {
+  if (!policy) return { allow: false, reasons: ["no policy is active: CLAIIM denies every action until one is"] };
+  let result: unknown;
+  try {
+    result = policy.evaluate(input);
+  } catch (err) {
+    return { allow: false, reasons: [`policy evaluation failed: ${(err as Error).message}`] };
+  }
+  if (!isDecision(result)) {
+    return { allow: false, reasons: ["policy evaluation failed: the policy did not return a decision of the form {allow, reasons}"] };
+  }
+  const guards: string[] = [];
+  if (ctx.agent.status !== "active") guards.push(`agent ${ctx.agent.name} is ${ctx.agent.status}`);
+  if (!ctx.owner) guards.push(`agent ${ctx.agent.name} has no accountable human`);
+  else if (ctx.owner.status !== "active") guards.push(`accountable human ${ctx.owner.email} is ${ctx.owner.status}`);
+  if (result.allow && guards.length) return { allow: false, reasons: guards };
+  if (!result.allow && result.reasons.length === 0) return { allow: false, reasons: ["denied by policy, which gave no reason"] };
+  return { allow: result.allow, reasons: result.reasons };
+}
+
+/**
+ * The decision path: evaluate in-process, record in Chron, reply. The reply waits for the
+ * record's commit; if Chron cannot record, nothing is decided (503).
+ */
+export class DecisionService {
+  constructor(
+    private readonly deps: DecisionDeps,
+    private readonly logger: Logger,
+  ) {}
+
+  async decide(agentId: string, credentialId: string, req: DecisionRequest): Promise<DecisionResponse> {
+    const ctx = this.deps.agentContext(agentId);
+    if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
+    // Take the policy once: a swap during this request does not change what it was decided under.
+    const policy = this.deps.activePolicy();
+    const input = policyInput(ctx, req);
+    const { allow, reasons } = evaluate(policy, input, ctx);
+    const policyRef: PolicyRef = { version: policy?.version ?? null, revision: policy?.revision ?? null, digest: policy?.digest ?? null };
+    const content: DecisionContent = {
+      kind: "decision",
+      decision_id: randomUUID(),
+      timestamp: new Date().toISOString(),
+      path: DECISION_PATH,
+      organization: { id: ctx.organization.id, slug: ctx.organization.slug },
+      agent: { id: ctx.agent.id, name: ctx.agent.name, status: ctx.agent.status },
+      accountable_human: input.accountable_human,
+      requested_by: { credential_id: credentialId },
+      action: req.action,
+      resource: req.resource,
+      purpose: req.purpose,
+      skill: { name: req.skill.name, version: req.skill.version },
+      decision: allow ? "allow" : "deny",
+      reasons,
+      policy: policyRef,
+      bundles: policy ? { claiim: { revision: policy.revision } } : {},
+      input,
+    };
+    let row: ChronRow;
+    try {
+      row = await this.deps.record(content);
+    } catch (err) {
+      this.logger.error("decision not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
+      throw new ServiceUnavailableError("chron_unavailable", "the decision could not be recorded in Chron, so none was made; retry later");
+    }
+    return {
+      decision_id: content.decision_id,
+      decision: content.decision,
+      allow,
+      reasons,
+      policy: policyRef,
+      timestamp: content.timestamp,
+      chron: { seq: row.seq, hash: row.hash },
+    };
+  }
+}

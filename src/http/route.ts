@@ -1,0 +1,155 @@
+import express, { type Request, type Response } from "express";
+import type { ZodType } from "zod";
+import { z, Problem, type OpenAPIRegistry } from "./openapi";
+import { InputError, NotAllowedError, type FieldError } from "../lib/errors";
+import type { Principal, Role } from "../identity/model";
+
+/** Who may call a route: anyone, API keys with one of these roles (admin always may), or agents. */
+export type Access = { public: true } | { roles: Role[] } | { agent: true };
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  contentType?: string;
+}
+
+export interface Context<B, Q, P> {
+  body: B;
+  query: Q;
+  params: P;
+  principal: Principal | null;
+  req: Request;
+  res: Response;
+}
+
+export interface RouteSpec<B = unknown, Q = unknown, P = unknown> {
+  method: "get" | "post" | "put" | "patch" | "delete";
+  /** OpenAPI form, e.g. /v1/agents/{id}. */
+  path: string;
+  summary: string;
+  tags: string[];
+  access: Access;
+  body?: ZodType<B>;
+  query?: ZodType<Q>;
+  params?: ZodType<P>;
+  bodyLimit?: number;
+  responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
+  handle(ctx: Context<B, Q, P>): Promise<Reply> | Reply;
+}
+
+/** Lets a list of routes with different body types be declared in one array. */
+export function route<B = undefined, Q = undefined, P = undefined>(spec: RouteSpec<B, Q, P>): RouteSpec {
+  return spec as unknown as RouteSpec;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): FieldError[] {
+  const path = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((k) => ({ path: path ? `${path}.${k}` : k, message: `unknown field "${k}"` }));
+  }
+  if (issue.code === "invalid_type" && /received undefined/.test(issue.message)) {
+    return [{ path, message: `"${path}" is required` }];
+  }
+  return [{ path: path || "(body)", message: issue.message }];
+}
+
+function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const errors = result.error.issues.flatMap(describeIssue);
+  const first = errors[0];
+  throw new InputError("validation_failed", `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
+}
+
+function toExpressPath(path: string): string {
+  return path.replace(/\{(\w+)\}/g, ":$1");
+}
+
+export interface Mounting {
+  authenticate(authorization: string | undefined): Principal;
+  defaultBodyLimit: number;
+}
+
+function authorize(access: Access, principal: Principal): void {
+  if ("agent" in access) {
+    if (principal.kind !== "agent") throw new NotAllowedError("agent_only", "only an agent, with its own token, may ask for a decision");
+    return;
+  }
+  if ("roles" in access) {
+    if (principal.kind === "agent") throw new NotAllowedError("agent_not_allowed", "agent tokens can only ask for decisions about their own agent");
+    if (principal.role !== "admin" && !access.roles.includes(principal.role)) {
+      throw new NotAllowedError("role_not_allowed", `this operation needs one of the roles: admin, ${access.roles.join(", ")}`);
+    }
+  }
+}
+
+export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): void {
+  for (const r of routes) {
+    const handlers: express.RequestHandler[] = [];
+    handlers.push((req, res, next) => {
+      if (!("public" in r.access)) {
+        const principal = m.authenticate(req.headers.authorization);
+        authorize(r.access, principal);
+        res.locals.principal = principal;
+      }
+      next();
+    });
+    if (r.body) handlers.push(express.json({ limit: r.bodyLimit ?? m.defaultBodyLimit, strict: true, type: "application/json" }));
+    handlers.push(async (req, res) => {
+      if (r.body && req.body === undefined) {
+        throw new InputError("content_type_invalid", "send the request body as JSON with Content-Type: application/json", [
+          { path: "(body)", message: "expected application/json" },
+        ]);
+      }
+      const reply = await r.handle({
+        body: r.body ? validate(r.body, req.body, "request body") : undefined,
+        query: r.query ? validate(r.query, req.query, "query") : undefined,
+        params: r.params ? validate(r.params, req.params, "path") : undefined,
+        principal: (res.locals.principal as Principal | undefined) ?? null,
+        req,
+        res,
+      });
+      if (reply.headers) res.set(reply.headers);
+      res.status(reply.status);
+      if (reply.body === undefined) res.end();
+      else if (reply.contentType) res.type(reply.contentType).send(reply.body);
+      else res.json(reply.body);
+    });
+    app[r.method](toExpressPath(r.path), ...handlers);
+  }
+}
+
+/** Registers routes in the OpenAPI document, from the same schemas that validate them. */
+export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
+  registry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "API key (claiim_…) or agent token (ES256 JWT)" });
+  for (const r of routes) {
+    const responses: Record<string, unknown> = {};
+    for (const [status, resp] of Object.entries(r.responses)) {
+      responses[status] = resp.schema
+        ? { description: resp.description, content: { [resp.contentType ?? "application/json"]: { schema: resp.schema } } }
+        : { description: resp.description };
+    }
+    const problem = { content: { "application/problem+json": { schema: Problem } } };
+    if (r.body || r.query || r.params) responses["400"] ??= { description: "Invalid request", ...problem };
+    if (!("public" in r.access)) {
+      responses["401"] ??= { description: "Missing, invalid, expired or revoked credential", ...problem };
+      responses["403"] ??= { description: "The credential may not do this", ...problem };
+    }
+    const access = "public" in r.access ? "public" : "agent" in r.access ? "agent token" : `roles: admin, ${r.access.roles.join(", ")}`;
+    registry.registerPath({
+      method: r.method,
+      path: r.path,
+      summary: r.summary,
+      description: `Access: ${access}.`,
+      tags: r.tags,
+      security: "public" in r.access ? [] : [{ bearer: [] }],
+      request: {
+        params: r.params as never,
+        query: r.query as never,
+        body: r.body ? { content: { "application/json": { schema: r.body } } } : undefined,
+      },
+      responses: responses as never,
+    });
+  }
+}

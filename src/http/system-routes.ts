@@ -1,0 +1,48 @@
+import { z } from "./openapi";
+import { route, type RouteSpec } from "./route";
+import { ServiceUnavailableError } from "../lib/errors";
+
+export interface Readiness {
+  policyVersion(): number | null;
+  databaseAnswers(): Promise<boolean>;
+}
+
+export function systemRoutes(readiness: Readiness, openapi: () => unknown): RouteSpec[] {
+  return [
+    route({
+      method: "get",
+      path: "/healthz",
+      summary: "Liveness: the process serves HTTP",
+      tags: ["system"],
+      access: { public: true },
+      responses: { 200: { description: "Alive", schema: z.object({ status: z.literal("ok") }) } },
+      handle: () => ({ status: 200, body: { status: "ok" } }),
+    }),
+    route({
+      method: "get",
+      path: "/readyz",
+      summary: "Readiness: a policy bundle is active and the database answers",
+      tags: ["system"],
+      access: { public: true },
+      responses: {
+        200: { description: "Ready", schema: z.object({ status: z.literal("ready"), policy_version: z.number().int() }) },
+        503: { description: "Not ready" },
+      },
+      handle: async () => {
+        const version = readiness.policyVersion();
+        if (version === null) throw new ServiceUnavailableError("not_ready", "no policy bundle is active");
+        if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");
+        return { status: 200, body: { status: "ready", policy_version: version } };
+      },
+    }),
+    route({
+      method: "get",
+      path: "/openapi.json",
+      summary: "This API's OpenAPI 3.1 document",
+      tags: ["system"],
+      access: { public: true },
+      responses: { 200: { description: "OpenAPI document" } },
+      handle: () => ({ status: 200, body: openapi() }),
+    }),
+  ];
+}

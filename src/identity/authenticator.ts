@@ -1,0 +1,88 @@
+import jwt from "jsonwebtoken";
+import { AuthenticationError } from "../lib/errors";
+import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
+import type { Principal } from "./model";
+import type { SigningKeys } from "./signing-keys";
+
+interface VerifiedToken {
+  agentId: string;
+  credentialId: string;
+  expMs: number;
+}
+
+const CACHE_SIZE = 10_000;
+
+/**
+ * Turns a bearer credential into a principal: an API key (opaque, `claiim_` prefix, looked up by
+ * hash) or an agent token (an ES256 JWT signed by CLAIIM). Anything else, or anything that does not
+ * check out, is a 401.
+ *
+ * A token's signature is checked once; the verified claims are then kept, keyed by the exact token
+ * text, so a forged token can never hit the cache. Expiry, revocation and the agent's existence are
+ * checked on every call, from memory.
+ */
+export class Authenticator {
+  private readonly verified = new Map<string, VerifiedToken>();
+
+  constructor(
+    private readonly identity: IdentityService,
+    private readonly keys: SigningKeys,
+    private readonly tokens: TokenSettings,
+  ) {}
+
+  authenticate(authorization: string | undefined): Principal {
+    const match = authorization ? /^Bearer ([^\s]+)$/i.exec(authorization.trim()) : null;
+    if (!match) throw new AuthenticationError("credential_missing", "send a credential as Authorization: Bearer <token>");
+    const secret = match[1];
+    return secret.startsWith(API_KEY_PREFIX) ? this.apiKey(secret) : this.agentToken(secret);
+  }
+
+  private apiKey(secret: string): Principal {
+    const key = this.identity.apiKeyBySecret(secret);
+    if (!key) throw new AuthenticationError("api_key_invalid", "the API key is not valid");
+    if (key.revokedAt) throw new AuthenticationError("api_key_revoked", "the API key has been revoked");
+    if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new AuthenticationError("api_key_expired", "the API key has expired");
+    return { kind: "api_key", id: key.id, name: key.name, role: key.role, orgId: key.orgId };
+  }
+
+  private agentToken(token: string): Principal {
+    const claims = this.verified.get(token) ?? this.verify(token);
+    if (claims.expMs <= Date.now()) {
+      this.verified.delete(token);
+      throw new AuthenticationError("token_expired", "the agent token has expired");
+    }
+    const credential = this.identity.credential(claims.credentialId);
+    if (!credential || credential.agentId !== claims.agentId) throw new AuthenticationError("token_invalid", "the agent token names no known credential");
+    if (credential.revokedAt) throw new AuthenticationError("credential_revoked", "the agent credential has been revoked");
+    const context = this.identity.agentContext(claims.agentId);
+    if (!context) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
+    return { kind: "agent", agentId: claims.agentId, credentialId: credential.id, orgId: context.organization.id };
+  }
+
+  private verify(token: string): VerifiedToken {
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === "string") throw new AuthenticationError("token_invalid", "the credential is neither an API key nor a JWT");
+    if (decoded.header.alg !== "ES256") throw new AuthenticationError("token_invalid", `token algorithm ${decoded.header.alg} is not accepted; CLAIIM tokens are ES256`);
+    const key = decoded.header.kid ? this.keys.byKid(decoded.header.kid) : undefined;
+    if (!key) throw new AuthenticationError("token_invalid", "the token is not signed by a key of this CLAIIM");
+    let payload: jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, key.publicKey, {
+        algorithms: ["ES256"],
+        issuer: this.tokens.issuer,
+        audience: this.tokens.audience,
+        clockTolerance: 5,
+      }) as jwt.JwtPayload;
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError) throw new AuthenticationError("token_expired", "the agent token has expired");
+      throw new AuthenticationError("token_invalid", `the agent token is not valid: ${(err as Error).message}`);
+    }
+    if (typeof payload.sub !== "string" || typeof payload.jti !== "string" || typeof payload.exp !== "number") {
+      throw new AuthenticationError("token_invalid", "the agent token lacks sub, jti or exp");
+    }
+    const verified = { agentId: payload.sub, credentialId: payload.jti, expMs: payload.exp * 1000 };
+    if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, verified);
+    return verified;
+  }
+}

@@ -1,0 +1,82 @@
+// Identity domain types. Stores speak these, never Prisma or wire types.
+
+export type Role = "admin" | "policy_author" | "agent_manager" | "auditor";
+export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor"];
+
+export type HumanStatus = "active" | "deactivated";
+export type AgentStatus = "active" | "suspended" | "retired";
+
+export interface Organization {
+  id: string;
+  slug: string;
+  name: string;
+  createdAt: Date;
+}
+
+export interface Human {
+  id: string;
+  orgId: string;
+  name: string;
+  email: string;
+  status: HumanStatus;
+  createdAt: Date;
+}
+
+export interface Skill {
+  name: string;
+  version: string;
+  registeredAt: Date;
+}
+
+export interface Agent {
+  id: string;
+  orgId: string;
+  name: string;
+  description: string;
+  ownerId: string;
+  status: AgentStatus;
+  statusReason: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  skills: Skill[];
+}
+
+export interface AgentCredential {
+  id: string;
+  agentId: string;
+  kid: string;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  secretHash: string;
+  role: Role;
+  orgId: string | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+export interface SigningKey {
+  kid: string;
+  purpose: string;
+  alg: "ES256";
+  privateKeyPem: string;
+  publicJwk: Record<string, string>;
+  createdAt: Date;
+  retiredAt: Date | null;
+}
+
+/** Who is calling. Agents can only ask for decisions about themselves. */
+export type Principal =
+  | { kind: "api_key"; id: string; name: string; role: Role; orgId: string | null }
+  | { kind: "agent"; agentId: string; credentialId: string; orgId: string };
+
+export function principalName(p: Principal): string {
+  return p.kind === "api_key" ? `api_key:${p.id}` : `agent:${p.agentId}`;
+}

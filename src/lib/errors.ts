@@ -1,0 +1,65 @@
+// The error family. Services throw these; the one error middleware (http/problem.ts) turns them
+// into RFC 9457 problem details. `code` is stable and documented; `message` is for humans.
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export abstract class ClaiimError extends Error {
+  abstract readonly status: number;
+  abstract readonly title: string;
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InputError extends ClaiimError {
+  readonly status = 400;
+  readonly title = "Invalid request";
+  constructor(code: string, message: string, readonly errors: FieldError[] = [], extra: Record<string, unknown> = {}) {
+    super(code, message, extra);
+  }
+}
+
+export class PayloadTooLargeError extends ClaiimError {
+  readonly status = 413;
+  readonly title = "Payload too large";
+}
+
+/** The request was well-formed but its content cannot be accepted (e.g. a policy that does not compile). */
+export class UnprocessableError extends ClaiimError {
+  readonly status = 422;
+  readonly title = "Unprocessable content";
+}
+
+export class AuthenticationError extends ClaiimError {
+  readonly status = 401;
+  readonly title = "Authentication required";
+}
+
+export class NotAllowedError extends ClaiimError {
+  readonly status = 403;
+  readonly title = "Not allowed";
+}
+
+export class NotFoundError extends ClaiimError {
+  readonly status = 404;
+  readonly title = "Not found";
+}
+
+export class ConflictError extends ClaiimError {
+  readonly status = 409;
+  readonly title = "Conflict";
+}
+
+/** A dependency (database, policy engine) cannot serve the request; nothing was decided. */
+export class ServiceUnavailableError extends ClaiimError {
+  readonly status = 503;
+  readonly title = "Service unavailable";
+}

@@ -1,0 +1,39 @@
+import path from "node:path";
+import { loadConfig } from "./config";
+import { createLogger } from "./lib/logger";
+import { startClaiim } from "./server";
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const claiim = await startClaiim(config, logger);
+  if (claiim.bootstrapCredentialFile) {
+    // Printed once, on the start that created it; the secret itself never reaches the logs.
+    const file = path.relative(process.cwd(), claiim.bootstrapCredentialFile) || claiim.bootstrapCredentialFile;
+    process.stdout.write(
+      `\nFirst start: the bootstrap administrator credential was written to ${file} (mode 0600).\n` +
+        `Use it as a bearer token, e.g.  export CLAIIM_ADMIN_TOKEN=$(cat ${file})\n` +
+        `then create your own keys and delete the file.\n\n`,
+    );
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("stopping", { signal });
+    claiim.close().then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error("unclean stop", { error: err.message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`CLAIIM failed to start: ${err.message}\n`);
+  process.exit(1);
+});

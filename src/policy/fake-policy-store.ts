@@ -1,0 +1,30 @@
+import { ConflictError } from "../lib/errors";
+import type { BundleSummary, PolicyState, PolicyStore, StoredBundle } from "./policy-store";
+
+export class FakePolicyStore implements PolicyStore {
+  bundles = new Map<number, StoredBundle>();
+  current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null };
+
+  async latestVersion(): Promise<number> {
+    return Math.max(0, ...this.bundles.keys());
+  }
+  async insert(b: StoredBundle): Promise<void> {
+    if (this.bundles.has(b.version)) throw new ConflictError("policy_version_taken", "taken");
+    this.bundles.set(b.version, { ...b, bundle: Buffer.from(b.bundle) });
+  }
+  async get(version: number): Promise<StoredBundle | null> {
+    return this.bundles.get(version) ?? null;
+  }
+  async list(): Promise<BundleSummary[]> {
+    return [...this.bundles.values()].sort((a, b) => a.version - b.version).map(({ bundle: _b, sources: _s, ...rest }) => rest);
+  }
+  async state(): Promise<PolicyState> {
+    return { ...this.current };
+  }
+  async setActive(version: number, by: string, at: Date): Promise<void> {
+    this.current = { ...this.current, activeVersion: version, activatedBy: by, activatedAt: at };
+  }
+  async setError(message: string, at: Date): Promise<void> {
+    this.current = { ...this.current, lastError: message, lastErrorAt: at };
+  }
+}

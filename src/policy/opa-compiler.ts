@@ -1,0 +1,140 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { InputError, UnprocessableError } from "../lib/errors";
+import { readBundle, type BundleFiles } from "./bundle";
+
+const run = promisify(execFile);
+
+/** The decision entrypoint every CLAIIM policy set must define. */
+export const ENTRYPOINT = "claiim/decision";
+
+export interface OpaProblem {
+  file: string;
+  row: number;
+  col: number;
+  code: string;
+  message: string;
+}
+
+/** Policy sources: relative path to file text. */
+export type PolicySources = Record<string, string>;
+
+export interface PolicyCompiler {
+  /** Compiles sources to an OPA WebAssembly bundle; throws UnprocessableError with OPA's problems. */
+  compile(sources: PolicySources): Promise<BundleFiles>;
+}
+
+const SOURCE_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+\.(rego|json|yaml|yml)$/;
+
+export function checkSourcePaths(sources: PolicySources): void {
+  const names = Object.keys(sources);
+  if (!names.some((n) => n.endsWith(".rego") && !n.endsWith("_test.rego"))) {
+    throw new InputError("policy_empty", "a policy set needs at least one .rego module that is not a test", [
+      { path: "files", message: "no policy module" },
+    ]);
+  }
+  const bad = names.filter((n) => !SOURCE_PATH.test(n));
+  if (bad.length) {
+    throw new InputError(
+      "policy_path_invalid",
+      "policy file paths must be relative, without '.' or '..' segments, and end in .rego, .json, .yaml or .yml",
+      bad.map((n) => ({ path: `files.${n}`, message: "invalid policy file path" })),
+    );
+  }
+}
+
+/** Parses OPA's text errors ("file:row: code: message") for the commands that have no JSON output. */
+function parseOpaText(stderr: string): OpaProblem[] {
+  const problems: OpaProblem[] = [];
+  for (const line of stderr.split("\n")) {
+    const m = /^(?:error: (?:\d+ errors? occurred(?: during loading)?: )?)?(.+?):(\d+): (rego_[a-z_]+): (.*)$/.exec(line.trim());
+    if (m) problems.push({ file: m[1], row: Number(m[2]), col: 0, code: m[3], message: m[4] });
+  }
+  return problems;
+}
+
+/**
+ * Compiles with the real OPA CLI, against the builtins that the opa-wasm runtime can execute:
+ * a policy that calls anything else is refused at compile time, not at evaluation.
+ */
+export class OpaCliCompiler implements PolicyCompiler {
+  private capabilitiesFile: Promise<string> | null = null;
+
+  constructor(private readonly opaBin: string) {}
+
+  async compile(sources: PolicySources): Promise<BundleFiles> {
+    checkSourcePaths(sources);
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "claiim-policy-"));
+    try {
+      const src = path.join(dir, "src");
+      for (const [name, text] of Object.entries(sources)) {
+        await fs.mkdir(path.dirname(path.join(src, name)), { recursive: true });
+        await fs.writeFile(path.join(src, name), text);
+      }
+      const capabilities = await this.capabilities();
+      await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
+      const out = path.join(dir, "bundle.tar.gz");
+      await this.opa(
+        src,
+        ["build", "-t", "wasm", "-e", ENTRYPOINT, "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."],
+        "text",
+      );
+      return await readBundle(await fs.readFile(out));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async opa(cwd: string, args: string[], errors: "json" | "text"): Promise<string> {
+    try {
+      const { stdout } = await run(this.opaBin, args, { cwd, maxBuffer: 16 * 1024 * 1024 });
+      return stdout;
+    } catch (err) {
+      const e = err as { code?: string | number; stdout?: string; stderr?: string };
+      if (e.code === "ENOENT") throw new Error(`OPA CLI not found at ${this.opaBin}: run make setup or set OPA_BIN`);
+      let problems: OpaProblem[] = [];
+      if (errors === "json") {
+        try {
+          const parsed = JSON.parse(e.stdout || e.stderr || "{}") as { errors?: { code: string; message: string; location?: { file: string; row: number; col: number } }[] };
+          problems = (parsed.errors ?? []).map((p) => ({
+            file: p.location?.file ?? "",
+            row: p.location?.row ?? 0,
+            col: p.location?.col ?? 0,
+            code: p.code,
+            message: p.message,
+          }));
+        } catch {
+          problems = parseOpaText(e.stderr ?? "");
+        }
+      } else {
+        problems = parseOpaText(e.stderr ?? "");
+      }
+      const output = (e.stderr || e.stdout || "").trim();
+      const first = problems[0];
+      throw new UnprocessableError(
+        "policy_compile_failed",
+        first ? `${first.file}:${first.row}:${first.col}: ${first.message}` : `opa ${args[0]} failed: ${output.slice(0, 500)}`,
+        { opa_errors: problems, opa_output: output.slice(0, 20000) },
+      );
+    }
+  }
+
+  /** opa-wasm's own builtin list, with the language features of the OPA CLI in use. */
+  private capabilities(): Promise<string> {
+    this.capabilitiesFile ??= (async () => {
+      const wasmCaps = JSON.parse(
+        await fs.readFile(path.join(path.dirname(require.resolve("@open-policy-agent/opa-wasm")), "..", "capabilities.json"), "utf8"),
+      ) as { builtins: unknown[]; wasm_abi_versions: unknown[] };
+      const { stdout } = await run(this.opaBin, ["capabilities", "--current"], { maxBuffer: 16 * 1024 * 1024 });
+      const current = JSON.parse(stdout) as { features?: string[] };
+      const file = path.join(await fs.mkdtemp(path.join(os.tmpdir(), "claiim-caps-")), "capabilities.json");
+      await fs.writeFile(file, JSON.stringify({ builtins: wasmCaps.builtins, features: current.features ?? [], wasm_abi_versions: wasmCaps.wasm_abi_versions }));
+      return file;
+    })();
+    this.capabilitiesFile.catch(() => (this.capabilitiesFile = null));
+    return this.capabilitiesFile;
+  }
+}

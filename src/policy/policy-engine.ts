@@ -1,0 +1,68 @@
+import { loadPolicy } from "@open-policy-agent/opa-wasm";
+import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf } from "./bundle";
+import { ENTRYPOINT } from "./opa-compiler";
+import type { StoredBundle } from "./policy-store";
+
+/** A bundle loaded into the WebAssembly runtime, ready to evaluate. */
+export interface ActivePolicy {
+  version: number;
+  revision: string;
+  digest: string;
+  activatedAt: Date;
+  /** Evaluates the decision entrypoint. Synchronous; throws when the policy fails. */
+  evaluate(input: unknown): unknown;
+}
+
+export class BundleIntegrityError extends Error {}
+
+/**
+ * Checks a stored bundle end to end (archive hash, content digest, manifest revision, entrypoint)
+ * and loads it. Nothing unverified reaches the runtime.
+ */
+export async function instantiate(stored: StoredBundle, activatedAt: Date): Promise<ActivePolicy> {
+  const fail = (why: string): never => {
+    throw new BundleIntegrityError(`policy version ${stored.version} refused: ${why}`);
+  };
+  if (fileSha256(stored.bundle) !== stored.fileSha256) fail("archive hash does not match the recorded hash");
+  const files = await readBundle(stored.bundle).catch((err: Error) => fail(`archive is unreadable (${err.message})`));
+  const digest = contentDigest(files);
+  if (digest !== stored.digest) fail("content digest does not match the recorded digest");
+  const manifest = parseManifest(files);
+  if (manifest.revision !== stored.revision || manifest.revision !== revisionOf(stored.version, digest)) {
+    fail("manifest revision does not match the recorded version and digest");
+  }
+  const wasmEntry = manifest.wasm?.find((w) => w.entrypoint === ENTRYPOINT);
+  if (!wasmEntry) fail(`manifest declares no WebAssembly module for ${ENTRYPOINT}`);
+  const wasm = files.get(wasmEntry!.module.replace(/^\/+/, ""));
+  if (!wasm) fail(`bundle has no ${wasmEntry!.module}`);
+  const data = files.get("data.json");
+  const policy = await loadPolicy(wasm!);
+  policy.setData(data ? (JSON.parse(data.toString("utf8")) as object) : {});
+  const entrypoint = ENTRYPOINT;
+  return {
+    version: stored.version,
+    revision: stored.revision,
+    digest: stored.digest,
+    activatedAt,
+    evaluate(input: unknown): unknown {
+      const results = policy.evaluate(input, entrypoint) as { result: unknown }[];
+      return results.length ? results[0].result : undefined;
+    },
+  };
+}
+
+/**
+ * Holds the active policy. Swapping is one reference assignment; a request that took the
+ * previous reference finishes on it.
+ */
+export class PolicyEngine {
+  private current: ActivePolicy | null = null;
+
+  active(): ActivePolicy | null {
+    return this.current;
+  }
+
+  swap(next: ActivePolicy): void {
+    this.current = next;
+  }
+}

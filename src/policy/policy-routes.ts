@@ -1,0 +1,94 @@
+import { z } from "../http/openapi";
+import { route, type RouteSpec } from "../http/route";
+import { principalName } from "../identity/model";
+import type { PolicyService } from "./policy-service";
+
+const PolicyVersionView = z
+  .object({
+    version: z.number().int(),
+    revision: z.string(),
+    digest: z.string(),
+    file_sha256: z.string(),
+    message: z.string(),
+    created_by: z.string(),
+    created_at: z.string(),
+    active: z.boolean(),
+  })
+  .openapi("PolicyVersion");
+
+const PolicyStatusView = z
+  .object({
+    name: z.string(),
+    active_version: z.number().int().nullable(),
+    active_revision: z.string().nullable(),
+    active_digest: z.string().nullable(),
+    last_successful_activation: z.string().nullable(),
+    activated_by: z.string().nullable(),
+    errors: z.array(z.object({ message: z.string(), at: z.string() })),
+  })
+  .openapi("PolicyStatus", { description: "Modelled on OPA's bundle status" });
+
+const Version = z.object({ version: z.coerce.number().int().min(1) });
+
+export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSpec[] {
+  return [
+    route({
+      method: "post",
+      path: "/v1/policies",
+      summary: "Publish a policy set (Rego modules, tests, data); compiled to WebAssembly with the OPA CLI",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      bodyLimit: maxBytes,
+      body: z
+        .object({
+          files: z.record(z.string().min(1).max(500), z.string().max(maxBytes)).openapi({ description: "Relative path to file text" }),
+          message: z.string().min(1).max(2000),
+          activate: z.boolean().default(false),
+        })
+        .strict(),
+      responses: {
+        201: { description: "Published (and activated when asked)", schema: PolicyVersionView },
+        422: { description: "OPA refused the policy; opa_errors lists file, row, column and message" },
+      },
+      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, principalName(principal!)) }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies",
+      summary: "List published policy versions",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      responses: { 200: { description: "Versions", schema: z.object({ versions: z.array(PolicyVersionView) }) } },
+      handle: async () => ({ status: 200, body: { versions: await policies.list() } }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/status",
+      summary: "Active policy revision and the last activation error",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      responses: { 200: { description: "Status", schema: PolicyStatusView } },
+      handle: async () => ({ status: 200, body: await policies.status() }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/{version}",
+      summary: "One policy version with its source files",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      params: Version,
+      responses: { 200: { description: "The version", schema: PolicyVersionView.extend({ files: z.record(z.string(), z.string()) }) } },
+      handle: async ({ params }) => ({ status: 200, body: await policies.get(params.version) }),
+    }),
+    route({
+      method: "post",
+      path: "/v1/policies/{version}/activate",
+      summary: "Activate a published version (verified before it replaces the active one)",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      params: Version,
+      responses: { 200: { description: "Active", schema: PolicyVersionView }, 422: { description: "The stored bundle failed verification" } },
+      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, principalName(principal!)) }),
+    }),
+  ];
+}

@@ -1,0 +1,192 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { NotFoundError, UnprocessableError } from "../lib/errors";
+import type { Logger } from "../lib/logger";
+import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
+import type { PolicyCompiler, PolicySources } from "./opa-compiler";
+import { instantiate, type PolicyEngine } from "./policy-engine";
+import type { BundleSummary, PolicyStore } from "./policy-store";
+
+export interface PublishRequest {
+  files: PolicySources;
+  message: string;
+  activate: boolean;
+}
+
+export interface PolicyVersionView {
+  version: number;
+  revision: string;
+  digest: string;
+  file_sha256: string;
+  message: string;
+  created_by: string;
+  created_at: string;
+  active: boolean;
+}
+
+export interface PolicyStatus {
+  name: string;
+  active_version: number | null;
+  active_revision: string | null;
+  active_digest: string | null;
+  last_successful_activation: string | null;
+  activated_by: string | null;
+  errors: { message: string; at: string }[];
+}
+
+const BUNDLE_NAME = "claiim";
+
+export async function readPolicyDir(dir: string): Promise<PolicySources> {
+  const sources: PolicySources = {};
+  const walk = async (rel: string): Promise<void> => {
+    for (const entry of await fs.readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const name = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(name);
+      else if (entry.isFile() && /\.(rego|json|ya?ml)$/.test(entry.name)) sources[name] = await fs.readFile(path.join(dir, name), "utf8");
+    }
+  };
+  await walk("");
+  return sources;
+}
+
+/**
+ * Publishing and activation. Both are serialised in this process, and both are all-or-nothing:
+ * a version that does not compile is not stored, and a version that does not load does not
+ * replace the active one.
+ */
+export class PolicyService {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: PolicyStore,
+    private readonly compiler: PolicyCompiler,
+    private readonly engine: PolicyEngine,
+    private readonly bundleDir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  publish(req: PublishRequest, actor: string): Promise<PolicyVersionView> {
+    return this.serialised(async () => {
+      const files = await this.compiler.compile(req.files);
+      const version = (await this.store.latestVersion()) + 1;
+      const digest = contentDigest(files);
+      const revision = revisionOf(version, digest);
+      files.set(".manifest", Buffer.from(JSON.stringify({ ...parseManifest(files), revision })));
+      const bundle = await writeBundle(files);
+      const createdAt = new Date();
+      const stored = { version, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy: actor, createdAt };
+      // Load before storing: a bundle that compiles but cannot run is refused like one that does not compile.
+      const loaded = await instantiate(stored, createdAt).catch((err: Error) => {
+        throw new UnprocessableError("policy_load_failed", err.message);
+      });
+      await this.store.insert(stored);
+      await this.writeFile(version, bundle);
+      this.logger.info("policy published", { version, revision, actor });
+      if (req.activate) await this.activateLoaded(loaded, actor);
+      return this.view(stored);
+    });
+  }
+
+  activate(version: number, actor: string): Promise<PolicyVersionView> {
+    return this.serialised(async () => {
+      const stored = await this.store.get(version);
+      if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
+      const at = new Date();
+      let loaded;
+      try {
+        loaded = await instantiate(stored, at);
+      } catch (err) {
+        await this.store.setError((err as Error).message, at);
+        this.logger.error("policy activation refused", { version, error: (err as Error).message });
+        throw new UnprocessableError("policy_activation_failed", (err as Error).message);
+      }
+      await this.activateLoaded(loaded, actor);
+      return this.view(stored);
+    });
+  }
+
+  /**
+   * At start-up: activate the version the database names, or, on a database with no policy at
+   * all, publish and activate the reference policies from `regoDir`. A stored version that fails
+   * verification stays inactive, and CLAIIM reports not ready rather than run unverified policy.
+   */
+  async start(regoDir: string): Promise<void> {
+    const state = await this.store.state();
+    if (state.activeVersion !== null) {
+      try {
+        await this.activate(state.activeVersion, "system:startup");
+      } catch (err) {
+        this.logger.error("active policy could not be loaded at start-up", { version: state.activeVersion, error: (err as Error).message });
+      }
+      return;
+    }
+    if ((await this.store.latestVersion()) === 0) {
+      const view = await this.publish(
+        { files: await readPolicyDir(regoDir), message: `reference policies from ${path.basename(regoDir)}/`, activate: true },
+        "system:bootstrap",
+      );
+      this.logger.info("reference policies published and activated", { version: view.version, revision: view.revision });
+    }
+  }
+
+  async list(): Promise<PolicyVersionView[]> {
+    return (await this.store.list()).map((b) => this.view(b));
+  }
+
+  async get(version: number): Promise<PolicyVersionView & { files: PolicySources }> {
+    const stored = await this.store.get(version);
+    if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
+    return { ...this.view(stored), files: stored.sources };
+  }
+
+  async status(): Promise<PolicyStatus> {
+    const state = await this.store.state();
+    const active = this.engine.active();
+    return {
+      name: BUNDLE_NAME,
+      active_version: active?.version ?? null,
+      active_revision: active?.revision ?? null,
+      active_digest: active?.digest ?? null,
+      last_successful_activation: active?.activatedAt.toISOString() ?? null,
+      activated_by: active ? state.activatedBy : null,
+      errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],
+    };
+  }
+
+  private async activateLoaded(loaded: Awaited<ReturnType<typeof instantiate>>, actor: string): Promise<void> {
+    // WARNING: persist first, swap second: if the database refuses, the old version stays active everywhere.
+    await this.store.setActive(loaded.version, actor, loaded.activatedAt);
+    this.engine.swap(loaded);
+    this.logger.info("policy activated", { version: loaded.version, revision: loaded.revision, actor });
+  }
+
+  private async writeFile(version: number, bundle: Buffer): Promise<void> {
+    try {
+      await fs.mkdir(this.bundleDir, { recursive: true });
+      await fs.writeFile(path.join(this.bundleDir, `${version}.tar.gz`), bundle);
+    } catch (err) {
+      // The database holds the authoritative copy; the file is a convenience for OPA tooling.
+      this.logger.warn("could not write bundle file", { version, error: (err as Error).message });
+    }
+  }
+
+  private view(b: BundleSummary): PolicyVersionView {
+    return {
+      version: b.version,
+      revision: b.revision,
+      digest: b.digest,
+      file_sha256: b.fileSha256,
+      message: b.message,
+      created_by: b.createdBy,
+      created_at: b.createdAt.toISOString(),
+      active: this.engine.active()?.version === b.version,
+    };
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+

@@ -1,0 +1,32 @@
+export interface StoredBundle {
+  version: number;
+  revision: string;
+  digest: string;
+  fileSha256: string;
+  bundle: Buffer;
+  sources: Record<string, string>;
+  message: string;
+  createdBy: string;
+  createdAt: Date;
+}
+
+export type BundleSummary = Omit<StoredBundle, "bundle" | "sources">;
+
+export interface PolicyState {
+  activeVersion: number | null;
+  activatedAt: Date | null;
+  activatedBy: string | null;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+}
+
+export interface PolicyStore {
+  latestVersion(): Promise<number>;
+  /** Inserts a new version; throws ConflictError when that version number is taken. */
+  insert(bundle: StoredBundle): Promise<void>;
+  get(version: number): Promise<StoredBundle | null>;
+  list(): Promise<BundleSummary[]>;
+  state(): Promise<PolicyState>;
+  setActive(version: number, by: string, at: Date): Promise<void>;
+  setError(message: string, at: Date): Promise<void>;
+}

@@ -1,0 +1,63 @@
+import type { Prisma } from "../db/database";
+import { ConflictError } from "../lib/errors";
+import type { BundleSummary, PolicyState, PolicyStore, StoredBundle } from "./policy-store";
+
+const STATE = "claiim";
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === "P2002";
+}
+
+export class PrismaPolicyStore implements PolicyStore {
+  constructor(private readonly prisma: Prisma) {}
+
+  async latestVersion(): Promise<number> {
+    const r = await this.prisma.policyBundle.aggregate({ _max: { version: true } });
+    return r._max.version ?? 0;
+  }
+
+  async insert(b: StoredBundle): Promise<void> {
+    try {
+      await this.prisma.policyBundle.create({
+        data: { ...b, bundle: new Uint8Array(b.bundle), sources: JSON.stringify(b.sources) },
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ConflictError("policy_version_taken", `policy version ${b.version} was published concurrently; publish again`);
+      throw err;
+    }
+  }
+
+  async get(version: number): Promise<StoredBundle | null> {
+    const row = await this.prisma.policyBundle.findUnique({ where: { version } });
+    if (!row) return null;
+    return { ...row, bundle: Buffer.from(row.bundle), sources: JSON.parse(row.sources) as Record<string, string> };
+  }
+
+  async list(): Promise<BundleSummary[]> {
+    return this.prisma.policyBundle.findMany({
+      orderBy: { version: "asc" },
+      select: { version: true, revision: true, digest: true, fileSha256: true, message: true, createdBy: true, createdAt: true },
+    });
+  }
+
+  async state(): Promise<PolicyState> {
+    const row = await this.prisma.policyState.findUnique({ where: { name: STATE } });
+    return {
+      activeVersion: row?.activeVersion ?? null,
+      activatedAt: row?.activatedAt ?? null,
+      activatedBy: row?.activatedBy ?? null,
+      lastError: row?.lastError ?? null,
+      lastErrorAt: row?.lastErrorAt ?? null,
+    };
+  }
+
+  async setActive(version: number, by: string, at: Date): Promise<void> {
+    const data = { activeVersion: version, activatedAt: at, activatedBy: by };
+    await this.prisma.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+  }
+
+  async setError(message: string, at: Date): Promise<void> {
+    const data = { lastError: message, lastErrorAt: at };
+    await this.prisma.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+  }
+}
