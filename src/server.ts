@@ -8,13 +8,15 @@ import { document, type RouteSpec } from "./http/route";
 import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
+import type { IdentityStore } from "./identity/identity-store";
 import { SigningKeys } from "./identity/signing-keys";
 import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
-import { OpaCliCompiler } from "./policy/opa-compiler";
+import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
 import { PolicyEngine } from "./policy/policy-engine";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
+import type { PolicyStore } from "./policy/policy-store";
 import { PolicyService } from "./policy/policy-service";
 import { policyRoutes } from "./policy/policy-routes";
 import type { ChronStore } from "./chron/chron-store";
@@ -46,47 +48,81 @@ export function createChronStore(db: Database): ChronStore {
   return db.kind === "sqlite" ? new SqliteChronStore(db.sqlite) : new PostgresChronStore(db.pool);
 }
 
+export interface Stores {
+  identity: IdentityStore;
+  policy: PolicyStore;
+  chron: ChronStore;
+}
+
+export interface Core {
+  identity: IdentityService;
+  policies: PolicyService;
+  engine: PolicyEngine;
+  chron: ChronService;
+  writer: ChronWriter;
+  routes: RouteSpec[];
+  authenticator: Authenticator;
+  bootstrapCredentialFile: string | null;
+}
+
+/**
+ * Builds and starts every service on the given stores: Prisma and SQL ones in production, fakes in
+ * route tests. `databaseAnswers` feeds readiness.
+ */
+export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
+  const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
+  const signingKeys = new SigningKeys(stores.identity, "agent-token");
+  const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, logger);
+  await identity.start();
+  const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
+
+  const engine = new PolicyEngine();
+  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, logger);
+  await policies.start(config.regoDir);
+
+  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
+  const chron = new ChronService(stores.chron, writer);
+  const decisions = new DecisionService(
+    {
+      agentContext: (id) => identity.agentContext(id),
+      activePolicy: () => engine.active(),
+      record: (content) => writer.append(content),
+    },
+    logger,
+  );
+  const authenticator = new Authenticator(identity, signingKeys, tokenSettings);
+
+  let openapi: unknown = null;
+  const routes: RouteSpec[] = [
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
+    ...identityRoutes(identity),
+    ...decisionRoutes(decisions),
+    ...chronRoutes(chron, identity),
+    ...policyRoutes(policies, config.bodyLimits.policy),
+  ];
+  const registry = new OpenAPIRegistry();
+  document(registry, routes);
+  openapi = generateDocument(registry, VERSION);
+  return { identity, policies, engine, chron, writer, routes, authenticator, bootstrapCredentialFile };
+}
+
+export function createHttpApp(core: Core, config: Config, logger: Logger) {
+  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger);
+}
+
 /** The composition root: every dependency is built here and nowhere else. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl);
   try {
-    const identityStore = new PrismaIdentityStore(db.prisma);
-    const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-    const signingKeys = new SigningKeys(identityStore, "agent-token");
-    const identity = new IdentityService(identityStore, signingKeys, tokenSettings, logger);
-    await identity.start();
-    const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
-
-    const engine = new PolicyEngine();
-    const policies = new PolicyService(new PrismaPolicyStore(db.prisma), new OpaCliCompiler(config.opaBin), engine, config.bundleDir, logger);
-    await policies.start(config.regoDir);
-
-    const chronStore = createChronStore(db);
-    const writer = new ChronWriter(chronStore, config.chron.maxBatch, logger);
-    const chron = new ChronService(chronStore, writer);
-    const decisions = new DecisionService(
-      {
-        agentContext: (id) => identity.agentContext(id),
-        activePolicy: () => engine.active(),
-        record: (content) => writer.append(content),
-      },
+    const core = await createCore(
+      config,
+      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db) },
+      new OpaCliCompiler(config.opaBin),
       logger,
+      () => databaseAnswers(db),
     );
-    const authenticator = new Authenticator(identity, signingKeys, tokenSettings);
-
-    let openapi: unknown = null;
-    const routes: RouteSpec[] = [
-      ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers: () => databaseAnswers(db) }, () => openapi),
-      ...identityRoutes(identity),
-      ...decisionRoutes(decisions),
-      ...chronRoutes(chron, identity),
-      ...policyRoutes(policies, config.bodyLimits.policy),
-    ];
-    const registry = new OpenAPIRegistry();
-    document(registry, routes);
-    openapi = generateDocument(registry, VERSION);
-
-    const app = createApp(routes, { authenticate: (h) => authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger);
+    const { identity, policies, engine, chron, writer, bootstrapCredentialFile } = core;
+    const app = createHttpApp(core, config, logger);
     const server = createServer(app);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -111,8 +147,10 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       writer,
       bootstrapCredentialFile,
       async close() {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
+        // In-flight requests finish (and their Chron records commit) before the writer closes.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await closed;
         await writer.close();
         await db.close();
       },

@@ -1,0 +1,35 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import request from "supertest";
+import { loadConfig } from "../../src/config";
+import { createLogger } from "../../src/lib/logger";
+import { createCore, createHttpApp, type Core } from "../../src/server";
+import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
+import { FakePolicyStore } from "../../src/policy/fake-policy-store";
+import { FakeChronStore } from "../../src/chron/fake-chron-store";
+import { OpaCliCompiler } from "../../src/policy/opa-compiler";
+
+const ROOT = path.resolve(__dirname, "../..");
+export const OPA_BIN = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
+
+export interface FakeApp {
+  core: Core;
+  stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore };
+  http: ReturnType<typeof request>;
+  admin: string;
+}
+
+/** The real services and HTTP app on in-memory stores, for route tests. */
+export async function fakeApp(): Promise<FakeApp> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-route-"));
+  const config = loadConfig(
+    { DATABASE_URL: `file:${dir}/unused.db`, CLAIIM_DATA_DIR: dir, CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"), CLAIIM_REGO_DIR: path.join(ROOT, "rego"), OPA_BIN },
+    ROOT,
+  );
+  const logger = createLogger("silent");
+  const stores = { identity: new FakeIdentityStore(), policy: new FakePolicyStore(), chron: new FakeChronStore() };
+  const core = await createCore(config, stores, new OpaCliCompiler(OPA_BIN), logger, async () => true);
+  const admin = fs.readFileSync(core.bootstrapCredentialFile!, "utf8").trim();
+  return { core, stores, http: request(createHttpApp(core, config, logger)), admin };
+}

@@ -1,0 +1,176 @@
+import { ChronWriter } from "../../src/chron/chron-writer";
+import { ChronService } from "../../src/chron/chron-service";
+import { FakeChronStore } from "../../src/chron/fake-chron-store";
+import { GENESIS_HASH, recordHash, seal, type DecisionContent } from "../../src/chron/record";
+import { canonicalize } from "../../src/lib/canonical";
+import { createLogger } from "../../src/lib/logger";
+
+const logger = createLogger("silent");
+
+function content(n: number, decision: "allow" | "deny" = "allow"): DecisionContent {
+  return {
+    kind: "decision",
+    decision_id: `d-${n}`,
+    timestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+    path: "claiim/decision",
+    organization: { id: "o-1", slug: "acme" },
+    agent: { id: `a-${n % 3}`, name: "bot", status: "active" },
+    accountable_human: { id: "h-1", name: "Alice", email: "a@x", status: "active" },
+    requested_by: { credential_id: "c-1" },
+    action: "deploy",
+    resource: "staging",
+    purpose: "p",
+    skill: { name: "deploy", version: "1.2.0" },
+    decision,
+    reasons: [],
+    policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" },
+    bundles: { claiim: { revision: "1-sha256:x" } },
+    input: { n },
+  };
+}
+
+describe("ChronWriter (group commit)", () => {
+  test("appends of one turn share one transaction, chained in order from genesis", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    const rows = await Promise.all([1, 2, 3, 4, 5].map((n) => writer.append(content(n))));
+    expect(store.appendCalls).toBe(1);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows[0].prevHash).toBe(GENESIS_HASH);
+    rows.slice(1).forEach((r, i) => expect(r.prevHash).toBe(rows[i].hash));
+    expect(rows[2].hash).toBe(recordHash(content(3), 3, rows[1].hash));
+    expect(writer.stats()).toEqual({ committed: 5, batches: 1, queued: 0 });
+  });
+
+  test("a caller's promise settles only after its record's commit", async () => {
+    const store = new FakeChronStore();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const original = store.append.bind(store);
+    store.append = async (rows) => {
+      await gate;
+      return original(rows);
+    };
+    const writer = new ChronWriter(store, 100, logger);
+    let settled = false;
+    const p = writer.append(content(1)).then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    expect(store.rows).toHaveLength(0);
+    release();
+    await p;
+    expect(settled).toBe(true);
+    expect(store.rows).toHaveLength(1);
+  });
+
+  test("appends that arrive during a commit form the next batch; maxBatch bounds a batch", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 2, logger);
+    const all = await Promise.all([1, 2, 3, 4, 5].map((n) => writer.append(content(n))));
+    expect(all.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(store.appendCalls).toBe(3);
+  });
+
+  test("a failed commit rejects its whole batch, writes nothing, and the chain resumes without a gap", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    await writer.append(content(1));
+    store.failNext = new Error("disk full");
+    const failed = await Promise.allSettled([writer.append(content(2)), writer.append(content(3))]);
+    expect(failed.map((f) => f.status)).toEqual(["rejected", "rejected"]);
+    expect(store.rows).toHaveLength(1);
+    const next = await writer.append(content(4));
+    expect(next.seq).toBe(2);
+    expect(next.prevHash).toBe(store.rows[0].hash);
+  });
+
+  test("when another writer moved the head, the batch is re-chained on the new head", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    await writer.append(content(1));
+    const other = seal([content(2)], { seq: 1, hash: store.rows[0].hash });
+    await store.append(other);
+    const row = await writer.append(content(3));
+    expect(row.seq).toBe(3);
+    expect(row.prevHash).toBe(other[0].hash);
+    expect(await new ChronService(store, writer).verify()).toMatchObject({ valid: true, checked: 3 });
+  });
+
+  test("close() commits what is queued and then refuses", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    const pending = writer.append(content(1));
+    await writer.close();
+    await expect(pending).resolves.toMatchObject({ seq: 1 });
+    await expect(writer.append(content(2))).rejects.toThrow(/closed/);
+  });
+});
+
+describe("ChronService", () => {
+  async function chain(n: number) {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 1000, logger);
+    await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1, i % 2 ? "deny" : "allow"))));
+    return { store, writer, service: new ChronService(store, writer) };
+  }
+
+  test("verifies a long chain page by page", async () => {
+    const { service } = await chain(2500);
+    const result = await service.verify();
+    expect(result).toMatchObject({ valid: true, checked: 2500, head: { seq: 2500 } });
+  });
+
+  test("names the first modified record", async () => {
+    const { store, service } = await chain(10);
+    store.rows[5].content = store.rows[5].content.replace('"deny"', '"allow"');
+    store.rows[7].content = store.rows[7].content.replace('"deny"', '"allow"');
+    expect(await service.verify()).toMatchObject({ valid: false, checked: 5, first_bad: { seq: 6, problem: expect.stringMatching(/^hash mismatch/) } });
+  });
+
+  test("a row whose hash was recomputed after a change still breaks the next link", async () => {
+    const { store, service } = await chain(5);
+    const forged = { ...content(3), decision: "deny" as const };
+    store.rows[2].content = canonicalize(forged);
+    store.rows[2].hash = recordHash(forged, 3, store.rows[2].prevHash);
+    store.rows[2].decision = "deny";
+    expect(await service.verify()).toMatchObject({ valid: false, first_bad: { seq: 4, problem: expect.stringMatching(/^broken link/) } });
+  });
+
+  test("names a deleted record by its missing sequence number", async () => {
+    const { store, service } = await chain(10);
+    store.rows.splice(4, 1);
+    expect(await service.verify()).toMatchObject({ valid: false, first_bad: { seq: 5, problem: expect.stringMatching(/^sequence gap/) } });
+  });
+
+  test("names reordered records", async () => {
+    const { store, service } = await chain(10);
+    const a = store.rows[3];
+    const b = store.rows[4];
+    [a.seq, b.seq] = [b.seq, a.seq];
+    expect(await service.verify()).toMatchObject({ valid: false, first_bad: { seq: 4, problem: expect.stringMatching(/^broken link/) } });
+  });
+
+  test("names records cut off the end, which the writer knows were committed", async () => {
+    const { store, service } = await chain(10);
+    store.rows.splice(8);
+    expect(await service.verify()).toMatchObject({ valid: false, head: { seq: 8 }, first_bad: { seq: 9, problem: expect.stringMatching(/^missing/) } });
+  });
+
+  test("names filter columns that disagree with the content", async () => {
+    const { store, service } = await chain(4);
+    store.rows[1].agentId = "someone-else";
+    expect(await service.verify()).toMatchObject({ valid: false, first_bad: { seq: 2, problem: "column agentId disagrees with the record's content" } });
+  });
+
+  test("lists with filters and an opaque cursor", async () => {
+    const { service } = await chain(25);
+    const first = await service.list({ decision: "deny" }, undefined, 5);
+    expect(first.records.map((r) => r.seq)).toEqual([2, 4, 6, 8, 10]);
+    const second = await service.list({ decision: "deny" }, first.next_cursor!, 5);
+    expect(second.records.map((r) => r.seq)).toEqual([12, 14, 16, 18, 20]);
+    const last = await service.list({ decision: "deny" }, second.next_cursor!, 5);
+    expect(last.records.map((r) => r.seq)).toEqual([22, 24]);
+    expect(last.next_cursor).toBeNull();
+    await expect(service.list({}, "garbage", 5)).rejects.toMatchObject({ code: "invalid_cursor" });
+  });
+});

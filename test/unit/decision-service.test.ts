@@ -1,0 +1,102 @@
+import { DecisionService, type DecisionDeps } from "../../src/decisions/decision-service";
+import type { ChronContent, ChronRow } from "../../src/chron/record";
+import type { AgentContext } from "../../src/identity/identity-service";
+import type { ActivePolicy } from "../../src/policy/policy-engine";
+import { createLogger } from "../../src/lib/logger";
+
+const now = new Date();
+function context(over: { status?: "active" | "suspended"; owner?: null | "deactivated" } = {}): AgentContext {
+  return {
+    agent: { id: "a-1", orgId: "o-1", name: "deploy-bot", description: "", ownerId: "h-1", status: over.status ?? "active", statusReason: null, createdAt: now, updatedAt: now, skills: [{ name: "deploy", version: "1.2.0", registeredAt: now }] },
+    organization: { id: "o-1", slug: "acme", name: "Acme", createdAt: now },
+    owner: over.owner === null ? null : { id: "h-1", orgId: "o-1", name: "Alice", email: "alice@x", status: over.owner ?? "active", createdAt: now },
+  };
+}
+
+function policy(evaluate: (input: unknown) => unknown, version = 3): ActivePolicy {
+  return { version, revision: `${version}-sha256:abc`, digest: "sha256:abc", activatedAt: now, evaluate };
+}
+
+const request = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
+
+function harness(deps: Partial<DecisionDeps> = {}) {
+  const recorded: ChronContent[] = [];
+  const full: DecisionDeps = {
+    agentContext: () => context(),
+    activePolicy: () => policy(() => ({ allow: true, reasons: ["ok"] })),
+    record: async (c) => {
+      recorded.push(c);
+      return { seq: recorded.length, hash: "h".repeat(64) } as ChronRow;
+    },
+    ...deps,
+  };
+  return { service: new DecisionService(full, createLogger("silent")), recorded };
+}
+
+describe("DecisionService", () => {
+  test("the policy sees CLAIIM's records of the agent, and the request, and nothing else", async () => {
+    const seen: unknown[] = [];
+    const { service, recorded } = harness({ activePolicy: () => policy((i) => (seen.push(i), { allow: true, reasons: ["ok"] })) });
+    const res = await service.decide("a-1", "c-1", request);
+    expect(seen).toEqual([
+      {
+        agent: { id: "a-1", name: "deploy-bot", status: "active", organization: "acme", skills: { deploy: { version: "1.2.0" } } },
+        accountable_human: { id: "h-1", name: "Alice", email: "alice@x", status: "active" },
+        request,
+      },
+    ]);
+    expect(res).toMatchObject({ decision: "allow", allow: true, reasons: ["ok"], policy: { version: 3, revision: "3-sha256:abc" }, chron: { seq: 1 } });
+    expect(recorded[0]).toMatchObject({ decision_id: res.decision_id, input: seen[0], requested_by: { credential_id: "c-1" }, bundles: { claiim: { revision: "3-sha256:abc" } } });
+  });
+
+  test.each([
+    ["no active policy", () => null, /^no policy is active/],
+    ["a policy that throws", () => policy(() => { throw new Error("wasm trap"); }), /^policy evaluation failed: wasm trap/],
+    ["a policy with no result", () => policy(() => undefined), /^policy evaluation failed: the policy did not return/],
+    ["a policy with a malformed result", () => policy(() => ({ allow: "yes", reasons: [] })), /^policy evaluation failed/],
+  ])("fails closed on %s: a recorded deny with the cause", async (_name, active, reason) => {
+    const { service, recorded } = harness({ activePolicy: active as DecisionDeps["activePolicy"] });
+    const res = await service.decide("a-1", "c-1", request);
+    expect(res.allow).toBe(false);
+    expect(res.reasons[0]).toMatch(reason);
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]).toMatchObject({ decision: "deny", reasons: res.reasons });
+  });
+
+  test.each([
+    ["a suspended agent", context({ status: "suspended" }), "agent deploy-bot is suspended"],
+    ["an agent without an accountable human", context({ owner: null }), "agent deploy-bot has no accountable human"],
+    ["an agent whose human left", context({ owner: "deactivated" }), "accountable human alice@x is deactivated"],
+  ])("no policy can allow %s", async (_name, ctx, reason) => {
+    const { service } = harness({ agentContext: () => ctx, activePolicy: () => policy(() => ({ allow: true, reasons: ["permissive"] })) });
+    expect(await service.decide("a-1", "c-1", request)).toMatchObject({ allow: false, reasons: [reason] });
+  });
+
+  test("a deny always carries a reason", async () => {
+    const { service } = harness({ activePolicy: () => policy(() => ({ allow: false, reasons: [] })) });
+    expect((await service.decide("a-1", "c-1", request)).reasons).toEqual(["denied by policy, which gave no reason"]);
+  });
+
+  test("when Chron cannot record, the answer is 503 and no allow", async () => {
+    const { service } = harness({ record: async () => Promise.reject(new Error("database is locked")) });
+    await expect(service.decide("a-1", "c-1", request)).rejects.toMatchObject({ status: 503, code: "chron_unavailable" });
+  });
+
+  test("the version answered is the one evaluated, even if a swap happens while recording", async () => {
+    let active = policy(() => ({ allow: true, reasons: ["v3"] }), 3);
+    const { service } = harness({
+      activePolicy: () => active,
+      record: async (c) => {
+        active = policy(() => ({ allow: false, reasons: ["v4"] }), 4);
+        return { seq: 1, hash: "x", content: JSON.stringify(c) } as ChronRow;
+      },
+    });
+    expect(await service.decide("a-1", "c-1", request)).toMatchObject({ allow: true, policy: { version: 3 } });
+  });
+
+  test("an agent unknown to the directory is an authentication failure", async () => {
+    const { service, recorded } = harness({ agentContext: () => null });
+    await expect(service.decide("a-9", "c-1", request)).rejects.toMatchObject({ status: 401 });
+    expect(recorded).toHaveLength(0);
+  });
+});

@@ -1,0 +1,150 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { OpaCliCompiler } from "../../src/policy/opa-compiler";
+import { FakePolicyStore } from "../../src/policy/fake-policy-store";
+import { PolicyEngine } from "../../src/policy/policy-engine";
+import { PolicyService, readPolicyDir } from "../../src/policy/policy-service";
+import { readBundle, writeBundle } from "../../src/policy/bundle";
+import { createLogger } from "../../src/lib/logger";
+import { OPA_BIN } from "../support/fake-core";
+
+const REGO = path.resolve(__dirname, "../../rego");
+
+function setup() {
+  const store = new FakePolicyStore();
+  const engine = new PolicyEngine();
+  const bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bundles-"));
+  const service = new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, bundleDir, createLogger("silent"));
+  return { store, engine, service, bundleDir };
+}
+
+describe("PolicyService with the real OPA compiler", () => {
+  test("first start publishes and activates rego/ as version 1 with a digest-stamped revision", async () => {
+    const { store, engine, service, bundleDir } = setup();
+    await service.start(REGO);
+    const active = engine.active()!;
+    expect(active.version).toBe(1);
+    expect(active.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(active.revision).toBe(`1-${active.digest}`);
+    const files = await readBundle(fs.readFileSync(path.join(bundleDir, "1.tar.gz")));
+    expect(JSON.parse(files.get(".manifest")!.toString())).toMatchObject({
+      revision: active.revision,
+      wasm: [{ entrypoint: "claiim/decision", module: "/policy.wasm" }],
+    });
+    expect([...files.keys()].some((f) => f.endsWith("_test.rego"))).toBe(false);
+    expect(store.current).toMatchObject({ activeVersion: 1, activatedBy: "system:bootstrap" });
+  });
+
+  test("a refused compile stores nothing and leaves the active version", async () => {
+    const { store, engine, service } = setup();
+    await service.start(REGO);
+    await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, "t")).rejects.toMatchObject({
+      status: 422,
+      code: "policy_compile_failed",
+      extra: { opa_errors: [expect.objectContaining({ file: "claiim/decision.rego", row: 2, code: "rego_type_error" })] },
+    });
+    expect(store.bundles.size).toBe(1);
+    expect(engine.active()!.version).toBe(1);
+  });
+
+  test("a policy without the decision entrypoint is refused", async () => {
+    const { service } = setup();
+    await expect(service.publish({ files: { "other.rego": "package other\nx := 1\n" }, message: "m", activate: false }, "t")).rejects.toMatchObject({ status: 422 });
+  });
+
+  test("publishing does not activate unless asked; activation swaps atomically", async () => {
+    const { engine, service } = setup();
+    await service.start(REGO);
+    const before = engine.active()!;
+    const v2 = await service.publish({ files: await readPolicyDir(REGO), message: "same again", activate: false }, "t");
+    expect(v2).toMatchObject({ version: 2, active: false, digest: before.digest });
+    expect(engine.active()).toBe(before);
+    await service.activate(2, "t");
+    expect(engine.active()!.version).toBe(2);
+    expect((await service.status()).active_revision).toBe(v2.revision);
+  });
+
+  test.each([
+    ["archive bytes", (b: { bundle: Buffer }) => { b.bundle = Buffer.from(b.bundle); b.bundle[b.bundle.length - 5] ^= 0xff; }, /archive hash/],
+    ["recorded digest", (b: { digest: string }) => { b.digest = `sha256:${"0".repeat(64)}`; }, /content digest/],
+  ])("a stored bundle whose %s changed is refused at activation; the old one stays", async (_what, tamper, why) => {
+    const { store, engine, service } = setup();
+    await service.start(REGO);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, "t");
+    tamper(store.bundles.get(2)! as never);
+    await expect(service.activate(2, "t")).rejects.toMatchObject({ status: 422, code: "policy_activation_failed", message: expect.stringMatching(why) });
+    expect(engine.active()!.version).toBe(1);
+    expect((await service.status()).errors[0].message).toMatch(why);
+  });
+
+  test("a bundle rebuilt with different content but the old hashes is refused", async () => {
+    const { store, engine, service } = setup();
+    await service.start(REGO);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, "t");
+    const stored = store.bundles.get(2)!;
+    const files = await readBundle(stored.bundle);
+    files.set("data.json", Buffer.from(JSON.stringify({ claiim: { skills: {} } })));
+    stored.bundle = await writeBundle(files);
+    await expect(service.activate(2, "t")).rejects.toMatchObject({ code: "policy_activation_failed" });
+    expect(engine.active()!.version).toBe(1);
+  });
+
+  test("at start-up, a tampered active bundle is not loaded: nothing is active rather than something unverified", async () => {
+    const { store, service } = setup();
+    await service.start(REGO);
+    store.bundles.get(1)!.fileSha256 = "sha256:forged";
+    const engine = new PolicyEngine();
+    await new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, os.tmpdir(), createLogger("silent")).start(REGO);
+    expect(engine.active()).toBeNull();
+    expect(store.current.lastError).toMatch(/archive hash/);
+  });
+});
+
+describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses", () => {
+  let evaluate: (input: unknown) => { allow: boolean; reasons: string[] };
+
+  beforeAll(async () => {
+    const { engine, service } = setup();
+    await service.start(REGO);
+    const active = engine.active()!;
+    evaluate = (input) => active.evaluate(input) as { allow: boolean; reasons: string[] };
+  });
+
+  const input = (skill: string, action: string, resource: string, over: Record<string, unknown> = {}) => ({
+    agent: { id: "a", name: "bot", status: "active", organization: "acme", skills: { [skill]: { version: "1.0.0" } } },
+    accountable_human: { id: "h", name: "H", email: "h@x", status: "active" },
+    request: { action, resource, purpose: "p", skill: { name: skill, version: "1.0.0" } },
+    ...over,
+  });
+
+  test.each([
+    ["DevOps", "deploy", "deploy", "staging", true, 'skill "deploy" permits "deploy" on "staging"'],
+    ["DevOps", "deploy", "deploy", "production", false, "deploying to production requires a change approved by a human"],
+    ["Support", "customer-support", "draft_response", "ticket/7", true, 'skill "customer-support" permits "draft_response" on "ticket/7"'],
+    ["Support", "customer-support", "send_response", "ticket/7", false, "a customer response must be reviewed by a human before it is sent"],
+    ["Finance", "finance-reporting", "read_report", "report/q3", true, 'skill "finance-reporting" permits "read_report" on "report/q3"'],
+    ["Finance", "finance-reporting", "execute_payment", "vendor/42", false, "payments are executed by a human in finance, never by an agent"],
+    ["HR", "hr-assistant", "summarize_document", "policy-doc/leave", true, 'skill "hr-assistant" permits "summarize_document" on "policy-doc/leave"'],
+    ["HR", "hr-assistant", "update_employee_record", "employee/9", false, "employee records are sensitive: only HR staff may change them"],
+    ["Legal", "legal-analysis", "analyze_document", "document/nda", true, 'skill "legal-analysis" permits "analyze_document" on "document/nda"'],
+    ["Legal", "legal-analysis", "disclose_externally", "document/nda", false, "external disclosure requires sign-off by counsel"],
+    ["Code review", "code-review", "comment_pull_request", "repo/api", true, 'skill "code-review" permits "comment_pull_request" on "repo/api"'],
+    ["Code review", "code-review", "merge_pull_request", "repo/api", false, "merging requires approval by a human reviewer"],
+  ])("%s: %s %s on %s", (_domain, skill, action, resource, allow, reason) => {
+    expect(evaluate(input(skill, action, resource))).toEqual({ allow, reasons: [reason] });
+  });
+
+  test("identity denials read the same in WebAssembly as in opa test", () => {
+    const suspended = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "suspended", organization: "acme", skills: { deploy: { version: "1.0.0" } } } });
+    expect(evaluate(suspended)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'] });
+    const orphan = input("deploy", "deploy", "staging", { accountable_human: null });
+    expect(evaluate(orphan)).toEqual({ allow: false, reasons: ['agent "bot" has no accountable human'] });
+    const unregistered = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "active", organization: "acme", skills: {} } });
+    expect(evaluate(unregistered)).toEqual({ allow: false, reasons: ['skill "deploy" is not registered for agent "bot"'] });
+    const version = input("deploy", "deploy", "staging");
+    (version.request.skill as { version: string }).version = "2.0.0";
+    expect(evaluate(version)).toEqual({ allow: false, reasons: ['skill "deploy" version "2.0.0" is not the registered version "1.0.0"'] });
+    expect(evaluate(input("deploy", "delete", "staging"))).toEqual({ allow: false, reasons: ['no rule permits action "delete" on resource "staging" under skill "deploy"'] });
+  });
+});
