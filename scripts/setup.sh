@@ -7,9 +7,11 @@ cd "$ROOT"
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "Node.js 20 is required"
 [ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $(node --version))"
 
-if ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat node_modules/.claiim-lock 2>/dev/null)" != "$lock_sum" ]; then
   log "installing npm packages"
   npm ci --no-audit --no-fund
+  echo "$lock_sum" > node_modules/.claiim-lock
 fi
 
 if [ -z "$(find_opa)" ]; then

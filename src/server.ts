@@ -27,7 +27,7 @@ import { chronRoutes } from "./chron/chron-routes";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
 
-const VERSION: string = (require("../package.json") as { version: string }).version;
+import { version as VERSION } from "../package.json";
 
 export interface Claiim {
   url: string;
