@@ -18,4 +18,10 @@ else
 fi
 
 log "jest"
-jest --ci "$@"
+mkdir -p .tools
+status=0
+jest --ci --json --outputFile=.tools/jest-results.json "$@" || status=$?
+# One plain closing line that any CI can read.
+node -e 'const r = require("./.tools/jest-results.json");
+  console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);'
+exit "$status"

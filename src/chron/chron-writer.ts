@@ -1,4 +1,4 @@
-import type { Logger } from "../lib/logger";
+import { runOutsideRequests, type Logger } from "../lib/logger";
 import { ChronConflictError, type ChronStore } from "./chron-store";
 import { seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
 
@@ -35,7 +35,7 @@ export class ChronWriter {
     return new Promise<ChronRow>((resolve, reject) => {
       this.queue.push({ content, resolve, reject });
       // Defer to the check phase, so that everything that arrived in this turn joins the batch.
-      this.draining ??= new Promise<void>((done) => setImmediate(() => this.drain().finally(done)));
+      this.draining ??= runOutsideRequests(() => new Promise<void>((done) => setImmediate(() => this.drain().finally(done))));
     });
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import express from "express";
-import type { Logger } from "../lib/logger";
+import { runInRequest, type Logger } from "../lib/logger";
 import { principalName, type Principal } from "../identity/model";
 import { mount, type Mounting, type RouteSpec } from "./route";
 import { notFoundHandler, problemHandler } from "./problem";
@@ -20,7 +20,7 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
     res.on("finish", () => {
       const principal = res.locals.principal as Principal | undefined;
       // WARNING: never log headers or bodies here: they carry tokens.
-      logger.http("request", {
+      logger.info("request", {
         request_id: requestId,
         method: req.method,
         path: req.path,
@@ -29,7 +29,7 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
         principal: principal ? principalName(principal) : undefined,
       });
     });
-    next();
+    runInRequest(requestId, next);
   });
   mount(app, routes, mounting);
   app.use(notFoundHandler());

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import type { Writable } from "node:stream";
 import path from "node:path";
 import request from "supertest";
 import { databaseKindOf, loadConfig, type Config, type DatabaseKind } from "../../src/config";
@@ -19,7 +20,13 @@ export interface TestServer {
 }
 
 /** A real CLAIIM: real database, real OPA compiler, real HTTP server on an ephemeral port. */
-export async function startTestServer(kind: DatabaseKind, env: Record<string, string> = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  /** Captures the server's logs (at LOG_LEVEL, default "http" when a stream is given). */
+  logStream?: Writable;
+}
+
+export async function startTestServer(kind: DatabaseKind, options: TestServerOptions = {}): Promise<TestServer> {
   const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "srv-"));
   const db: TestDatabase = await freshDatabase(kind, dir);
   const config = loadConfig(
@@ -30,13 +37,13 @@ export async function startTestServer(kind: DatabaseKind, env: Record<string, st
       CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"),
       CLAIIM_REGO_DIR: path.join(ROOT, "rego"),
       OPA_BIN: process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa"),
-      LOG_LEVEL: process.env.CLAIIM_TEST_LOG_LEVEL ?? "silent",
-      ...env,
+      LOG_LEVEL: options.logStream ? "http" : (process.env.CLAIIM_TEST_LOG_LEVEL ?? "silent"),
+      ...options.env,
     },
     ROOT,
   );
   if (databaseKindOf(config.databaseUrl) !== kind) throw new Error("test database kind mismatch");
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, options.logStream);
   let claiim = await startClaiim(config, logger);
   const admin = fs.readFileSync(claiim.bootstrapCredentialFile!, "utf8").trim();
   const server: TestServer = {
