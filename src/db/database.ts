@@ -50,6 +50,11 @@ export async function openDatabase(kind: DatabaseKind, url: string): Promise<Dat
     // The driver connection opens first, so that WAL mode is on before Prisma's connection opens.
     const sqlite = openSqliteDriver(file);
     const prisma = new SqlitePrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}`, timeout: 5000 }) });
+    // Prisma's adapter opens a connection of its own, with SQLite's defaults (NORMAL in WAL mode).
+    await prisma.$executeRawUnsafe("PRAGMA synchronous = FULL");
+    await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");
+    const [{ synchronous }] = await prisma.$queryRawUnsafe<{ synchronous: bigint | number }[]>("PRAGMA synchronous");
+    if (Number(synchronous) !== 2) throw new Error(`SQLite synchronous is ${synchronous} on Prisma's connection, expected 2 (FULL)`);
     return {
       kind,
       prisma,

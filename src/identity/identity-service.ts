@@ -23,6 +23,11 @@ export interface AgentContext {
 
 export const API_KEY_PREFIX = "claiim_";
 
+export function newApiKeySecret(): { prefix: string; secret: string } {
+  const prefix = randomBytes(6).toString("base64url");
+  return { prefix, secret: `${API_KEY_PREFIX}${prefix}_${randomBytes(32).toString("base64url")}` };
+}
+
 export function hashSecret(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
@@ -234,13 +239,24 @@ export class IdentityService {
 
   // --- API keys ---
 
-  async createApiKey(input: { name: string; role: Role; orgId: string | null; expiresAt: Date | null }): Promise<{ key: ApiKey; secret: string }> {
-    const prefix = randomBytes(6).toString("base64url");
-    const secret = `${API_KEY_PREFIX}${prefix}_${randomBytes(32).toString("base64url")}`;
-    const key: ApiKey = { id: randomUUID(), name: input.name, prefix, secretHash: hashSecret(secret), role: input.role, orgId: input.orgId, createdAt: new Date(), expiresAt: input.expiresAt, revokedAt: null };
+  async createApiKey(
+    input: { name: string; role: Role; orgId: string | null; expiresAt: Date | null },
+    secret: { prefix: string; secret: string } = newApiKeySecret(),
+  ): Promise<{ key: ApiKey; secret: string }> {
+    const key: ApiKey = {
+      id: randomUUID(),
+      name: input.name,
+      prefix: secret.prefix,
+      secretHash: hashSecret(secret.secret),
+      role: input.role,
+      orgId: input.orgId,
+      createdAt: new Date(),
+      expiresAt: input.expiresAt,
+      revokedAt: null,
+    };
     await this.store.createApiKey(key);
     this.apiKeys.set(key.secretHash, key);
-    return { key, secret };
+    return { key, secret: secret.secret };
   }
 
   apiKeyBySecret(secret: string): ApiKey | undefined {
@@ -253,11 +269,14 @@ export class IdentityService {
    */
   async ensureBootstrapAdmin(dataDir: string): Promise<string | null> {
     if ([...this.apiKeys.values()].some((k) => k.role === "admin" && !k.revokedAt)) return null;
-    const { secret } = await this.createApiKey({ name: "bootstrap administrator", role: "admin", orgId: null, expiresAt: null });
+    const secret = newApiKeySecret();
     const file = path.join(dataDir, "bootstrap-admin.token");
+    // The file first: a start that dies between the two steps must not leave a key nobody holds.
     fs.mkdirSync(dataDir, { recursive: true });
-    fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    fs.chmodSync(file, 0o600);
+    fs.rmSync(`${file}.tmp`, { force: true });
+    fs.writeFileSync(`${file}.tmp`, `${secret.secret}\n`, { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+    await this.createApiKey({ name: "bootstrap administrator", role: "admin", orgId: null, expiresAt: null }, secret);
     return file;
   }
 
