@@ -20,8 +20,8 @@ test: setup ## OPA policy tests and jest (route, service and end-to-end tests on
 bench: setup ## load the decision endpoint and print decisions/s, latency and the Chron count check
 	@node dist/bench/decisions.js
 
-typecheck: ## type-check without emitting
-	@npx tsc --noEmit -p .
+typecheck: ## type-check sources and tests without emitting
+	@npx tsc -p tsconfig.check.json
 
 clean: ## remove build output and local state (data/, bundles/, dist/)
 	rm -rf dist data bundles/*.tar.gz

@@ -7,6 +7,9 @@ cd "$ROOT"
 
 opa="$(find_opa)"
 export OPA_BIN="$opa"
+log "type-checking sources and tests"
+tsc -p tsconfig.check.json
+
 log "opa test rego/"
 "$opa" test rego/ -v | tail -n 3
 

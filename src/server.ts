@@ -19,7 +19,7 @@ import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { PolicyStore } from "./policy/policy-store";
 import { PolicyService } from "./policy/policy-service";
 import { policyRoutes } from "./policy/policy-routes";
-import type { ChronStore } from "./chron/chron-store";
+import type { ChronStore, Recorder } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { ChronWriter } from "./chron/chron-writer";
 import { ChronService } from "./chron/chron-service";
@@ -45,7 +45,7 @@ export interface Claiim {
 }
 
 export function createChronStore(db: Database): ChronStore {
-  return db.kind === "sqlite" ? new SqliteChronStore(db.sqlite) : new PostgresChronStore(db.pool);
+  return db.kind === "sqlite" ? new SqliteChronStore(db.sqlite, db.prisma) : new PostgresChronStore(db.pool, db.prisma);
 }
 
 export interface Stores {
@@ -71,17 +71,20 @@ export interface Core {
  */
 export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-  const signingKeys = new SigningKeys(stores.identity, "agent-token");
-  const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, logger);
+  // Every change of state is committed by the single Chron writer, with its record.
+  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
+  const record: Recorder = (contents, effect) => writer.commit(contents, effect);
+  const chron = new ChronService(stores.chron, writer);
+
+  const signingKeys = new SigningKeys("agent-token");
+  const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, record, logger);
   await identity.start();
   const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
 
   const engine = new PolicyEngine();
-  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, logger);
+  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger);
   await policies.start(config.regoDir);
 
-  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
-  const chron = new ChronService(stores.chron, writer);
   const decisions = new DecisionService(
     {
       agentContext: (id) => identity.agentContext(id),

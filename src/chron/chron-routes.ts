@@ -2,13 +2,15 @@ import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { InputError } from "../lib/errors";
 import type { IdentityService } from "../identity/identity-service";
+import { scopeOf } from "../identity/model";
 import type { ChronService } from "./chron-service";
 
 const ChronRecordView = z
   .object({
     seq: z.number().int(),
-    kind: z.string(),
-    decision_id: z.string(),
+    kind: z.enum(["decision", "event"]),
+    decision_id: z.string().optional(),
+    event_id: z.string().optional(),
     timestamp: z.string(),
     prev_hash: z.string(),
     hash: z.string(),
@@ -27,6 +29,7 @@ const VerifyView = z
 
 const ListQuery = z
   .object({
+    kind: z.enum(["decision", "event"]).optional(),
     organization: z.string().optional(),
     agent: z.string().uuid().optional(),
     owner: z.string().uuid().optional(),
@@ -48,14 +51,17 @@ export function chronRoutes(chron: ChronService, identity: IdentityService): Rou
       access: { roles: ["auditor"] },
       query: ListQuery,
       responses: { 200: { description: "A page of records", schema: z.object({ records: z.array(ChronRecordView), next_cursor: z.string().nullable() }) } },
-      handle: async ({ query }) => {
+      handle: async ({ query, principal }) => {
         const fromMs = query.from ? Date.parse(query.from) : undefined;
         const toMs = query.to ? Date.parse(query.to) : undefined;
         if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) {
           throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
         }
+        const scope = scopeOf(principal!);
         const filter = {
-          orgId: query.organization ? identity.organizationBySlug(query.organization).id : undefined,
+          kind: query.kind,
+          // A credential confined to one organisation sees only that organisation's records.
+          orgId: query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined),
           agentId: query.agent,
           ownerId: query.owner,
           decision: query.decision,

@@ -1,17 +1,21 @@
 import { runOutsideRequests, type Logger } from "../lib/logger";
-import { ChronConflictError, type ChronStore } from "./chron-store";
+import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
 import { seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
 
 interface Pending {
-  content: ChronContent;
-  resolve(row: ChronRow): void;
+  contents: ChronContent[];
+  effect?: Effect;
+  resolve(rows: ChronRow[]): void;
   reject(err: unknown): void;
 }
 
 /**
  * The single writer of the chain, with group commit: appends that arrive while a batch commits
  * wait and go together in the next transaction. Each caller's promise settles only when its own
- * record has committed (or failed), and the chain's order is the order of commit.
+ * records have committed (or failed), and the chain's order is the order of commit.
+ *
+ * A commit that carries an effect (a change to CLAIIM's state) goes in a transaction of its own,
+ * so that a change that fails cannot take unrelated decisions down with it.
  *
  * WARNING: the chain head lives in memory so that an append reads nothing. After any failed
  * commit it is dropped and re-read from the database, since another writer may have moved it.
@@ -30,10 +34,16 @@ export class ChronWriter {
     private readonly logger: Logger,
   ) {}
 
-  append(content: ChronContent): Promise<ChronRow> {
+  /** Records one decision. */
+  async append(content: ChronContent): Promise<ChronRow> {
+    return (await this.commit([content]))[0];
+  }
+
+  /** Records contents, in order, together with the effect when there is one. */
+  commit(contents: ChronContent[], effect?: Effect): Promise<ChronRow[]> {
     if (this.closed) return Promise.reject(new Error("Chron writer is closed"));
-    return new Promise<ChronRow>((resolve, reject) => {
-      this.queue.push({ content, resolve, reject });
+    return new Promise<ChronRow[]>((resolve, reject) => {
+      this.queue.push({ contents, effect, resolve, reject });
       // Defer to the check phase, so that everything that arrived in this turn joins the batch.
       this.draining ??= runOutsideRequests(() => new Promise<void>((done) => setImmediate(() => this.drain().finally(done))));
     });
@@ -56,27 +66,41 @@ export class ChronWriter {
 
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
-        await this.commit(batch);
-      }
+      while (this.queue.length > 0) await this.commitBatch(this.takeBatch());
     } finally {
       this.draining = null;
     }
   }
 
-  private async commit(batch: Pending[]): Promise<void> {
-    const contents = batch.map((p) => p.content);
+  /** The next batch: one pending with an effect, or a run of plain appends up to maxBatch records. */
+  private takeBatch(): Pending[] {
+    if (this.queue[0].effect) return this.queue.splice(0, 1);
+    let n = 0;
+    let records = 0;
+    while (n < this.queue.length && !this.queue[n].effect && (n === 0 || records + this.queue[n].contents.length <= this.maxBatch)) {
+      records += this.queue[n].contents.length;
+      n += 1;
+    }
+    return this.queue.splice(0, n);
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    const contents = batch.flatMap((p) => p.contents);
+    const effect = batch.length === 1 ? batch[0].effect : undefined;
     for (let attempt = 1; ; attempt++) {
       try {
         this.head ??= await this.store.head();
         const rows = seal(contents, this.head);
-        await this.store.append(rows);
+        await this.store.append(rows, effect);
         const last = rows[rows.length - 1];
         this.head = { seq: last.seq, hash: last.hash };
         this.committedCount += rows.length;
         this.batchCount += 1;
-        rows.forEach((row, i) => batch[i].resolve(row));
+        let offset = 0;
+        for (const p of batch) {
+          p.resolve(rows.slice(offset, offset + p.contents.length));
+          offset += p.contents.length;
+        }
         return;
       } catch (err) {
         this.head = undefined;
@@ -84,7 +108,7 @@ export class ChronWriter {
           this.logger.warn("chron head moved under this writer; re-reading it", { error: err.message });
           continue;
         }
-        this.logger.error("chron commit failed", { error: (err as Error).message, records: batch.length });
+        this.logger.error("chron commit failed", { error: (err as Error).message, records: contents.length });
         batch.forEach((p) => p.reject(err));
         return;
       }

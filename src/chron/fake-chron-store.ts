@@ -1,4 +1,5 @@
-import { ChronConflictError, type ChronFilter, type ChronStore } from "./chron-store";
+import type { Tx } from "../db/database";
+import { ChronConflictError, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 /** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
@@ -12,7 +13,8 @@ export class FakeChronStore implements ChronStore {
     return last ? { seq: last.seq, hash: last.hash } : null;
   }
 
-  async append(rows: ChronRow[]): Promise<void> {
+  /** Effects run first, against fake stores that ignore the transaction handle. */
+  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
     this.appendCalls += 1;
     if (this.failNext) {
       const err = this.failNext;
@@ -21,6 +23,7 @@ export class FakeChronStore implements ChronStore {
     }
     const taken = new Set(this.rows.map((r) => r.seq));
     if (rows.some((r) => taken.has(r.seq))) throw new ChronConflictError("seq taken");
+    if (effect) await effect(undefined as unknown as Tx);
     this.rows.push(...rows.map((r) => ({ ...r })));
   }
 
@@ -29,6 +32,7 @@ export class FakeChronStore implements ChronStore {
       .filter(
         (r) =>
           r.seq > afterSeq &&
+          (filter.kind === undefined || r.kind === filter.kind) &&
           (filter.orgId === undefined || r.orgId === filter.orgId) &&
           (filter.agentId === undefined || r.agentId === filter.agentId) &&
           (filter.ownerId === undefined || r.ownerId === filter.ownerId) &&

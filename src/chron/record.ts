@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { canonicalize, sha256Hex } from "../lib/canonical";
 
 /** prev_hash of the first record. */
@@ -36,7 +37,54 @@ export interface DecisionContent {
   input: unknown;
 }
 
-export type ChronContent = DecisionContent;
+export interface Actor {
+  type: "api_key" | "agent" | "system";
+  id: string;
+  name: string;
+}
+
+/**
+ * A change to CLAIIM's own state (an agent suspended, a credential revoked, a policy activated),
+ * recorded with who did it and the state before and after. Events about an agent carry the agent
+ * and its accountable human, so that filtering by agent or owner finds them beside its decisions.
+ */
+export interface EventContent {
+  kind: "event";
+  event_id: string;
+  timestamp: string;
+  /** `<subject>.<verb>`, e.g. agent.suspended. */
+  type: string;
+  organization: { id: string; slug: string } | null;
+  actor: Actor;
+  subject: { type: string; id: string; name: string };
+  agent: { id: string; name: string; status: string } | null;
+  accountable_human: { id: string; name: string; email: string; status: string } | null;
+  reason: string | null;
+  before: unknown;
+  after: unknown;
+}
+
+export type ChronContent = DecisionContent | EventContent;
+
+/** A new event, stamped now. */
+export function newEvent(
+  e: Pick<EventContent, "type" | "actor" | "subject" | "before" | "after"> & Partial<Pick<EventContent, "organization" | "agent" | "accountable_human" | "reason">>,
+): EventContent {
+  return {
+    kind: "event",
+    event_id: randomUUID(),
+    timestamp: new Date().toISOString(),
+    type: e.type,
+    organization: e.organization ?? null,
+    actor: e.actor,
+    subject: e.subject,
+    agent: e.agent ?? null,
+    accountable_human: e.accountable_human ?? null,
+    reason: e.reason ?? null,
+    before: e.before,
+    after: e.after,
+  };
+}
 
 /** A row as stored: the canonical content plus the columns derived from it for filtering. */
 export interface ChronRow {
@@ -67,15 +115,16 @@ type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" 
 
 /** The filter columns of a record, derived from its content alone. */
 export function indexColumns(content: ChronContent): IndexColumns {
+  const decision = content.kind === "decision";
   return {
-    id: content.decision_id,
+    id: decision ? content.decision_id : content.event_id,
     kind: content.kind,
     tsMs: Date.parse(content.timestamp),
     orgId: content.organization?.id ?? null,
     agentId: content.agent?.id ?? null,
     ownerId: content.accountable_human?.id ?? null,
-    action: content.action ?? null,
-    decision: content.decision ?? null,
+    action: decision ? content.action : content.type,
+    decision: decision ? content.decision : null,
   };
 }
 

@@ -1,6 +1,7 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
-import { ChronConflictError, type ChronFilter, type ChronStore } from "./chron-store";
+import type { Prisma } from "../db/database";
+import { ChronConflictError, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, content, prev_hash, hash";
@@ -51,6 +52,7 @@ function where(filter: ChronFilter, afterSeq: number, param: (i: number) => stri
     clauses.push(sql.replace("?", param(args.length)));
   };
   add("seq > ?", afterSeq);
+  if (filter.kind !== undefined) add("kind = ?", filter.kind);
   if (filter.orgId !== undefined) add("org_id = ?", filter.orgId);
   if (filter.agentId !== undefined) add("agent_id = ?", filter.agentId);
   if (filter.ownerId !== undefined) add("owner_id = ?", filter.ownerId);
@@ -58,6 +60,34 @@ function where(filter: ChronFilter, afterSeq: number, param: (i: number) => stri
   if (filter.fromMs !== undefined) add("ts_ms >= ?", filter.fromMs);
   if (filter.toMs !== undefined) add("ts_ms < ?", filter.toMs);
   return { sql: clauses.join(" AND "), args };
+}
+
+function insertSql(rows: number, param: (i: number) => string): string {
+  const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: PER_ROW }, (_, c) => param(r * PER_ROW + c + 1)).join(", ")})`);
+  return `INSERT INTO chron_records (${COLUMNS}) VALUES ${tuples.join(", ")}`;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; meta?: { code?: string }; message?: string };
+  const code = e.meta?.code ?? e.code ?? "";
+  return code === "23505" || code === "2067" || code === "1555" || /UNIQUE constraint failed|unique constraint|duplicate key/i.test(e.message ?? "");
+}
+
+/**
+ * Appends rows together with a state change, in one Prisma interactive transaction.
+ * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe only because
+ * every write of CLAIIM's goes through the single Chron writer, which never overlaps two commits.
+ */
+async function appendWithEffect(prisma: Prisma, rows: ChronRow[], effect: Effect, param: (i: number) => string): Promise<void> {
+  await prisma.$transaction(async (tx) => {
+    await effect(tx);
+    try {
+      await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+      throw err;
+    }
+  });
 }
 
 const BUSY_RETRY_MS = 2;
@@ -71,7 +101,10 @@ export class SqliteChronStore implements ChronStore {
   private readonly insert: BetterSqlite3.Statement;
   private readonly appendAll: (rows: ChronRow[]) => void;
 
-  constructor(private readonly db: BetterSqlite3.Database) {
+  constructor(
+    private readonly db: BetterSqlite3.Database,
+    private readonly prisma: Prisma,
+  ) {
     this.insert = db.prepare(`INSERT INTO chron_records (${COLUMNS}) VALUES (${Array(PER_ROW).fill("?").join(", ")})`);
     this.appendAll = db.transaction((rows: ChronRow[]) => {
       for (const row of rows) this.insert.run(...values(row));
@@ -85,7 +118,8 @@ export class SqliteChronStore implements ChronStore {
     return row ? { seq: Number(row.seq), hash: row.hash } : null;
   }
 
-  async append(rows: ChronRow[]): Promise<void> {
+  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
+    if (effect) return appendWithEffect(this.prisma, rows, effect, () => "?");
     const deadline = Date.now() + BUSY_DEADLINE_MS;
     for (;;) {
       try {
@@ -115,7 +149,10 @@ export class SqliteChronStore implements ChronStore {
 
 /** Chron on PostgreSQL through node-postgres: one multi-row INSERT per batch, which is atomic. */
 export class PostgresChronStore implements ChronStore {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly prisma: Prisma,
+  ) {}
 
   async head(): Promise<ChainHead | null> {
     const { rows } = await this.pool.query<{ seq: string; hash: string }>(
@@ -124,14 +161,12 @@ export class PostgresChronStore implements ChronStore {
     return rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null;
   }
 
-  async append(rows: ChronRow[]): Promise<void> {
-    const placeholders = rows
-      .map((_, r) => `(${Array.from({ length: PER_ROW }, (_, c) => `$${r * PER_ROW + c + 1}`).join(", ")})`)
-      .join(", ");
+  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
+    if (effect) return appendWithEffect(this.prisma, rows, effect, (i) => `$${i}`);
     try {
-      await this.pool.query(`INSERT INTO chron_records (${COLUMNS}) VALUES ${placeholders}`, rows.flatMap(values));
+      await this.pool.query(insertSql(rows.length, (i) => `$${i}`), rows.flatMap(values));
     } catch (err) {
-      if ((err as { code?: string }).code === "23505") throw new ChronConflictError((err as Error).message);
+      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
       throw err;
     }
   }

@@ -4,7 +4,7 @@ import BetterSqlite3 from "better-sqlite3";
 import pg from "pg";
 import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { PrismaClient as SqlitePrismaClient } from "../generated/prisma-sqlite/client";
+import { PrismaClient as SqlitePrismaClient, type Prisma as SqlitePrismaNamespace } from "../generated/prisma-sqlite/client";
 import { PrismaClient as PostgresPrismaClient } from "../generated/prisma-postgresql/client";
 import type { DatabaseKind } from "../config";
 
@@ -13,6 +13,9 @@ import type { DatabaseKind } from "../config";
  * stands for both in types.
  */
 export type Prisma = SqlitePrismaClient;
+
+/** The client an interactive transaction hands to its callback. */
+export type Tx = SqlitePrismaNamespace.TransactionClient;
 
 /**
  * One database, reached two ways: the Prisma model API for the management plane, and the raw

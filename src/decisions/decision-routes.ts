@@ -37,6 +37,7 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
       summary: "Ask whether this agent may take an action on a resource, for a purpose",
       tags: ["decisions"],
       access: { agent: true },
+      hotPath: true,
       body: DecisionRequestSchema,
       responses: {
         200: { description: "Decided and recorded in Chron (allow or deny)", schema: DecisionResponseSchema },

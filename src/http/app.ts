@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import express from "express";
-import { runInRequest, type Logger } from "../lib/logger";
+import type { Logger } from "../lib/logger";
 import { principalName, type Principal } from "../identity/model";
 import { mount, type Mounting, type RouteSpec } from "./route";
 import { notFoundHandler, problemHandler } from "./problem";
@@ -29,7 +29,7 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
         principal: principal ? principalName(principal) : undefined,
       });
     });
-    runInRequest(requestId, next);
+    next();
   });
   mount(app, routes, mounting);
   app.use(notFoundHandler());

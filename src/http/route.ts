@@ -2,6 +2,7 @@ import express, { type Request, type Response } from "express";
 import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
 import { InputError, NotAllowedError, type FieldError } from "../lib/errors";
+import { runInRequest } from "../lib/logger";
 import type { Principal, Role } from "../identity/model";
 
 /** Who may call a route: anyone, API keys with one of these roles (admin always may), or agents. */
@@ -34,6 +35,12 @@ export interface RouteSpec<B = unknown, Q = unknown, P = unknown> {
   query?: ZodType<Q>;
   params?: ZodType<P>;
   bodyLimit?: number;
+  /**
+   * WARNING: on the hot path, log lines are not tagged with the request id through
+   * AsyncLocalStorage, which costs about a tenth of the decision throughput on Node 20. The
+   * access log line still carries it.
+   */
+  hotPath?: boolean;
   responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
   handle(ctx: Context<B, Q, P>): Promise<Reply> | Reply;
 }
@@ -96,6 +103,7 @@ export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): v
       next();
     });
     if (r.body) handlers.push(express.json({ limit: r.bodyLimit ?? m.defaultBodyLimit, strict: true, type: "application/json" }));
+    if (!r.hotPath) handlers.push((_req, res, next) => runInRequest(res.locals.requestId as string, next));
     handlers.push(async (req, res) => {
       if (r.body && req.body === undefined) {
         throw new InputError("content_type_invalid", "send the request body as JSON with Content-Type: application/json", [

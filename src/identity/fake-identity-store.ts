@@ -1,7 +1,16 @@
 import { ConflictError } from "../lib/errors";
-import type { AgentFilter, IdentityStore } from "./identity-store";
-import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization, SigningKey } from "./model";
+import type { IdentityStore } from "./identity-store";
+import type { Agent, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
 
+const copy = <T>(v: T): T => structuredClone(v);
+
+function save<T extends { id: string }>(list: T[], item: T): void {
+  const i = list.findIndex((x) => x.id === item.id);
+  if (i >= 0) list[i] = copy(item);
+  else list.push(copy(item));
+}
+
+/** In-memory identities for service and route tests. */
 export class FakeIdentityStore implements IdentityStore {
   orgs: Organization[] = [];
   humans: Human[] = [];
@@ -10,52 +19,43 @@ export class FakeIdentityStore implements IdentityStore {
   apiKeys: ApiKey[] = [];
   signingKeys: SigningKey[] = [];
 
-  async createOrganization(org: Organization) {
-    if (this.orgs.some((o) => o.slug === org.slug)) throw new ConflictError("organization_exists", "exists");
-    this.orgs.push({ ...org });
-  }
   async listOrganizations() {
-    return this.orgs.map((o) => ({ ...o }));
+    return copy(this.orgs);
   }
-  async createHuman(human: Human) {
-    if (this.humans.some((h) => h.orgId === human.orgId && h.email === human.email)) throw new ConflictError("human_exists", "exists");
-    this.humans.push({ ...human });
+  async listHumans() {
+    return copy(this.humans);
   }
-  async listHumans(orgId?: string) {
-    return this.humans.filter((h) => !orgId || h.orgId === orgId).map((h) => ({ ...h }));
-  }
-  async createAgent(agent: Agent) {
-    if (this.agents.some((a) => a.orgId === agent.orgId && a.name === agent.name)) throw new ConflictError("agent_exists", "exists");
-    this.agents.push({ ...agent, skills: agent.skills.map((s) => ({ ...s })) });
-  }
-  async listAgents(f: AgentFilter) {
-    return this.agents
-      .filter((a) => (!f.orgId || a.orgId === f.orgId) && (!f.ownerId || a.ownerId === f.ownerId) && (!f.status || a.status === f.status))
-      .map((a) => ({ ...a, skills: a.skills.map((s) => ({ ...s })) }));
-  }
-  async setAgentStatus(id: string, status: AgentStatus, reason: string | null, at: Date) {
-    const a = this.agents.find((x) => x.id === id)!;
-    Object.assign(a, { status, statusReason: reason, updatedAt: at });
-  }
-  async createCredential(c: AgentCredential) {
-    this.credentials.push({ ...c });
+  async listAgents() {
+    return copy(this.agents);
   }
   async listCredentials() {
-    return this.credentials.map((c) => ({ ...c }));
-  }
-  async revokeCredential(id: string, at: Date) {
-    this.credentials.find((c) => c.id === id)!.revokedAt = at;
-  }
-  async createApiKey(k: ApiKey) {
-    this.apiKeys.push({ ...k });
+    return copy(this.credentials);
   }
   async listApiKeys() {
-    return this.apiKeys.map((k) => ({ ...k }));
-  }
-  async createSigningKey(k: SigningKey) {
-    this.signingKeys.push({ ...k });
+    return copy(this.apiKeys);
   }
   async listSigningKeys(purpose: string) {
-    return this.signingKeys.filter((k) => k.purpose === purpose).map((k) => ({ ...k }));
+    return copy(this.signingKeys.filter((k) => k.purpose === purpose));
+  }
+  async createOrganization(org: Organization) {
+    if (this.orgs.some((o) => o.slug === org.slug)) throw new ConflictError("organization_exists", "exists");
+    this.orgs.push(copy(org));
+  }
+  async saveHuman(human: Human) {
+    if (this.humans.some((h) => h.id !== human.id && h.orgId === human.orgId && h.email === human.email)) throw new ConflictError("human_exists", "exists");
+    save(this.humans, human);
+  }
+  async saveAgent(agent: Agent) {
+    if (this.agents.some((a) => a.id !== agent.id && a.orgId === agent.orgId && a.name === agent.name)) throw new ConflictError("agent_exists", "exists");
+    save(this.agents, agent);
+  }
+  async saveCredential(credential: AgentCredential) {
+    save(this.credentials, credential);
+  }
+  async saveApiKey(key: ApiKey) {
+    save(this.apiKeys, key);
+  }
+  async createSigningKey(key: SigningKey) {
+    this.signingKeys.push(copy(key));
   }
 }

@@ -1,7 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import type { IdentityService } from "./identity-service";
-import type { Agent, AgentCredential, Human, Organization } from "./model";
+import { actorOf, ROLES, scopeOf, type Agent, type AgentCredential, type ApiKey, type Human, type Organization, type Principal } from "./model";
 
 // semver.org's regular expression for a semantic version.
 export const SEMVER =
@@ -14,6 +14,7 @@ export const SkillRef = z
   .strict()
   .openapi("SkillRef");
 const Id = z.object({ id: z.string().uuid() });
+const Reason = z.object({ reason: z.string().min(1).max(1000) }).strict();
 
 const OrganizationView = z
   .object({ id: z.string(), slug: z.string(), name: z.string(), created_at: z.string() })
@@ -38,25 +39,31 @@ const AgentView = z
 const CredentialView = z
   .object({ id: z.string(), agent_id: z.string(), kid: z.string(), created_at: z.string(), expires_at: z.string(), revoked_at: z.string().nullable() })
   .openapi("AgentCredential");
+const ApiKeyView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    prefix: z.string(),
+    role: z.enum(ROLES as [string, ...string[]]),
+    organization: z.string().nullable(),
+    created_at: z.string(),
+    expires_at: z.string().nullable(),
+    revoked_at: z.string().nullable(),
+  })
+  .openapi("ApiKey");
 const IssuedCredential = z
   .object({ credential_id: z.string(), token: z.string(), token_type: z.literal("Bearer"), kid: z.string(), expires_at: z.string() })
   .openapi("IssuedAgentCredential");
 
 export function identityRoutes(identity: IdentityService): RouteSpec[] {
+  const slugOf = (orgId: string | null) => (orgId ? (identity.organization(orgId)?.slug ?? orgId) : null);
   const orgView = (o: Organization) => ({ id: o.id, slug: o.slug, name: o.name, created_at: o.createdAt.toISOString() });
-  const humanView = (h: Human) => ({
-    id: h.id,
-    organization: identity.organization(h.orgId)?.slug ?? h.orgId,
-    name: h.name,
-    email: h.email,
-    status: h.status,
-    created_at: h.createdAt.toISOString(),
-  });
+  const humanView = (h: Human) => ({ id: h.id, organization: slugOf(h.orgId)!, name: h.name, email: h.email, status: h.status, created_at: h.createdAt.toISOString() });
   const agentView = (a: Agent) => {
     const owner = identity.agentContext(a.id)?.owner;
     return {
       id: a.id,
-      organization: identity.organization(a.orgId)?.slug ?? a.orgId,
+      organization: slugOf(a.orgId)!,
       name: a.name,
       description: a.description,
       owner: owner ? { id: owner.id, name: owner.name, email: owner.email, status: owner.status } : null,
@@ -75,7 +82,18 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
     expires_at: c.expiresAt.toISOString(),
     revoked_at: c.revokedAt?.toISOString() ?? null,
   });
-  const orgIdOf = (slug?: string) => (slug ? identity.organizationBySlug(slug).id : undefined);
+  const apiKeyView = (k: ApiKey) => ({
+    id: k.id,
+    name: k.name,
+    prefix: k.prefix,
+    role: k.role,
+    organization: slugOf(k.orgId),
+    created_at: k.createdAt.toISOString(),
+    expires_at: k.expiresAt?.toISOString() ?? null,
+    revoked_at: k.revokedAt?.toISOString() ?? null,
+  });
+  const who = (p: Principal | null) => ({ actor: actorOf(p!), scope: scopeOf(p!) });
+  const orgIdOf = (p: Principal | null, slug?: string) => (slug ? identity.organizationBySlug(slug, scopeOf(p!)).id : undefined);
 
   return [
     route({
@@ -95,16 +113,19 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: [] },
       body: z.object({ slug: Slug, name: z.string().min(1).max(200) }).strict(),
       responses: { 201: { description: "Created", schema: OrganizationView }, 409: { description: "Slug taken" } },
-      handle: async ({ body }) => ({ status: 201, body: orgView(await identity.createOrganization(body)) }),
+      handle: async ({ body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 201, body: orgView(await identity.createOrganization(body, actor, scope)) };
+      },
     }),
     route({
       method: "get",
       path: "/v1/organizations",
-      summary: "List organisations",
+      summary: "List the organisations this credential may see",
       tags: ["identity"],
-      access: { roles: ["auditor", "agent_manager"] },
+      access: { roles: ["auditor", "agent_manager", "policy_author"] },
       responses: { 200: { description: "Organisations", schema: z.object({ organizations: z.array(OrganizationView) }) } },
-      handle: () => ({ status: 200, body: { organizations: identity.listOrganizations().map(orgView) } }),
+      handle: ({ principal }) => ({ status: 200, body: { organizations: identity.listOrganizations(scopeOf(principal!)).map(orgView) } }),
     }),
     route({
       method: "post",
@@ -114,7 +135,10 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager"] },
       body: z.object({ organization: Slug, name: z.string().min(1).max(200), email: z.string().email().max(320) }).strict(),
       responses: { 201: { description: "Registered", schema: HumanView }, 404: { description: "Unknown organisation" }, 409: { description: "Email taken" } },
-      handle: async ({ body }) => ({ status: 201, body: humanView(await identity.createHuman(body)) }),
+      handle: async ({ body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 201, body: humanView(await identity.createHuman(body, actor, scope)) };
+      },
     }),
     route({
       method: "get",
@@ -124,7 +148,7 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager", "auditor"] },
       query: z.object({ organization: Slug.optional() }).strict(),
       responses: { 200: { description: "Humans", schema: z.object({ humans: z.array(HumanView) }) } },
-      handle: ({ query }) => ({ status: 200, body: { humans: identity.listHumans(orgIdOf(query.organization)).map(humanView) } }),
+      handle: ({ query, principal }) => ({ status: 200, body: { humans: identity.listHumans(scopeOf(principal!), orgIdOf(principal, query.organization)).map(humanView) } }),
     }),
     route({
       method: "get",
@@ -134,7 +158,39 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The human", schema: HumanView }, 404: { description: "Unknown human" } },
-      handle: ({ params }) => ({ status: 200, body: humanView(identity.human(params.id)) }),
+      handle: ({ params, principal }) => ({ status: 200, body: humanView(identity.human(params.id, scopeOf(principal!))) }),
+    }),
+    route({
+      method: "post",
+      path: "/v1/humans/{id}/deactivate",
+      summary: "Deactivate a human (they left): each of their active agents is suspended at once",
+      tags: ["identity"],
+      access: { roles: ["agent_manager"] },
+      params: Id,
+      body: Reason,
+      responses: {
+        200: { description: "Deactivated; the agents suspended with them", schema: z.object({ human: HumanView, suspended_agents: z.array(AgentView) }) },
+        404: { description: "Unknown human" },
+      },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        const { human, suspended } = await identity.deactivateHuman(params.id, body.reason, actor, scope);
+        return { status: 200, body: { human: humanView(human), suspended_agents: suspended.map(agentView) } };
+      },
+    }),
+    route({
+      method: "post",
+      path: "/v1/humans/{id}/reactivate",
+      summary: "Reactivate a human; their agents stay suspended until reactivated one by one",
+      tags: ["identity"],
+      access: { roles: ["agent_manager"] },
+      params: Id,
+      body: Reason,
+      responses: { 200: { description: "Active again", schema: HumanView }, 404: { description: "Unknown human" } },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: humanView(await identity.reactivateHuman(params.id, body.reason, actor, scope)) };
+      },
     }),
     route({
       method: "post",
@@ -156,7 +212,10 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
         404: { description: "Unknown organisation" },
         409: { description: "Name taken in this organisation" },
       },
-      handle: async ({ body }) => ({ status: 201, body: agentView(await identity.registerAgent(body)) }),
+      handle: async ({ body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 201, body: agentView(await identity.registerAgent(body, actor, scope)) };
+      },
     }),
     route({
       method: "get",
@@ -164,11 +223,17 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       summary: "List agents",
       tags: ["identity"],
       access: { roles: ["agent_manager", "auditor"] },
-      query: z.object({ organization: Slug.optional(), owner: z.string().uuid().optional(), status: z.enum(["active", "suspended", "retired"]).optional() }).strict(),
+      query: z
+        .object({ organization: Slug.optional(), owner: z.string().uuid().optional(), status: z.enum(["active", "suspended", "retired"]).optional(), skill: Name.optional() })
+        .strict(),
       responses: { 200: { description: "Agents", schema: z.object({ agents: z.array(AgentView) }) } },
-      handle: ({ query }) => ({
+      handle: ({ query, principal }) => ({
         status: 200,
-        body: { agents: identity.listAgents({ orgId: orgIdOf(query.organization), ownerId: query.owner, status: query.status }).map(agentView) },
+        body: {
+          agents: identity
+            .listAgents(scopeOf(principal!), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
+            .map(agentView),
+        },
       }),
     }),
     route({
@@ -179,29 +244,80 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The agent", schema: AgentView }, 404: { description: "Unknown agent" } },
-      handle: ({ params }) => ({ status: 200, body: agentView(identity.agent(params.id)) }),
+      handle: ({ params, principal }) => ({ status: 200, body: agentView(identity.agent(params.id, scopeOf(principal!))) }),
+    }),
+    route({
+      method: "patch",
+      path: "/v1/agents/{id}",
+      summary: "Update an agent's description or skills (the full list; a new version of a skill is a recorded change)",
+      tags: ["identity"],
+      access: { roles: ["agent_manager"] },
+      params: Id,
+      body: z
+        .object({ description: z.string().max(2000).optional(), skills: z.array(SkillRef).min(1).max(100).optional(), reason: z.string().min(1).max(1000).optional() })
+        .strict()
+        .refine((b) => b.description !== undefined || b.skills !== undefined, { message: "give description or skills" }),
+      responses: { 200: { description: "Updated", schema: AgentView }, 404: { description: "Unknown agent" }, 409: { description: "Retired agent" } },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: agentView(await identity.updateAgent(params.id, body, body.reason ?? null, actor, scope)) };
+      },
     }),
     route({
       method: "post",
       path: "/v1/agents/{id}/suspend",
-      summary: "Suspend an agent: its next decision is a deny",
+      summary: "Suspend an agent (the kill switch): its very next decision is a deny",
       tags: ["identity"],
       access: { roles: ["agent_manager"] },
       params: Id,
-      body: z.object({ reason: z.string().min(1).max(1000) }).strict(),
+      body: Reason,
       responses: { 200: { description: "Suspended", schema: AgentView }, 404: { description: "Unknown agent" } },
-      handle: async ({ params, body }) => ({ status: 200, body: agentView(await identity.setAgentStatus(params.id, "suspended", body.reason)) }),
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: agentView(await identity.suspendAgent(params.id, body.reason, actor, scope)) };
+      },
     }),
     route({
       method: "post",
       path: "/v1/agents/{id}/reactivate",
-      summary: "Reactivate a suspended agent",
+      summary: "Reactivate a suspended agent; its accountable human must be active",
       tags: ["identity"],
       access: { roles: ["agent_manager"] },
       params: Id,
-      body: z.object({ reason: z.string().min(1).max(1000) }).strict(),
-      responses: { 200: { description: "Active again", schema: AgentView }, 404: { description: "Unknown agent" } },
-      handle: async ({ params, body }) => ({ status: 200, body: agentView(await identity.setAgentStatus(params.id, "active", body.reason)) }),
+      body: Reason,
+      responses: { 200: { description: "Active again", schema: AgentView }, 404: { description: "Unknown agent" }, 409: { description: "Owner inactive, or agent retired" } },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: agentView(await identity.reactivateAgent(params.id, body.reason, actor, scope)) };
+      },
+    }),
+    route({
+      method: "post",
+      path: "/v1/agents/{id}/retire",
+      summary: "Retire an agent for good; its history stays",
+      tags: ["identity"],
+      access: { roles: ["agent_manager"] },
+      params: Id,
+      body: Reason,
+      responses: { 200: { description: "Retired", schema: AgentView }, 404: { description: "Unknown agent" } },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: agentView(await identity.retireAgent(params.id, body.reason, actor, scope)) };
+      },
+    }),
+    route({
+      method: "post",
+      path: "/v1/agents/{id}/transfer",
+      summary: "Make another active human of the organisation accountable for the agent",
+      tags: ["identity"],
+      access: { roles: ["agent_manager"] },
+      params: Id,
+      body: z.object({ owner: z.string().min(1).max(320), reason: z.string().min(1).max(1000) }).strict(),
+      responses: { 200: { description: "Transferred", schema: AgentView }, 404: { description: "Unknown agent" } },
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: agentView(await identity.transferAgent(params.id, body.owner, body.reason, actor, scope)) };
+      },
     }),
     route({
       method: "post",
@@ -212,8 +328,9 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       params: Id,
       body: z.object({ ttl_seconds: z.number().int().min(60).max(366 * 24 * 3600).optional() }).strict(),
       responses: { 201: { description: "Issued", schema: IssuedCredential }, 404: { description: "Unknown agent" } },
-      handle: async ({ params, body }) => {
-        const { credential, token } = await identity.issueCredential(params.id, body.ttl_seconds);
+      handle: async ({ params, body, principal }) => {
+        const { actor, scope } = who(principal);
+        const { credential, token } = await identity.issueCredential(params.id, body.ttl_seconds, actor, scope);
         return {
           status: 201,
           headers: { "Cache-Control": "no-store" },
@@ -229,7 +346,7 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "Credentials", schema: z.object({ credentials: z.array(CredentialView) }) } },
-      handle: ({ params }) => ({ status: 200, body: { credentials: identity.listCredentials(params.id).map(credentialView) } }),
+      handle: ({ params, principal }) => ({ status: 200, body: { credentials: identity.listCredentials(params.id, scopeOf(principal!)).map(credentialView) } }),
     }),
     route({
       method: "delete",
@@ -239,7 +356,58 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
       access: { roles: ["agent_manager"] },
       params: z.object({ id: z.string().uuid(), credential_id: z.string().uuid() }),
       responses: { 200: { description: "Revoked", schema: CredentialView }, 404: { description: "Unknown credential" } },
-      handle: async ({ params }) => ({ status: 200, body: credentialView(await identity.revokeCredential(params.id, params.credential_id)) }),
+      handle: async ({ params, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: credentialView(await identity.revokeCredential(params.id, params.credential_id, actor, scope)) };
+      },
+    }),
+    route({
+      method: "post",
+      path: "/v1/api-keys",
+      summary: "Create an API key for automation; the secret is shown once and stored hashed",
+      tags: ["identity"],
+      access: { roles: [] },
+      body: z
+        .object({
+          name: z.string().min(1).max(200),
+          role: z.enum(ROLES as [string, ...string[]]),
+          organization: Slug.optional().openapi({ description: "Confine the key to this organisation; required for a caller that is itself confined" }),
+          expires_at: z.string().datetime({ offset: true }).optional(),
+        })
+        .strict(),
+      responses: { 201: { description: "Created", schema: ApiKeyView.extend({ secret: z.string() }) } },
+      handle: async ({ body, principal }) => {
+        const { actor, scope } = who(principal);
+        const organization = body.organization ?? (scope.orgId ? slugOf(scope.orgId) : null);
+        const { key, secret } = await identity.createApiKey(
+          { name: body.name, role: body.role as ApiKey["role"], organization, expiresAt: body.expires_at ? new Date(body.expires_at) : null },
+          actor,
+          scope,
+        );
+        return { status: 201, headers: { "Cache-Control": "no-store" }, body: { ...apiKeyView(key), secret } };
+      },
+    }),
+    route({
+      method: "get",
+      path: "/v1/api-keys",
+      summary: "List API keys (never their secrets)",
+      tags: ["identity"],
+      access: { roles: [] },
+      responses: { 200: { description: "Keys", schema: z.object({ api_keys: z.array(ApiKeyView) }) } },
+      handle: ({ principal }) => ({ status: 200, body: { api_keys: identity.listApiKeys(scopeOf(principal!)).map(apiKeyView) } }),
+    }),
+    route({
+      method: "delete",
+      path: "/v1/api-keys/{id}",
+      summary: "Revoke an API key",
+      tags: ["identity"],
+      access: { roles: [] },
+      params: Id,
+      responses: { 200: { description: "Revoked", schema: ApiKeyView }, 404: { description: "Unknown key" } },
+      handle: async ({ params, principal }) => {
+        const { actor, scope } = who(principal);
+        return { status: 200, body: apiKeyView(await identity.revokeApiKey(params.id, actor, scope)) };
+      },
     }),
   ];
 }

@@ -1,30 +1,24 @@
-import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization, SigningKey } from "./model";
+import type { Tx } from "../db/database";
+import type { Agent, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
 
-export interface AgentFilter {
-  orgId?: string;
-  ownerId?: string;
-  status?: AgentStatus;
-}
-
-/** Persistence of identities. Writes throw ConflictError on a duplicate; reads return null when absent. */
+/**
+ * Persistence of identities. Every write takes the transaction of the Chron commit that records
+ * it (see ChronWriter.commit): a change and its record commit together or not at all. Writes
+ * throw ConflictError on a duplicate.
+ */
 export interface IdentityStore {
-  createOrganization(org: Organization): Promise<void>;
   listOrganizations(): Promise<Organization[]>;
-
-  createHuman(human: Human): Promise<void>;
-  listHumans(orgId?: string): Promise<Human[]>;
-
-  createAgent(agent: Agent): Promise<void>;
-  listAgents(filter: AgentFilter): Promise<Agent[]>;
-  setAgentStatus(id: string, status: AgentStatus, reason: string | null, at: Date): Promise<void>;
-
-  createCredential(credential: AgentCredential): Promise<void>;
+  listHumans(): Promise<Human[]>;
+  listAgents(): Promise<Agent[]>;
   listCredentials(): Promise<AgentCredential[]>;
-  revokeCredential(id: string, at: Date): Promise<void>;
-
-  createApiKey(key: ApiKey): Promise<void>;
   listApiKeys(): Promise<ApiKey[]>;
-
-  createSigningKey(key: SigningKey): Promise<void>;
   listSigningKeys(purpose: string): Promise<SigningKey[]>;
+
+  createOrganization(org: Organization, tx: Tx): Promise<void>;
+  saveHuman(human: Human, tx: Tx): Promise<void>;
+  /** Inserts or replaces the agent and its skills. */
+  saveAgent(agent: Agent, tx: Tx): Promise<void>;
+  saveCredential(credential: AgentCredential, tx: Tx): Promise<void>;
+  saveApiKey(key: ApiKey, tx: Tx): Promise<void>;
+  createSigningKey(key: SigningKey, tx: Tx): Promise<void>;
 }

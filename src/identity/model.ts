@@ -1,4 +1,5 @@
 // Identity domain types. Stores speak these, never Prisma or wire types.
+import type { Actor } from "../chron/record";
 
 export type Role = "admin" | "policy_author" | "agent_manager" | "auditor";
 export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor"];
@@ -79,4 +80,14 @@ export type Principal =
 
 export function principalName(p: Principal): string {
   return p.kind === "api_key" ? `api_key:${p.id}` : `agent:${p.agentId}`;
+}
+
+/** Who Chron names as the author of a change. */
+export function actorOf(p: Principal): Actor {
+  return p.kind === "api_key" ? { type: "api_key", id: p.id, name: p.name } : { type: "agent", id: p.agentId, name: p.agentId };
+}
+
+/** The organisation a principal is confined to (null: all of them). */
+export function scopeOf(p: Principal): { orgId: string | null } {
+  return { orgId: p.orgId };
 }

@@ -1,5 +1,4 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import type { IdentityStore } from "./identity-store";
 import type { SigningKey } from "./model";
 
 export interface LoadedKey {
@@ -23,24 +22,16 @@ function load(k: SigningKey): LoadedKey {
 
 /**
  * CLAIIM's ES256 signing keys for one purpose. The newest unretired key signs; every unretired
- * key verifies and is published in the JWKS. The first start generates and stores a key, so tokens
- * survive restarts.
+ * key verifies and is published in the JWKS. Keys are stored, so tokens survive restarts.
  */
 export class SigningKeys {
   private keys: LoadedKey[] = [];
 
-  constructor(
-    private readonly store: IdentityStore,
-    readonly purpose: string,
-  ) {}
+  constructor(readonly purpose: string) {}
 
-  async start(): Promise<void> {
-    let stored = (await this.store.listSigningKeys(this.purpose)).filter((k) => !k.retiredAt);
-    if (stored.length === 0) {
-      await this.store.createSigningKey(generate(this.purpose));
-      stored = (await this.store.listSigningKeys(this.purpose)).filter((k) => !k.retiredAt);
-    }
-    this.keys = stored.map(load);
+  /** Replaces the loaded keys with the stored ones of this purpose that are not retired. */
+  load(stored: SigningKey[]): void {
+    this.keys = stored.filter((k) => k.purpose === this.purpose && !k.retiredAt).map(load);
   }
 
   current(): LoadedKey {

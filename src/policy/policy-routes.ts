@@ -1,6 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { principalName } from "../identity/model";
+import { actorOf } from "../identity/model";
 import type { PolicyService } from "./policy-service";
 
 const PolicyVersionView = z
@@ -50,7 +50,7 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
         201: { description: "Published (and activated when asked)", schema: PolicyVersionView },
         422: { description: "OPA refused the policy; opa_errors lists file, row, column and message" },
       },
-      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, principalName(principal!)) }),
+      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, actorOf(principal!)) }),
     }),
     route({
       method: "get",
@@ -88,7 +88,7 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       access: { roles: ["policy_author"] },
       params: Version,
       responses: { 200: { description: "Active", schema: PolicyVersionView }, 422: { description: "The stored bundle failed verification" } },
-      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, principalName(principal!)) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, actorOf(principal!)) }),
     }),
   ];
 }

@@ -1,6 +1,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { NotFoundError, UnprocessableError } from "../lib/errors";
+import { ClaiimError, NotFoundError, UnprocessableError } from "../lib/errors";
+import type { Recorder } from "../chron/chron-store";
+import { newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
 import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
 import type { PolicyCompiler, PolicySources } from "./opa-compiler";
@@ -35,6 +37,12 @@ export interface PolicyStatus {
 }
 
 const BUNDLE_NAME = "claiim";
+const BOOTSTRAP: Actor = { type: "system", id: "bootstrap", name: "reference policies on first start" };
+const STARTUP: Actor = { type: "system", id: "startup", name: "activation of the stored active version at start-up" };
+
+function actorName(actor: Actor): string {
+  return `${actor.type}:${actor.id}`;
+}
 
 export async function readPolicyDir(dir: string): Promise<PolicySources> {
   const sources: PolicySources = {};
@@ -62,24 +70,56 @@ export class PolicyService {
     private readonly compiler: PolicyCompiler,
     private readonly engine: PolicyEngine,
     private readonly bundleDir: string,
+    private readonly record: Recorder,
     private readonly logger: Logger,
   ) {}
 
-  publish(req: PublishRequest, actor: string): Promise<PolicyVersionView> {
+  /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
+  publish(req: PublishRequest, actor: Actor): Promise<PolicyVersionView> {
     return this.serialised(async () => {
-      const files = await this.compiler.compile(req.files);
+      let files;
+      try {
+        files = await this.compiler.compile(req.files);
+      } catch (err) {
+        if (err instanceof ClaiimError) {
+          await this.record([
+            newEvent({
+              type: "policy.publish_refused",
+              actor,
+              subject: { type: "policy", id: BUNDLE_NAME, name: BUNDLE_NAME },
+              reason: err.message,
+              before: null,
+              after: { code: err.code, message: req.message, files: Object.keys(req.files).sort() },
+            }),
+          ]);
+        }
+        throw err;
+      }
       const version = (await this.store.latestVersion()) + 1;
       const digest = contentDigest(files);
       const revision = revisionOf(version, digest);
       files.set(".manifest", Buffer.from(JSON.stringify({ ...parseManifest(files), revision })));
       const bundle = await writeBundle(files);
       const createdAt = new Date();
-      const stored = { version, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy: actor, createdAt };
+      const createdBy = actorName(actor);
+      const stored = { version, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy, createdAt };
       // Load before storing: a bundle that compiles but cannot run is refused like one that does not compile.
       const loaded = await instantiate(stored, createdAt).catch((err: Error) => {
         throw new UnprocessableError("policy_load_failed", err.message);
       });
-      await this.store.insert(stored);
+      await this.record(
+        [
+          newEvent({
+            type: "policy.published",
+            actor,
+            subject: { type: "policy", id: String(version), name: revision },
+            reason: req.message,
+            before: null,
+            after: { version, revision, digest, file_sha256: stored.fileSha256, files: Object.keys(req.files).sort() },
+          }),
+        ],
+        (tx) => this.store.insert(stored, tx),
+      );
       await this.writeFile(version, bundle);
       this.logger.info("policy published", { version, revision, actor });
       if (req.activate) await this.activateLoaded(loaded, actor);
@@ -87,7 +127,7 @@ export class PolicyService {
     });
   }
 
-  activate(version: number, actor: string): Promise<PolicyVersionView> {
+  activate(version: number, actor: Actor): Promise<PolicyVersionView> {
     return this.serialised(async () => {
       const stored = await this.store.get(version);
       if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
@@ -96,7 +136,20 @@ export class PolicyService {
       try {
         loaded = await instantiate(stored, at);
       } catch (err) {
-        await this.store.setError((err as Error).message, at);
+        const message = (err as Error).message;
+        await this.record(
+          [
+            newEvent({
+              type: "policy.activation_failed",
+              actor,
+              subject: { type: "policy", id: String(version), name: stored.revision },
+              reason: message,
+              before: { active_version: this.engine.active()?.version ?? null },
+              after: { active_version: this.engine.active()?.version ?? null },
+            }),
+          ],
+          (tx) => this.store.setError(message, at, tx),
+        );
         this.logger.error("policy activation refused", { version, error: (err as Error).message });
         throw new UnprocessableError("policy_activation_failed", (err as Error).message);
       }
@@ -114,7 +167,7 @@ export class PolicyService {
     const state = await this.store.state();
     if (state.activeVersion !== null) {
       try {
-        await this.activate(state.activeVersion, "system:startup");
+        await this.activate(state.activeVersion, STARTUP);
       } catch (err) {
         this.logger.error("active policy could not be loaded at start-up", { version: state.activeVersion, error: (err as Error).message });
       }
@@ -123,7 +176,7 @@ export class PolicyService {
     if ((await this.store.latestVersion()) === 0) {
       const view = await this.publish(
         { files: await readPolicyDir(regoDir), message: `reference policies from ${path.basename(regoDir)}/`, activate: true },
-        "system:bootstrap",
+        BOOTSTRAP,
       );
       this.logger.info("reference policies published and activated", { version: view.version, revision: view.revision });
     }
@@ -153,9 +206,21 @@ export class PolicyService {
     };
   }
 
-  private async activateLoaded(loaded: Awaited<ReturnType<typeof instantiate>>, actor: string): Promise<void> {
+  private async activateLoaded(loaded: Awaited<ReturnType<typeof instantiate>>, actor: Actor): Promise<void> {
+    const previous = this.engine.active()?.version ?? null;
     // WARNING: persist first, swap second: if the database refuses, the old version stays active everywhere.
-    await this.store.setActive(loaded.version, actor, loaded.activatedAt);
+    await this.record(
+      [
+        newEvent({
+          type: "policy.activated",
+          actor,
+          subject: { type: "policy", id: String(loaded.version), name: loaded.revision },
+          before: { active_version: previous },
+          after: { active_version: loaded.version, revision: loaded.revision, digest: loaded.digest },
+        }),
+      ],
+      (tx) => this.store.setActive(loaded.version, actorName(actor), loaded.activatedAt, tx),
+    );
     this.engine.swap(loaded);
     this.logger.info("policy activated", { version: loaded.version, revision: loaded.revision, actor });
   }

@@ -1,3 +1,5 @@
+import type { Tx } from "../db/database";
+
 export interface StoredBundle {
   version: number;
   revision: string;
@@ -20,13 +22,14 @@ export interface PolicyState {
   lastErrorAt: Date | null;
 }
 
+/** Writes take the transaction of the Chron commit that records them. */
 export interface PolicyStore {
   latestVersion(): Promise<number>;
   /** Inserts a new version; throws ConflictError when that version number is taken. */
-  insert(bundle: StoredBundle): Promise<void>;
+  insert(bundle: StoredBundle, tx: Tx): Promise<void>;
   get(version: number): Promise<StoredBundle | null>;
   list(): Promise<BundleSummary[]>;
   state(): Promise<PolicyState>;
-  setActive(version: number, by: string, at: Date): Promise<void>;
-  setError(message: string, at: Date): Promise<void>;
+  setActive(version: number, by: string, at: Date, tx: Tx): Promise<void>;
+  setError(message: string, at: Date, tx: Tx): Promise<void>;
 }

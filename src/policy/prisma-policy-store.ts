@@ -1,4 +1,4 @@
-import type { Prisma } from "../db/database";
+import type { Prisma, Tx } from "../db/database";
 import { ConflictError } from "../lib/errors";
 import type { BundleSummary, PolicyState, PolicyStore, StoredBundle } from "./policy-store";
 
@@ -16,9 +16,9 @@ export class PrismaPolicyStore implements PolicyStore {
     return r._max.version ?? 0;
   }
 
-  async insert(b: StoredBundle): Promise<void> {
+  async insert(b: StoredBundle, tx: Tx): Promise<void> {
     try {
-      await this.prisma.policyBundle.create({
+      await tx.policyBundle.create({
         data: { ...b, bundle: new Uint8Array(b.bundle), sources: JSON.stringify(b.sources) },
       });
     } catch (err) {
@@ -51,13 +51,13 @@ export class PrismaPolicyStore implements PolicyStore {
     };
   }
 
-  async setActive(version: number, by: string, at: Date): Promise<void> {
+  async setActive(version: number, by: string, at: Date, tx: Tx): Promise<void> {
     const data = { activeVersion: version, activatedAt: at, activatedBy: by };
-    await this.prisma.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+    await tx.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
   }
 
-  async setError(message: string, at: Date): Promise<void> {
+  async setError(message: string, at: Date, tx: Tx): Promise<void> {
     const data = { lastError: message, lastErrorAt: at };
-    await this.prisma.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+    await tx.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
   }
 }

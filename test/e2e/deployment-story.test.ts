@@ -23,7 +23,8 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   const admin = () => ({ Authorization: `Bearer ${s.admin}` });
   const asAgent = (t = token) => ({ Authorization: `Bearer ${t}` });
   const decide = (body: unknown, t = token) => s.http.post("/v1/decisions").set(asAgent(t)).send(body as object);
-  const chronCount = async () => Number((await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records"))[0].n);
+  const decisionCount = async () => Number((await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records WHERE kind = 'decision'"))[0].n);
+  const recordCount = async () => Number((await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records"))[0].n);
   const records = async (query = "") => (await s.http.get(`/v1/chron/records${query}`).set(admin()).expect(200)).body;
 
   beforeAll(async () => {
@@ -106,15 +107,15 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   });
 
   test("staging is allowed, production is denied, and both are in Chron before the reply", async () => {
-    const before = await chronCount();
+    const before = await decisionCount();
     const allow = (await decide(staging).expect(200)).body;
     expect(allow).toMatchObject({ decision: "allow", allow: true, policy: { version: 1 } });
     expect(allow.decision_id).toMatch(UUID);
-    expect(await chronCount()).toBe(before + 1);
+    expect(await decisionCount()).toBe(before + 1);
 
     const deny = (await decide(production).expect(200)).body;
     expect(deny).toMatchObject({ decision: "deny", allow: false, reasons: ["deploying to production requires a change approved by a human"] });
-    expect(await chronCount()).toBe(before + 2);
+    expect(await decisionCount()).toBe(before + 2);
 
     const { records: rows } = await records(`?agent=${agent.id}`);
     const policy = (await s.http.get("/v1/policies/status").set(admin())).body;
@@ -166,7 +167,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   });
 
   test("bad input gets a specific problem and decides nothing", async () => {
-    const before = await chronCount();
+    const before = await decisionCount();
     const malformed = await s.http.post("/v1/decisions").set(asAgent()).set("Content-Type", "application/json").send('{"action": "deploy",').expect(400);
     expect(malformed.body.code).toBe("malformed_json");
     const missing = await decide({ action: "deploy", resource: "staging", skill: staging.skill }).expect(400);
@@ -175,11 +176,11 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect(big.body.code).toBe("payload_too_large");
     const notJson = await s.http.post("/v1/decisions").set(asAgent()).set("Content-Type", "text/plain").send("deploy").expect(400);
     expect(notJson.body.code).toBe("content_type_invalid");
-    expect(await chronCount()).toBe(before);
+    expect(await decisionCount()).toBe(before);
   });
 
   test("forged, expired, foreign and revoked tokens get 401 and no decision", async () => {
-    const before = await chronCount();
+    const before = await decisionCount();
     const [header, payload] = token.split(".");
     const none = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${payload}.`;
     const foreignKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
@@ -209,7 +210,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     await s.http.delete(`/v1/agents/${agent.id}/credentials/${second.credential_id}`).set(admin()).expect(200);
     const revoked = await decide(staging, second.token).expect(401);
     expect(revoked.body.code).toBe("credential_revoked");
-    expect(await chronCount()).toBe(before + 1);
+    expect(await decisionCount()).toBe(before + 1);
   });
 
   test("agent tokens can ask for decisions but manage nothing", async () => {
@@ -270,35 +271,40 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   });
 
   test("concurrent decisions all land, each once, in one valid chain", async () => {
-    const before = await chronCount();
+    const before = await decisionCount();
     const replies = await Promise.all(Array.from({ length: 60 }, (_, i) => decide(i % 2 ? staging : production)));
     expect(replies.every((r) => r.status === 200)).toBe(true);
-    expect(await chronCount()).toBe(before + 60);
+    expect(await decisionCount()).toBe(before + 60);
     const seqs = replies.map((r) => r.body.chron.seq).sort((a, b) => a - b);
     expect(new Set(seqs).size).toBe(60);
-    expect((await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body).toMatchObject({ valid: true, checked: before + 60 });
+    expect((await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body).toMatchObject({ valid: true, checked: await recordCount() });
   });
 
-  test("list filters by agent, owner, decision and time, with cursor paging", async () => {
-    const all: { seq: number; decision: string; timestamp: string }[] = [];
+  test("list filters by kind, agent, owner, decision and time, with cursor paging", async () => {
+    type Row = { seq: number; kind: string; decision?: string; timestamp: string; type?: string };
+    const all: Row[] = [];
     let cursor: string | null = null;
     do {
-      const page: { records: typeof all; next_cursor: string | null } = await records(`?limit=7${cursor ? `&cursor=${cursor}` : ""}`);
+      const page: { records: Row[]; next_cursor: string | null } = await records(`?limit=7${cursor ? `&cursor=${cursor}` : ""}`);
       expect(page.records.length).toBeLessThanOrEqual(7);
       all.push(...page.records);
       cursor = page.next_cursor;
     } while (cursor);
     expect(all.map((r) => r.seq)).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
-    expect(all.length).toBe(await chronCount());
+    expect(all.length).toBe(await recordCount());
+    const decisions = all.filter((r) => r.kind === "decision");
+    expect(decisions.length).toBe(await decisionCount());
 
-    const denies = (await records("?decision=deny&limit=1000")).records as typeof all;
-    expect(denies.length).toBe(all.filter((r) => r.decision === "deny").length);
-    expect((await records(`?owner=${human.id}&limit=1000`)).records.length).toBe(all.length);
+    expect((await records("?kind=decision&limit=1000")).records.length).toBe(decisions.length);
+    expect((await records("?kind=event&limit=1000")).records.map((r: Row) => r.type)).toEqual(expect.arrayContaining(["organization.created", "agent.registered", "credential.issued", "agent.suspended"]));
+    const denies = (await records("?decision=deny&limit=1000")).records as Row[];
+    expect(denies.length).toBe(decisions.filter((r) => r.decision === "deny").length);
+    expect((await records(`?kind=decision&owner=${human.id}&limit=1000`)).records.length).toBe(decisions.length);
     expect((await records(`?owner=${agent.id}`)).records).toEqual([]);
-    const mid = all[Math.floor(all.length / 2)].timestamp;
-    const later = (await records(`?from=${encodeURIComponent(mid)}&limit=1000`)).records as typeof all;
-    expect(later.length).toBe(all.filter((r) => r.timestamp >= mid).length);
-    expect((await records(`?to=${encodeURIComponent(mid)}&limit=1000`)).records.length).toBe(all.filter((r) => r.timestamp < mid).length);
+    const mid = decisions[Math.floor(decisions.length / 2)].timestamp;
+    const later = (await records(`?kind=decision&from=${encodeURIComponent(mid)}&limit=1000`)).records as Row[];
+    expect(later.length).toBe(decisions.filter((r) => r.timestamp >= mid).length);
+    expect((await records(`?kind=decision&to=${encodeURIComponent(mid)}&limit=1000`)).records.length).toBe(decisions.filter((r) => r.timestamp < mid).length);
 
     const inverted = await s.http.get(`/v1/chron/records?from=${encodeURIComponent(mid)}&to=2000-01-01T00:00:00Z`).set(admin()).expect(400);
     expect(inverted.body.code).toBe("time_range_inverted");
@@ -310,21 +316,22 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     const ok = (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
     expect(ok.valid).toBe(true);
     const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
-    const snapshot = await sql(s.claiim.db, "SELECT seq, content, prev_hash, hash, decision FROM chron_records WHERE seq IN (3, 4, 5) ORDER BY seq");
+    const [deny] = (await sql(s.claiim.db, "SELECT seq, content, decision FROM chron_records WHERE decision = 'deny' ORDER BY seq LIMIT 1")) as { seq: number; content: string; decision: string }[];
+    const n = Number(deny.seq);
 
-    await sql(s.claiim.db, "UPDATE chron_records SET content = replace(content, '\"deny\"', '\"allow\"') WHERE seq = 4");
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: 4, problem: expect.stringMatching(/^hash mismatch/) } });
-    await sql(s.claiim.db, "UPDATE chron_records SET content = $1 WHERE seq = 4", [snapshot[1].content]);
+    await sql(s.claiim.db, "UPDATE chron_records SET content = replace(content, '\"deny\"', '\"allow\"') WHERE seq = $1", [n]);
+    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^hash mismatch/) } });
+    await sql(s.claiim.db, "UPDATE chron_records SET content = $1 WHERE seq = $2", [deny.content, n]);
 
-    await sql(s.claiim.db, "UPDATE chron_records SET decision = 'allow' WHERE seq = 4");
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: 4, problem: expect.stringMatching(/column decision/) } });
-    await sql(s.claiim.db, "UPDATE chron_records SET decision = $1 WHERE seq = 4", [snapshot[1].decision]);
+    await sql(s.claiim.db, "UPDATE chron_records SET decision = 'allow' WHERE seq = $1", [n]);
+    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/column decision/) } });
+    await sql(s.claiim.db, "UPDATE chron_records SET decision = $1 WHERE seq = $2", [deny.decision, n]);
 
-    const [row4] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = 4");
-    await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = 4");
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: 4, problem: expect.stringMatching(/^sequence gap/) } });
-    const cols = Object.keys(row4);
-    await sql(s.claiim.db, `INSERT INTO chron_records (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(row4));
+    const [row] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [n]);
+    await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [n]);
+    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^sequence gap/) } });
+    const cols = Object.keys(row);
+    await sql(s.claiim.db, `INSERT INTO chron_records (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(row));
 
     await sql(s.claiim.db, "UPDATE chron_records SET seq = -3 WHERE seq = 3");
     await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = 5");
@@ -344,7 +351,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   });
 
   test("when Chron cannot write, no decision is returned (503) and nothing is half-written", async () => {
-    const before = await chronCount();
+    const before = await decisionCount();
     await failChronInserts(s.claiim.db);
     try {
       const replies = await Promise.all([decide(staging), decide(production), decide(staging)]);
@@ -353,12 +360,14 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
         expect(r.body).toMatchObject({ code: "chron_unavailable" });
         expect(r.body.allow).toBeUndefined();
       }
-      expect(await chronCount()).toBe(before);
+      expect(await decisionCount()).toBe(before);
     } finally {
       await restoreChronInserts(s.claiim.db);
     }
+    const records = await recordCount();
     const after = (await decide(staging).expect(200)).body;
-    expect(after.chron.seq).toBe(before + 1);
+    expect(after.chron.seq).toBe(records + 1);
+    expect(await decisionCount()).toBe(before + 1);
     expect((await s.http.get("/v1/chron/verify").set(admin())).body.valid).toBe(true);
   });
 
@@ -370,9 +379,12 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect((await s.http.get("/.well-known/jwks.json")).body).toEqual(jwksBefore);
     const res = (await decide(staging).expect(200)).body;
     expect(res).toMatchObject({ decision: "allow", policy: { version: 1 } });
-    expect(res.chron.seq).toBe(head.seq + 1);
+    // Between the two: the start-up activation of the stored active version, itself recorded.
+    expect(res.chron.seq).toBe(head.seq + 2);
+    const { records: [startup] } = await records(`?kind=event&cursor=${Buffer.from(JSON.stringify({ after: head.seq })).toString("base64url")}`);
+    expect(startup).toMatchObject({ seq: head.seq + 1, type: "policy.activated", actor: { type: "system", id: "startup" }, after: { active_version: 1 } });
     const verified = (await s.http.get("/v1/chron/verify").set(admin())).body;
-    expect(verified).toMatchObject({ valid: true, head: { seq: head.seq + 1, hash: res.chron.hash } });
+    expect(verified).toMatchObject({ valid: true, head: { seq: head.seq + 2, hash: res.chron.hash } });
   });
 
   test("the OpenAPI document describes the decision endpoint from its validation schema", async () => {

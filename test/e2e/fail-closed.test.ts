@@ -52,7 +52,7 @@ describe.each(databaseKinds())("failing closed on %s", (kind) => {
       expect(status.body).toMatchObject({ active_version: null, errors: [{ message: expect.stringMatching(/content digest/) }] });
       const res = await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(staging).expect(200);
       expect(res.body).toMatchObject({ decision: "deny", reasons: [expect.stringMatching(/^no policy is active/)], policy: { version: null } });
-      expect((await s.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${s.admin}` })).body).toMatchObject({ valid: true, checked: 1 });
+      expect((await s.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${s.admin}` })).body).toMatchObject({ valid: true });
     } finally {
       await s.stop();
     }

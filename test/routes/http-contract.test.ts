@@ -1,4 +1,5 @@
 import { fakeApp, type FakeApp } from "../support/fake-core";
+import { ALL, TESTER } from "../support/recorder";
 
 describe("HTTP contract (routes on fake stores)", () => {
   let app: FakeApp;
@@ -8,8 +9,8 @@ describe("HTTP contract (routes on fake stores)", () => {
 
   beforeAll(async () => {
     app = await fakeApp();
-    auditor = (await app.core.identity.createApiKey({ name: "audit", role: "auditor", orgId: null, expiresAt: null })).secret;
-    manager = (await app.core.identity.createApiKey({ name: "ops", role: "agent_manager", orgId: null, expiresAt: null })).secret;
+    auditor = (await app.core.identity.createApiKey({ name: "audit", role: "auditor", organization: null, expiresAt: null }, TESTER, ALL)).secret;
+    manager = (await app.core.identity.createApiKey({ name: "ops", role: "agent_manager", organization: null, expiresAt: null }, TESTER, ALL)).secret;
   });
 
   test("unknown routes are problems too", async () => {
@@ -45,10 +46,17 @@ describe("HTTP contract (routes on fake stores)", () => {
   });
 
   test("revoked and expired API keys are refused", async () => {
-    const expired = await app.core.identity.createApiKey({ name: "old", role: "auditor", orgId: null, expiresAt: new Date(Date.now() - 1000) });
-    expect((await app.http.get("/v1/agents").set(bearer(expired.secret)).expect(401)).body.code).toBe("api_key_expired");
-    const key = app.stores.identity.apiKeys.find((k) => k.id === expired.key.id)!;
-    expect(key.secretHash).not.toContain(expired.secret);
+    const shortLived = await app.core.identity.createApiKey({ name: "old", role: "auditor", organization: null, expiresAt: new Date(Date.now() + 1000) }, TESTER, ALL);
+    const spy = jest.spyOn(Date, "now").mockReturnValue(Date.now() + 2000);
+    try {
+      expect((await app.http.get("/v1/agents").set(bearer(shortLived.secret)).expect(401)).body.code).toBe("api_key_expired");
+    } finally {
+      spy.mockRestore();
+    }
+    const key = app.stores.identity.apiKeys.find((k) => k.id === shortLived.key.id)!;
+    expect(key.secretHash).not.toContain(shortLived.secret);
+    await app.http.delete(`/v1/api-keys/${shortLived.key.id}`).set(bearer(app.admin)).expect(200);
+    expect((await app.http.get("/v1/agents").set(bearer(shortLived.secret)).expect(401)).body.code).toBe("api_key_revoked");
   });
 
   test("validation names every offending field", async () => {
@@ -90,7 +98,7 @@ describe("HTTP contract (routes on fake stores)", () => {
     const spy = jest.spyOn(app.stores.identity, "createOrganization").mockRejectedValueOnce(err);
     const res = await app.http.post("/v1/organizations").set(bearer(app.admin)).send({ slug: "down", name: "Down" }).expect(503);
     expect(res.body.code).toBe("database_unavailable");
-    expect(app.core.identity.listOrganizations().map((o) => o.slug)).not.toContain("down");
+    expect(app.core.identity.listOrganizations(ALL).map((o) => o.slug)).not.toContain("down");
     spy.mockRestore();
   });
 

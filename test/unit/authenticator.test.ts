@@ -8,19 +8,21 @@ import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
 import { IdentityService } from "../../src/identity/identity-service";
 import { SigningKeys } from "../../src/identity/signing-keys";
 import { createLogger } from "../../src/lib/logger";
+import { ALL, fakeChron, TESTER } from "../support/recorder";
 
 const settings = { issuer: "claiim", audience: "claiim", agentTokenTtlSeconds: 600 };
 
 async function setup() {
   const store = new FakeIdentityStore();
-  const keys = new SigningKeys(store, "agent-token");
-  const identity = new IdentityService(store, keys, settings, createLogger("silent"));
+  const chron = fakeChron();
+  const keys = new SigningKeys("agent-token");
+  const identity = new IdentityService(store, keys, settings, chron.record, createLogger("silent"));
   await identity.start();
-  await identity.createOrganization({ slug: "acme", name: "Acme" });
-  await identity.createHuman({ organization: "acme", name: "Alice", email: "alice@x.example" });
-  const agent = await identity.registerAgent({ organization: "acme", name: "bot", description: "", owner: "alice@x.example", skills: [{ name: "deploy", version: "1.2.0" }] });
-  const issued = await identity.issueCredential(agent.id);
-  return { store, keys, identity, agent, issued, auth: new Authenticator(identity, keys, settings) };
+  await identity.createOrganization({ slug: "acme", name: "Acme" }, TESTER, ALL);
+  await identity.createHuman({ organization: "acme", name: "Alice", email: "alice@x.example" }, TESTER, ALL);
+  const agent = await identity.registerAgent({ organization: "acme", name: "bot", description: "", owner: "alice@x.example", skills: [{ name: "deploy", version: "1.2.0" }] }, TESTER, ALL);
+  const issued = await identity.issueCredential(agent.id, undefined, TESTER, ALL);
+  return { store, chron, keys, identity, agent, issued, auth: new Authenticator(identity, keys, settings) };
 }
 
 const bearer = (t: string) => `Bearer ${t}`;
@@ -51,7 +53,7 @@ describe("Authenticator", () => {
   test("revocation applies at once, even to a token whose signature was already checked", async () => {
     const { auth, identity, agent, issued } = await setup();
     auth.authenticate(bearer(issued.token));
-    await identity.revokeCredential(agent.id, issued.credential.id);
+    await identity.revokeCredential(agent.id, issued.credential.id, TESTER, ALL);
     expect(() => auth.authenticate(bearer(issued.token))).toThrow(expect.objectContaining({ code: "credential_revoked" }));
   });
 
@@ -75,9 +77,9 @@ describe("Authenticator", () => {
   });
 
   test("the signing key survives a restart; the bootstrap admin is created once", async () => {
-    const { store, keys, issued } = await setup();
-    const again = new SigningKeys(store, "agent-token");
-    const identity = new IdentityService(store, again, settings, createLogger("silent"));
+    const { store, chron, keys, issued } = await setup();
+    const again = new SigningKeys("agent-token");
+    const identity = new IdentityService(store, again, settings, chron.record, createLogger("silent"));
     await identity.start();
     expect(again.current().kid).toBe(keys.current().kid);
     expect(new Authenticator(identity, again, settings).authenticate(bearer(issued.token)).kind).toBe("agent");

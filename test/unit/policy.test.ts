@@ -8,6 +8,7 @@ import { PolicyService, readPolicyDir } from "../../src/policy/policy-service";
 import { readBundle, writeBundle } from "../../src/policy/bundle";
 import { createLogger } from "../../src/lib/logger";
 import { OPA_BIN } from "../support/fake-core";
+import { fakeChron, TESTER } from "../support/recorder";
 
 const REGO = path.resolve(__dirname, "../../rego");
 
@@ -15,8 +16,9 @@ function setup() {
   const store = new FakePolicyStore();
   const engine = new PolicyEngine();
   const bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bundles-"));
-  const service = new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, bundleDir, createLogger("silent"));
-  return { store, engine, service, bundleDir };
+  const chron = fakeChron();
+  const service = new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, bundleDir, chron.record, createLogger("silent"));
+  return { store, engine, service, bundleDir, chron };
 }
 
 describe("PolicyService with the real OPA compiler", () => {
@@ -39,7 +41,7 @@ describe("PolicyService with the real OPA compiler", () => {
   test("a refused compile stores nothing and leaves the active version", async () => {
     const { store, engine, service } = setup();
     await service.start(REGO);
-    await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, "t")).rejects.toMatchObject({
+    await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
       status: 422,
       code: "policy_compile_failed",
       extra: { opa_errors: [expect.objectContaining({ file: "claiim/decision.rego", row: 2, code: "rego_type_error" })] },
@@ -50,17 +52,17 @@ describe("PolicyService with the real OPA compiler", () => {
 
   test("a policy without the decision entrypoint is refused", async () => {
     const { service } = setup();
-    await expect(service.publish({ files: { "other.rego": "package other\nx := 1\n" }, message: "m", activate: false }, "t")).rejects.toMatchObject({ status: 422 });
+    await expect(service.publish({ files: { "other.rego": "package other\nx := 1\n" }, message: "m", activate: false }, TESTER)).rejects.toMatchObject({ status: 422 });
   });
 
   test("publishing does not activate unless asked; activation swaps atomically", async () => {
     const { engine, service } = setup();
     await service.start(REGO);
     const before = engine.active()!;
-    const v2 = await service.publish({ files: await readPolicyDir(REGO), message: "same again", activate: false }, "t");
+    const v2 = await service.publish({ files: await readPolicyDir(REGO), message: "same again", activate: false }, TESTER);
     expect(v2).toMatchObject({ version: 2, active: false, digest: before.digest });
     expect(engine.active()).toBe(before);
-    await service.activate(2, "t");
+    await service.activate(2, TESTER);
     expect(engine.active()!.version).toBe(2);
     expect((await service.status()).active_revision).toBe(v2.revision);
   });
@@ -71,9 +73,9 @@ describe("PolicyService with the real OPA compiler", () => {
   ])("a stored bundle whose %s changed is refused at activation; the old one stays", async (_what, tamper, why) => {
     const { store, engine, service } = setup();
     await service.start(REGO);
-    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, "t");
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
     tamper(store.bundles.get(2)! as never);
-    await expect(service.activate(2, "t")).rejects.toMatchObject({ status: 422, code: "policy_activation_failed", message: expect.stringMatching(why) });
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ status: 422, code: "policy_activation_failed", message: expect.stringMatching(why) });
     expect(engine.active()!.version).toBe(1);
     expect((await service.status()).errors[0].message).toMatch(why);
   });
@@ -81,12 +83,12 @@ describe("PolicyService with the real OPA compiler", () => {
   test("a bundle rebuilt with different content but the old hashes is refused", async () => {
     const { store, engine, service } = setup();
     await service.start(REGO);
-    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, "t");
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
     const stored = store.bundles.get(2)!;
     const files = await readBundle(stored.bundle);
     files.set("data.json", Buffer.from(JSON.stringify({ claiim: { skills: {} } })));
     stored.bundle = await writeBundle(files);
-    await expect(service.activate(2, "t")).rejects.toMatchObject({ code: "policy_activation_failed" });
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed" });
     expect(engine.active()!.version).toBe(1);
   });
 
@@ -95,7 +97,7 @@ describe("PolicyService with the real OPA compiler", () => {
     await service.start(REGO);
     store.bundles.get(1)!.fileSha256 = "sha256:forged";
     const engine = new PolicyEngine();
-    await new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, os.tmpdir(), createLogger("silent")).start(REGO);
+    await new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, os.tmpdir(), fakeChron().record, createLogger("silent")).start(REGO);
     expect(engine.active()).toBeNull();
     expect(store.current.lastError).toMatch(/archive hash/);
   });
