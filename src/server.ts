@@ -39,6 +39,7 @@ export interface Claiim {
   engine: PolicyEngine;
   chron: ChronService;
   writer: ChronWriter;
+  routes: RouteSpec[];
   /** Path of the bootstrap administrator credential, when this start created it. */
   bootstrapCredentialFile: string | null;
   close(): Promise<void>;
@@ -148,6 +149,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       engine,
       chron,
       writer,
+      routes: core.routes,
       bootstrapCredentialFile,
       async close() {
         // In-flight requests finish (and their Chron records commit) before the writer closes.

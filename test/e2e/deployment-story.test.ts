@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { failChronInserts, restoreChronInserts, sql } from "../support/sql";
+import { failWrites, sql } from "../support/sql";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -352,7 +352,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
 
   test("when Chron cannot write, no decision is returned (503) and nothing is half-written", async () => {
     const before = await decisionCount();
-    await failChronInserts(s.claiim.db);
+    const undo = await failWrites(s.claiim.db, "chron_records", "INSERT");
     try {
       const replies = await Promise.all([decide(staging), decide(production), decide(staging)]);
       for (const r of replies) {
@@ -362,7 +362,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       }
       expect(await decisionCount()).toBe(before);
     } finally {
-      await restoreChronInserts(s.claiim.db);
+      await undo();
     }
     const records = await recordCount();
     const after = (await decide(staging).expect(200)).body;

@@ -9,16 +9,23 @@ export async function sql(db: Database, text: string, params: unknown[] = []): P
   return (await db.pool.query(text, params)).rows;
 }
 
-export async function failChronInserts(db: Database): Promise<void> {
-  if (db.kind === "sqlite") {
-    db.sqlite.exec("CREATE TRIGGER chron_fail BEFORE INSERT ON chron_records BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;");
-  } else {
-    await db.pool.query(`CREATE FUNCTION chron_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'simulated disk failure'; END $$;
-      CREATE TRIGGER chron_fail BEFORE INSERT ON chron_records FOR EACH ROW EXECUTE FUNCTION chron_fail();`);
-  }
+/** Runs several statements at once. */
+export async function script(db: Database, text: string): Promise<void> {
+  if (db.kind === "sqlite") db.sqlite.exec(text);
+  else await db.pool.query(text);
 }
 
-export async function restoreChronInserts(db: Database): Promise<void> {
-  if (db.kind === "sqlite") db.sqlite.exec("DROP TRIGGER chron_fail");
-  else await db.pool.query("DROP TRIGGER chron_fail ON chron_records; DROP FUNCTION chron_fail();");
+/** Makes every INSERT, UPDATE or DELETE on a table fail, as a full or broken disk would; returns the undo. */
+export async function failWrites(db: Database, table: string, on: "INSERT" | "UPDATE" | "DELETE"): Promise<() => Promise<void>> {
+  const name = `${table}_${on.toLowerCase()}_fails`;
+  if (db.kind === "sqlite") {
+    await script(db, `CREATE TRIGGER ${name} BEFORE ${on} ON ${table} BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END;`);
+    return () => script(db, `DROP TRIGGER ${name}`);
+  }
+  await script(
+    db,
+    `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'simulated disk failure'; END $$;
+     CREATE TRIGGER ${name} BEFORE ${on} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}();`,
+  );
+  return () => script(db, `DROP TRIGGER ${name} ON ${table}; DROP FUNCTION ${name}();`);
 }
