@@ -1,6 +1,15 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { actorOf } from "../identity/model";
+import { actorOf, type Principal } from "../identity/model";
+import { NotAllowedError } from "../lib/errors";
+
+/** The policy applies to every organisation, so only a key that spans all of them may change it. */
+function changer(p: Principal | null) {
+  if (!p || p.orgId !== null) {
+    throw new NotAllowedError("organization_scope", "the policy applies to every organisation; only a key not confined to one may change it");
+  }
+  return actorOf(p);
+}
 import type { PolicyService } from "./policy-service";
 
 const PolicyVersionView = z
@@ -50,7 +59,7 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
         201: { description: "Published (and activated when asked)", schema: PolicyVersionView },
         422: { description: "OPA refused the policy; opa_errors lists file, row, column and message" },
       },
-      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, actorOf(principal!)) }),
+      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, changer(principal)) }),
     }),
     route({
       method: "get",
@@ -88,7 +97,7 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       access: { roles: ["policy_author"] },
       params: Version,
       responses: { 200: { description: "Active", schema: PolicyVersionView }, 422: { description: "The stored bundle failed verification" } },
-      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, actorOf(principal!)) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, changer(principal)) }),
     }),
   ];
 }
