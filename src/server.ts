@@ -13,6 +13,7 @@ import { SigningKeys } from "./identity/signing-keys";
 import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
+import { inventoryRoutes } from "./identity/inventory-routes";
 import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
 import { PolicyEngine } from "./policy/policy-engine";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
@@ -100,6 +101,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const routes: RouteSpec[] = [
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
     ...identityRoutes(identity),
+    ...inventoryRoutes(identity, engine),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, identity),
     ...policyRoutes(policies, config.bodyLimits.policy),

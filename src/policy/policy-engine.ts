@@ -9,6 +9,8 @@ export interface ActivePolicy {
   revision: string;
   digest: string;
   activatedAt: Date;
+  /** The bundle's data document (data.json), as the policy sees it under `data`. */
+  data: Record<string, unknown>;
   /** Evaluates the decision entrypoint. Synchronous; throws when the policy fails. */
   evaluate(input: unknown): unknown;
 }
@@ -35,15 +37,17 @@ export async function instantiate(stored: StoredBundle, activatedAt: Date): Prom
   if (!wasmEntry) fail(`manifest declares no WebAssembly module for ${ENTRYPOINT}`);
   const wasm = files.get(wasmEntry!.module.replace(/^\/+/, ""));
   if (!wasm) fail(`bundle has no ${wasmEntry!.module}`);
-  const data = files.get("data.json");
+  const dataFile = files.get("data.json");
+  const data = dataFile ? (JSON.parse(dataFile.toString("utf8")) as Record<string, unknown>) : {};
   const policy = await loadPolicy(wasm!);
-  policy.setData(data ? (JSON.parse(data.toString("utf8")) as object) : {});
+  policy.setData(data);
   const entrypoint = ENTRYPOINT;
   return {
     version: stored.version,
     revision: stored.revision,
     digest: stored.digest,
     activatedAt,
+    data,
     evaluate(input: unknown): unknown {
       const results = policy.evaluate(input, entrypoint) as { result: unknown }[];
       return results.length ? results[0].result : undefined;

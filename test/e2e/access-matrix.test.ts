@@ -26,6 +26,8 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/agents/{id}/credentials": ["admin", "agent_manager"],
   "GET /v1/agents/{id}/credentials": ["admin", "agent_manager", "auditor"],
   "DELETE /v1/agents/{id}/credentials/{credential_id}": ["admin", "agent_manager"],
+  "GET /v1/inventory/agents": ["admin", "agent_manager", "auditor"],
+  "GET /v1/agents/{id}/permissions": ["admin", "agent_manager", "auditor"],
   "POST /v1/api-keys": ["admin"],
   "GET /v1/api-keys": ["admin"],
   "DELETE /v1/api-keys/{id}": ["admin"],
@@ -105,6 +107,8 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     await notFound("post", `/v1/agents/${g.agent}/transfer`, { owner: org.acme.human, reason: "x" });
     await notFound("post", `/v1/agents/${g.agent}/credentials`, {});
     await notFound("get", `/v1/agents/${g.agent}/credentials`);
+    await notFound("get", `/v1/agents/${g.agent}/permissions`);
+    await notFound("get", "/v1/inventory/agents?organization=globex");
     await notFound("get", `/v1/humans/${g.human}`);
     await notFound("post", `/v1/humans/${g.human}/deactivate`, { reason: "x" });
     await notFound("delete", `/v1/api-keys/${g.keyId}`);
@@ -122,6 +126,8 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     const slugs = (list: { organization: string }[]) => [...new Set(list.map((x) => x.organization))];
     expect(slugs((await s.http.get("/v1/agents").set(acme).expect(200)).body.agents)).toEqual(["acme"]);
     expect(slugs((await s.http.get("/v1/humans").set(acme).expect(200)).body.humans)).toEqual(["acme"]);
+    const inventory = (await s.http.get("/v1/inventory/agents").set(acme).expect(200)).body.agents as { organization: string }[];
+    expect(slugs(inventory)).toEqual(["acme"]);
     expect((await s.http.get("/v1/organizations").set(acme).expect(200)).body.organizations.map((o: { slug: string }) => o.slug)).toEqual(["acme"]);
     expect(slugs((await s.http.get("/v1/api-keys").set(acme).expect(200)).body.api_keys)).toEqual(["acme"]);
     const confined = await s.http.post("/v1/api-keys").set(acme).send({ name: "acme bot key", role: "auditor" }).expect(201);
