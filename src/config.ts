@@ -18,6 +18,14 @@ export interface Config {
   issuer: string;
   audience: string;
   agentTokenTtlSeconds: number;
+  /** Lifetime of access tokens from the OAuth token endpoint. */
+  accessTokenTtlSeconds: number;
+  /** Clock difference tolerated in client assertions. */
+  clockSkewSeconds: number;
+  /** How long a rotated-out signing key keeps verifying. */
+  keyOverlapSeconds: number;
+  /** The URL clients reach CLAIIM at; its /oauth/token is an accepted client-assertion audience. */
+  publicUrl: string;
   logLevel: string;
   chron: { maxBatch: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
@@ -55,6 +63,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     issuer: env.CLAIIM_ISSUER ?? "claiim",
     audience: env.CLAIIM_AUDIENCE ?? "claiim",
     agentTokenTtlSeconds: intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
+    accessTokenTtlSeconds: intEnv(env, "CLAIIM_ACCESS_TOKEN_TTL_SECONDS", 300),
+    clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
+    keyOverlapSeconds: intEnv(env, "CLAIIM_KEY_OVERLAP_SECONDS", intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600)),
+    publicUrl: (env.CLAIIM_PUBLIC_URL ?? `http://${env.HOST ?? "127.0.0.1"}:${port || 8080}`).replace(/\/+$/, ""),
     logLevel: env.LOG_LEVEL ?? "info",
     chron: { maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256) },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },

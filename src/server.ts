@@ -14,6 +14,8 @@ import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
 import { inventoryRoutes } from "./identity/inventory-routes";
+import { OAuthService } from "./identity/oauth-service";
+import { oauthRoutes } from "./identity/oauth-routes";
 import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
 import { PolicyEngine } from "./policy/policy-engine";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
@@ -95,13 +97,29 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     },
     logger,
   );
-  const authenticator = new Authenticator(identity, signingKeys, tokenSettings);
+  const oauth = new OAuthService(
+    stores.identity,
+    identity,
+    signingKeys,
+    {
+      issuer: config.issuer,
+      audience: config.audience,
+      accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+      clockSkewSeconds: config.clockSkewSeconds,
+      tokenEndpoint: `${config.publicUrl}/oauth/token`,
+    },
+    record,
+    logger,
+  );
+  await oauth.start();
+  const authenticator = new Authenticator(identity, oauth, signingKeys, tokenSettings);
 
   let openapi: unknown = null;
   const routes: RouteSpec[] = [
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
     ...identityRoutes(identity),
     ...inventoryRoutes(identity, engine),
+    ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, identity),
     ...policyRoutes(policies, config.bodyLimits.policy),

@@ -25,6 +25,8 @@ export interface DecisionContent {
   agent: { id: string; name: string; status: string };
   /** The accountable human as recorded at the moment of the decision. */
   accountable_human: { id: string; name: string; email: string; status: string } | null;
+  /** The user the agent acted for, if any (RFC 8693 act semantics). */
+  on_behalf_of: { subject: string } | null;
   requested_by: { credential_id: string };
   action: string;
   resource: string;

@@ -9,6 +9,11 @@ export const DecisionRequestSchema = z
     resource: z.string().min(1).max(1000),
     purpose: z.string().min(1).max(2000),
     skill: SkillRef,
+    on_behalf_of: z
+      .object({ subject: z.string().min(1).max(320) })
+      .strict()
+      .optional()
+      .openapi({ description: "The user the agent acts for, when its token does not say (RFC 8693 act semantics)" }),
   })
   .strict()
   .openapi("DecisionRequest", {
@@ -45,7 +50,7 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
       },
       handle: async ({ body, principal }) => {
         if (principal?.kind !== "agent") throw new Error("unreachable: route is agent-only");
-        return { status: 200, body: await decisions.decide(principal.agentId, principal.credentialId, body) };
+        return { status: 200, body: await decisions.decide(principal, body) };
       },
     }),
   ];

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { ChronContent, Decision, DecisionContent, PolicyRef } from "../chron/record";
 import type { ChronRow } from "../chron/record";
-import { AuthenticationError, ServiceUnavailableError } from "../lib/errors";
+import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
+import type { OnBehalfOf } from "../identity/model";
 import type { Logger } from "../lib/logger";
 import type { AgentContext } from "../identity/identity-service";
 import type { ActivePolicy } from "../policy/policy-engine";
@@ -11,6 +12,15 @@ export interface DecisionRequest {
   resource: string;
   purpose: string;
   skill: { name: string; version: string };
+  /** The user the agent acts for, when its token does not already say (RFC 8693 act semantics). */
+  on_behalf_of?: OnBehalfOf;
+}
+
+/** The authenticated agent: who it is, by which credential, and for whom it acts. */
+export interface Caller {
+  agentId: string;
+  credentialId: string;
+  onBehalfOf: OnBehalfOf | null;
 }
 
 export interface DecisionResponse {
@@ -32,8 +42,8 @@ export interface DecisionDeps {
 
 export const DECISION_PATH = "claiim/decision";
 
-/** The policy input, built from CLAIIM's own records. Only `request` comes from the agent. */
-export function policyInput(ctx: AgentContext, req: DecisionRequest) {
+/** The policy input, built from CLAIIM's own records and the token. Only `request` comes from the agent's body. */
+export function policyInput(ctx: AgentContext, req: Omit<DecisionRequest, "on_behalf_of">, onBehalfOf: OnBehalfOf | null = null) {
   const { agent, organization, owner } = ctx;
   return {
     agent: {
@@ -44,6 +54,7 @@ export function policyInput(ctx: AgentContext, req: DecisionRequest) {
       skills: Object.fromEntries(agent.skills.map((s) => [s.name, { version: s.version }])),
     },
     accountable_human: owner ? { id: owner.id, name: owner.name, email: owner.email, status: owner.status } : null,
+    on_behalf_of: onBehalfOf ? { subject: onBehalfOf.subject } : null,
     request: { action: req.action, resource: req.resource, purpose: req.purpose, skill: { name: req.skill.name, version: req.skill.version } },
   };
 }
@@ -87,12 +98,16 @@ export class DecisionService {
     private readonly logger: Logger,
   ) {}
 
-  async decide(agentId: string, credentialId: string, req: DecisionRequest): Promise<DecisionResponse> {
-    const ctx = this.deps.agentContext(agentId);
+  async decide(caller: Caller, req: DecisionRequest): Promise<DecisionResponse> {
+    const ctx = this.deps.agentContext(caller.agentId);
     if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
+    if (caller.onBehalfOf && req.on_behalf_of && caller.onBehalfOf.subject !== req.on_behalf_of.subject) {
+      throw new InputError("on_behalf_of_mismatch", "the body names a different user than the token acts for", [{ path: "on_behalf_of.subject", message: "differs from the token" }]);
+    }
+    const onBehalfOf = caller.onBehalfOf ?? req.on_behalf_of ?? null;
     // Take the policy once: a swap during this request does not change what it was decided under.
     const policy = this.deps.activePolicy();
-    const input = policyInput(ctx, req);
+    const input = policyInput(ctx, req, onBehalfOf);
     const { allow, reasons } = evaluate(policy, input, ctx);
     const policyRef: PolicyRef = { version: policy?.version ?? null, revision: policy?.revision ?? null, digest: policy?.digest ?? null };
     const content: DecisionContent = {
@@ -103,7 +118,8 @@ export class DecisionService {
       organization: { id: ctx.organization.id, slug: ctx.organization.slug },
       agent: { id: ctx.agent.id, name: ctx.agent.name, status: ctx.agent.status },
       accountable_human: input.accountable_human,
-      requested_by: { credential_id: credentialId },
+      on_behalf_of: input.on_behalf_of,
+      requested_by: { credential_id: caller.credentialId },
       action: req.action,
       resource: req.resource,
       purpose: req.purpose,

@@ -1,12 +1,20 @@
 import jwt from "jsonwebtoken";
 import { AuthenticationError } from "../lib/errors";
 import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
-import type { Principal } from "./model";
+import type { OnBehalfOf, Principal } from "./model";
+import type { OAuthService } from "./oauth-service";
 import type { SigningKeys } from "./signing-keys";
 
+/**
+ * A verified CLAIIM token: an agent credential (its jti names the credential) or an access token
+ * from the token endpoint (its cid names the OAuth client; with RFC 8693 `act`, the subject is
+ * the user the agent acts for and act.sub the agent).
+ */
 interface VerifiedToken {
   agentId: string;
   credentialId: string;
+  via: "credential" | "client";
+  onBehalfOf: OnBehalfOf | null;
   expMs: number;
 }
 
@@ -26,6 +34,7 @@ export class Authenticator {
 
   constructor(
     private readonly identity: IdentityService,
+    private readonly oauth: OAuthService,
     private readonly keys: SigningKeys,
     private readonly tokens: TokenSettings,
   ) {}
@@ -51,12 +60,18 @@ export class Authenticator {
       this.verified.delete(token);
       throw new AuthenticationError("token_expired", "the agent token has expired");
     }
-    const credential = this.identity.credential(claims.credentialId);
-    if (!credential || credential.agentId !== claims.agentId) throw new AuthenticationError("token_invalid", "the agent token names no known credential");
-    if (credential.revokedAt) throw new AuthenticationError("credential_revoked", "the agent credential has been revoked");
+    if (claims.via === "client") {
+      const client = this.oauth.client(claims.credentialId);
+      if (!client || client.agentId !== claims.agentId) throw new AuthenticationError("token_invalid", "the access token names no known client");
+      if (client.revokedAt) throw new AuthenticationError("credential_revoked", "the client that obtained this access token has been revoked");
+    } else {
+      const credential = this.identity.credential(claims.credentialId);
+      if (!credential || credential.agentId !== claims.agentId) throw new AuthenticationError("token_invalid", "the agent token names no known credential");
+      if (credential.revokedAt) throw new AuthenticationError("credential_revoked", "the agent credential has been revoked");
+    }
     const context = this.identity.agentContext(claims.agentId);
     if (!context) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
-    return { kind: "agent", agentId: claims.agentId, credentialId: credential.id, orgId: context.organization.id };
+    return { kind: "agent", agentId: claims.agentId, credentialId: claims.credentialId, orgId: context.organization.id, onBehalfOf: claims.onBehalfOf };
   }
 
   private verify(token: string): VerifiedToken {
@@ -80,7 +95,16 @@ export class Authenticator {
     if (typeof payload.sub !== "string" || typeof payload.jti !== "string" || typeof payload.exp !== "number") {
       throw new AuthenticationError("token_invalid", "the agent token lacks sub, jti or exp");
     }
-    const verified = { agentId: payload.sub, credentialId: payload.jti, expMs: payload.exp * 1000 };
+    let verified: VerifiedToken;
+    if (typeof payload.cid === "string") {
+      const act = payload.act as { sub?: unknown } | undefined;
+      if (act !== undefined && typeof act?.sub !== "string") throw new AuthenticationError("token_invalid", "the access token's act claim has no sub");
+      verified = act
+        ? { agentId: act.sub as string, credentialId: payload.cid, via: "client", onBehalfOf: { subject: payload.sub }, expMs: payload.exp * 1000 }
+        : { agentId: payload.sub, credentialId: payload.cid, via: "client", onBehalfOf: null, expMs: payload.exp * 1000 };
+    } else {
+      verified = { agentId: payload.sub, credentialId: payload.jti, via: "credential", onBehalfOf: null, expMs: payload.exp * 1000 };
+    }
     if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, verified);
     return verified;

@@ -1,6 +1,6 @@
 import { ConflictError } from "../lib/errors";
 import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
 
 const copy = <T>(v: T): T => structuredClone(v);
 
@@ -18,6 +18,8 @@ export class FakeIdentityStore implements IdentityStore {
   credentials: AgentCredential[] = [];
   apiKeys: ApiKey[] = [];
   signingKeys: SigningKey[] = [];
+  clients: AgentClient[] = [];
+  usedAssertions = new Map<string, Date>();
 
   async listOrganizations() {
     return copy(this.orgs);
@@ -55,7 +57,19 @@ export class FakeIdentityStore implements IdentityStore {
   async saveApiKey(key: ApiKey) {
     save(this.apiKeys, key);
   }
-  async createSigningKey(key: SigningKey) {
-    this.signingKeys.push(copy(key));
+  async saveSigningKey(key: SigningKey) {
+    const i = this.signingKeys.findIndex((k) => k.kid === key.kid);
+    if (i >= 0) this.signingKeys[i] = copy(key);
+    else this.signingKeys.push(copy(key));
+  }
+  async listClients() {
+    return copy(this.clients);
+  }
+  async saveClient(client: AgentClient) {
+    save(this.clients, client);
+  }
+  async useAssertion(key: string, expiresAt: Date) {
+    if (this.usedAssertions.has(key)) throw new ConflictError("assertion_replayed", "replayed");
+    this.usedAssertions.set(key, expiresAt);
   }
 }

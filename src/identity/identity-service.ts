@@ -97,10 +97,10 @@ export class IdentityService {
 
   async start(): Promise<void> {
     let stored = await this.store.listSigningKeys(this.keys.purpose);
-    if (!stored.some((k) => !k.retiredAt)) {
+    if (!stored.some((k) => k.retiredAt === null)) {
       const key = generate(this.keys.purpose);
       await this.record([this.event("signing_key.created", SYSTEM, { type: "signing_key", id: key.kid, name: key.purpose }, null, null, null, { kid: key.kid, alg: key.alg, purpose: key.purpose })], (tx) =>
-        this.store.createSigningKey(key, tx),
+        this.store.saveSigningKey(key, tx),
       );
       stored = [...stored, key];
     }
@@ -367,6 +367,42 @@ export class IdentityService {
 
   credential(id: string): AgentCredential | undefined {
     return this.credentials.get(id);
+  }
+
+  // --- signing keys ---
+
+  /**
+   * A new signing key takes over now; the previous one keeps verifying, and stays in the JWKS,
+   * for `overlapSeconds`, so that the tokens it signed go on working until then.
+   */
+  rotateSigningKey(overlapSeconds: number, reason: string | null, actor: Actor, scope: Scope): Promise<{ kid: string; previous: { kid: string; retires_at: string } }> {
+    return this.serialised(async () => {
+      if (scope.orgId !== null) throw new NotAllowedError("organization_scope", "signing keys serve every organisation; only a key not confined to one may rotate them");
+      const stored = await this.store.listSigningKeys(this.keys.purpose);
+      const old = stored.filter((k) => k.retiredAt === null);
+      const retiresAt = new Date(Date.now() + overlapSeconds * 1000);
+      const retiring = old.map((k) => ({ ...k, retiredAt: retiresAt }));
+      const fresh = generate(this.keys.purpose);
+      await this.commit(
+        this.event(
+          "signing_key.rotated",
+          actor,
+          { type: "signing_key", id: fresh.kid, name: fresh.purpose },
+          null,
+          null,
+          { signing_kid: old.map((k) => k.kid).pop() ?? null },
+          { signing_kid: fresh.kid, retiring: retiring.map((k) => ({ kid: k.kid, retires_at: retiresAt.toISOString() })) },
+          reason,
+        ),
+        async (tx) => {
+          for (const k of retiring) await this.store.saveSigningKey(k, tx);
+          await this.store.saveSigningKey(fresh, tx);
+        },
+      );
+      this.keys.load([...stored.filter((k) => k.retiredAt !== null), ...retiring, fresh]);
+      this.logger.info("signing key rotated", { kid: fresh.kid, previous: old.map((k) => k.kid), retires_at: retiresAt.toISOString() });
+      return { kid: fresh.kid, previous: { kid: old.map((k) => k.kid).pop() ?? "", retires_at: retiresAt.toISOString() } };
+    });
   }
 
   // --- API keys ---

@@ -1,5 +1,5 @@
 import type { Tx } from "../db/database";
-import type { Agent, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
 
 /**
  * Persistence of identities. Every write takes the transaction of the Chron commit that records
@@ -13,6 +13,7 @@ export interface IdentityStore {
   listCredentials(): Promise<AgentCredential[]>;
   listApiKeys(): Promise<ApiKey[]>;
   listSigningKeys(purpose: string): Promise<SigningKey[]>;
+  listClients(): Promise<AgentClient[]>;
 
   createOrganization(org: Organization, tx: Tx): Promise<void>;
   saveHuman(human: Human, tx: Tx): Promise<void>;
@@ -20,5 +21,8 @@ export interface IdentityStore {
   saveAgent(agent: Agent, tx: Tx): Promise<void>;
   saveCredential(credential: AgentCredential, tx: Tx): Promise<void>;
   saveApiKey(key: ApiKey, tx: Tx): Promise<void>;
-  createSigningKey(key: SigningKey, tx: Tx): Promise<void>;
+  saveSigningKey(key: SigningKey, tx: Tx): Promise<void>;
+  saveClient(client: AgentClient, tx: Tx): Promise<void>;
+  /** Marks a client assertion used; throws ConflictError("assertion_replayed") if it already was. Forgets expired ones. */
+  useAssertion(key: string, expiresAt: Date, tx: Tx): Promise<void>;
 }

@@ -51,6 +51,19 @@ export interface AgentCredential {
   revokedAt: Date | null;
 }
 
+export type ClientMethod = "client_secret" | "private_key_jwt";
+
+/** An OAuth 2.0 client through which an agent obtains short-lived access tokens. */
+export interface AgentClient {
+  id: string;
+  agentId: string;
+  method: ClientMethod;
+  secretHash: string | null;
+  publicJwk: Record<string, unknown> | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
 export interface ApiKey {
   id: string;
   name: string;
@@ -76,7 +89,12 @@ export interface SigningKey {
 /** Who is calling. Agents can only ask for decisions about themselves. */
 export type Principal =
   | { kind: "api_key"; id: string; name: string; role: Role; orgId: string | null }
-  | { kind: "agent"; agentId: string; credentialId: string; orgId: string };
+  | { kind: "agent"; agentId: string; credentialId: string; orgId: string; onBehalfOf: OnBehalfOf | null };
+
+/** The user an agent acts for (RFC 8693 `act`: the token's subject is the user, the actor the agent). */
+export interface OnBehalfOf {
+  subject: string;
+}
 
 export function principalName(p: Principal): string {
   return p.kind === "api_key" ? `api_key:${p.id}` : `agent:${p.agentId}`;

@@ -1,7 +1,7 @@
 import type { Prisma, Tx } from "../db/database";
 import { ConflictError } from "../lib/errors";
 import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, HumanStatus, Organization, Role, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization, Role, SigningKey } from "./model";
 
 function conflictOn(code: string, message: string) {
   return (err: unknown): never => {
@@ -72,7 +72,23 @@ export class PrismaIdentityStore implements IdentityStore {
     await tx.apiKey.upsert({ where: { id: key.id }, create: key, update: key });
   }
 
-  async createSigningKey(key: SigningKey, tx: Tx): Promise<void> {
-    await tx.signingKey.create({ data: { ...key, publicJwk: JSON.stringify(key.publicJwk) } });
+  async saveSigningKey(key: SigningKey, tx: Tx): Promise<void> {
+    const data = { ...key, publicJwk: JSON.stringify(key.publicJwk) };
+    await tx.signingKey.upsert({ where: { kid: key.kid }, create: data, update: data });
+  }
+
+  async listClients(): Promise<AgentClient[]> {
+    const rows = await this.prisma.agentClient.findMany({ orderBy: { createdAt: "asc" } });
+    return rows.map((r) => ({ ...r, method: r.method as ClientMethod, publicJwk: r.publicJwk ? (JSON.parse(r.publicJwk) as Record<string, unknown>) : null }));
+  }
+
+  async saveClient(client: AgentClient, tx: Tx): Promise<void> {
+    const data = { ...client, publicJwk: client.publicJwk ? JSON.stringify(client.publicJwk) : null };
+    await tx.agentClient.upsert({ where: { id: client.id }, create: data, update: data });
+  }
+
+  async useAssertion(key: string, expiresAt: Date, tx: Tx): Promise<void> {
+    await tx.usedAssertion.deleteMany({ where: { expiresAt: { lt: new Date() } } });
+    await tx.usedAssertion.create({ data: { key, expiresAt } }).catch(conflictOn("assertion_replayed", "this client assertion (jti) was already used"));
   }
 }

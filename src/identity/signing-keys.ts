@@ -7,6 +7,8 @@ export interface LoadedKey {
   privateKey: KeyObject;
   publicKey: KeyObject;
   publicJwk: Record<string, string>;
+  /** From then on the key neither signs nor verifies; null while it is the signing key. */
+  retiredAt: Date | null;
 }
 
 /** RFC 7638 JWK thumbprint, base64url: a kid that anyone can recompute from the public key. */
@@ -17,35 +19,44 @@ export function jwkThumbprint(jwk: Record<string, string>): string {
 
 function load(k: SigningKey): LoadedKey {
   const privateKey = createPrivateKey(k.privateKeyPem);
-  return { kid: k.kid, alg: k.alg, privateKey, publicKey: createPublicKey(privateKey), publicJwk: k.publicJwk };
+  return { kid: k.kid, alg: k.alg, privateKey, publicKey: createPublicKey(privateKey), publicJwk: k.publicJwk, retiredAt: k.retiredAt };
 }
 
 /**
- * CLAIIM's ES256 signing keys for one purpose. The newest unretired key signs; every unretired
- * key verifies and is published in the JWKS. Keys are stored, so tokens survive restarts.
+ * CLAIIM's ES256 signing keys for one purpose. The newest key that is not being retired signs.
+ * After a rotation the previous key keeps verifying, and stays in the JWKS, until its retirement
+ * time: tokens it signed keep working for the overlap. Keys are stored, so they survive restarts.
  */
 export class SigningKeys {
   private keys: LoadedKey[] = [];
 
   constructor(readonly purpose: string) {}
 
-  /** Replaces the loaded keys with the stored ones of this purpose that are not retired. */
+  /** Replaces the loaded keys with the stored ones of this purpose, oldest first. */
   load(stored: SigningKey[]): void {
-    this.keys = stored.filter((k) => k.purpose === this.purpose && !k.retiredAt).map(load);
+    this.keys = stored
+      .filter((k) => k.purpose === this.purpose)
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+      .map(load);
   }
 
   current(): LoadedKey {
-    const key = this.keys[this.keys.length - 1];
+    const key = this.keys.filter((k) => k.retiredAt === null).pop();
     if (!key) throw new Error(`no ${this.purpose} signing key loaded`);
     return key;
   }
 
-  byKid(kid: string): LoadedKey | undefined {
-    return this.keys.find((k) => k.kid === kid);
+  /** A key that may verify now. */
+  byKid(kid: string, now = Date.now()): LoadedKey | undefined {
+    return this.valid(now).find((k) => k.kid === kid);
   }
 
-  jwks(): Record<string, string>[] {
-    return this.keys.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" }));
+  jwks(now = Date.now()): Record<string, string>[] {
+    return this.valid(now).map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" }));
+  }
+
+  private valid(now: number): LoadedKey[] {
+    return this.keys.filter((k) => k.retiredAt === null || k.retiredAt.getTime() > now);
   }
 }
 

@@ -28,6 +28,10 @@ const MAY: Record<string, Who[]> = {
   "DELETE /v1/agents/{id}/credentials/{credential_id}": ["admin", "agent_manager"],
   "GET /v1/inventory/agents": ["admin", "agent_manager", "auditor"],
   "GET /v1/agents/{id}/permissions": ["admin", "agent_manager", "auditor"],
+  "POST /v1/agents/{id}/clients": ["admin", "agent_manager"],
+  "GET /v1/agents/{id}/clients": ["admin", "agent_manager", "auditor"],
+  "DELETE /v1/agents/{id}/clients/{client_id}": ["admin", "agent_manager"],
+  "POST /v1/signing-keys/rotate": ["admin"],
   "POST /v1/api-keys": ["admin"],
   "GET /v1/api-keys": ["admin"],
   "DELETE /v1/api-keys/{id}": ["admin"],
@@ -82,7 +86,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     const failures: string[] = [];
     for (const [route, may] of Object.entries(MAY)) {
       const [method, template] = route.split(" ");
-      const url = template.replace("{id}", NOWHERE).replace("{credential_id}", NOWHERE).replace("{version}", "999");
+      const url = template.replace("{id}", NOWHERE).replace("{credential_id}", NOWHERE).replace("{client_id}", NOWHERE).replace("{version}", "999");
       for (const who of Object.keys(creds) as Who[]) {
         const res = await s.http[method.toLowerCase() as "get"](url).set(bearer(creds[who])).set("Content-Type", "application/json").send(method === "GET" || method === "DELETE" ? undefined : "{}");
         const admitted = res.status !== 403 && res.status !== 401;
@@ -108,6 +112,8 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     await notFound("post", `/v1/agents/${g.agent}/credentials`, {});
     await notFound("get", `/v1/agents/${g.agent}/credentials`);
     await notFound("get", `/v1/agents/${g.agent}/permissions`);
+    await notFound("post", `/v1/agents/${g.agent}/clients`, { method: "client_secret" });
+    await notFound("get", `/v1/agents/${g.agent}/clients`);
     await notFound("get", "/v1/inventory/agents?organization=globex");
     await notFound("get", `/v1/humans/${g.human}`);
     await notFound("post", `/v1/humans/${g.human}/deactivate`, { reason: "x" });
@@ -122,6 +128,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     expect(owner.body.code).toBe("owner_not_found");
     expect((await s.http.post("/v1/organizations").set(acme).send({ slug: "mine", name: "Mine" }).expect(403)).body.code).toBe("organization_scope");
     expect((await s.http.post("/v1/policies").set(acme).send({ files: { "a.rego": "package a" }, message: "m" }).expect(403)).body.code).toBe("organization_scope");
+    expect((await s.http.post("/v1/signing-keys/rotate").set(acme).send({}).expect(403)).body.code).toBe("organization_scope");
 
     const slugs = (list: { organization: string }[]) => [...new Set(list.map((x) => x.organization))];
     expect(slugs((await s.http.get("/v1/agents").set(acme).expect(200)).body.agents)).toEqual(["acme"]);

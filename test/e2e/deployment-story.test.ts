@@ -126,6 +126,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       organization: { id: org.id, slug: "acme" },
       agent: { id: agent.id, name: "deploy-bot", status: "active" },
       accountable_human: { id: human.id, name: "Alice Ops", email: "alice@acme.example", status: "active" },
+      on_behalf_of: null,
       requested_by: { credential_id: credentialId },
       action: request.action,
       resource: request.resource,
@@ -138,6 +139,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       input: {
         agent: { id: agent.id, name: "deploy-bot", status: "active", organization: "acme", skills: { deploy: { version: "1.2.0" } } },
         accountable_human: { id: human.id, name: "Alice Ops", email: "alice@acme.example", status: "active" },
+        on_behalf_of: null,
         request,
       },
     });

@@ -4,6 +4,7 @@ import path from "node:path";
 import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { Authenticator } from "../../src/identity/authenticator";
+import { OAuthService } from "../../src/identity/oauth-service";
 import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
 import { IdentityService } from "../../src/identity/identity-service";
 import { SigningKeys } from "../../src/identity/signing-keys";
@@ -22,7 +23,8 @@ async function setup() {
   await identity.createHuman({ organization: "acme", name: "Alice", email: "alice@x.example" }, TESTER, ALL);
   const agent = await identity.registerAgent({ organization: "acme", name: "bot", description: "", owner: "alice@x.example", skills: [{ name: "deploy", version: "1.2.0" }] }, TESTER, ALL);
   const issued = await identity.issueCredential(agent.id, undefined, TESTER, ALL);
-  return { store, chron, keys, identity, agent, issued, auth: new Authenticator(identity, keys, settings) };
+  const oauth = new OAuthService(store, identity, keys, { ...settings, accessTokenTtlSeconds: 300, clockSkewSeconds: 60, tokenEndpoint: "http://claiim.test/oauth/token" }, chron.record, createLogger("silent"));
+  return { store, chron, keys, identity, oauth, agent, issued, auth: new Authenticator(identity, oauth, keys, settings) };
 }
 
 const bearer = (t: string) => `Bearer ${t}`;
@@ -30,7 +32,7 @@ const bearer = (t: string) => `Bearer ${t}`;
 describe("Authenticator", () => {
   test("an issued agent token authenticates as that agent", async () => {
     const { auth, agent, issued } = await setup();
-    expect(auth.authenticate(bearer(issued.token))).toEqual({ kind: "agent", agentId: agent.id, credentialId: issued.credential.id, orgId: agent.orgId });
+    expect(auth.authenticate(bearer(issued.token))).toEqual({ kind: "agent", agentId: agent.id, credentialId: issued.credential.id, orgId: agent.orgId, onBehalfOf: null });
   });
 
   test("refuses alg none, HS256 keyed with the public key, a foreign key, and a changed payload", async () => {
@@ -77,18 +79,18 @@ describe("Authenticator", () => {
   });
 
   test("the signing key survives a restart; the bootstrap admin is created once", async () => {
-    const { store, chron, keys, issued } = await setup();
+    const { store, chron, keys, issued, oauth } = await setup();
     const again = new SigningKeys("agent-token");
     const identity = new IdentityService(store, again, settings, chron.record, createLogger("silent"));
     await identity.start();
     expect(again.current().kid).toBe(keys.current().kid);
-    expect(new Authenticator(identity, again, settings).authenticate(bearer(issued.token)).kind).toBe("agent");
+    expect(new Authenticator(identity, oauth, again, settings).authenticate(bearer(issued.token)).kind).toBe("agent");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-auth-"));
     const file = await identity.ensureBootstrapAdmin(dir);
     expect(file).toBe(path.join(dir, "bootstrap-admin.token"));
     expect(await identity.ensureBootstrapAdmin(dir)).toBeNull();
     const secret = fs.readFileSync(file!, "utf8").trim();
-    expect(new Authenticator(identity, again, settings).authenticate(bearer(secret))).toMatchObject({ kind: "api_key", role: "admin" });
+    expect(new Authenticator(identity, oauth, again, settings).authenticate(bearer(secret))).toMatchObject({ kind: "api_key", role: "admin" });
     expect(store.apiKeys[0].secretHash).not.toBe(secret);
   });
 });

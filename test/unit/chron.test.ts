@@ -16,6 +16,7 @@ function content(n: number, decision: "allow" | "deny" = "allow"): DecisionConte
     organization: { id: "o-1", slug: "acme" },
     agent: { id: `a-${n % 3}`, name: "bot", status: "active" },
     accountable_human: { id: "h-1", name: "Alice", email: "a@x", status: "active" },
+    on_behalf_of: null,
     requested_by: { credential_id: "c-1" },
     action: "deploy",
     resource: "staging",

@@ -18,6 +18,7 @@ function policy(evaluate: (input: unknown) => unknown, version = 3): ActivePolic
 }
 
 const request = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
+const caller = { agentId: "a-1", credentialId: "c-1", onBehalfOf: null };
 
 function harness(deps: Partial<DecisionDeps> = {}) {
   const recorded: ChronContent[] = [];
@@ -37,11 +38,12 @@ describe("DecisionService", () => {
   test("the policy sees CLAIIM's records of the agent, and the request, and nothing else", async () => {
     const seen: unknown[] = [];
     const { service, recorded } = harness({ activePolicy: () => policy((i) => (seen.push(i), { allow: true, reasons: ["ok"] })) });
-    const res = await service.decide("a-1", "c-1", request);
+    const res = await service.decide(caller, request);
     expect(seen).toEqual([
       {
         agent: { id: "a-1", name: "deploy-bot", status: "active", organization: "acme", skills: { deploy: { version: "1.2.0" } } },
         accountable_human: { id: "h-1", name: "Alice", email: "alice@x", status: "active" },
+        on_behalf_of: null,
         request,
       },
     ]);
@@ -56,7 +58,7 @@ describe("DecisionService", () => {
     ["a policy with a malformed result", () => policy(() => ({ allow: "yes", reasons: [] })), /^policy evaluation failed/],
   ])("fails closed on %s: a recorded deny with the cause", async (_name, active, reason) => {
     const { service, recorded } = harness({ activePolicy: active as DecisionDeps["activePolicy"] });
-    const res = await service.decide("a-1", "c-1", request);
+    const res = await service.decide(caller, request);
     expect(res.allow).toBe(false);
     expect(res.reasons[0]).toMatch(reason);
     expect(recorded).toHaveLength(1);
@@ -69,17 +71,17 @@ describe("DecisionService", () => {
     ["an agent whose human left", context({ owner: "deactivated" }), "accountable human alice@x is deactivated"],
   ])("no policy can allow %s", async (_name, ctx, reason) => {
     const { service } = harness({ agentContext: () => ctx, activePolicy: () => policy(() => ({ allow: true, reasons: ["permissive"] })) });
-    expect(await service.decide("a-1", "c-1", request)).toMatchObject({ allow: false, reasons: [reason] });
+    expect(await service.decide(caller, request)).toMatchObject({ allow: false, reasons: [reason] });
   });
 
   test("a deny always carries a reason", async () => {
     const { service } = harness({ activePolicy: () => policy(() => ({ allow: false, reasons: [] })) });
-    expect((await service.decide("a-1", "c-1", request)).reasons).toEqual(["denied by policy, which gave no reason"]);
+    expect((await service.decide(caller, request)).reasons).toEqual(["denied by policy, which gave no reason"]);
   });
 
   test("when Chron cannot record, the answer is 503 and no allow", async () => {
     const { service } = harness({ record: async () => Promise.reject(new Error("database is locked")) });
-    await expect(service.decide("a-1", "c-1", request)).rejects.toMatchObject({ status: 503, code: "chron_unavailable" });
+    await expect(service.decide(caller, request)).rejects.toMatchObject({ status: 503, code: "chron_unavailable" });
   });
 
   test("the version answered is the one evaluated, even if a swap happens while recording", async () => {
@@ -91,12 +93,24 @@ describe("DecisionService", () => {
         return { seq: 1, hash: "x", content: JSON.stringify(c) } as ChronRow;
       },
     });
-    expect(await service.decide("a-1", "c-1", request)).toMatchObject({ allow: true, policy: { version: 3 } });
+    expect(await service.decide(caller, request)).toMatchObject({ allow: true, policy: { version: 3 } });
+  });
+
+  test("on-behalf-of: the token's user wins, the body may name one, and the two must agree", async () => {
+    const { service, recorded } = harness();
+    await service.decide({ ...caller, onBehalfOf: { subject: "carol@customer.example" } }, request);
+    await service.decide(caller, { ...request, on_behalf_of: { subject: "dave@customer.example" } });
+    expect(recorded.map((r) => (r.kind === "decision" ? r.on_behalf_of : null))).toEqual([{ subject: "carol@customer.example" }, { subject: "dave@customer.example" }]);
+    expect((recorded[0] as { input: { on_behalf_of: unknown } }).input.on_behalf_of).toEqual({ subject: "carol@customer.example" });
+    await expect(service.decide({ ...caller, onBehalfOf: { subject: "carol@customer.example" } }, { ...request, on_behalf_of: { subject: "mallory@x" } })).rejects.toMatchObject({
+      status: 400,
+      code: "on_behalf_of_mismatch",
+    });
   });
 
   test("an agent unknown to the directory is an authentication failure", async () => {
     const { service, recorded } = harness({ agentContext: () => null });
-    await expect(service.decide("a-9", "c-1", request)).rejects.toMatchObject({ status: 401 });
+    await expect(service.decide({ ...caller, agentId: "a-9" }, request)).rejects.toMatchObject({ status: 401 });
     expect(recorded).toHaveLength(0);
   });
 });
