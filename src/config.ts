@@ -26,10 +26,26 @@ export interface Config {
   keyOverlapSeconds: number;
   /** The URL clients reach CLAIIM at; its /oauth/token is an accepted client-assertion audience. */
   publicUrl: string;
+  /** Humans signing in with the organisation's own identity provider; null when not configured. */
+  oidc: OidcSettings | null;
   logLevel: string;
   chron: { maxBatch: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
   bodyLimits: { default: number; policy: number };
+}
+
+export interface OidcSettings {
+  issuer: string;
+  audience: string;
+  jwksUrl: string;
+  /** Claim holding the human's roles: an array, or a space-separated string. */
+  rolesClaim: string;
+  /** Claim holding the slug of the human's organisation, or "*" for all of them. */
+  orgClaim: string;
+  clockSkewSeconds: number;
+  /** Least time between two JWKS fetches (a token with an unknown kid triggers one). */
+  jwksCooldownSeconds: number;
+  jwksCacheSeconds: number;
 }
 
 export function databaseKindOf(url: string): DatabaseKind {
@@ -43,6 +59,20 @@ function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number 
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return value;
+}
+
+function nonNegativeEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number of seconds, got ${raw}`);
+  return value;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  if (!value) throw new Error(`${name} is required when CLAIIM_OIDC_ISSUER is set`);
   return value;
 }
 
@@ -67,6 +97,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
     keyOverlapSeconds: intEnv(env, "CLAIIM_KEY_OVERLAP_SECONDS", intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600)),
     publicUrl: (env.CLAIIM_PUBLIC_URL ?? `http://${env.HOST ?? "127.0.0.1"}:${port || 8080}`).replace(/\/+$/, ""),
+    oidc: env.CLAIIM_OIDC_ISSUER
+      ? {
+          issuer: env.CLAIIM_OIDC_ISSUER,
+          audience: required(env, "CLAIIM_OIDC_AUDIENCE"),
+          jwksUrl: required(env, "CLAIIM_OIDC_JWKS_URL"),
+          rolesClaim: env.CLAIIM_OIDC_ROLES_CLAIM ?? "claiim_roles",
+          orgClaim: env.CLAIIM_OIDC_ORG_CLAIM ?? "claiim_org",
+          clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
+          jwksCooldownSeconds: nonNegativeEnv(env, "CLAIIM_OIDC_JWKS_COOLDOWN_SECONDS", 30),
+          jwksCacheSeconds: intEnv(env, "CLAIIM_OIDC_JWKS_CACHE_SECONDS", 600),
+        }
+      : null,
     logLevel: env.LOG_LEVEL ?? "info",
     chron: { maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256) },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },

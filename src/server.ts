@@ -15,6 +15,7 @@ import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
 import { inventoryRoutes } from "./identity/inventory-routes";
 import { OAuthService } from "./identity/oauth-service";
+import { OidcVerifier } from "./identity/oidc";
 import { oauthRoutes } from "./identity/oauth-routes";
 import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
 import { PolicyEngine } from "./policy/policy-engine";
@@ -112,7 +113,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     logger,
   );
   await oauth.start();
-  const authenticator = new Authenticator(identity, oauth, signingKeys, tokenSettings);
+  const authenticator = new Authenticator(identity, oauth, signingKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, identity) : null);
 
   let openapi: unknown = null;
   const routes: RouteSpec[] = [

@@ -40,7 +40,7 @@ export interface DecisionContent {
 }
 
 export interface Actor {
-  type: "api_key" | "agent" | "system";
+  type: "api_key" | "human" | "agent" | "system";
   id: string;
   name: string;
 }

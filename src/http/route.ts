@@ -3,7 +3,7 @@ import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
 import { InputError, NotAllowedError, type FieldError } from "../lib/errors";
 import { runInRequest } from "../lib/logger";
-import type { Principal, Role } from "../identity/model";
+import { rolesOf, type Principal, type Role } from "../identity/model";
 
 /** Who may call a route: anyone, API keys with one of these roles (admin always may), or agents. */
 export type Access = { public: true } | { roles: Role[] } | { agent: true };
@@ -68,7 +68,10 @@ function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
   if (result.success) return result.data;
   const errors = result.error.issues.flatMap(describeIssue);
   const first = errors[0];
-  throw new InputError("validation_failed", `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
+  // A schema may name a more specific code for its own check (e.g. invalid_semver); it wins when all issues agree.
+  const codes = new Set(result.error.issues.map((i) => ((i as { params?: { code?: string } }).params?.code ?? "validation_failed")));
+  const code = codes.size === 1 ? [...codes][0] : "validation_failed";
+  throw new InputError(code, `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
 }
 
 function toExpressPath(path: string): string {
@@ -76,7 +79,7 @@ function toExpressPath(path: string): string {
 }
 
 export interface Mounting {
-  authenticate(authorization: string | undefined): Principal;
+  authenticate(authorization: string | undefined): Principal | Promise<Principal>;
   defaultBodyLimit: number;
 }
 
@@ -87,7 +90,8 @@ function authorize(access: Access, principal: Principal): void {
   }
   if ("roles" in access) {
     if (principal.kind === "agent") throw new NotAllowedError("agent_not_allowed", "agent tokens can only ask for decisions about their own agent");
-    if (principal.role !== "admin" && !access.roles.includes(principal.role)) {
+    const held = rolesOf(principal);
+    if (!held.includes("admin") && !held.some((r) => access.roles.includes(r))) {
       throw new NotAllowedError("role_not_allowed", `this operation needs one of the roles: admin, ${access.roles.join(", ")}`);
     }
   }
@@ -96,14 +100,15 @@ function authorize(access: Access, principal: Principal): void {
 export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): void {
   for (const r of routes) {
     const handlers: express.RequestHandler[] = [];
-    handlers.push((req, res, next) => {
-      if (!("public" in r.access)) {
-        const principal = m.authenticate(req.headers.authorization);
-        authorize(r.access, principal);
+    if (!("public" in r.access)) {
+      const access = r.access;
+      handlers.push(async (req, res, next) => {
+        const principal = await m.authenticate(req.headers.authorization);
+        authorize(access, principal);
         res.locals.principal = principal;
-      }
-      next();
-    });
+        next();
+      });
+    }
     const form = r.bodyType === "form";
     if (r.body) {
       const limit = r.bodyLimit ?? m.defaultBodyLimit;

@@ -3,6 +3,7 @@ import { AuthenticationError } from "../lib/errors";
 import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
 import type { OnBehalfOf, Principal } from "./model";
 import type { OAuthService } from "./oauth-service";
+import type { OidcVerifier } from "./oidc";
 import type { SigningKeys } from "./signing-keys";
 
 /**
@@ -37,13 +38,17 @@ export class Authenticator {
     private readonly oauth: OAuthService,
     private readonly keys: SigningKeys,
     private readonly tokens: TokenSettings,
+    private readonly oidc: OidcVerifier | null = null,
   ) {}
 
-  authenticate(authorization: string | undefined): Principal {
+  /** Synchronous for API keys and CLAIIM's own tokens; a human's token may need the provider's keys fetched. */
+  authenticate(authorization: string | undefined): Principal | Promise<Principal> {
     const match = authorization ? /^Bearer ([^\s]+)$/i.exec(authorization.trim()) : null;
     if (!match) throw new AuthenticationError("credential_missing", "send a credential as Authorization: Bearer <token>");
     const secret = match[1];
-    return secret.startsWith(API_KEY_PREFIX) ? this.apiKey(secret) : this.agentToken(secret);
+    if (secret.startsWith(API_KEY_PREFIX)) return this.apiKey(secret);
+    if (this.oidc && !this.verified.has(secret) && this.oidc.issues((jwt.decode(secret) as jwt.JwtPayload | null)?.iss)) return this.oidc.verify(secret);
+    return this.agentToken(secret);
   }
 
   private apiKey(secret: string): Principal {

@@ -10,7 +10,13 @@ export const SEMVER =
 export const Slug = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62})$/, "lowercase letters, digits and dashes, at most 63");
 export const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' and '-', at most 64");
 export const SkillRef = z
-  .object({ name: Name, version: z.string().regex(SEMVER, "a semantic version such as 1.2.0") })
+  .object({
+    name: Name,
+    version: z
+      .string()
+      .refine((v) => SEMVER.test(v), { message: "a semantic version such as 1.2.0", params: { code: "invalid_semver" } })
+      .openapi({ pattern: SEMVER.source, example: "1.2.0" }),
+  })
   .strict()
   .openapi("SkillRef");
 const Id = z.object({ id: z.string().uuid() });

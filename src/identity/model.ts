@@ -89,6 +89,7 @@ export interface SigningKey {
 /** Who is calling. Agents can only ask for decisions about themselves. */
 export type Principal =
   | { kind: "api_key"; id: string; name: string; role: Role; orgId: string | null }
+  | { kind: "human"; issuer: string; subject: string; name: string; roles: Role[]; orgId: string | null }
   | { kind: "agent"; agentId: string; credentialId: string; orgId: string; onBehalfOf: OnBehalfOf | null };
 
 /** The user an agent acts for (RFC 8693 `act`: the token's subject is the user, the actor the agent). */
@@ -97,12 +98,24 @@ export interface OnBehalfOf {
 }
 
 export function principalName(p: Principal): string {
-  return p.kind === "api_key" ? `api_key:${p.id}` : `agent:${p.agentId}`;
+  return p.kind === "agent" ? `agent:${p.agentId}` : `${p.kind}:${actorOf(p).id}`;
 }
 
 /** Who Chron names as the author of a change. */
 export function actorOf(p: Principal): Actor {
-  return p.kind === "api_key" ? { type: "api_key", id: p.id, name: p.name } : { type: "agent", id: p.agentId, name: p.agentId };
+  switch (p.kind) {
+    case "api_key":
+      return { type: "api_key", id: p.id, name: p.name };
+    case "human":
+      return { type: "human", id: `${p.issuer}#${p.subject}`, name: p.name };
+    case "agent":
+      return { type: "agent", id: p.agentId, name: p.agentId };
+  }
+}
+
+/** The roles a principal holds; agents hold none (they may only ask for decisions). */
+export function rolesOf(p: Principal): Role[] {
+  return p.kind === "api_key" ? [p.role] : p.kind === "human" ? p.roles : [];
 }
 
 /** The organisation a principal is confined to (null: all of them). */

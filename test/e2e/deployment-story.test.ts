@@ -89,7 +89,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       .set(admin())
       .send({ organization: "acme", name: "other-bot", owner: human.id, skills: [{ name: "deploy", version: "1.2" }] })
       .expect(400);
-    expect(badVersion.body.errors[0].path).toBe("skills.0.version");
+    expect(badVersion.body).toMatchObject({ code: "invalid_semver", errors: [{ path: "skills.0.version", message: "a semantic version such as 1.2.0" }] });
   });
 
   test("issue a credential: an ES256 JWT whose key is in the JWKS; only its id is stored", async () => {

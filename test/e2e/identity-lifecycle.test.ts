@@ -71,7 +71,7 @@ describe.each(databaseKinds())("agent lifecycle and accountability on %s", (kind
     const [updated] = await events("agent.updated");
     expect(updated).toMatchObject({ reason: "upgrade", before: { skills: [{ name: "deploy", version: "1.2.0" }] }, after: { skills: [{ name: "deploy", version: "1.3.0" }] } });
     const bad = await s.http.patch(`/v1/agents/${agentId}`).set(op()).send({ skills: [{ name: "deploy", version: "v1" }] }).expect(400);
-    expect(bad.body.errors[0]).toMatchObject({ path: "skills.0.version" });
+    expect(bad.body).toMatchObject({ code: "invalid_semver", errors: [{ path: "skills.0.version" }] });
   });
 
   test("ownership transfer is explicit, recorded, and Chron names who was accountable at each decision", async () => {

@@ -84,7 +84,7 @@ describe("Authenticator", () => {
     const identity = new IdentityService(store, again, settings, chron.record, createLogger("silent"));
     await identity.start();
     expect(again.current().kid).toBe(keys.current().kid);
-    expect(new Authenticator(identity, oauth, again, settings).authenticate(bearer(issued.token)).kind).toBe("agent");
+    expect((await new Authenticator(identity, oauth, again, settings).authenticate(bearer(issued.token))).kind).toBe("agent");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-auth-"));
     const file = await identity.ensureBootstrapAdmin(dir);
     expect(file).toBe(path.join(dir, "bootstrap-admin.token"));

@@ -1,0 +1,75 @@
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
+import type { OidcSettings } from "../config";
+import { AuthenticationError, ServiceUnavailableError } from "../lib/errors";
+import type { IdentityService } from "./identity-service";
+import { ROLES, type Principal, type Role } from "./model";
+
+const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
+
+/**
+ * Humans signed in with the organisation's own identity provider. Tokens are verified against
+ * the configured issuer, audience and JWKS; the JWKS is cached, and fetched again (at most once per
+ * cooldown) when a token names a key it does not hold, which is how the provider's key rotation
+ * reaches CLAIIM. Roles and organisation come from claims; a token without an organisation claim
+ * is refused rather than given every organisation.
+ */
+export class OidcVerifier {
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(
+    private readonly settings: OidcSettings,
+    private readonly identity: IdentityService,
+  ) {
+    this.jwks = createRemoteJWKSet(new URL(settings.jwksUrl), {
+      cooldownDuration: settings.jwksCooldownSeconds * 1000,
+      cacheMaxAge: settings.jwksCacheSeconds * 1000,
+      timeoutDuration: 5000,
+    });
+  }
+
+  issues(iss: unknown): boolean {
+    return iss === this.settings.issuer;
+  }
+
+  async verify(token: string): Promise<Principal> {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, this.jwks, {
+        issuer: this.settings.issuer,
+        audience: this.settings.audience,
+        clockTolerance: this.settings.clockSkewSeconds,
+        algorithms: ALGORITHMS,
+        requiredClaims: ["sub", "exp"],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new AuthenticationError("oidc_token_expired", "the identity provider's token has expired");
+      if (err instanceof joseErrors.JWTClaimValidationFailed) {
+        const code = err.claim === "aud" ? "oidc_audience_invalid" : err.claim === "iss" ? "oidc_issuer_invalid" : "oidc_token_invalid";
+        throw new AuthenticationError(code, `the identity provider's token is not acceptable: ${err.message}`);
+      }
+      if (err instanceof joseErrors.JWKSNoMatchingKey) throw new AuthenticationError("oidc_key_unknown", "the token is signed by a key the identity provider does not publish");
+      // The provider's keys could not be had (network, timeout, bad response): nobody is let in, and the caller may retry.
+      const fetchFailed =
+        !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || /JSON Web Key Set HTTP response/.test(err.message);
+      if (fetchFailed) throw new ServiceUnavailableError("oidc_unavailable", `the identity provider's keys could not be fetched: ${(err as Error).message}`);
+      throw new AuthenticationError("oidc_token_invalid", `the identity provider's token does not verify: ${(err as Error).message}`);
+    }
+    const rawRoles = payload[this.settings.rolesClaim];
+    const listed = Array.isArray(rawRoles) ? rawRoles : typeof rawRoles === "string" ? rawRoles.split(/\s+/) : [];
+    const roles = listed.filter((r): r is Role => (ROLES as readonly unknown[]).includes(r));
+    const org = payload[this.settings.orgClaim];
+    if (typeof org !== "string" || org === "") {
+      throw new AuthenticationError("oidc_org_missing", `the token has no ${this.settings.orgClaim} claim naming the human's organisation ("*" for all)`);
+    }
+    let orgId: string | null = null;
+    if (org !== "*") {
+      try {
+        orgId = this.identity.organizationBySlug(org, { orgId: null }).id;
+      } catch {
+        throw new AuthenticationError("oidc_org_unknown", `the token's organisation ${org} does not exist here`);
+      }
+    }
+    const name = typeof payload.name === "string" ? payload.name : typeof payload.email === "string" ? payload.email : payload.sub!;
+    return { kind: "human", issuer: this.settings.issuer, subject: payload.sub!, name, roles, orgId };
+  }
+}
