@@ -29,7 +29,7 @@ export interface Config {
   /** Humans signing in with the organisation's own identity provider; null when not configured. */
   oidc: OidcSettings | null;
   logLevel: string;
-  chron: { maxBatch: number };
+  chron: { maxBatch: number; checkpointEveryRecords: number; checkpointEverySeconds: number; jsonExportMax: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
   bodyLimits: { default: number; policy: number };
 }
@@ -110,7 +110,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         }
       : null,
     logLevel: env.LOG_LEVEL ?? "info",
-    chron: { maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256) },
+    chron: {
+      maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256),
+      checkpointEveryRecords: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_RECORDS", 1000),
+      checkpointEverySeconds: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_SECONDS", 60),
+      jsonExportMax: intEnv(env, "CLAIIM_EXPORT_JSON_MAX_RECORDS", 10000),
+    },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
   };
 }

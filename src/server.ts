@@ -9,7 +9,9 @@ import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
 import type { IdentityStore } from "./identity/identity-store";
-import { SigningKeys } from "./identity/signing-keys";
+import { loadOrCreateKeys, publish, SigningKeys } from "./identity/signing-keys";
+import { Checkpointer } from "./chron/checkpoints";
+import { ChronExporter } from "./chron/export";
 import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
@@ -65,6 +67,7 @@ export interface Core {
   engine: PolicyEngine;
   chron: ChronService;
   writer: ChronWriter;
+  checkpointer: Checkpointer;
   routes: RouteSpec[];
   authenticator: Authenticator;
   bootstrapCredentialFile: string | null;
@@ -79,7 +82,16 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   // Every change of state is committed by the single Chron writer, with its record.
   const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
-  const chron = new ChronService(stores.chron, writer);
+  const checkpointKeys = new SigningKeys("chron-checkpoint");
+  await loadOrCreateKeys(checkpointKeys, stores.identity, record);
+  const checkpointer = new Checkpointer(
+    stores.chron,
+    checkpointKeys,
+    { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
+    logger,
+  );
+  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid));
+  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger);
 
   const signingKeys = new SigningKeys("agent-token");
   const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, record, logger);
@@ -89,6 +101,8 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const engine = new PolicyEngine();
   const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger);
   await policies.start(config.regoDir);
+  await checkpointer.start(await stores.chron.head());
+  writer.onCommit((head) => checkpointer.committed(head));
 
   const decisions = new DecisionService(
     {
@@ -118,17 +132,18 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   let openapi: unknown = null;
   const routes: RouteSpec[] = [
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
-    ...identityRoutes(identity),
+    // The JWKS holds the token keys and every Chron checkpoint key, so that old exports stay checkable.
+    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish)] })),
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
-    ...chronRoutes(chron, identity),
+    ...chronRoutes(chron, exporter, identity),
     ...policyRoutes(policies, config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);
   openapi = generateDocument(registry, VERSION);
-  return { identity, policies, engine, chron, writer, routes, authenticator, bootstrapCredentialFile };
+  return { identity, policies, engine, chron, writer, checkpointer, routes, authenticator, bootstrapCredentialFile };
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
@@ -178,6 +193,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
         server.closeIdleConnections();
         await closed;
         await writer.close();
+        await core.checkpointer.stop();
         await db.close();
       },
     };

@@ -1,8 +1,9 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { InputError } from "../lib/errors";
+import { InputError, NotAllowedError } from "../lib/errors";
+import type { ChronExporter } from "./export";
 import type { IdentityService } from "../identity/identity-service";
-import { scopeOf } from "../identity/model";
+import { actorOf, scopeOf } from "../identity/model";
 import type { ChronService } from "./chron-service";
 
 const ChronRecordView = z
@@ -23,6 +24,7 @@ const VerifyView = z
     valid: z.boolean(),
     checked: z.number().int(),
     head: z.object({ seq: z.number().int(), hash: z.string() }).nullable(),
+    checkpoints: z.object({ checked: z.number().int(), last: z.object({ seq: z.number().int(), hash: z.string() }).nullable() }),
     first_bad: z.object({ seq: z.number().int(), problem: z.string(), expected: z.string().optional(), found: z.string().optional() }).optional(),
   })
   .openapi("ChronVerification");
@@ -41,8 +43,41 @@ const ListQuery = z
   })
   .strict();
 
-export function chronRoutes(chron: ChronService, identity: IdentityService): RouteSpec[] {
+const EXPORT_TYPES = { ndjson: "application/x-ndjson", csv: "text/csv; charset=utf-8", json: "application/json" } as const;
+
+export function chronRoutes(chron: ChronService, exporter: ChronExporter, identity: IdentityService): RouteSpec[] {
   return [
+    route({
+      method: "get",
+      path: "/v1/chron/export",
+      summary: "Export a contiguous range of Chron for auditors, streamed, with a header an offline verifier can check",
+      tags: ["chron"],
+      access: { roles: ["auditor"] },
+      query: z
+        .object({
+          format: z.enum(["ndjson", "csv", "json"]).default("ndjson"),
+          from: z.string().datetime({ offset: true }).optional().openapi({ description: "Inclusive lower bound on time (RFC 3339)" }),
+          to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound on time (RFC 3339)" }),
+          from_seq: z.coerce.number().int().min(1).optional(),
+          to_seq: z.coerce.number().int().min(1).optional(),
+        })
+        .strict(),
+      responses: { 200: { description: "Header line, records, trailer line (an error line if the stream fails midway)" } },
+      handle: async ({ query, principal }) => {
+        if (scopeOf(principal!).orgId !== null) {
+          throw new NotAllowedError("organization_scope", "an export is a contiguous range of the whole chain; a credential confined to one organisation cannot export it");
+        }
+        const fromMs = query.from ? Date.parse(query.from) : undefined;
+        const toMs = query.to ? Date.parse(query.to) : undefined;
+        if ((fromMs !== undefined && toMs !== undefined && fromMs > toMs) || (query.from_seq !== undefined && query.to_seq !== undefined && query.from_seq > query.to_seq)) {
+          throw new InputError("range_inverted", "the lower bound of the range is above its upper bound", [{ path: query.from ? "from" : "from_seq", message: "above the upper bound" }]);
+        }
+        const filters = Object.fromEntries(Object.entries({ from: query.from, to: query.to, from_seq: query.from_seq, to_seq: query.to_seq }).filter(([, v]) => v !== undefined)) as Record<string, string | number>;
+        const { header, body } = await exporter.prepare({ fromMs, toMs, fromSeq: query.from_seq, toSeq: query.to_seq }, query.format, actorOf(principal!), filters);
+        const name = `chron-${header.first_seq ?? 0}-${header.last_seq ?? 0}.${query.format}`;
+        return { status: 200, contentType: EXPORT_TYPES[query.format], headers: { "Content-Disposition": `attachment; filename="${name}"` }, stream: body };
+      },
+    }),
     route({
       method: "get",
       path: "/v1/chron/records",

@@ -1,6 +1,8 @@
 import { canonicalize } from "../lib/canonical";
 import { InputError } from "../lib/errors";
-import type { ChronFilter, ChronStore } from "./chron-store";
+import type { KeyObject } from "node:crypto";
+import type { Checkpoint, ChronFilter, ChronStore } from "./chron-store";
+import { verifyCheckpoint } from "./checkpoints";
 import type { ChronWriter } from "./chron-writer";
 import { GENESIS_HASH, indexColumns, recordHash, toRecord, type ChronContent, type ChronRecord, type ChronRow } from "./record";
 
@@ -13,6 +15,8 @@ export interface VerifyResult {
   valid: boolean;
   checked: number;
   head: { seq: number; hash: string } | null;
+  /** Signed checkpoints checked, and the last of them. */
+  checkpoints: { checked: number; last: { seq: number; hash: string } | null };
   first_bad?: { seq: number; problem: string; expected?: string; found?: string };
 }
 
@@ -36,6 +40,7 @@ export class ChronService {
   constructor(
     private readonly store: ChronStore,
     private readonly writer: ChronWriter,
+    private readonly keyFor: (kid: string) => KeyObject | undefined,
   ) {}
 
   async list(filter: ChronFilter, cursor: string | undefined, limit: number): Promise<ListResult> {
@@ -56,15 +61,38 @@ export class ChronService {
   async verify(): Promise<VerifyResult> {
     // Everything this server had committed when verification began must be found.
     const known = this.writer.knownHead();
+    const checkpoints = new CheckpointCursor(this.store);
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
     let checked = 0;
+    let signed = 0;
+    let lastSigned: { seq: number; hash: string } | null = null;
     let after = 0;
+    const result = (first_bad?: VerifyResult["first_bad"]): VerifyResult => ({
+      valid: !first_bad,
+      checked,
+      head: checked ? { seq: expectedSeq - 1, hash: prevHash } : null,
+      checkpoints: { checked: signed, last: lastSigned },
+      ...(first_bad ? { first_bad } : {}),
+    });
     for (;;) {
       const rows = await this.store.list({}, after, VERIFY_PAGE);
       for (const row of rows) {
         const problem = this.check(row, expectedSeq, prevHash);
-        if (problem) return { valid: false, checked, head: checked ? { seq: expectedSeq - 1, hash: prevHash } : null, first_bad: problem };
+        if (problem) return result(problem);
+        const cp = await checkpoints.at(row.seq);
+        if (cp) {
+          let claims;
+          try {
+            claims = verifyCheckpoint(cp.jws, this.keyFor);
+          } catch (err) {
+            return result({ seq: cp.seq, problem: `forged checkpoint: ${(err as Error).message}` });
+          }
+          if (claims.sequence !== cp.seq || claims.hash !== cp.hash) return result({ seq: cp.seq, problem: "forged checkpoint: its columns disagree with what it signs" });
+          if (claims.hash !== row.hash) return result({ seq: row.seq, problem: "record disagrees with its signed checkpoint", expected: claims.hash, found: row.hash });
+          signed += 1;
+          lastSigned = { seq: cp.seq, hash: cp.hash };
+        }
         checked += 1;
         expectedSeq = row.seq + 1;
         prevHash = row.hash;
@@ -72,17 +100,34 @@ export class ChronService {
       if (rows.length < VERIFY_PAGE) break;
       after = rows[rows.length - 1].seq;
     }
-    const head = checked ? { seq: expectedSeq - 1, hash: prevHash } : null;
-    // Rows cut off the end leave an intact but shorter chain; the live writer knows better.
-    if (known && (!head || known.seq > head.seq)) {
-      return {
-        valid: false,
-        checked,
-        head,
-        first_bad: { seq: (head?.seq ?? 0) + 1, problem: "missing: records committed by this server are no longer stored", expected: known.hash },
-      };
+    // Rows cut off the end leave an intact but shorter chain; checkpoints and the live writer know better.
+    const beyond = await checkpoints.after(expectedSeq - 1);
+    if (beyond) {
+      return result({ seq: expectedSeq, problem: `missing: signed checkpoint ${beyond.seq} names a record that is no longer stored`, expected: beyond.hash });
     }
-    return { valid: true, checked, head };
+    if (known && known.seq >= expectedSeq) {
+      return result({ seq: expectedSeq, problem: "missing: records committed by this server are no longer stored", expected: known.hash });
+    }
+    return result();
+  }
+
+  /** Checks records from..to (inclusive) against the chain, starting from `prevHash`; null when intact. */
+  async verifySegment(from: number, to: number, prevHash: string): Promise<VerifyResult["first_bad"] | null> {
+    let expected = from;
+    let prev = prevHash;
+    let after = from - 1;
+    while (after < to) {
+      const rows = await this.store.list({ toSeq: to }, after, VERIFY_PAGE);
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const problem = this.check(row, expected, prev);
+        if (problem) return problem;
+        expected = row.seq + 1;
+        prev = row.hash;
+      }
+      after = rows[rows.length - 1].seq;
+    }
+    return expected === to + 1 ? null : { seq: expected, problem: `sequence gap: expected record ${expected}` };
   }
 
   private check(row: ChronRow, expectedSeq: number, prevHash: string): VerifyResult["first_bad"] | null {
@@ -109,5 +154,44 @@ export class ChronService {
       }
     }
     return null;
+  }
+}
+
+/** Walks the checkpoints in step with the records, a page at a time. */
+class CheckpointCursor {
+  private page: Checkpoint[] = [];
+  private index = 0;
+  private afterSeq = 0;
+  private done = false;
+
+  constructor(private readonly store: ChronStore) {}
+
+  /** The checkpoint at `seq`, if there is one; checkpoints before it are passed over. */
+  async at(seq: number): Promise<Checkpoint | undefined> {
+    for (;;) {
+      const cp = await this.peek();
+      if (!cp || cp.seq > seq) return undefined;
+      this.index += 1;
+      if (cp.seq === seq) return cp;
+    }
+  }
+
+  /** The first checkpoint after `seq`, if any. */
+  async after(seq: number): Promise<Checkpoint | undefined> {
+    for (;;) {
+      const cp = await this.peek();
+      if (!cp || cp.seq > seq) return cp;
+      this.index += 1;
+    }
+  }
+
+  private async peek(): Promise<Checkpoint | undefined> {
+    if (this.index >= this.page.length && !this.done) {
+      this.page = await this.store.checkpoints(this.afterSeq, 500);
+      this.index = 0;
+      if (this.page.length < 500) this.done = true;
+      if (this.page.length) this.afterSeq = this.page[this.page.length - 1].seq;
+    }
+    return this.page[this.index];
   }
 }

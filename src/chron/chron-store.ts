@@ -9,6 +9,8 @@ export type Effect = (tx: Tx) => Promise<void>;
 
 export interface ChronFilter {
   kind?: string;
+  fromSeq?: number;
+  toSeq?: number;
   orgId?: string;
   agentId?: string;
   ownerId?: string;
@@ -20,8 +22,25 @@ export interface ChronFilter {
 /** Thrown when an append collides with a row another writer appended first. */
 export class ChronConflictError extends Error {}
 
+/** A signed statement that record `seq` of the chain has `hash` (see Checkpointer). */
+export interface Checkpoint {
+  seq: number;
+  hash: string;
+  tsMs: number;
+  count: number;
+  kid: string;
+  /** Compact JWS over {sequence, hash, timestamp, count}. */
+  jws: string;
+}
+
 export interface ChronStore {
   head(): Promise<ChainHead | null>;
+  /** First and last seq, and how many records, of those matching the filter; null when none does. */
+  bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null>;
+  insertCheckpoint(checkpoint: Checkpoint): Promise<void>;
+  /** Checkpoints with seq > afterSeq, ascending, at most `limit`. */
+  checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]>;
+  lastCheckpoint(): Promise<Checkpoint | null>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
   /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */

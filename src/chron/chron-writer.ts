@@ -27,6 +27,7 @@ export class ChronWriter {
   private closed = false;
   private committedCount = 0;
   private batchCount = 0;
+  private readonly listeners: ((head: ChainHead) => void)[] = [];
 
   constructor(
     private readonly store: ChronStore,
@@ -47,6 +48,11 @@ export class ChronWriter {
       // Defer to the check phase, so that everything that arrived in this turn joins the batch.
       this.draining ??= runOutsideRequests(() => new Promise<void>((done) => setImmediate(() => this.drain().finally(done))));
     });
+  }
+
+  /** Calls `listener` with the new head after every commit. */
+  onCommit(listener: (head: ChainHead) => void): void {
+    this.listeners.push(listener);
   }
 
   /** The last committed record, as this writer knows it (null before the first append). */
@@ -101,6 +107,7 @@ export class ChronWriter {
           p.resolve(rows.slice(offset, offset + p.contents.length));
           offset += p.contents.length;
         }
+        for (const listener of this.listeners) listener(this.head);
         return;
       } catch (err) {
         this.head = undefined;

@@ -1,10 +1,11 @@
 import type { Tx } from "../db/database";
-import { ChronConflictError, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 /** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
 export class FakeChronStore implements ChronStore {
   rows: ChronRow[] = [];
+  checkpointRows: Checkpoint[] = [];
   failNext: Error | null = null;
   appendCalls = 0;
 
@@ -32,6 +33,8 @@ export class FakeChronStore implements ChronStore {
       .filter(
         (r) =>
           r.seq > afterSeq &&
+          (filter.fromSeq === undefined || r.seq >= filter.fromSeq) &&
+          (filter.toSeq === undefined || r.seq <= filter.toSeq) &&
           (filter.kind === undefined || r.kind === filter.kind) &&
           (filter.orgId === undefined || r.orgId === filter.orgId) &&
           (filter.agentId === undefined || r.agentId === filter.agentId) &&
@@ -42,5 +45,24 @@ export class FakeChronStore implements ChronStore {
       )
       .sort((a, b) => a.seq - b.seq)
       .slice(0, limit);
+  }
+
+  async bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null> {
+    const rows = await this.list(filter, 0, Number.MAX_SAFE_INTEGER);
+    return rows.length ? { first: rows[0].seq, last: rows[rows.length - 1].seq, count: rows.length } : null;
+  }
+
+  async insertCheckpoint(c: Checkpoint): Promise<void> {
+    if (this.checkpointRows.some((x) => x.seq === c.seq)) throw new ChronConflictError("checkpoint exists");
+    this.checkpointRows.push({ ...c });
+    this.checkpointRows.sort((a, b) => a.seq - b.seq);
+  }
+
+  async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
+    return this.checkpointRows.filter((c) => c.seq > afterSeq).slice(0, limit);
+  }
+
+  async lastCheckpoint(): Promise<Checkpoint | null> {
+    return this.checkpointRows[this.checkpointRows.length - 1] ?? null;
   }
 }

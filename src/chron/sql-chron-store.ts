@@ -1,7 +1,7 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma } from "../db/database";
-import { ChronConflictError, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, content, prev_hash, hash";
@@ -39,6 +39,24 @@ function fromRaw(r: RawRow): ChronRow {
   };
 }
 
+const CHECKPOINT_COLUMNS = "seq, hash, ts_ms, count, kid, jws";
+
+type RawCheckpoint = { seq: number | string | bigint; hash: string; ts_ms: number | string | bigint; count: number | string | bigint; kid: string; jws: string };
+
+function checkpointFromRaw(r: RawCheckpoint): Checkpoint {
+  return { seq: Number(r.seq), hash: r.hash, tsMs: Number(r.ts_ms), count: Number(r.count), kid: r.kid, jws: r.jws };
+}
+
+function checkpointValues(c: Checkpoint): unknown[] {
+  return [c.seq, c.hash, c.tsMs, c.count, c.kid, c.jws];
+}
+
+type RawBounds = { first: number | string | bigint | null; last: number | string | bigint | null; count: number | string | bigint };
+
+function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number; count: number } | null {
+  return r && r.first !== null && r.last !== null ? { first: Number(r.first), last: Number(r.last), count: Number(r.count) } : null;
+}
+
 function values(r: ChronRow): unknown[] {
   return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.content, r.prevHash, r.hash];
 }
@@ -52,6 +70,8 @@ function where(filter: ChronFilter, afterSeq: number, param: (i: number) => stri
     clauses.push(sql.replace("?", param(args.length)));
   };
   add("seq > ?", afterSeq);
+  if (filter.fromSeq !== undefined) add("seq >= ?", filter.fromSeq);
+  if (filter.toSeq !== undefined) add("seq <= ?", filter.toSeq);
   if (filter.kind !== undefined) add("kind = ?", filter.kind);
   if (filter.orgId !== undefined) add("org_id = ?", filter.orgId);
   if (filter.agentId !== undefined) add("agent_id = ?", filter.agentId);
@@ -120,15 +140,39 @@ export class SqliteChronStore implements ChronStore {
 
   async append(rows: ChronRow[], effect?: Effect): Promise<void> {
     if (effect) return appendWithEffect(this.prisma, rows, effect, () => "?");
+    await this.write(() => this.appendAll(rows));
+  }
+
+  async bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null> {
+    const w = where(filter, 0, () => "?");
+    return boundsFromRaw(this.db.prepare(`SELECT MIN(seq) AS first, MAX(seq) AS last, COUNT(*) AS count FROM chron_records WHERE ${w.sql}`).get(...w.args) as RawBounds);
+  }
+
+  async insertCheckpoint(c: Checkpoint): Promise<void> {
+    await this.write(() => this.db.prepare(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`).run(...checkpointValues(c)));
+  }
+
+  async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
+    const rows = this.db.prepare(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?`).all(afterSeq, limit) as RawCheckpoint[];
+    return rows.map(checkpointFromRaw);
+  }
+
+  async lastCheckpoint(): Promise<Checkpoint | null> {
+    const row = this.db.prepare(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints ORDER BY seq DESC LIMIT 1`).get() as RawCheckpoint | undefined;
+    return row ? checkpointFromRaw(row) : null;
+  }
+
+  /** A synchronous write, retried while another connection of this process holds the write lock. */
+  private async write(work: () => void): Promise<void> {
     const deadline = Date.now() + BUSY_DEADLINE_MS;
     for (;;) {
       try {
-        this.appendAll(rows);
+        work();
         return;
       } catch (err) {
         const code = (err as { code?: string }).code ?? "";
         if (code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE") throw new ChronConflictError((err as Error).message);
-        // Another connection of this process holds the write lock across an await: let it finish.
+        // Prisma's connection holds the write lock across an await (an effect's transaction): let it finish.
         if (code.startsWith("SQLITE_BUSY") && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));
           continue;
@@ -169,6 +213,31 @@ export class PostgresChronStore implements ChronStore {
       if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
       throw err;
     }
+  }
+
+  async bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null> {
+    const w = where(filter, 0, (i) => `$${i}`);
+    const { rows } = await this.pool.query<RawBounds>(`SELECT MIN(seq) AS first, MAX(seq) AS last, COUNT(*) AS count FROM chron_records WHERE ${w.sql}`, w.args);
+    return boundsFromRaw(rows[0]);
+  }
+
+  async insertCheckpoint(c: Checkpoint): Promise<void> {
+    try {
+      await this.pool.query(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`, checkpointValues(c));
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+      throw err;
+    }
+  }
+
+  async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
+    const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [afterSeq, limit]);
+    return rows.map(checkpointFromRaw);
+  }
+
+  async lastCheckpoint(): Promise<Checkpoint | null> {
+    const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints ORDER BY seq DESC LIMIT 1`);
+    return rows[0] ? checkpointFromRaw(rows[0]) : null;
   }
 
   async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {

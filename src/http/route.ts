@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import express, { type Request, type Response } from "express";
 import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
@@ -11,6 +12,8 @@ export type Access = { public: true } | { roles: Role[] } | { agent: true };
 export interface Reply {
   status: number;
   body?: unknown;
+  /** A body sent piece by piece as it is produced, with back-pressure. */
+  stream?: AsyncIterable<string>;
   headers?: Record<string, string>;
   contentType?: string;
 }
@@ -130,7 +133,14 @@ export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): v
       });
       if (reply.headers) res.set(reply.headers);
       res.status(reply.status);
-      if (reply.body === undefined) res.end();
+      if (reply.stream) {
+        if (reply.contentType) res.type(reply.contentType);
+        for await (const chunk of reply.stream) {
+          if (res.destroyed) return;
+          if (!res.write(chunk)) await once(res, "drain");
+        }
+        res.end();
+      } else if (reply.body === undefined) res.end();
       else if (reply.contentType) res.type(reply.contentType).send(reply.body);
       else res.json(reply.body);
     });

@@ -61,7 +61,7 @@ const IssuedCredential = z
   .object({ credential_id: z.string(), token: z.string(), token_type: z.literal("Bearer"), kid: z.string(), expires_at: z.string() })
   .openapi("IssuedAgentCredential");
 
-export function identityRoutes(identity: IdentityService): RouteSpec[] {
+export function identityRoutes(identity: IdentityService, jwks: () => { keys: Record<string, string>[] }): RouteSpec[] {
   const slugOf = (orgId: string | null) => (orgId ? (identity.organization(orgId)?.slug ?? orgId) : null);
   const orgView = (o: Organization) => ({ id: o.id, slug: o.slug, name: o.name, created_at: o.createdAt.toISOString() });
   const humanView = (h: Human) => ({ id: h.id, organization: slugOf(h.orgId)!, name: h.name, email: h.email, status: h.status, created_at: h.createdAt.toISOString() });
@@ -105,11 +105,11 @@ export function identityRoutes(identity: IdentityService): RouteSpec[] {
     route({
       method: "get",
       path: "/.well-known/jwks.json",
-      summary: "Public keys that verify the tokens CLAIIM signs",
+      summary: "Public keys that verify the tokens and the Chron checkpoints CLAIIM signs",
       tags: ["identity"],
       access: { public: true },
       responses: { 200: { description: "JSON Web Key Set", schema: z.object({ keys: z.array(z.record(z.string(), z.string())) }) } },
-      handle: () => ({ status: 200, body: identity.jwks(), headers: { "Cache-Control": "public, max-age=300" } }),
+      handle: () => ({ status: 200, body: jwks(), headers: { "Cache-Control": "public, max-age=300" } }),
     }),
     route({
       method: "post",

@@ -9,7 +9,7 @@ import { ConflictError, InputError, NotAllowedError, NotFoundError } from "../li
 import type { Logger } from "../lib/logger";
 import type { IdentityStore } from "./identity-store";
 import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization, Role } from "./model";
-import { generate, type SigningKeys } from "./signing-keys";
+import { generate, loadOrCreateKeys, type SigningKeys } from "./signing-keys";
 
 export interface TokenSettings {
   issuer: string;
@@ -96,15 +96,7 @@ export class IdentityService {
   ) {}
 
   async start(): Promise<void> {
-    let stored = await this.store.listSigningKeys(this.keys.purpose);
-    if (!stored.some((k) => k.retiredAt === null)) {
-      const key = generate(this.keys.purpose);
-      await this.record([this.event("signing_key.created", SYSTEM, { type: "signing_key", id: key.kid, name: key.purpose }, null, null, null, { kid: key.kid, alg: key.alg, purpose: key.purpose })], (tx) =>
-        this.store.saveSigningKey(key, tx),
-      );
-      stored = [...stored, key];
-    }
-    this.keys.load(stored);
+    await loadOrCreateKeys(this.keys, this.store, this.record);
     for (const o of await this.store.listOrganizations()) this.putOrg(o);
     for (const h of await this.store.listHumans()) this.humans.set(h.id, h);
     for (const a of await this.store.listAgents()) this.agents.set(a.id, a);

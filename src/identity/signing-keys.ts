@@ -1,4 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import type { Recorder } from "../chron/chron-store";
+import { newEvent } from "../chron/record";
+import type { IdentityStore } from "./identity-store";
 import type { SigningKey } from "./model";
 
 export interface LoadedKey {
@@ -52,12 +55,43 @@ export class SigningKeys {
   }
 
   jwks(now = Date.now()): Record<string, string>[] {
-    return this.valid(now).map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" }));
+    return this.valid(now).map(publish);
+  }
+
+  /** Every key ever loaded, retired or not: old signatures (such as Chron checkpoints) stay checkable. */
+  all(): LoadedKey[] {
+    return [...this.keys];
   }
 
   private valid(now: number): LoadedKey[] {
     return this.keys.filter((k) => k.retiredAt === null || k.retiredAt.getTime() > now);
   }
+}
+
+export function publish(k: LoadedKey): Record<string, string> {
+  return { ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" };
+}
+
+/** Loads the stored keys of this purpose, first creating one (recorded in Chron) when none signs. */
+export async function loadOrCreateKeys(
+  keys: SigningKeys,
+  store: Pick<IdentityStore, "listSigningKeys" | "saveSigningKey">,
+  record: Recorder,
+): Promise<void> {
+  let stored = await store.listSigningKeys(keys.purpose);
+  if (!stored.some((k) => k.retiredAt === null)) {
+    const key = generate(keys.purpose);
+    const event = newEvent({
+      type: "signing_key.created",
+      actor: { type: "system", id: "claiim", name: "CLAIIM" },
+      subject: { type: "signing_key", id: key.kid, name: key.purpose },
+      before: null,
+      after: { kid: key.kid, alg: key.alg, purpose: key.purpose },
+    });
+    await record([event], (tx) => store.saveSigningKey(key, tx));
+    stored = [...stored, key];
+  }
+  keys.load(stored);
 }
 
 export function generate(purpose: string, now = new Date()): SigningKey {

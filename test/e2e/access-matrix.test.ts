@@ -38,6 +38,7 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/decisions": ["agent"],
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
+  "GET /v1/chron/export": ["admin", "auditor"],
   "POST /v1/policies": ["admin", "policy_author"],
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],

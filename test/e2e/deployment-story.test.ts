@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { failWrites, sql } from "../support/sql";
+import { asDatabaseOwner, failWrites, sql } from "../support/sql";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -189,7 +189,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     const kid = (JSON.parse(Buffer.from(header, "base64url").toString()) as { kid: string }).kid;
     const claims = { sub: agent.id, jti: credentialId };
     const foreign = jwt.sign(claims, foreignKey, { algorithm: "ES256", keyid: kid, issuer: "claiim", audience: "claiim", expiresIn: 600 });
-    const [{ private_key_pem: pem }] = (await sql(s.claiim.db, "SELECT private_key_pem FROM signing_keys")) as { private_key_pem: string }[];
+    const [{ private_key_pem: pem }] = (await sql(s.claiim.db, "SELECT private_key_pem FROM signing_keys WHERE purpose = 'agent-token'")) as { private_key_pem: string }[];
     const expired = jwt.sign({ ...claims, exp: Math.floor(Date.now() / 1000) - 60 }, pem, { algorithm: "ES256", keyid: kid, issuer: "claiim", audience: "claiim" });
     const wrongAudience = jwt.sign(claims, pem, { algorithm: "ES256", keyid: kid, issuer: "claiim", audience: "elsewhere", expiresIn: 600 });
     const tampered = `${header}.${Buffer.from(JSON.stringify({ ...jwt.decode(token) as object, sub: "00000000-0000-0000-0000-000000000000" })).toString("base64url")}.${token.split(".")[2]}`;
@@ -315,41 +315,43 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   });
 
   test("verify names the first modified, deleted or reordered record", async () => {
-    const ok = (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
-    expect(ok.valid).toBe(true);
-    const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
-    const [deny] = (await sql(s.claiim.db, "SELECT seq, content, decision FROM chron_records WHERE decision = 'deny' ORDER BY seq LIMIT 1")) as { seq: number; content: string; decision: string }[];
-    const n = Number(deny.seq);
+    await asDatabaseOwner(s.claiim.db, async () => {
+      const ok = (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
+      expect(ok.valid).toBe(true);
+      const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
+      const [deny] = (await sql(s.claiim.db, "SELECT seq, content, decision FROM chron_records WHERE decision = 'deny' ORDER BY seq LIMIT 1")) as { seq: number; content: string; decision: string }[];
+      const n = Number(deny.seq);
 
-    await sql(s.claiim.db, "UPDATE chron_records SET content = replace(content, '\"deny\"', '\"allow\"') WHERE seq = $1", [n]);
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^hash mismatch/) } });
-    await sql(s.claiim.db, "UPDATE chron_records SET content = $1 WHERE seq = $2", [deny.content, n]);
+      await sql(s.claiim.db, "UPDATE chron_records SET content = replace(content, '\"deny\"', '\"allow\"') WHERE seq = $1", [n]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^hash mismatch/) } });
+      await sql(s.claiim.db, "UPDATE chron_records SET content = $1 WHERE seq = $2", [deny.content, n]);
 
-    await sql(s.claiim.db, "UPDATE chron_records SET decision = 'allow' WHERE seq = $1", [n]);
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/column decision/) } });
-    await sql(s.claiim.db, "UPDATE chron_records SET decision = $1 WHERE seq = $2", [deny.decision, n]);
+      await sql(s.claiim.db, "UPDATE chron_records SET decision = 'allow' WHERE seq = $1", [n]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/column decision/) } });
+      await sql(s.claiim.db, "UPDATE chron_records SET decision = $1 WHERE seq = $2", [deny.decision, n]);
 
-    const [row] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [n]);
-    await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [n]);
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^sequence gap/) } });
-    const cols = Object.keys(row);
-    await sql(s.claiim.db, `INSERT INTO chron_records (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(row));
+      const [row] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [n]);
+      await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [n]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: n, problem: expect.stringMatching(/^sequence gap/) } });
+      const cols = Object.keys(row);
+      await sql(s.claiim.db, `INSERT INTO chron_records (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(row));
 
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = -3 WHERE seq = 3");
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = 5");
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = 5 WHERE seq = -3");
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: 3, problem: expect.stringMatching(/^broken link/) } });
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = -5 WHERE seq = 5");
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = 5 WHERE seq = 3");
-    await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = -5");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -3 WHERE seq = 3");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = 5");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = 5 WHERE seq = -3");
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: 3, problem: expect.stringMatching(/^broken link/) } });
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -5 WHERE seq = 5");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = 5 WHERE seq = 3");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = -5");
 
-    const head = ok.head.seq;
-    const [last] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [head]);
-    await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [head]);
-    expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: head, problem: expect.stringMatching(/^missing/) } });
-    await sql(s.claiim.db, `INSERT INTO chron_records (${Object.keys(last).join(", ")}) VALUES (${Object.keys(last).map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(last));
+      const head = ok.head.seq;
+      const [last] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [head]);
+      await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [head]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: head, problem: expect.stringMatching(/^missing/) } });
+      await sql(s.claiim.db, `INSERT INTO chron_records (${Object.keys(last).join(", ")}) VALUES (${Object.keys(last).map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(last));
 
-    expect(await verify()).toEqual(ok);
+      expect(await verify()).toEqual(ok);
+    });
   });
 
   test("when Chron cannot write, no decision is returned (503) and nothing is half-written", async () => {

@@ -94,7 +94,7 @@ describe("ChronWriter (group commit)", () => {
     const row = await writer.append(content(3));
     expect(row.seq).toBe(3);
     expect(row.prevHash).toBe(other[0].hash);
-    expect(await new ChronService(store, writer).verify()).toMatchObject({ valid: true, checked: 3 });
+    expect(await new ChronService(store, writer, () => undefined).verify()).toMatchObject({ valid: true, checked: 3 });
   });
 
   test("close() commits what is queued and then refuses", async () => {
@@ -112,7 +112,7 @@ describe("ChronService", () => {
     const store = new FakeChronStore();
     const writer = new ChronWriter(store, 1000, logger);
     await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1, i % 2 ? "deny" : "allow"))));
-    return { store, writer, service: new ChronService(store, writer) };
+    return { store, writer, service: new ChronService(store, writer, () => undefined) };
   }
 
   test("verifies a long chain page by page", async () => {
@@ -173,5 +173,58 @@ describe("ChronService", () => {
     expect(last.records.map((r) => r.seq)).toEqual([22, 24]);
     expect(last.next_cursor).toBeNull();
     await expect(service.list({}, "garbage", 5)).rejects.toMatchObject({ code: "invalid_cursor" });
+  });
+});
+
+describe("ChronExporter", () => {
+  test("a stream that fails midway ends with an explicit error line, which the verifier reports as incomplete", async () => {
+    const { ChronExporter } = await import("../../src/chron/export");
+    const { Checkpointer, jwksKeys } = await import("../../src/chron/checkpoints");
+    const { verifyExport } = await import("../../src/chron/export-verifier");
+    const { SigningKeys, generate, publish } = await import("../../src/identity/signing-keys");
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 1000, logger);
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => writer.append(content(i + 1))));
+    const keys = new SigningKeys("chron-checkpoint");
+    keys.load([generate("chron-checkpoint")]);
+    const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
+    const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
+    const exporter = new ChronExporter(store, service, checkpointer, (c, e) => writer.commit(c, e), 100, logger);
+    const { body } = await exporter.prepare({}, "ndjson", { type: "system", id: "t", name: "t" }, {});
+    const list = store.list.bind(store);
+    let calls = 0;
+    store.list = async (...args) => {
+      if (++calls === 2) throw new Error("connection reset");
+      return list(...args);
+    };
+    const lines: string[] = [];
+    for await (const chunk of body) lines.push(chunk);
+    const last = JSON.parse(lines[lines.length - 1]);
+    expect(last).toEqual({ chron_export: "error", message: "connection reset", records_written: 1000, complete: false });
+    async function* items() {
+      let n = 0;
+      for (const l of lines) {
+        const v = JSON.parse(l);
+        n += 1;
+        yield v.chron_export ? { type: v.chron_export, value: v, line: n } : { type: "record" as const, value: v, line: n };
+      }
+    }
+    const report = await verifyExport(items() as never, jwksKeys({ keys: keys.all().map(publish) }));
+    expect(report).toMatchObject({ ok: false, records: 1000, problem: { message: expect.stringMatching(/ended with an error: connection reset \(incomplete\)/) } });
+  });
+
+  test("a JSON report refuses more records than it may hold, pointing to NDJSON", async () => {
+    const { ChronExporter } = await import("../../src/chron/export");
+    const { Checkpointer } = await import("../../src/chron/checkpoints");
+    const { SigningKeys, generate } = await import("../../src/identity/signing-keys");
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 1000, logger);
+    await Promise.all(Array.from({ length: 30 }, (_, i) => writer.append(content(i + 1))));
+    const keys = new SigningKeys("chron-checkpoint");
+    keys.load([generate("chron-checkpoint")]);
+    const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
+    const exporter = new ChronExporter(store, new ChronService(store, writer, () => undefined), checkpointer, (c, e) => writer.commit(c, e), 20, logger);
+    await expect(exporter.prepare({}, "json", { type: "system", id: "t", name: "t" }, {})).rejects.toMatchObject({ status: 413, code: "export_too_large_for_json" });
+    expect(store.rows.filter((r) => r.kind === "event")).toHaveLength(0);
   });
 });

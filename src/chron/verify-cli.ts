@@ -1,0 +1,58 @@
+/*
+ * claiim-verify: checks a Chron export offline, without the server or its database.
+ *
+ *   claiim-verify <export.ndjson|.csv|.json> --jwks <jwks.json> [--format ndjson|csv|json]
+ *
+ * Exit status: 0 when every check passes, 1 naming the first bad record when one fails, 2 when
+ * the command itself is used wrongly or a file cannot be read.
+ */
+import fs from "node:fs";
+import { jwksKeys } from "./checkpoints";
+import { csvItems, jsonItems, ndjsonItems, verifyExport } from "./export-verifier";
+
+function usage(message: string): never {
+  process.stderr.write(`claiim-verify: ${message}\nusage: claiim-verify <export file> --jwks <jwks.json> [--format ndjson|csv|json]\n`);
+  process.exit(2);
+}
+
+async function main(argv: string[]): Promise<number> {
+  let file: string | undefined;
+  let jwksFile: string | undefined;
+  let format: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--jwks") jwksFile = argv[++i];
+    else if (argv[i] === "--format") format = argv[++i];
+    else if (argv[i].startsWith("-")) usage(`unknown option ${argv[i]}`);
+    else if (!file) file = argv[i];
+    else usage("one export file at a time");
+  }
+  if (!file) usage("name the export file");
+  if (!jwksFile) usage("--jwks is required: the keys that verify Chron's checkpoints (GET /.well-known/jwks.json)");
+  format ??= file.endsWith(".csv") ? "csv" : file.endsWith(".json") ? "json" : "ndjson";
+  if (!["ndjson", "csv", "json"].includes(format)) usage(`unknown format ${format}`);
+  let keys;
+  try {
+    keys = jwksKeys(JSON.parse(fs.readFileSync(jwksFile, "utf8")));
+  } catch (err) {
+    usage(`cannot read the JWKS ${jwksFile}: ${(err as Error).message}`);
+  }
+  if (!fs.existsSync(file)) usage(`no such file ${file}`);
+  const items = format === "csv" ? csvItems(file) : format === "json" ? jsonItems(file) : ndjsonItems(file);
+  const report = await verifyExport(items, keys);
+  if (report.ok) {
+    process.stdout.write(`OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact\n`);
+    return 0;
+  }
+  const p = report.problem!;
+  process.stdout.write(`FAILED${p.seq !== null ? ` at record ${p.seq}` : ""}${p.line !== null ? ` (line ${p.line})` : ""}: ${p.message}\n`);
+  process.stdout.write(JSON.stringify(report) + "\n");
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`claiim-verify: ${err.message}\n`);
+    process.exit(2);
+  },
+);

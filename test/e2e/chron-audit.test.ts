@@ -1,0 +1,204 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { generateKeyPairSync } from "node:crypto";
+import jwt from "jsonwebtoken";
+import { databaseKinds } from "../support/databases";
+import { startTestServer, type TestServer } from "../support/claiim";
+import { asDatabaseOwner, script, sql } from "../support/sql";
+import { jwksKeys, verifyCheckpoint } from "../../src/chron/checkpoints";
+import { canonicalize } from "../../src/lib/canonical";
+import { recordHash, type ChronContent } from "../../src/chron/record";
+
+const run = promisify(execFile);
+const VERIFY = path.resolve(__dirname, "../../bin/claiim-verify");
+const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
+
+describe.each(databaseKinds())("Chron audit on %s", (kind) => {
+  let s: TestServer;
+  let dir: string;
+  let jwksFile: string;
+  const admin = () => ({ Authorization: `Bearer ${s.admin}` });
+  const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
+  const cli = async (file: string) => {
+    try {
+      const { stdout } = await run(process.execPath, [VERIFY, file, "--jwks", jwksFile]);
+      return { code: 0, out: stdout };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, out: e.stdout + e.stderr };
+    }
+  };
+  const exportTo = async (query: string, name: string) => {
+    const res = await s.http.get(`/v1/chron/export?${query}`).set(admin()).buffer(true).parse((r, cb) => {
+      let data = "";
+      r.setEncoding("utf8");
+      r.on("data", (c: string) => (data += c));
+      r.on("end", () => cb(null, data));
+    });
+    expect(res.status).toBe(200);
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, res.body as string);
+    return file;
+  };
+
+  beforeAll(async () => {
+    s = await startTestServer(kind, { env: { CLAIIM_CHECKPOINT_EVERY_RECORDS: "10", CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600", CLAIIM_EXPORT_JSON_MAX_RECORDS: "40" } });
+    dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "export-"));
+    await s.http.post("/v1/organizations").set(admin()).send({ slug: "acme", name: "Acme" }).expect(201);
+    await s.http.post("/v1/humans").set(admin()).send({ organization: "acme", name: "Alice", email: "alice@acme.example" }).expect(201);
+    const agent = (await s.http.post("/v1/agents").set(admin()).send({ organization: "acme", name: "deploy-bot", owner: "alice@acme.example", skills: [staging.skill] }).expect(201)).body;
+    const token = (await s.http.post(`/v1/agents/${agent.id}/credentials`).set(admin()).send({}).expect(201)).body.token;
+    for (let i = 0; i < 36; i++) {
+      await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(i % 3 ? staging : { ...staging, resource: "production" }).expect(200);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    jwksFile = path.join(dir, "jwks.json");
+    fs.writeFileSync(jwksFile, JSON.stringify((await s.http.get("/.well-known/jwks.json").expect(200)).body));
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  test("the database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) of Chron", async () => {
+    const count = async () => Number((await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records"))[0].n);
+    const before = await count();
+    const attempts = [
+      "UPDATE chron_records SET decision = 'allow' WHERE seq = 1",
+      "DELETE FROM chron_records WHERE seq = 1",
+      "UPDATE chron_checkpoints SET hash = 'x'",
+      "DELETE FROM chron_checkpoints",
+      ...(kind === "postgresql" ? ["TRUNCATE chron_records", "TRUNCATE chron_checkpoints"] : []),
+    ];
+    for (const statement of attempts) {
+      await expect(script(s.claiim.db, statement)).rejects.toThrow(/append-only/);
+    }
+    expect(await count()).toBe(before);
+    expect((await verify()).valid).toBe(true);
+  });
+
+  test("checkpoints are signed every N records with a key from the JWKS", async () => {
+    const rows = (await sql(s.claiim.db, "SELECT seq, hash, jws FROM chron_checkpoints ORDER BY seq")) as { seq: number; hash: string; jws: string }[];
+    expect(rows.length).toBeGreaterThanOrEqual(4);
+    const keys = jwksKeys(JSON.parse(fs.readFileSync(jwksFile, "utf8")));
+    let previous = 0;
+    for (const row of rows) {
+      const claims = verifyCheckpoint(row.jws, keys);
+      expect(claims).toMatchObject({ sequence: Number(row.seq), hash: row.hash, count: Number(row.seq), timestamp: expect.any(String) });
+      expect(Number(row.seq) - previous).toBeGreaterThanOrEqual(10);
+      previous = Number(row.seq);
+    }
+    const result = await verify();
+    expect(result).toMatchObject({ valid: true, checkpoints: { checked: rows.length, last: { seq: Number(rows[rows.length - 1].seq) } } });
+  });
+
+  test("a rewritten chain, a forged checkpoint, and a checkpoint past the end are all caught", async () => {
+    await asDatabaseOwner(s.claiim.db, async () => {
+      const [cp] = (await sql(s.claiim.db, "SELECT seq, jws FROM chron_checkpoints ORDER BY seq LIMIT 1 OFFSET 1")) as { seq: number; jws: string }[];
+      const target = Number(cp.seq) - 3;
+      const originals = (await sql(s.claiim.db, "SELECT seq, content, prev_hash, hash, decision FROM chron_records WHERE seq >= $1 ORDER BY seq", [target])) as {
+        seq: number;
+        content: string;
+        prev_hash: string;
+        hash: string;
+        decision: string | null;
+      }[];
+      // The attacker changes one record and recomputes every hash after it: the chain is consistent again...
+      let prev = originals[0].prev_hash;
+      for (const [i, row] of originals.entries()) {
+        const content = JSON.parse(row.content) as ChronContent & { reasons?: string[] };
+        if (i === 0) content.reasons = ["rewritten by an administrator"];
+        const hash = recordHash(content, Number(row.seq), prev);
+        await sql(s.claiim.db, "UPDATE chron_records SET content = $1, prev_hash = $2, hash = $3 WHERE seq = $4", [canonicalize(content), prev, hash, row.seq]);
+        prev = hash;
+      }
+      // ...but it no longer matches what CLAIIM signed.
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: Number(cp.seq), problem: "record disagrees with its signed checkpoint" } });
+      for (const row of originals) await sql(s.claiim.db, "UPDATE chron_records SET content = $1, prev_hash = $2, hash = $3 WHERE seq = $4", [row.content, row.prev_hash, row.hash, row.seq]);
+      expect((await verify()).valid).toBe(true);
+
+      const [a, b, c] = cp.jws.split(".");
+      const forged = `${a}.${Buffer.from(JSON.stringify({ ...(jwt.decode(cp.jws) as object), hash: "0".repeat(64) })).toString("base64url")}.${c}`;
+      await sql(s.claiim.db, "UPDATE chron_checkpoints SET jws = $1 WHERE seq = $2", [forged, cp.seq]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: Number(cp.seq), problem: expect.stringMatching(/^forged checkpoint: checkpoint signature does not verify/) } });
+      await sql(s.claiim.db, "UPDATE chron_checkpoints SET jws = $1 WHERE seq = $2", [`${a}.${b}.${c}`, cp.seq]);
+
+      const stranger = jwt.sign({ sequence: Number(cp.seq), hash: "x", timestamp: "t", count: 1 }, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey, { algorithm: "ES256", keyid: "stranger", noTimestamp: true });
+      await sql(s.claiim.db, "UPDATE chron_checkpoints SET jws = $1 WHERE seq = $2", [stranger, cp.seq]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { problem: expect.stringMatching(/unknown key/) } });
+      await sql(s.claiim.db, "UPDATE chron_checkpoints SET jws = $1 WHERE seq = $2", [cp.jws, cp.seq]);
+
+      const [last] = (await sql(s.claiim.db, "SELECT seq FROM chron_checkpoints ORDER BY seq DESC LIMIT 1")) as { seq: number }[];
+      const tail = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq >= $1 ORDER BY seq", [last.seq]);
+      await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq >= $1", [last.seq]);
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: Number(last.seq), problem: expect.stringMatching(/^missing: signed checkpoint/) } });
+      for (const row of tail) {
+        const cols = Object.keys(row);
+        await sql(s.claiim.db, `INSERT INTO chron_records (${cols.join(", ")}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(row));
+      }
+    });
+    expect((await verify()).valid).toBe(true);
+  });
+
+  test("an NDJSON export verifies offline, and every corrupted byte makes it fail", async () => {
+    const file = await exportTo("format=ndjson", "all.ndjson");
+    const ok = await cli(file);
+    expect(ok).toMatchObject({ code: 0, out: expect.stringMatching(/^OK: \d+ records \(1\.\.\d+\), \d+ signed checkpoints, chain intact/) });
+
+    const text = fs.readFileSync(file, "utf8");
+    const lines = text.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ chron_export: "header", selection: "contiguous", first_seq: 1, exported_by: { type: "api_key" }, signature: expect.any(String) });
+    expect(lines[lines.length - 1]).toMatchObject({ chron_export: "trailer", complete: true, count: lines.length - 2 });
+    expect(lines[0].checkpoints[lines[0].checkpoints.length - 1].seq).toBe(lines[0].last_seq);
+
+    const positions = Array.from({ length: 60 }, (_, i) => Math.floor(((i + 0.5) * text.length) / 60));
+    const failures: string[] = [];
+    for (const pos of positions) {
+      const c = text[pos];
+      const swapped = /[0-9]/.test(c) ? String((Number(c) + 1) % 10) : /[a-z]/.test(c) ? (c === "z" ? "a" : String.fromCharCode(c.charCodeAt(0) + 1)) : /[A-Z]/.test(c) ? (c === "Z" ? "A" : String.fromCharCode(c.charCodeAt(0) + 1)) : c === "x" ? "y" : "x";
+      const corrupted = path.join(dir, `corrupt-${pos}.ndjson`);
+      fs.writeFileSync(corrupted, text.slice(0, pos) + swapped + text.slice(pos + 1));
+      const res = await cli(corrupted);
+      if (res.code !== 1 || !/^FAILED/.test(res.out)) failures.push(`byte ${pos} (${JSON.stringify(c)}→${JSON.stringify(swapped)}): ${res.code} ${res.out.slice(0, 120)}`);
+    }
+    expect(failures).toEqual([]);
+
+    const truncated = path.join(dir, "truncated.ndjson");
+    fs.writeFileSync(truncated, text.split("\n").slice(0, 20).join("\n") + "\n");
+    expect(await cli(truncated)).toMatchObject({ code: 1, out: expect.stringMatching(/no trailer: the export is truncated/) });
+    const otherJwks = path.join(dir, "other-jwks.json");
+    fs.writeFileSync(otherJwks, JSON.stringify({ keys: [] }));
+    const withOther = await run(process.execPath, [VERIFY, file, "--jwks", otherJwks]).catch((e: { code: number; stdout: string }) => e);
+    expect(withOther).toMatchObject({ code: 1, stdout: expect.stringMatching(/unknown key/) });
+  });
+
+  test("CSV and JSON exports verify too; a time range exports the records between, contiguously", async () => {
+    expect((await cli(await exportTo("format=csv", "all.csv"))).code).toBe(0);
+    expect((await cli(await exportTo("format=json&from_seq=1&to_seq=30", "part.json"))).code).toBe(0);
+    const rows = (await sql(s.claiim.db, "SELECT seq, ts_ms FROM chron_records ORDER BY seq")) as { seq: number; ts_ms: number }[];
+    const from = new Date(Number(rows[10].ts_ms)).toISOString();
+    const to = new Date(Number(rows[25].ts_ms)).toISOString();
+    const file = await exportTo(`format=ndjson&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`, "range.ndjson");
+    const header = JSON.parse(fs.readFileSync(file, "utf8").split("\n")[0]);
+    expect(header).toMatchObject({ filters: { from, to }, first_seq: expect.any(Number) });
+    expect(header.first_seq).toBeLessThanOrEqual(Number(rows[10].seq));
+    expect(header.count).toBe(header.last_seq - header.first_seq + 1);
+    expect(await cli(file)).toMatchObject({ code: 0 });
+    const bySeq = await exportTo("format=ndjson&from_seq=5&to_seq=17", "seq.ndjson");
+    expect(JSON.parse(fs.readFileSync(bySeq, "utf8").split("\n")[0])).toMatchObject({ first_seq: 5, last_seq: 17, count: 13 });
+    expect(await cli(bySeq)).toMatchObject({ code: 0, out: expect.stringMatching(/^OK: 13 records \(5\.\.17\)/) });
+  });
+
+  test("exports are recorded in Chron; bad requests get specific problems", async () => {
+    const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records.filter((r: { type: string }) => r.type === "chron.exported");
+    expect(events.length).toBeGreaterThanOrEqual(5);
+    expect(events[0]).toMatchObject({ actor: { type: "api_key" }, after: { format: "ndjson", first_seq: 1 } });
+    expect((await s.http.get("/v1/chron/export?format=xml").set(admin()).expect(400)).body.errors[0].path).toBe("format");
+    expect((await s.http.get("/v1/chron/export?from_seq=9&to_seq=3").set(admin()).expect(400)).body.code).toBe("range_inverted");
+    const big = await s.http.get("/v1/chron/export?format=json").set(admin()).expect(413);
+    expect(big.body).toMatchObject({ code: "export_too_large_for_json", detail: expect.stringMatching(/format=ndjson/) });
+    const acmeKey = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "acme audit", role: "auditor", organization: "acme" }).expect(201)).body.secret;
+    expect((await s.http.get("/v1/chron/export").set({ Authorization: `Bearer ${acmeKey}` }).expect(403)).body.code).toBe("organization_scope");
+  });
+});
