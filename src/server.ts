@@ -45,6 +45,7 @@ export interface Claiim {
   engine: PolicyEngine;
   chron: ChronService;
   writer: ChronWriter;
+  checkpointer: Checkpointer;
   routes: RouteSpec[];
   /** Path of the bootstrap administrator credential, when this start created it. */
   bootstrapCredentialFile: string | null;
@@ -185,6 +186,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       engine,
       chron,
       writer,
+      checkpointer: core.checkpointer,
       routes: core.routes,
       bootstrapCredentialFile,
       async close() {

@@ -85,6 +85,11 @@ export class Checkpointer {
 
   stop(): Promise<unknown> {
     if (this.timer) clearInterval(this.timer);
+    return this.idle();
+  }
+
+  /** Settles once every checkpoint already due is written. */
+  idle(): Promise<unknown> {
     return this.pending;
   }
 

@@ -108,6 +108,40 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, identi
     }),
     route({
       method: "get",
+      path: "/v1/chron/summary",
+      summary: "Allows and denies per day, by agent, accountable human, action and policy version",
+      tags: ["chron"],
+      access: { roles: ["auditor"] },
+      query: z
+        .object({
+          from: z.string().datetime({ offset: true }).openapi({ description: "Inclusive lower bound (RFC 3339)" }),
+          to: z.string().datetime({ offset: true }).openapi({ description: "Exclusive upper bound (RFC 3339)" }),
+          organization: z.string().optional(),
+        })
+        .strict(),
+      responses: { 200: { description: "Counts per day" } },
+      handle: async ({ query, principal }) => {
+        const fromMs = Date.parse(query.from);
+        const toMs = Date.parse(query.to);
+        if (fromMs > toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+        const scope = scopeOf(principal!);
+        const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined);
+        const names = {
+          agent: (id: string) => identity.agentContext(id)?.agent.name ?? null,
+          human: (id: string) => {
+            try {
+              return identity.human(id, { orgId: null }).email;
+            } catch {
+              return null;
+            }
+          },
+        };
+        const summary = await chron.summary({ fromMs, toMs, orgId }, names);
+        return { status: 200, body: { from: query.from, to: query.to, organization: orgId ? identity.organization(orgId)?.slug : null, ...summary } };
+      },
+    }),
+    route({
+      method: "get",
       path: "/v1/chron/verify",
       summary: "Verify the whole chain and name the first broken record",
       tags: ["chron"],

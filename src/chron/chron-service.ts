@@ -11,6 +11,21 @@ export interface ListResult {
   next_cursor: string | null;
 }
 
+type Tally = { allow: number; deny: number };
+
+export interface SummaryDay extends Tally {
+  day: string;
+  by_agent: (Tally & { agent_id: string | null; agent_name: string | null })[];
+  by_accountable_human: (Tally & { human_id: string | null; email: string | null })[];
+  by_action: (Tally & { action: string | null })[];
+  by_policy_version: (Tally & { version: number | null })[];
+}
+
+export interface Summary {
+  totals: Tally;
+  days: SummaryDay[];
+}
+
 export interface VerifyResult {
   valid: boolean;
   checked: number;
@@ -109,6 +124,35 @@ export class ChronService {
       return result({ seq: expectedSeq, problem: "missing: records committed by this server are no longer stored", expected: known.hash });
     }
     return result();
+  }
+
+  /**
+   * Allows and denies per UTC day, by agent, accountable human (as recorded), action and policy
+   * version. The counting is done by the database; names come from `names`.
+   */
+  async summary(filter: ChronFilter, names: { agent(id: string): string | null; human(id: string): string | null }): Promise<Summary> {
+    const days = new Map<string, SummaryDay>();
+    const totals: Tally = { allow: 0, deny: 0 };
+    const bump = <T extends Tally>(list: T[], match: (t: T) => boolean, make: () => T, outcome: "allow" | "deny", n: number) => {
+      let t = list.find(match);
+      if (!t) list.push((t = make()));
+      t[outcome] += n;
+    };
+    for (const c of await this.store.decisionCounts(filter)) {
+      const outcome = c.decision === "allow" ? "allow" : "deny";
+      let day = days.get(c.day);
+      if (!day) days.set(c.day, (day = { day: c.day, allow: 0, deny: 0, by_agent: [], by_accountable_human: [], by_action: [], by_policy_version: [] }));
+      day[outcome] += c.count;
+      totals[outcome] += c.count;
+      bump(day.by_agent, (t) => t.agent_id === c.agentId, () => ({ agent_id: c.agentId, agent_name: c.agentId && names.agent(c.agentId), allow: 0, deny: 0 }), outcome, c.count);
+      bump(day.by_accountable_human, (t) => t.human_id === c.ownerId, () => ({ human_id: c.ownerId, email: c.ownerId && names.human(c.ownerId), allow: 0, deny: 0 }), outcome, c.count);
+      bump(day.by_action, (t) => t.action === c.action, () => ({ action: c.action, allow: 0, deny: 0 }), outcome, c.count);
+      bump(day.by_policy_version, (t) => t.version === c.policyVersion, () => ({ version: c.policyVersion, allow: 0, deny: 0 }), outcome, c.count);
+    }
+    const byCount = (a: Tally, b: Tally) => b.allow + b.deny - (a.allow + a.deny);
+    const sorted = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
+    for (const d of sorted) for (const list of [d.by_agent, d.by_accountable_human, d.by_action, d.by_policy_version]) list.sort(byCount);
+    return { totals, days: sorted };
   }
 
   /** Checks records from..to (inclusive) against the chain, starting from `prevHash`; null when intact. */

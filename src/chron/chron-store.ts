@@ -15,6 +15,8 @@ export interface ChronFilter {
   agentId?: string;
   ownerId?: string;
   decision?: string;
+  action?: string;
+  policyVersion?: number;
   fromMs?: number;
   toMs?: number;
 }
@@ -33,6 +35,16 @@ export interface Checkpoint {
   jws: string;
 }
 
+export interface DecisionCount {
+  day: string;
+  agentId: string | null;
+  ownerId: string | null;
+  action: string | null;
+  policyVersion: number | null;
+  decision: string;
+  count: number;
+}
+
 export interface ChronStore {
   head(): Promise<ChainHead | null>;
   /** First and last seq, and how many records, of those matching the filter; null when none does. */
@@ -41,6 +53,8 @@ export interface ChronStore {
   /** Checkpoints with seq > afterSeq, ascending, at most `limit`. */
   checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]>;
   lastCheckpoint(): Promise<Checkpoint | null>;
+  /** Decisions matching the filter, counted per UTC day, agent, owner, action, policy version and outcome. */
+  decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
   /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */

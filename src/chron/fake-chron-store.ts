@@ -1,5 +1,5 @@
 import type { Tx } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 /** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
@@ -40,6 +40,8 @@ export class FakeChronStore implements ChronStore {
           (filter.agentId === undefined || r.agentId === filter.agentId) &&
           (filter.ownerId === undefined || r.ownerId === filter.ownerId) &&
           (filter.decision === undefined || r.decision === filter.decision) &&
+          (filter.action === undefined || r.action === filter.action) &&
+          (filter.policyVersion === undefined || r.policyVersion === filter.policyVersion) &&
           (filter.fromMs === undefined || r.tsMs >= filter.fromMs) &&
           (filter.toMs === undefined || r.tsMs < filter.toMs),
       )
@@ -64,5 +66,17 @@ export class FakeChronStore implements ChronStore {
 
   async lastCheckpoint(): Promise<Checkpoint | null> {
     return this.checkpointRows[this.checkpointRows.length - 1] ?? null;
+  }
+
+  async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
+    const counts = new Map<string, DecisionCount>();
+    for (const r of await this.list({ ...filter, kind: "decision" }, 0, Number.MAX_SAFE_INTEGER)) {
+      const day = new Date(r.tsMs).toISOString().slice(0, 10);
+      const key = JSON.stringify([day, r.agentId, r.ownerId, r.action, r.policyVersion, r.decision]);
+      const c = counts.get(key) ?? { day, agentId: r.agentId, ownerId: r.ownerId, action: r.action, policyVersion: r.policyVersion, decision: r.decision!, count: 0 };
+      c.count += 1;
+      counts.set(key, c);
+    }
+    return [...counts.values()];
   }
 }

@@ -99,6 +99,7 @@ export interface ChronRow {
   ownerId: string | null;
   action: string | null;
   decision: string | null;
+  policyVersion: number | null;
   /** RFC 8785 canonical JSON of the content. */
   content: string;
   prevHash: string;
@@ -113,7 +114,7 @@ export interface ChainHead {
   hash: string;
 }
 
-type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" | "ownerId" | "action" | "decision">;
+type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" | "ownerId" | "action" | "decision" | "policyVersion">;
 
 /** The filter columns of a record, derived from its content alone. */
 export function indexColumns(content: ChronContent): IndexColumns {
@@ -127,6 +128,7 @@ export function indexColumns(content: ChronContent): IndexColumns {
     ownerId: content.accountable_human?.id ?? null,
     action: decision ? content.action : content.type,
     decision: decision ? content.decision : null,
+    policyVersion: decision ? (content.policy?.version ?? null) : null,
   };
 }
 

@@ -1,11 +1,11 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
-const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, content, prev_hash, hash";
-const PER_ROW = 12;
+const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash";
+const PER_ROW = 13;
 
 type RawRow = {
   seq: number | string | bigint;
@@ -17,6 +17,7 @@ type RawRow = {
   owner_id: string | null;
   action: string | null;
   decision: string | null;
+  policy_version: number | string | bigint | null;
   content: string;
   prev_hash: string;
   hash: string;
@@ -33,6 +34,7 @@ function fromRaw(r: RawRow): ChronRow {
     ownerId: r.owner_id,
     action: r.action,
     decision: r.decision,
+    policyVersion: r.policy_version === null ? null : Number(r.policy_version),
     content: r.content,
     prevHash: r.prev_hash,
     hash: r.hash,
@@ -51,6 +53,22 @@ function checkpointValues(c: Checkpoint): unknown[] {
   return [c.seq, c.hash, c.tsMs, c.count, c.kid, c.jws];
 }
 
+type RawCount = { day: string; agent_id: string | null; owner_id: string | null; action: string | null; policy_version: number | string | bigint | null; decision: string; count: number | string | bigint };
+
+function countFromRaw(r: RawCount): DecisionCount {
+  return {
+    day: r.day,
+    agentId: r.agent_id,
+    ownerId: r.owner_id,
+    action: r.action,
+    policyVersion: r.policy_version === null ? null : Number(r.policy_version),
+    decision: r.decision,
+    count: Number(r.count),
+  };
+}
+
+const COUNT_GROUPS = "agent_id, owner_id, action, policy_version, decision";
+
 type RawBounds = { first: number | string | bigint | null; last: number | string | bigint | null; count: number | string | bigint };
 
 function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number; count: number } | null {
@@ -58,7 +76,7 @@ function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number;
 }
 
 function values(r: ChronRow): unknown[] {
-  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.content, r.prevHash, r.hash];
+  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash];
 }
 
 /** WHERE clause shared by both dialects; `param(i)` renders the i-th placeholder (1-based). */
@@ -77,6 +95,8 @@ function where(filter: ChronFilter, afterSeq: number, param: (i: number) => stri
   if (filter.agentId !== undefined) add("agent_id = ?", filter.agentId);
   if (filter.ownerId !== undefined) add("owner_id = ?", filter.ownerId);
   if (filter.decision !== undefined) add("decision = ?", filter.decision);
+  if (filter.action !== undefined) add("action = ?", filter.action);
+  if (filter.policyVersion !== undefined) add("policy_version = ?", filter.policyVersion);
   if (filter.fromMs !== undefined) add("ts_ms >= ?", filter.fromMs);
   if (filter.toMs !== undefined) add("ts_ms < ?", filter.toMs);
   return { sql: clauses.join(" AND "), args };
@@ -162,6 +182,14 @@ export class SqliteChronStore implements ChronStore {
     return row ? checkpointFromRaw(row) : null;
   }
 
+  async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
+    const w = where({ ...filter, kind: "decision" }, 0, () => "?");
+    const rows = this.db
+      .prepare(`SELECT date(ts_ms / 1000, 'unixepoch') AS day, ${COUNT_GROUPS}, COUNT(*) AS count FROM chron_records WHERE ${w.sql} GROUP BY day, ${COUNT_GROUPS}`)
+      .all(...w.args) as RawCount[];
+    return rows.map(countFromRaw);
+  }
+
   /** A synchronous write, retried while another connection of this process holds the write lock. */
   private async write(work: () => void): Promise<void> {
     const deadline = Date.now() + BUSY_DEADLINE_MS;
@@ -233,6 +261,16 @@ export class PostgresChronStore implements ChronStore {
   async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
     const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [afterSeq, limit]);
     return rows.map(checkpointFromRaw);
+  }
+
+  async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
+    const w = where({ ...filter, kind: "decision" }, 0, (i) => `$${i}`);
+    const day = "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+    const { rows } = await this.pool.query<RawCount>(
+      `SELECT ${day} AS day, ${COUNT_GROUPS}, COUNT(*) AS count FROM chron_records WHERE ${w.sql} GROUP BY ${day}, ${COUNT_GROUPS}`,
+      w.args,
+    );
+    return rows.map(countFromRaw);
   }
 
   async lastCheckpoint(): Promise<Checkpoint | null> {

@@ -39,6 +39,7 @@ const MAY: Record<string, Who[]> = {
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
   "GET /v1/chron/export": ["admin", "auditor"],
+  "GET /v1/chron/summary": ["admin", "auditor"],
   "POST /v1/policies": ["admin", "policy_author"],
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],
@@ -124,6 +125,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     await notFound("post", "/v1/api-keys", { name: "x", role: "admin", organization: "globex" });
     await notFound("get", "/v1/agents?organization=globex");
     await notFound("get", "/v1/chron/records?organization=globex");
+    await notFound("get", "/v1/chron/summary?organization=globex&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z");
 
     const owner = await s.http.post("/v1/agents").set(acme).send({ organization: "acme", name: "cross", owner: g.human, skills: [{ name: "deploy", version: "1.0.0" }] }).expect(400);
     expect(owner.body.code).toBe("owner_not_found");

@@ -53,7 +53,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     for (let i = 0; i < 36; i++) {
       await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(i % 3 ? staging : { ...staging, resource: "production" }).expect(200);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await s.claiim.checkpointer.idle();
     jwksFile = path.join(dir, "jwks.json");
     fs.writeFileSync(jwksFile, JSON.stringify((await s.http.get("/.well-known/jwks.json").expect(200)).body));
   });
@@ -188,6 +188,30 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     const bySeq = await exportTo("format=ndjson&from_seq=5&to_seq=17", "seq.ndjson");
     expect(JSON.parse(fs.readFileSync(bySeq, "utf8").split("\n")[0])).toMatchObject({ first_seq: 5, last_seq: 17, count: 13 });
     expect(await cli(bySeq)).toMatchObject({ code: 0, out: expect.stringMatching(/^OK: 13 records \(5\.\.17\)/) });
+  });
+
+  test("the summary counts allows and denies per day, by agent, accountable human, action and policy version", async () => {
+    const records = (await s.http.get("/v1/chron/records?kind=decision&limit=1000").set(admin())).body.records as {
+      timestamp: string;
+      decision: string;
+      agent: { id: string };
+      accountable_human: { id: string };
+      action: string;
+      policy: { version: number };
+    }[];
+    const allows = records.filter((r) => r.decision === "allow").length;
+    const res = await s.http.get("/v1/chron/summary?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z").set(admin()).expect(200);
+    expect(res.body.totals).toEqual({ allow: allows, deny: records.length - allows });
+    const today = records[0].timestamp.slice(0, 10);
+    const day = res.body.days.find((d: { day: string }) => d.day === today);
+    expect(day.by_agent).toEqual([{ agent_id: records[0].agent.id, agent_name: "deploy-bot", allow: allows, deny: records.length - allows }]);
+    expect(day.by_accountable_human).toEqual([{ human_id: records[0].accountable_human.id, email: "alice@acme.example", allow: allows, deny: records.length - allows }]);
+    expect(day.by_action).toEqual([{ action: "deploy", allow: allows, deny: records.length - allows }]);
+    expect(day.by_policy_version).toEqual([{ version: 1, allow: allows, deny: records.length - allows }]);
+    const none = await s.http.get("/v1/chron/summary?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z").set(admin()).expect(200);
+    expect(none.body).toMatchObject({ totals: { allow: 0, deny: 0 }, days: [] });
+    expect((await s.http.get("/v1/chron/summary?from=2001-01-01T00:00:00Z&to=2000-01-01T00:00:00Z").set(admin()).expect(400)).body.code).toBe("time_range_inverted");
+    expect((await s.http.get("/v1/chron/summary").set(admin()).expect(400)).body.errors.map((e: { path: string }) => e.path).sort()).toEqual(["from", "to"]);
   });
 
   test("exports are recorded in Chron; bad requests get specific problems", async () => {
