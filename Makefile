@@ -17,8 +17,9 @@ run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN
 test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
 	@bash scripts/test.sh
 
-bench: setup ## load the decision endpoint and print decisions/s, latency and the Chron count check
+bench: setup ## decisions/s, latency and the Chron check under load; then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js
+	@node --expose-gc dist/bench/chron-export.js
 
 typecheck: ## type-check sources and tests without emitting
 	@npx tsc -p tsconfig.check.json
