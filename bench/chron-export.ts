@@ -82,8 +82,8 @@ async function main(): Promise<void> {
   const keys = new SigningKeys("chron-checkpoint");
   keys.load([generate("chron-checkpoint")]);
   const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
-  await checkpointer.start(null);
-  writer.onCommit((head) => checkpointer.committed(head));
+  await checkpointer.start();
+  writer.onCommit((rows) => checkpointer.committed(rows));
   const chron = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
   const exporter = new ChronExporter(store, chron, checkpointer, (c, e) => writer.commit(c, e), 10_000, logger);
 
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
 
   const file = path.join(dir, "export.ndjson");
   const exported = await measure(async () => {
-    const { header, body } = await exporter.prepare({}, "ndjson", { type: "system", id: "bench", name: "bench" }, {});
+    const { header, body } = await exporter.prepare({}, {}, "ndjson", { type: "system", id: "bench", name: "bench" }, {});
     const out = fs.createWriteStream(file);
     for await (const chunk of body) if (!out.write(chunk)) await once(out, "drain");
     await new Promise<void>((resolve) => out.end(() => resolve()));

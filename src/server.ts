@@ -102,8 +102,8 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const engine = new PolicyEngine();
   const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger);
   await policies.start(config.regoDir);
-  await checkpointer.start(await stores.chron.head());
-  writer.onCommit((head) => checkpointer.committed(head));
+  await checkpointer.start();
+  writer.onCommit((rows) => checkpointer.committed(rows));
 
   const decisions = new DecisionService(
     {

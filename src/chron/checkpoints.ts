@@ -3,7 +3,8 @@ import jwt from "jsonwebtoken";
 import type { Logger } from "../lib/logger";
 import type { SigningKeys } from "../identity/signing-keys";
 import type { Checkpoint, ChronStore } from "./chron-store";
-import type { ChainHead } from "./record";
+import { MerkleFrontier } from "./merkle";
+import type { ChainHead, ChronRow } from "./record";
 
 /** What a checkpoint's JWS says. */
 export interface CheckpointClaims {
@@ -11,6 +12,8 @@ export interface CheckpointClaims {
   hash: string;
   timestamp: string;
   count: number;
+  /** RFC 6962 Merkle root over the hashes of records 1..sequence. */
+  root?: string;
 }
 
 export interface CheckpointPolicy {
@@ -56,15 +59,25 @@ export function jwksKeys(jwks: { keys: Record<string, unknown>[] }): (kid: strin
   return (kid) => byKid.get(kid);
 }
 
+/** The record a checkpoint is about, with the Merkle root of the tree of records 1..seq. */
+interface Anchor extends ChainHead {
+  root: string;
+}
+
 /**
  * Signs checkpoints: every `everyRecords` records or every `everySeconds` seconds, whichever comes
  * first (and only when the chain has grown), and on demand at a given record (for exports). A
- * checkpoint signs {sequence, hash, timestamp, count} as a compact JWS with the Chron key, whose
- * public half is in the JWKS; once signed, a rewritten chain can no longer match it.
+ * checkpoint signs {sequence, hash, timestamp, count, root} as a compact JWS with the Chron key,
+ * whose public half is in the JWKS: the chain's hash at `sequence`, and the RFC 6962 Merkle root of
+ * records 1..sequence, against which single records can later be proven. Once signed, a rewritten
+ * chain can no longer match it.
  */
 export class Checkpointer {
   private last: Checkpoint | null = null;
+  /** The highest record a checkpoint is signed or scheduled for: the next one is counted from it. */
+  private covered = 0;
   private head: ChainHead | null = null;
+  private readonly frontier = new MerkleFrontier();
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
@@ -75,8 +88,23 @@ export class Checkpointer {
     private readonly logger: Logger,
   ) {}
 
-  async start(head: ChainHead | null): Promise<void> {
+  /**
+   * Rebuilds the Merkle frontier from the stored record hashes (one pass), and refuses to go on if
+   * it disagrees with the root the last checkpoint signed: the stored chain was tampered with.
+   */
+  async start(): Promise<void> {
     this.last = await this.store.lastCheckpoint();
+    this.covered = this.last?.seq ?? 0;
+    for (let after = 0; ; ) {
+      const rows = await this.store.list({}, after, 5000);
+      for (const row of rows) {
+        this.frontier.append(row.hash);
+        if (this.last && row.seq === this.last.seq) this.checkAgainst(this.last);
+      }
+      if (rows.length < 5000) break;
+      after = rows[rows.length - 1].seq;
+    }
+    const head = await this.store.head();
     this.head = head;
     this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
     this.timer.unref();
@@ -93,18 +121,20 @@ export class Checkpointer {
     return this.pending;
   }
 
-  /** Called after every Chron commit. */
-  committed(head: ChainHead): void {
-    this.head = head;
+  /** Called after every Chron commit, with the committed rows in order. */
+  committed(rows: ChronRow[]): void {
+    for (const row of rows) this.frontier.append(row.hash);
+    this.head = { seq: rows[rows.length - 1].seq, hash: rows[rows.length - 1].hash };
     this.due(false);
   }
 
   /** Signs a checkpoint at exactly this record, unless one exists; serialised with the periodic ones. */
   at(record: ChainHead): Promise<Checkpoint> {
+    const current = this.frontier.size === record.seq ? this.frontier.root() : null;
     const next = this.pending.then(async () => {
       const existing = (await this.store.checkpoints(record.seq - 1, 1))[0];
       if (existing?.seq === record.seq) return existing;
-      return this.sign(record);
+      return this.sign({ ...record, root: current ?? (await this.rootAt(record.seq)) });
     });
     this.pending = next.catch(() => undefined);
     return next;
@@ -120,25 +150,51 @@ export class Checkpointer {
     return this.keys.all().find((k) => k.kid === kid)?.publicKey;
   }
 
-  private due(timer: boolean): void {
-    const head = this.head;
-    if (!head || head.seq <= (this.last?.seq ?? 0)) return;
-    if (!timer && head.seq - (this.last?.seq ?? 0) < this.policy.everyRecords) return;
-    this.pending = this.pending
-      .then(async () => {
-        if (head.seq > (this.last?.seq ?? 0)) await this.sign(head);
-      })
-      .catch((err: Error) => this.logger.error("chron checkpoint failed", { error: err.message, seq: head.seq }));
+  private checkAgainst(cp: Checkpoint): void {
+    const claims = verifyCheckpoint(cp.jws, (kid) => this.keyFor(kid));
+    if (claims.root !== undefined && claims.root !== this.frontier.root()) {
+      throw new Error(`the stored Chron records do not match the Merkle root signed at checkpoint ${cp.seq}: the trail was tampered with`);
+    }
   }
 
-  private async sign(record: ChainHead): Promise<Checkpoint> {
+  /** The root of records 1..seq, from the stored hashes (for a checkpoint behind the head). */
+  private async rootAt(seq: number): Promise<string> {
+    const frontier = new MerkleFrontier();
+    for (let after = 0; after < seq; ) {
+      const rows = await this.store.list({ toSeq: seq }, after, 5000);
+      if (rows.length === 0) break;
+      for (const row of rows) frontier.append(row.hash);
+      after = rows[rows.length - 1].seq;
+    }
+    return frontier.root();
+  }
+
+  private due(timer: boolean): void {
+    const head = this.head;
+    if (!head || head.seq <= this.covered) return;
+    if (!timer && head.seq - this.covered < this.policy.everyRecords) return;
+    this.covered = head.seq;
+    // The root is taken now: by the time the signing runs, the frontier may have grown.
+    const anchor: Anchor = { ...head, root: this.frontier.size === head.seq ? this.frontier.root() : "" };
+    this.pending = this.pending
+      .then(async () => {
+        if (anchor.seq > (this.last?.seq ?? 0)) await this.sign(anchor.root ? anchor : { ...anchor, root: await this.rootAt(anchor.seq) });
+      })
+      .catch((err: Error) => {
+        this.covered = this.last?.seq ?? 0;
+        this.logger.error("chron checkpoint failed", { error: err.message, seq: head.seq });
+      });
+  }
+
+  private async sign(record: Anchor): Promise<Checkpoint> {
     const key = this.keys.current();
     const now = new Date();
-    const claims: CheckpointClaims = { sequence: record.seq, hash: record.hash, timestamp: now.toISOString(), count: record.seq };
+    const claims: CheckpointClaims = { sequence: record.seq, hash: record.hash, timestamp: now.toISOString(), count: record.seq, root: record.root };
     const jws = jwt.sign(claims, key.privateKey, { algorithm: key.alg, keyid: key.kid, noTimestamp: true });
     const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: key.kid, jws };
     await this.store.insertCheckpoint(checkpoint);
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
+    this.covered = Math.max(this.covered, checkpoint.seq);
     return checkpoint;
   }
 }

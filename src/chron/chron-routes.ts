@@ -1,6 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { InputError, NotAllowedError } from "../lib/errors";
+import { InputError } from "../lib/errors";
 import type { ChronExporter } from "./export";
 import type { IdentityService } from "../identity/identity-service";
 import { actorOf, scopeOf } from "../identity/model";
@@ -50,7 +50,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, identi
     route({
       method: "get",
       path: "/v1/chron/export",
-      summary: "Export a contiguous range of Chron for auditors, streamed, with a header an offline verifier can check",
+      summary: "Export Chron for auditors, streamed, with a signed header an offline verifier checks: a contiguous range, or a filtered selection with Merkle inclusion proofs",
       tags: ["chron"],
       access: { roles: ["auditor"] },
       query: z
@@ -60,20 +60,32 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, identi
           to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound on time (RFC 3339)" }),
           from_seq: z.coerce.number().int().min(1).optional(),
           to_seq: z.coerce.number().int().min(1).optional(),
+          kind: z.enum(["decision", "event"]).optional(),
+          organization: z.string().optional(),
+          agent: z.string().uuid().optional(),
+          owner: z.string().uuid().optional(),
+          action: z.string().min(1).max(200).optional(),
+          decision: z.enum(["allow", "deny"]).optional(),
+          policy_version: z.coerce.number().int().min(1).optional(),
         })
         .strict(),
       responses: { 200: { description: "Header line, records, trailer line (an error line if the stream fails midway)" } },
       handle: async ({ query, principal }) => {
-        if (scopeOf(principal!).orgId !== null) {
-          throw new NotAllowedError("organization_scope", "an export is a contiguous range of the whole chain; a credential confined to one organisation cannot export it");
-        }
+        const scope = scopeOf(principal!);
         const fromMs = query.from ? Date.parse(query.from) : undefined;
         const toMs = query.to ? Date.parse(query.to) : undefined;
         if ((fromMs !== undefined && toMs !== undefined && fromMs > toMs) || (query.from_seq !== undefined && query.to_seq !== undefined && query.from_seq > query.to_seq)) {
           throw new InputError("range_inverted", "the lower bound of the range is above its upper bound", [{ path: query.from ? "from" : "from_seq", message: "above the upper bound" }]);
         }
-        const filters = Object.fromEntries(Object.entries({ from: query.from, to: query.to, from_seq: query.from_seq, to_seq: query.to_seq }).filter(([, v]) => v !== undefined)) as Record<string, string | number>;
-        const { header, body } = await exporter.prepare({ fromMs, toMs, fromSeq: query.from_seq, toSeq: query.to_seq }, query.format, actorOf(principal!), filters);
+        // A credential confined to one organisation exports that organisation's records, with proofs.
+        const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined);
+        const selection = { kind: query.kind, orgId, agentId: query.agent, ownerId: query.owner, action: query.action, decision: query.decision, policyVersion: query.policy_version };
+        const { format: _format, ...given } = query;
+        const filters = Object.fromEntries(Object.entries({ ...given, organization: orgId ? identity.organization(orgId)?.slug : undefined }).filter(([, v]) => v !== undefined)) as Record<
+          string,
+          string | number
+        >;
+        const { header, body } = await exporter.prepare({ fromMs, toMs, fromSeq: query.from_seq, toSeq: query.to_seq }, selection, query.format, actorOf(principal!), filters);
         const name = `chron-${header.first_seq ?? 0}-${header.last_seq ?? 0}.${query.format}`;
         return { status: 200, contentType: EXPORT_TYPES[query.format], headers: { "Content-Disposition": `attachment; filename="${name}"` }, stream: body };
       },

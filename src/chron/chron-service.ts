@@ -3,6 +3,7 @@ import { InputError } from "../lib/errors";
 import type { KeyObject } from "node:crypto";
 import type { Checkpoint, ChronFilter, ChronStore } from "./chron-store";
 import { verifyCheckpoint } from "./checkpoints";
+import { MerkleFrontier } from "./merkle";
 import type { ChronWriter } from "./chron-writer";
 import { GENESIS_HASH, indexColumns, recordHash, toRecord, type ChronContent, type ChronRecord, type ChronRow } from "./record";
 
@@ -77,6 +78,7 @@ export class ChronService {
     // Everything this server had committed when verification began must be found.
     const known = this.writer.knownHead();
     const checkpoints = new CheckpointCursor(this.store);
+    const frontier = new MerkleFrontier();
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
     let checked = 0;
@@ -95,6 +97,7 @@ export class ChronService {
       for (const row of rows) {
         const problem = this.check(row, expectedSeq, prevHash);
         if (problem) return result(problem);
+        frontier.append(row.hash);
         const cp = await checkpoints.at(row.seq);
         if (cp) {
           let claims;
@@ -105,6 +108,9 @@ export class ChronService {
           }
           if (claims.sequence !== cp.seq || claims.hash !== cp.hash) return result({ seq: cp.seq, problem: "forged checkpoint: its columns disagree with what it signs" });
           if (claims.hash !== row.hash) return result({ seq: row.seq, problem: "record disagrees with its signed checkpoint", expected: claims.hash, found: row.hash });
+          if (claims.root !== undefined && claims.root !== frontier.root()) {
+            return result({ seq: row.seq, problem: "records disagree with the Merkle root signed at this checkpoint", expected: claims.root, found: frontier.root() });
+          }
           signed += 1;
           lastSigned = { seq: cp.seq, hash: cp.hash };
         }

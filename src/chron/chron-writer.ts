@@ -27,7 +27,7 @@ export class ChronWriter {
   private closed = false;
   private committedCount = 0;
   private batchCount = 0;
-  private readonly listeners: ((head: ChainHead) => void)[] = [];
+  private readonly listeners: ((rows: ChronRow[]) => void)[] = [];
 
   constructor(
     private readonly store: ChronStore,
@@ -50,8 +50,8 @@ export class ChronWriter {
     });
   }
 
-  /** Calls `listener` with the new head after every commit. */
-  onCommit(listener: (head: ChainHead) => void): void {
+  /** Calls `listener` with the committed rows, in chain order, after every commit. */
+  onCommit(listener: (rows: ChronRow[]) => void): void {
     this.listeners.push(listener);
   }
 
@@ -107,7 +107,7 @@ export class ChronWriter {
           p.resolve(rows.slice(offset, offset + p.contents.length));
           offset += p.contents.length;
         }
-        for (const listener of this.listeners) listener(this.head);
+        for (const listener of this.listeners) listener(rows);
         return;
       } catch (err) {
         this.head = undefined;

@@ -4,6 +4,7 @@ import type { KeyObject } from "node:crypto";
 import { parse } from "csv-parse/sync";
 import { verifyCheckpoint, verifyDigestSignature } from "./checkpoints";
 import { headerDigest, type ExportHeader } from "./export";
+import { verifyInclusion } from "./merkle";
 import { recordHash, type ChronContent } from "./record";
 
 /** One piece of an export, whatever its format, with the line it came from. */
@@ -84,7 +85,8 @@ export async function* csvItems(file: string): AsyncGenerator<ExportItem> {
     const at = (name: string) => cells[columns!.indexOf(name)];
     const content = parseJson(at("content"), line);
     if (!content || typeof content !== "object") throw new Bad("content is not a JSON object", line);
-    yield { type: "record", value: { ...(content as object), seq: Number(at("seq")), prev_hash: at("prev_hash"), hash: at("hash") }, line };
+    const proof = columns.includes("merkle_proof") ? { merkle_proof: parseJson(at("merkle_proof"), line) } : {};
+    yield { type: "record", value: { ...(content as object), seq: Number(at("seq")), prev_hash: at("prev_hash"), hash: at("hash"), ...proof }, line };
   }
 }
 
@@ -111,6 +113,7 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
   let expected = 0;
   let signed = new Map<number, string>();
   let trailer: Record<string, unknown> | null = null;
+  let lastSeq = 0;
   const report = (problem?: Bad): ExportReport => ({
     ok: !problem,
     records,
@@ -133,7 +136,23 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
           throw new Bad((err as Error).message, item.line);
         }
         if (signedDigest !== headerDigest(header)) throw new Bad("the report header was changed after it was signed", item.line);
-        if (header.selection !== "contiguous") throw new Bad(`selection ${String(header.selection)} is not one this verifier checks`, item.line);
+        if (header.selection !== "contiguous" && header.selection !== "merkle") throw new Bad(`selection ${String(header.selection)} is not one this verifier checks`, item.line);
+        if (header.selection === "merkle") {
+          const th = header.tree_head;
+          if (!th) {
+            if (header.count !== 0) throw new Bad("a Merkle export without a signed tree head", item.line);
+          } else {
+            let claims;
+            try {
+              claims = verifyCheckpoint(th.checkpoint.jws, keyFor);
+            } catch (err) {
+              throw new Bad(`tree head: ${(err as Error).message}`, item.line, th.tree_size);
+            }
+            if (claims.sequence !== th.tree_size || claims.root !== th.root || claims.hash !== th.checkpoint.hash) {
+              throw new Bad("the tree head disagrees with the checkpoint that signs it", item.line, th.tree_size);
+            }
+          }
+        }
         prevHash = header.prev_hash;
         expected = header.first_seq ?? 0;
         signed = new Map();
@@ -156,6 +175,21 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
         trailer = item.value;
         continue;
       }
+      if (header.selection === "merkle") {
+        const { seq, prev_hash, hash, merkle_proof, ...content } = item.value as { seq: unknown; prev_hash: unknown; hash: unknown; merkle_proof?: { leaf_index?: unknown; audit_path?: unknown } };
+        if (typeof seq !== "number" || seq <= lastSeq || seq > header.tree_head!.tree_size) throw new Bad(`record ${String(seq)} is out of order or outside the signed tree`, item.line, typeof seq === "number" ? seq : null);
+        if (typeof hash !== "string" || typeof prev_hash !== "string" || recordHash(content as unknown as ChronContent, seq, prev_hash) !== hash) {
+          throw new Bad("hash mismatch: the record is not what was recorded", item.line, seq);
+        }
+        const path = merkle_proof?.audit_path;
+        if (merkle_proof?.leaf_index !== seq - 1 || !Array.isArray(path) || !verifyInclusion(hash, seq - 1, header.tree_head!.tree_size, path as string[], header.tree_head!.root)) {
+          throw new Bad("the Merkle inclusion proof does not lead to the signed root", item.line, seq);
+        }
+        records += 1;
+        lastSeq = seq;
+        lastHash = hash;
+        continue;
+      }
       const { seq, prev_hash, hash, ...content } = item.value as { seq: unknown; prev_hash: unknown; hash: unknown };
       if (seq !== expected) throw new Bad(`expected record ${expected}, found ${String(seq)}`, item.line, typeof seq === "number" ? seq : null);
       if (prev_hash !== prevHash) throw new Bad("broken link: prev_hash is not the previous record's hash", item.line, seq);
@@ -174,8 +208,9 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
     if (trailer.complete !== true || trailer.count !== records || records !== header.count) {
       throw new Bad(`the export holds ${records} records, but its header says ${header.count} and its trailer ${String(trailer.count)}`, null);
     }
+    if (header.selection === "merkle" && records > 0 && lastSeq !== header.last_seq) throw new Bad(`the last record is ${lastSeq}, the header says ${header.last_seq}`, null, lastSeq);
     if (trailer.last_hash !== lastHash) throw new Bad("the trailer's last_hash is not the last record's hash", null, header.last_seq);
-    if (records > 0 && !signed.has(header.last_seq!)) throw new Bad(`no signed checkpoint covers the last record (${header.last_seq})`, null, header.last_seq);
+    if (header.selection === "contiguous" && records > 0 && !signed.has(header.last_seq!)) throw new Bad(`no signed checkpoint covers the last record (${header.last_seq})`, null, header.last_seq);
     return report();
   } catch (err) {
     if (err instanceof Bad) return report(err);

@@ -2,7 +2,9 @@ import { stringify } from "csv-stringify/sync";
 import { canonicalize, sha256Hex } from "../lib/canonical";
 import { PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
-import type { Checkpoint, ChronStore, Recorder } from "./chron-store";
+import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-store";
+import { verifyCheckpoint } from "./checkpoints";
+import { MerkleTree } from "./merkle";
 import type { ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { GENESIS_HASH, newEvent, toRecord, type Actor } from "./record";
@@ -23,15 +25,21 @@ export interface ExportHeader {
   exported_by: Actor;
   exported_at: string;
   filters: Record<string, string | number>;
-  /** A contiguous range of the chain: every record from first_seq to last_seq. */
-  selection: "contiguous";
+  /**
+   * "contiguous": every record from first_seq to last_seq, checked by their hash chain.
+   * "merkle": only the records matching the filters, each with an RFC 6962 inclusion proof
+   * against the signed tree head.
+   */
+  selection: "contiguous" | "merkle";
   count: number;
   first_seq: number | null;
   last_seq: number | null;
   /** The hash the first record chains from (64 zeros for the chain's first record). */
   prev_hash: string | null;
-  /** Signed checkpoints within the range; the last of them is at last_seq. */
+  /** Contiguous: the signed checkpoints within the range; the last of them is at last_seq. */
   checkpoints: { seq: number; hash: string; kid: string; jws: string }[];
+  /** Merkle: the tree of records 1..tree_size, whose root the checkpoint at tree_size signs. */
+  tree_head: { tree_size: number; root: string; checkpoint: { seq: number; hash: string; kid: string; jws: string } } | null;
   /** Where the keys that verify the checkpoints are published. */
   jwks: string;
   /**
@@ -40,6 +48,9 @@ export interface ExportHeader {
    */
   signature?: string;
 }
+
+/** What narrows an export to a selection; any of them makes it a Merkle export. */
+export type ExportSelection = Pick<ChronFilter, "kind" | "orgId" | "agentId" | "ownerId" | "action" | "decision" | "policyVersion">;
 
 export interface ExportTrailer {
   chron_export: "trailer";
@@ -81,18 +92,32 @@ export class ChronExporter {
     private readonly logger: Logger,
   ) {}
 
-  async prepare(range: ExportRange, format: ExportFormat, actor: Actor, filters: Record<string, string | number>): Promise<{ header: ExportHeader; body: AsyncGenerator<string> }> {
+  async prepare(
+    range: ExportRange,
+    selection: ExportSelection,
+    format: ExportFormat,
+    actor: Actor,
+    filters: Record<string, string | number>,
+  ): Promise<{ header: ExportHeader; body: AsyncGenerator<string> }> {
+    const merkle = Object.values(selection).some((v) => v !== undefined);
     const head = await this.store.head();
-    const bounds = head ? await this.store.bounds({ ...range, toSeq: Math.min(range.toSeq ?? head.seq, head.seq) }) : null;
+    let tree: MerkleTree | null = null;
+    let treeHead: ExportHeader["tree_head"] = null;
+    let upTo = head?.seq ?? 0;
+    if (merkle && head) {
+      ({ tree, treeHead } = await this.treeAt(head.seq));
+      upTo = head.seq;
+    }
+    const bounds = head ? await this.store.bounds({ ...range, ...selection, toSeq: Math.min(range.toSeq ?? upTo, upTo) }) : null;
     const first = bounds?.first ?? null;
     const last = bounds?.last ?? null;
-    const count = bounds ? last! - first! + 1 : 0;
+    const count = bounds ? (merkle ? bounds.count : last! - first! + 1) : 0;
     if (format === "json" && count > this.jsonMax) {
       throw new PayloadTooLargeError("export_too_large_for_json", `${count} records are more than a JSON report holds (${this.jsonMax}); export them with format=ndjson, which streams`);
     }
     let prevHash: string | null = null;
     let checkpoints: Checkpoint[] = [];
-    if (bounds) {
+    if (bounds && !merkle) {
       const firstRow = (await this.store.list({}, first! - 1, 1))[0];
       prevHash = firstRow.prevHash;
       checkpoints = await this.anchor(first!, last!);
@@ -103,12 +128,13 @@ export class ChronExporter {
       exported_by: actor,
       exported_at: new Date().toISOString(),
       filters,
-      selection: "contiguous",
+      selection: merkle ? "merkle" : "contiguous",
       count,
       first_seq: first,
       last_seq: last,
       prev_hash: prevHash,
       checkpoints: checkpoints.map((c) => ({ seq: c.seq, hash: c.hash, kid: c.kid, jws: c.jws })),
+      tree_head: treeHead,
       jwks: "/.well-known/jwks.json",
     };
     header.signature = this.checkpointer.signDigest(headerDigest(header));
@@ -118,11 +144,33 @@ export class ChronExporter {
         actor,
         subject: { type: "chron", id: first === null ? "empty" : `${first}-${last}`, name: format },
         before: null,
-        after: { format, filters, count, first_seq: first, last_seq: last },
+        after: { format, selection: header.selection, filters, count, first_seq: first, last_seq: last },
       }),
     ]);
-    this.logger.info("chron export", { format, count, first_seq: first, last_seq: last });
-    return { header, body: this.body(header, format) };
+    this.logger.info("chron export", { format, selection: header.selection, count, first_seq: first, last_seq: last });
+    return { header, body: this.body(header, format, { ...range, ...selection }, tree) };
+  }
+
+  /**
+   * The Merkle tree of records 1..seq, rebuilt from the stored hashes, and its signed head: the
+   * checkpoint at seq (signed now if needed, after checking the chain up to it). A tree that does
+   * not rebuild to the signed root means the stored trail was changed: nothing is exported.
+   */
+  private async treeAt(seq: number): Promise<{ tree: MerkleTree; treeHead: NonNullable<ExportHeader["tree_head"]> }> {
+    const [checkpoint] = (await this.anchor(seq, seq)).slice(-1);
+    const hashes: string[] = [];
+    for (let after = 0; after < seq; ) {
+      const rows = await this.store.list({ toSeq: seq }, after, 5000);
+      if (rows.length === 0) break;
+      for (const row of rows) hashes.push(row.hash);
+      after = rows[rows.length - 1].seq;
+    }
+    const tree = new MerkleTree(hashes);
+    const signed = verifyCheckpoint(checkpoint.jws, (kid) => this.checkpointer.keyFor(kid)).root;
+    if (tree.size !== seq || signed !== tree.root()) {
+      throw new ServiceUnavailableError("chron_broken", `the stored records do not rebuild the Merkle root signed at checkpoint ${seq}; nothing is exported`);
+    }
+    return { tree, treeHead: { tree_size: seq, root: signed, checkpoint: { seq: checkpoint.seq, hash: checkpoint.hash, kid: checkpoint.kid, jws: checkpoint.jws } } };
   }
 
   /** The signed checkpoints within first..last, with one at `last`, signed after checking the chain up to it. */
@@ -148,19 +196,25 @@ export class ChronExporter {
     return [...inRange, await this.checkpointer.at({ seq: lastRow.seq, hash: lastRow.hash })];
   }
 
-  private async *body(header: ExportHeader, format: ExportFormat): AsyncGenerator<string> {
+  private async *body(header: ExportHeader, format: ExportFormat, filter: ChronFilter, tree: MerkleTree | null): AsyncGenerator<string> {
     const line = (v: unknown) => (format === "csv" ? `# ${JSON.stringify(v)}\n` : `${JSON.stringify(v)}\n`);
+    const proof = (seq: number) => (tree ? { leaf_index: seq - 1, audit_path: tree.proof(seq - 1) } : undefined);
     yield format === "json" ? `{"header":${JSON.stringify(header)},"records":[` : line(header);
-    if (format === "csv") yield stringify([["seq", "kind", "id", "timestamp", "prev_hash", "hash", "content"]]);
+    if (format === "csv") yield stringify([["seq", "kind", "id", "timestamp", "prev_hash", "hash", "content", ...(tree ? ["merkle_proof"] : [])]]);
     let written = 0;
     let lastHash: string | null = null;
     try {
       for (let after = (header.first_seq ?? 1) - 1; header.last_seq !== null && after < header.last_seq; ) {
-        const rows = await this.store.list({ toSeq: header.last_seq }, after, PAGE);
+        const rows = await this.store.list(tree ? { ...filter, toSeq: header.last_seq } : { toSeq: header.last_seq }, after, PAGE);
         if (rows.length === 0) break;
         for (const row of rows) {
-          if (format === "csv") yield stringify([[row.seq, row.kind, row.id, new Date(row.tsMs).toISOString(), row.prevHash, row.hash, row.content]]);
-          else yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(toRecord(row))}${format === "json" ? "" : "\n"}`;
+          const p = proof(row.seq);
+          if (format === "csv") {
+            yield stringify([[row.seq, row.kind, row.id, new Date(row.tsMs).toISOString(), row.prevHash, row.hash, row.content, ...(p ? [JSON.stringify(p)] : [])]]);
+          } else {
+            const record = p ? { ...toRecord(row), merkle_proof: p } : toRecord(row);
+            yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(record)}${format === "json" ? "" : "\n"}`;
+          }
           written += 1;
           lastHash = row.hash;
         }

@@ -50,8 +50,13 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     await s.http.post("/v1/humans").set(admin()).send({ organization: "acme", name: "Alice", email: "alice@acme.example" }).expect(201);
     const agent = (await s.http.post("/v1/agents").set(admin()).send({ organization: "acme", name: "deploy-bot", owner: "alice@acme.example", skills: [staging.skill] }).expect(201)).body;
     const token = (await s.http.post(`/v1/agents/${agent.id}/credentials`).set(admin()).send({}).expect(201)).body.token;
+    await s.http.post("/v1/organizations").set(admin()).send({ slug: "globex", name: "Globex" }).expect(201);
+    await s.http.post("/v1/humans").set(admin()).send({ organization: "globex", name: "Gus", email: "gus@globex.example" }).expect(201);
+    const other = (await s.http.post("/v1/agents").set(admin()).send({ organization: "globex", name: "g-bot", owner: "gus@globex.example", skills: [staging.skill] }).expect(201)).body;
+    const otherToken = (await s.http.post(`/v1/agents/${other.id}/credentials`).set(admin()).send({}).expect(201)).body.token;
     for (let i = 0; i < 36; i++) {
       await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(i % 3 ? staging : { ...staging, resource: "production" }).expect(200);
+      if (i % 4 === 0) await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${otherToken}` }).send(staging).expect(200);
     }
     await s.claiim.checkpointer.idle();
     jwksFile = path.join(dir, "jwks.json");
@@ -191,7 +196,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
   });
 
   test("the summary counts allows and denies per day, by agent, accountable human, action and policy version", async () => {
-    const records = (await s.http.get("/v1/chron/records?kind=decision&limit=1000").set(admin())).body.records as {
+    const records = (await s.http.get("/v1/chron/records?kind=decision&organization=acme&limit=1000").set(admin())).body.records as {
       timestamp: string;
       decision: string;
       agent: { id: string };
@@ -200,7 +205,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
       policy: { version: number };
     }[];
     const allows = records.filter((r) => r.decision === "allow").length;
-    const res = await s.http.get("/v1/chron/summary?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z").set(admin()).expect(200);
+    const res = await s.http.get("/v1/chron/summary?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&organization=acme").set(admin()).expect(200);
     expect(res.body.totals).toEqual({ allow: allows, deny: records.length - allows });
     const today = records[0].timestamp.slice(0, 10);
     const day = res.body.days.find((d: { day: string }) => d.day === today);
@@ -222,7 +227,41 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     expect((await s.http.get("/v1/chron/export?from_seq=9&to_seq=3").set(admin()).expect(400)).body.code).toBe("range_inverted");
     const big = await s.http.get("/v1/chron/export?format=json").set(admin()).expect(413);
     expect(big.body).toMatchObject({ code: "export_too_large_for_json", detail: expect.stringMatching(/format=ndjson/) });
+  });
+
+  test("a filtered export carries a Merkle inclusion proof per record against a signed tree head, and verifies offline", async () => {
+    const file = await exportTo("format=ndjson&organization=globex", "globex.ndjson");
+    const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const [header, ...rest] = lines;
+    const records = rest.slice(0, -1);
+    expect(header).toMatchObject({ selection: "merkle", filters: { organization: "globex" }, tree_head: { tree_size: expect.any(Number), root: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(records.length).toBe(header.count);
+    expect(records.length).toBeGreaterThan(5);
+    expect(records.every((r: { organization: { slug: string }; merkle_proof: { leaf_index: number } }) => r.organization.slug === "globex")).toBe(true);
+    expect(await cli(file)).toMatchObject({ code: 0, out: expect.stringMatching(new RegExp(`^OK: ${records.length} records`)) });
+    expect((await cli(await exportTo("format=csv&organization=globex&decision=allow", "globex.csv"))).code).toBe(0);
+    expect((await cli(await exportTo("format=json&organization=globex&kind=decision", "globex.json"))).code).toBe(0);
+
+    // A proof moved to another record, or a digit changed in one, fails.
+    const text = fs.readFileSync(file, "utf8");
+    const second = JSON.stringify(records[1].merkle_proof.audit_path);
+    const swapped = text.replace(second, JSON.stringify(records[2].merkle_proof.audit_path));
+    fs.writeFileSync(path.join(dir, "swapped.ndjson"), swapped);
+    expect(await cli(path.join(dir, "swapped.ndjson"))).toMatchObject({ code: 1, out: expect.stringMatching(/Merkle inclusion proof does not lead to the signed root/) });
+    const hex = records[3].merkle_proof.audit_path[0] as string;
+    fs.writeFileSync(path.join(dir, "flipped.ndjson"), text.replace(hex, (hex[0] === "0" ? "1" : "0") + hex.slice(1)));
+    expect((await cli(path.join(dir, "flipped.ndjson"))).code).toBe(1);
+  });
+
+  test("a key confined to one organisation exports that organisation's records only, with proofs", async () => {
     const acmeKey = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "acme audit", role: "auditor", organization: "acme" }).expect(201)).body.secret;
-    expect((await s.http.get("/v1/chron/export").set({ Authorization: `Bearer ${acmeKey}` }).expect(403)).body.code).toBe("organization_scope");
+    const res = await s.http.get("/v1/chron/export").set({ Authorization: `Bearer ${acmeKey}` }).expect(200);
+    const lines = res.text.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ selection: "merkle", filters: { organization: "acme" }, exported_by: { name: "acme audit" } });
+    expect(lines.slice(1, -1).every((r: { organization: { slug: string } }) => r.organization.slug === "acme")).toBe(true);
+    expect((await s.http.get("/v1/chron/export?organization=globex").set({ Authorization: `Bearer ${acmeKey}` }).expect(404)).body.code).toBe("organization_not_found");
+    const file = path.join(dir, "acme-only.ndjson");
+    fs.writeFileSync(file, res.text);
+    expect((await cli(file)).code).toBe(0);
   });
 });

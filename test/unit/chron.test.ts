@@ -190,7 +190,7 @@ describe("ChronExporter", () => {
     const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
     const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
     const exporter = new ChronExporter(store, service, checkpointer, (c, e) => writer.commit(c, e), 100, logger);
-    const { body } = await exporter.prepare({}, "ndjson", { type: "system", id: "t", name: "t" }, {});
+    const { body } = await exporter.prepare({}, {}, "ndjson", { type: "system", id: "t", name: "t" }, {});
     const list = store.list.bind(store);
     let calls = 0;
     store.list = async (...args) => {
@@ -224,7 +224,31 @@ describe("ChronExporter", () => {
     keys.load([generate("chron-checkpoint")]);
     const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
     const exporter = new ChronExporter(store, new ChronService(store, writer, () => undefined), checkpointer, (c, e) => writer.commit(c, e), 20, logger);
-    await expect(exporter.prepare({}, "json", { type: "system", id: "t", name: "t" }, {})).rejects.toMatchObject({ status: 413, code: "export_too_large_for_json" });
+    await expect(exporter.prepare({}, {}, "json", { type: "system", id: "t", name: "t" }, {})).rejects.toMatchObject({ status: 413, code: "export_too_large_for_json" });
     expect(store.rows.filter((r) => r.kind === "event")).toHaveLength(0);
+  });
+});
+
+describe("Checkpointer", () => {
+  test("counts the next checkpoint from the one already scheduled, even before it is written", async () => {
+    const { Checkpointer } = await import("../../src/chron/checkpoints");
+    const { SigningKeys, generate } = await import("../../src/identity/signing-keys");
+    const store = new FakeChronStore();
+    const keys = new SigningKeys("chron-checkpoint");
+    keys.load([generate("chron-checkpoint")]);
+    const checkpointer = new Checkpointer(store, keys, { everyRecords: 10, everySeconds: 3600 }, logger);
+    await checkpointer.start();
+    const writer = new ChronWriter(store, 1000, logger);
+    writer.onCommit((rows) => checkpointer.committed(rows));
+    const insert = store.insertCheckpoint.bind(store);
+    store.insertCheckpoint = async (c) => {
+      await new Promise((r) => setTimeout(r, 30));
+      return insert(c);
+    };
+    for (let i = 1; i <= 25; i++) await writer.append(content(i));
+    await checkpointer.idle();
+    expect(store.checkpointRows.map((c) => c.seq)).toEqual([10, 20]);
+    const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
+    expect(await service.verify()).toMatchObject({ valid: true, checkpoints: { checked: 2, last: { seq: 20 } } });
   });
 });
