@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { RedactionRules, type RedactionRule } from "./chron/redaction";
 
 export type DatabaseKind = "sqlite" | "postgresql";
 
@@ -26,6 +27,8 @@ export interface Config {
   keyOverlapSeconds: number;
   /** The URL clients reach CLAIIM at; its /oauth/token is an accepted client-assertion audience. */
   publicUrl: string;
+  /** Redaction of decision records before they are hashed and stored. */
+  redaction: RedactionRule[];
   /** Humans signing in with the organisation's own identity provider; null when not configured. */
   oidc: OidcSettings | null;
   logLevel: string;
@@ -76,6 +79,23 @@ function required(env: NodeJS.ProcessEnv, name: string): string {
   return value;
 }
 
+/** CLAIIM_REDACTION_RULES (JSON) or CLAIIM_REDACTION_FILE (a JSON file): a list of {path, op, value?}. */
+function redactionRules(env: NodeJS.ProcessEnv, cwd: string): RedactionRule[] {
+  const text = env.CLAIIM_REDACTION_RULES ?? (env.CLAIIM_REDACTION_FILE ? fs.readFileSync(path.resolve(cwd, env.CLAIIM_REDACTION_FILE), "utf8") : "[]");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error("the redaction rules are not valid JSON");
+  }
+  const result = RedactionRules.safeParse(parsed);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new Error(`redaction rule ${issue.path.join(".")}: ${issue.message}`);
+  }
+  return result.data;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const dataDir = path.resolve(cwd, env.CLAIIM_DATA_DIR ?? "data");
   const databaseUrl = env.DATABASE_URL ?? `file:${path.join(dataDir, "claiim.db")}`;
@@ -97,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
     keyOverlapSeconds: intEnv(env, "CLAIIM_KEY_OVERLAP_SECONDS", intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600)),
     publicUrl: (env.CLAIIM_PUBLIC_URL ?? `http://${env.HOST ?? "127.0.0.1"}:${port || 8080}`).replace(/\/+$/, ""),
+    redaction: redactionRules(env, cwd),
     oidc: env.CLAIIM_OIDC_ISSUER
       ? {
           issuer: env.CLAIIM_OIDC_ISSUER,

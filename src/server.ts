@@ -12,6 +12,7 @@ import type { IdentityStore } from "./identity/identity-store";
 import { loadOrCreateKeys, publish, SigningKeys } from "./identity/signing-keys";
 import { Checkpointer } from "./chron/checkpoints";
 import { ChronExporter } from "./chron/export";
+import { redact } from "./chron/redaction";
 import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
@@ -110,6 +111,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
       agentContext: (id) => identity.agentContext(id),
       activePolicy: () => engine.active(),
       record: (content) => writer.append(content),
+      redact: (content) => redact(content, config.redaction),
     },
     logger,
   );

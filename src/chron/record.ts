@@ -37,6 +37,9 @@ export interface DecisionContent {
   policy: PolicyRef;
   bundles: Record<string, { revision: string }>;
   input: unknown;
+  /** JSON Pointers that redaction rules erased from this record, or masked in it (OPA's erased/masked). */
+  erased?: string[];
+  masked?: string[];
 }
 
 export interface Actor {

@@ -38,6 +38,8 @@ export interface DecisionDeps {
   agentContext(agentId: string): AgentContext | null;
   activePolicy(): ActivePolicy | null;
   record(content: ChronContent): Promise<ChronRow>;
+  /** Applied to the record after evaluation: the policy always sees the full input. */
+  redact(content: DecisionContent): DecisionContent;
 }
 
 export const DECISION_PATH = "claiim/decision";
@@ -132,7 +134,7 @@ export class DecisionService {
     };
     let row: ChronRow;
     try {
-      row = await this.deps.record(content);
+      row = await this.deps.record(this.deps.redact(content));
     } catch (err) {
       this.logger.error("decision not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw new ServiceUnavailableError("chron_unavailable", "the decision could not be recorded in Chron, so none was made; retry later");

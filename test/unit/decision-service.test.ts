@@ -29,6 +29,7 @@ function harness(deps: Partial<DecisionDeps> = {}) {
       recorded.push(c);
       return { seq: recorded.length, hash: "h".repeat(64) } as ChronRow;
     },
+    redact: (c) => c,
     ...deps,
   };
   return { service: new DecisionService(full, createLogger("silent")), recorded };
@@ -106,6 +107,19 @@ describe("DecisionService", () => {
       status: 400,
       code: "on_behalf_of_mismatch",
     });
+  });
+
+  test("redaction applies to the record only: the policy sees the full input", async () => {
+    const seen: unknown[] = [];
+    const { redact } = await import("../../src/chron/redaction");
+    const { service, recorded } = harness({
+      activePolicy: () => policy((i) => (seen.push(i), { allow: true, reasons: ["ok"] })),
+      redact: (c) => redact(c, [{ path: "/purpose", op: "mask" }, { path: "/input/request/purpose", op: "erase" }]),
+    });
+    await service.decide(caller, { ...request, purpose: "ticket 123 for jane@customer.example" });
+    expect((seen[0] as { request: { purpose: string } }).request.purpose).toBe("ticket 123 for jane@customer.example");
+    expect(recorded[0]).toMatchObject({ purpose: "**REDACTED**", masked: ["/purpose"], erased: ["/input/request/purpose"] });
+    expect(JSON.stringify(recorded[0])).not.toContain("jane@");
   });
 
   test("an agent unknown to the directory is an authentication failure", async () => {
