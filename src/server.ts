@@ -36,20 +36,12 @@ import { decisionRoutes } from "./decisions/decision-routes";
 
 import { version as VERSION } from "../package.json";
 
-export interface Claiim {
+/** A running CLAIIM: its services, its HTTP server and its database. */
+export interface Claiim extends Omit<Core, "authenticator"> {
   url: string;
   server: Server;
   db: Database;
   logger: Logger;
-  identity: IdentityService;
-  policies: PolicyService;
-  engine: PolicyEngine;
-  chron: ChronService;
-  writer: ChronWriter;
-  checkpointer: Checkpointer;
-  routes: RouteSpec[];
-  /** Path of the bootstrap administrator credential, when this start created it. */
-  bootstrapCredentialFile: string | null;
   close(): Promise<void>;
 }
 
@@ -72,6 +64,7 @@ export interface Core {
   checkpointer: Checkpointer;
   routes: RouteSpec[];
   authenticator: Authenticator;
+  /** Path of the bootstrap administrator credential, when this start created it. */
   bootstrapCredentialFile: string | null;
 }
 
@@ -164,7 +157,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       logger,
       () => databaseAnswers(db),
     );
-    const { identity, policies, engine, chron, writer, bootstrapCredentialFile } = core;
+    const { authenticator: _authenticator, ...services } = core;
     const app = createHttpApp(core, config, logger);
     const server = createServer(app);
     await new Promise<void>((resolve, reject) => {
@@ -176,27 +169,20 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     });
     const { port } = server.address() as AddressInfo;
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-    logger.info("CLAIIM listening", { url, database: config.databaseKind, policy_version: engine.active()?.version ?? null });
+    logger.info("CLAIIM listening", { url, database: config.databaseKind, policy_version: core.engine.active()?.version ?? null });
 
     return {
+      ...services,
       url,
       server,
       db,
       logger,
-      identity,
-      policies,
-      engine,
-      chron,
-      writer,
-      checkpointer: core.checkpointer,
-      routes: core.routes,
-      bootstrapCredentialFile,
       async close() {
         // In-flight requests finish (and their Chron records commit) before the writer closes.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await closed;
-        await writer.close();
+        await core.writer.close();
         await core.checkpointer.stop();
         await db.close();
       },

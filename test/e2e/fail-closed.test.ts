@@ -1,7 +1,7 @@
 import { PassThrough } from "node:stream";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { sql } from "../support/sql";
+import { asDatabaseOwner, sql } from "../support/sql";
 
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
 
@@ -53,6 +53,20 @@ describe.each(databaseKinds())("failing closed on %s", (kind) => {
       const res = await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(staging).expect(200);
       expect(res.body).toMatchObject({ decision: "deny", reasons: [expect.stringMatching(/^no policy is active/)], policy: { version: null } });
       expect((await s.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${s.admin}` })).body).toMatchObject({ valid: true });
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test("CLAIIM refuses to start on a Chron whose stored records no longer rebuild the signed Merkle root", async () => {
+    const s = await startTestServer(kind, { env: { CLAIIM_CHECKPOINT_EVERY_RECORDS: "3" } });
+    try {
+      const { token } = await deployBot(s);
+      for (let i = 0; i < 6; i++) await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(staging).expect(200);
+      await s.claiim.checkpointer.idle();
+      const [last] = (await sql(s.claiim.db, "SELECT seq FROM chron_checkpoints ORDER BY seq DESC LIMIT 1")) as { seq: number }[];
+      await asDatabaseOwner(s.claiim.db, () => sql(s.claiim.db, "UPDATE chron_records SET hash = $1 WHERE seq = $2", ["f".repeat(64), Number(last.seq) - 1]));
+      await expect(s.restart()).rejects.toThrow(/do not match the Merkle root signed at checkpoint .*tampered/);
     } finally {
       await s.stop();
     }

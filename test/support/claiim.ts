@@ -45,6 +45,7 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
   if (databaseKindOf(config.databaseUrl) !== kind) throw new Error("test database kind mismatch");
   const logger = createLogger(config.logLevel, options.logStream);
   let claiim = await startClaiim(config, logger);
+  let running = true;
   const admin = fs.readFileSync(claiim.bootstrapCredentialFile!, "utf8").trim();
   const server: TestServer = {
     claiim,
@@ -53,12 +54,14 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
     http: request(claiim.url),
     async restart() {
       await claiim.close();
+      running = false;
       claiim = await startClaiim({ ...config, port: 0 }, logger);
+      running = true;
       server.claiim = claiim;
       server.http = request(claiim.url);
     },
     async stop() {
-      await claiim.close();
+      if (running) await claiim.close();
       await db.drop();
     },
   };
