@@ -11,6 +11,8 @@ export interface Config {
   databaseKind: DatabaseKind;
   /** Where the embedded database, the bootstrap credential and other local state live. */
   dataDir: string;
+  /** Where retention writes Chron archives. */
+  archiveDir: string;
   regoDir: string;
   bundleDir: string;
   /** OPA_BIN, else the CLI that `make setup` builds into .tools/bin, else `opa` on the PATH. */
@@ -107,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     databaseUrl,
     databaseKind: databaseKindOf(databaseUrl),
     dataDir,
+    archiveDir: path.resolve(cwd, env.CLAIIM_ARCHIVE_DIR ?? path.join(dataDir, "archives")),
     regoDir: path.resolve(cwd, env.CLAIIM_REGO_DIR ?? "rego"),
     bundleDir: path.resolve(cwd, env.CLAIIM_BUNDLE_DIR ?? "bundles"),
     opaBin: env.OPA_BIN || (fs.existsSync(path.join(cwd, ".tools/bin/opa")) ? path.join(cwd, ".tools/bin/opa") : "opa"),

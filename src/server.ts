@@ -13,6 +13,7 @@ import { loadOrCreateKeys, publish, SigningKeys } from "./identity/signing-keys"
 import { Checkpointer } from "./chron/checkpoints";
 import { ChronExporter } from "./chron/export";
 import { redact } from "./chron/redaction";
+import { ChronRetention } from "./chron/retention";
 import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
@@ -87,6 +88,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   );
   const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid));
   const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger);
+  const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
 
   const signingKeys = new SigningKeys("agent-token");
   const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, record, logger);
@@ -133,7 +135,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
-    ...chronRoutes(chron, exporter, identity),
+    ...chronRoutes(chron, exporter, retention, identity),
     ...policyRoutes(policies, config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();

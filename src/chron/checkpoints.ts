@@ -62,6 +62,7 @@ export function jwksKeys(jwks: { keys: Record<string, unknown>[] }): (kid: strin
 /** The record a checkpoint is about, with the Merkle root of the tree of records 1..seq. */
 interface Anchor extends ChainHead {
   root: string;
+  frontier: string;
 }
 
 /**
@@ -77,7 +78,7 @@ export class Checkpointer {
   /** The highest record a checkpoint is signed or scheduled for: the next one is counted from it. */
   private covered = 0;
   private head: ChainHead | null = null;
-  private readonly frontier = new MerkleFrontier();
+  private frontier = new MerkleFrontier();
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
@@ -95,7 +96,17 @@ export class Checkpointer {
   async start(): Promise<void> {
     this.last = await this.store.lastCheckpoint();
     this.covered = this.last?.seq ?? 0;
-    for (let after = 0; ; ) {
+    const kept = await this.store.bounds({});
+    let after = 0;
+    if (kept && kept.first > 1) {
+      // Records before `first` were archived and pruned: the checkpoint they end at carries the frontier.
+      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
+      if (anchor?.seq !== kept.first - 1 || !anchor.frontier) throw new Error(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
+      this.frontier = MerkleFrontier.parse(anchor.frontier);
+      this.checkAgainst(anchor);
+      after = anchor.seq;
+    }
+    for (;;) {
       const rows = await this.store.list({}, after, 5000);
       for (const row of rows) {
         this.frontier.append(row.hash);
@@ -130,11 +141,11 @@ export class Checkpointer {
 
   /** Signs a checkpoint at exactly this record, unless one exists; serialised with the periodic ones. */
   at(record: ChainHead): Promise<Checkpoint> {
-    const current = this.frontier.size === record.seq ? this.frontier.root() : null;
+    const current = this.frontier.size === record.seq ? this.frontier.serialize() : null;
     const next = this.pending.then(async () => {
       const existing = (await this.store.checkpoints(record.seq - 1, 1))[0];
       if (existing?.seq === record.seq) return existing;
-      return this.sign({ ...record, root: current ?? (await this.rootAt(record.seq)) });
+      return this.sign(this.anchor(record, current ? MerkleFrontier.parse(current) : await this.frontierAt(record.seq)));
     });
     this.pending = next.catch(() => undefined);
     return next;
@@ -157,16 +168,27 @@ export class Checkpointer {
     }
   }
 
-  /** The root of records 1..seq, from the stored hashes (for a checkpoint behind the head). */
-  private async rootAt(seq: number): Promise<string> {
-    const frontier = new MerkleFrontier();
-    for (let after = 0; after < seq; ) {
+  /** The frontier at record seq, from the stored hashes (for a checkpoint behind the head). */
+  private async frontierAt(seq: number): Promise<MerkleFrontier> {
+    const kept = await this.store.bounds({});
+    let frontier = new MerkleFrontier();
+    let after = 0;
+    if (kept && kept.first > 1) {
+      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
+      frontier = MerkleFrontier.parse(anchor.frontier!);
+      after = anchor.seq;
+    }
+    while (after < seq) {
       const rows = await this.store.list({ toSeq: seq }, after, 5000);
       if (rows.length === 0) break;
       for (const row of rows) frontier.append(row.hash);
       after = rows[rows.length - 1].seq;
     }
-    return frontier.root();
+    return frontier;
+  }
+
+  private anchor(record: ChainHead, frontier: MerkleFrontier): Anchor {
+    return { ...record, root: frontier.root(), frontier: frontier.serialize() };
   }
 
   private due(timer: boolean): void {
@@ -174,11 +196,11 @@ export class Checkpointer {
     if (!head || head.seq <= this.covered) return;
     if (!timer && head.seq - this.covered < this.policy.everyRecords) return;
     this.covered = head.seq;
-    // The root is taken now: by the time the signing runs, the frontier may have grown.
-    const anchor: Anchor = { ...head, root: this.frontier.size === head.seq ? this.frontier.root() : "" };
+    // The frontier is taken now: by the time the signing runs, it may have grown.
+    const frontier = this.frontier.size === head.seq ? MerkleFrontier.parse(this.frontier.serialize()) : null;
     this.pending = this.pending
       .then(async () => {
-        if (anchor.seq > (this.last?.seq ?? 0)) await this.sign(anchor.root ? anchor : { ...anchor, root: await this.rootAt(anchor.seq) });
+        if (head.seq > (this.last?.seq ?? 0)) await this.sign(this.anchor(head, frontier ?? (await this.frontierAt(head.seq))));
       })
       .catch((err: Error) => {
         this.covered = this.last?.seq ?? 0;
@@ -191,7 +213,7 @@ export class Checkpointer {
     const now = new Date();
     const claims: CheckpointClaims = { sequence: record.seq, hash: record.hash, timestamp: now.toISOString(), count: record.seq, root: record.root };
     const jws = jwt.sign(claims, key.privateKey, { algorithm: key.alg, keyid: key.kid, noTimestamp: true });
-    const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: key.kid, jws };
+    const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: key.kid, jws, frontier: record.frontier };
     await this.store.insertCheckpoint(checkpoint);
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
     this.covered = Math.max(this.covered, checkpoint.seq);

@@ -1,6 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { InputError } from "../lib/errors";
+import { InputError, NotAllowedError } from "../lib/errors";
+import type { ChronRetention } from "./retention";
 import type { ChronExporter } from "./export";
 import type { IdentityService } from "../identity/identity-service";
 import { actorOf, scopeOf } from "../identity/model";
@@ -45,8 +46,25 @@ const ListQuery = z
 
 const EXPORT_TYPES = { ndjson: "application/x-ndjson", csv: "text/csv; charset=utf-8", json: "application/json" } as const;
 
-export function chronRoutes(chron: ChronService, exporter: ChronExporter, identity: IdentityService): RouteSpec[] {
+export function chronRoutes(chron: ChronService, exporter: ChronExporter, retention: ChronRetention, identity: IdentityService): RouteSpec[] {
   return [
+    route({
+      method: "post",
+      path: "/v1/chron/retention",
+      summary: "Archive the records up to a signed checkpoint to a verified file, then delete them: the one way records leave Chron",
+      tags: ["chron"],
+      access: { roles: [] },
+      body: z.object({ up_to_seq: z.number().int().min(1), reason: z.string().min(1).max(1000) }).strict(),
+      responses: {
+        200: { description: "Archived and pruned" },
+        400: { description: "Not a checkpoint" },
+        409: { description: "Already pruned, or a run in progress" },
+      },
+      handle: async ({ body, principal }) => {
+        if (scopeOf(principal!).orgId !== null) throw new NotAllowedError("organization_scope", "retention spans the whole chain; only a key not confined to one organisation may run it");
+        return { status: 200, body: await retention.prune(body.up_to_seq, body.reason, actorOf(principal!)) };
+      },
+    }),
     route({
       method: "get",
       path: "/v1/chron/export",

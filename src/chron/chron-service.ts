@@ -78,7 +78,7 @@ export class ChronService {
     // Everything this server had committed when verification began must be found.
     const known = this.writer.knownHead();
     const checkpoints = new CheckpointCursor(this.store);
-    const frontier = new MerkleFrontier();
+    let frontier = new MerkleFrontier();
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
     let checked = 0;
@@ -88,10 +88,33 @@ export class ChronService {
     const result = (first_bad?: VerifyResult["first_bad"]): VerifyResult => ({
       valid: !first_bad,
       checked,
-      head: checked ? { seq: expectedSeq - 1, hash: prevHash } : null,
+      head: expectedSeq > 1 ? { seq: expectedSeq - 1, hash: prevHash } : null,
       checkpoints: { checked: signed, last: lastSigned },
       ...(first_bad ? { first_bad } : {}),
     });
+    // After retention, the chain starts after the checkpoint the archive ended at.
+    const kept = await this.store.bounds({});
+    if (kept && kept.first > 1) {
+      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
+      if (anchor?.seq !== kept.first - 1 || !anchor.frontier) {
+        return result({ seq: 1, problem: `missing: records 1..${kept.first - 1} are gone, and no retention checkpoint anchors what is left` });
+      }
+      let claims;
+      try {
+        claims = verifyCheckpoint(anchor.jws, this.keyFor);
+        frontier = MerkleFrontier.parse(anchor.frontier);
+      } catch (err) {
+        return result({ seq: anchor.seq, problem: `forged checkpoint: ${(err as Error).message}` });
+      }
+      if (claims.hash !== anchor.hash || claims.sequence !== anchor.seq || claims.root !== frontier.root()) {
+        return result({ seq: anchor.seq, problem: "forged checkpoint: the retention anchor disagrees with what it signs" });
+      }
+      expectedSeq = kept.first;
+      prevHash = anchor.hash;
+      after = anchor.seq;
+      signed += 1;
+      lastSigned = { seq: anchor.seq, hash: anchor.hash };
+    }
     for (;;) {
       const rows = await this.store.list({}, after, VERIFY_PAGE);
       for (const row of rows) {

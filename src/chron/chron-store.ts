@@ -31,8 +31,10 @@ export interface Checkpoint {
   tsMs: number;
   count: number;
   kid: string;
-  /** Compact JWS over {sequence, hash, timestamp, count}. */
+  /** Compact JWS over {sequence, hash, timestamp, count, root}. */
   jws: string;
+  /** The Merkle frontier at seq (MerkleFrontier.serialize), null for checkpoints that predate it. */
+  frontier: string | null;
 }
 
 export interface DecisionCount {
@@ -53,6 +55,11 @@ export interface ChronStore {
   /** Checkpoints with seq > afterSeq, ascending, at most `limit`. */
   checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]>;
   lastCheckpoint(): Promise<Checkpoint | null>;
+  /**
+   * Retention: deletes records up to `upToSeq` and the checkpoints before it, inside the effect's
+   * transaction, through the database's delete guard.
+   */
+  prune(upToSeq: number, tx: Tx): Promise<number>;
   /** Decisions matching the filter, counted per UTC day, agent, owner, action, policy version and outcome. */
   decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */

@@ -4,7 +4,7 @@ import { PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-store";
 import { verifyCheckpoint } from "./checkpoints";
-import { MerkleTree } from "./merkle";
+import { MerkleFrontier, MerkleTree } from "./merkle";
 import type { ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { GENESIS_HASH, newEvent, toRecord, type Actor } from "./record";
@@ -158,14 +158,24 @@ export class ChronExporter {
    */
   private async treeAt(seq: number): Promise<{ tree: MerkleTree; treeHead: NonNullable<ExportHeader["tree_head"]> }> {
     const [checkpoint] = (await this.anchor(seq, seq)).slice(-1);
+    // After retention the tree starts from the frontier stored with the checkpoint before what is kept.
+    const kept = await this.store.bounds({});
+    let prefix = new MerkleFrontier();
+    let after = 0;
+    if (kept && kept.first > 1) {
+      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
+      if (anchor?.seq !== kept.first - 1 || !anchor.frontier) throw new ServiceUnavailableError("chron_broken", "records were pruned without the retention checkpoint that anchors the rest");
+      prefix = MerkleFrontier.parse(anchor.frontier);
+      after = anchor.seq;
+    }
     const hashes: string[] = [];
-    for (let after = 0; after < seq; ) {
+    while (after < seq) {
       const rows = await this.store.list({ toSeq: seq }, after, 5000);
       if (rows.length === 0) break;
       for (const row of rows) hashes.push(row.hash);
       after = rows[rows.length - 1].seq;
     }
-    const tree = new MerkleTree(hashes);
+    const tree = new MerkleTree(hashes, prefix);
     const signed = verifyCheckpoint(checkpoint.jws, (kid) => this.checkpointer.keyFor(kid)).root;
     if (tree.size !== seq || signed !== tree.root()) {
       throw new ServiceUnavailableError("chron_broken", `the stored records do not rebuild the Merkle root signed at checkpoint ${seq}; nothing is exported`);

@@ -79,4 +79,11 @@ export class FakeChronStore implements ChronStore {
     }
     return [...counts.values()];
   }
+
+  async prune(upToSeq: number): Promise<number> {
+    const before = this.rows.length;
+    this.rows = this.rows.filter((r) => r.seq > upToSeq);
+    this.checkpointRows = this.checkpointRows.filter((c) => c.seq >= upToSeq);
+    return before - this.rows.length;
+  }
 }

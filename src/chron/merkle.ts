@@ -23,7 +23,28 @@ export const EMPTY_ROOT = createHash("sha256").digest();
  */
 export class MerkleFrontier {
   size = 0;
-  private readonly nodes: (Buffer | undefined)[] = [];
+  private nodes: (Buffer | undefined)[] = [];
+
+  /** The frontier as text, to be stored with a checkpoint: {size, nodes: [hex or null, by level]}. */
+  serialize(): string {
+    return JSON.stringify({ size: this.size, nodes: this.nodes.map((n) => n?.toString("hex") ?? null) });
+  }
+
+  static parse(text: string): MerkleFrontier {
+    const { size, nodes } = JSON.parse(text) as { size: number; nodes: (string | null)[] };
+    const f = new MerkleFrontier();
+    f.size = size;
+    f.nodes = nodes.map((n) => (n ? Buffer.from(n, "hex") : undefined));
+    if (f.nodes.some((n, level) => (n !== undefined) !== Boolean((size >> level) & 1))) throw new Error("a Merkle frontier that does not fit its size");
+    return f;
+  }
+
+  /** The perfect subtrees it holds, left to right: [level, node]. */
+  subtrees(): [number, Buffer][] {
+    const out: [number, Buffer][] = [];
+    for (let level = this.nodes.length - 1; level >= 0; level--) if (this.nodes[level]) out.push([level, this.nodes[level]!]);
+    return out;
+  }
 
   append(recordHash: string): void {
     let h = leafHash(recordHash);
@@ -48,17 +69,35 @@ export class MerkleFrontier {
  * yields RFC 6962's tree), for inclusion proofs. It holds about 2n hashes: 64 MiB per million.
  */
 export class MerkleTree {
-  private readonly levels: Buffer[][];
+  private readonly levels: (Buffer | undefined)[][];
 
-  constructor(recordHashes: string[]) {
-    let level = recordHashes.map(leafHash);
-    this.levels = [level];
-    while (level.length > 1) {
-      const up: Buffer[] = [];
-      for (let i = 0; i < level.length; i += 2) up.push(i + 1 < level.length ? nodeHash(level[i], level[i + 1]) : level[i]);
-      this.levels.push(up);
-      level = up;
+  /**
+   * `recordHashes` are the leaves after `prefix`: when records before them were pruned, the
+   * frontier stored with the retention checkpoint stands for them. Proofs are then available for
+   * the leaves given, which is all that is left to prove.
+   */
+  constructor(recordHashes: string[], prefix: MerkleFrontier = new MerkleFrontier()) {
+    const size = prefix.size + recordHashes.length;
+    const levels: (Buffer | undefined)[][] = [[...new Array<Buffer | undefined>(prefix.size), ...recordHashes.map(leafHash)]];
+    for (let width = size; width > 1; ) {
+      width = Math.ceil(width / 2);
+      levels.push(new Array<Buffer | undefined>(width));
     }
+    // Each perfect subtree of the prefix sits, aligned, at its own level.
+    let offset = 0;
+    for (const [level, node] of prefix.subtrees()) {
+      levels[level][offset >> level] = node;
+      offset += 1 << level;
+    }
+    for (let l = 0; l + 1 < levels.length; l++) {
+      const below = levels[l];
+      for (let i = 0; i < below.length; i += 2) {
+        if (levels[l + 1][i >> 1] !== undefined) continue;
+        if (i + 1 >= below.length) levels[l + 1][i >> 1] = below[i];
+        else if (below[i] && below[i + 1]) levels[l + 1][i >> 1] = nodeHash(below[i]!, below[i + 1]!);
+      }
+    }
+    this.levels = levels;
   }
 
   get size(): number {
@@ -66,7 +105,10 @@ export class MerkleTree {
   }
 
   root(): string {
-    return (this.levels[this.levels.length - 1][0] ?? EMPTY_ROOT).toString("hex");
+    if (this.size === 0) return EMPTY_ROOT.toString("hex");
+    const top = this.levels[this.levels.length - 1][0];
+    if (!top) throw new Error("the tree's root is not known");
+    return top.toString("hex");
   }
 
   /** The audit path of leaf `index` (RFC 9162 §2.1.3.1), bottom up. */
@@ -74,7 +116,11 @@ export class MerkleTree {
     const path: string[] = [];
     for (let level = 0, i = index; level < this.levels.length - 1; level++, i >>= 1) {
       const sibling = i ^ 1;
-      if (sibling < this.levels[level].length) path.push(this.levels[level][sibling].toString("hex"));
+      if (sibling < this.levels[level].length) {
+        const node = this.levels[level][sibling];
+        if (!node) throw new Error(`no proof for leaf ${index}: it lies in the pruned part of the tree`);
+        path.push(node.toString("hex"));
+      }
     }
     return path;
   }

@@ -1,6 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
-import type { Prisma } from "../db/database";
+import type { Prisma, Tx } from "../db/database";
 import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
@@ -41,16 +41,25 @@ function fromRaw(r: RawRow): ChronRow {
   };
 }
 
-const CHECKPOINT_COLUMNS = "seq, hash, ts_ms, count, kid, jws";
+const CHECKPOINT_COLUMNS = "seq, hash, ts_ms, count, kid, jws, frontier";
 
-type RawCheckpoint = { seq: number | string | bigint; hash: string; ts_ms: number | string | bigint; count: number | string | bigint; kid: string; jws: string };
+type RawCheckpoint = { seq: number | string | bigint; hash: string; ts_ms: number | string | bigint; count: number | string | bigint; kid: string; jws: string; frontier: string | null };
 
 function checkpointFromRaw(r: RawCheckpoint): Checkpoint {
-  return { seq: Number(r.seq), hash: r.hash, tsMs: Number(r.ts_ms), count: Number(r.count), kid: r.kid, jws: r.jws };
+  return { seq: Number(r.seq), hash: r.hash, tsMs: Number(r.ts_ms), count: Number(r.count), kid: r.kid, jws: r.jws, frontier: r.frontier };
 }
 
 function checkpointValues(c: Checkpoint): unknown[] {
-  return [c.seq, c.hash, c.tsMs, c.count, c.kid, c.jws];
+  return [c.seq, c.hash, c.tsMs, c.count, c.kid, c.jws, c.frontier];
+}
+
+/** The same statements on both databases; the window row exists only inside this transaction. */
+async function pruneIn(tx: Tx, upToSeq: number, param: (i: number) => string): Promise<number> {
+  await tx.$executeRawUnsafe(`INSERT INTO chron_prune_window (up_to_seq) VALUES (${param(1)})`, upToSeq);
+  const deleted = await tx.$executeRawUnsafe(`DELETE FROM chron_records WHERE seq <= ${param(1)}`, upToSeq);
+  await tx.$executeRawUnsafe(`DELETE FROM chron_checkpoints WHERE seq < ${param(1)}`, upToSeq);
+  await tx.$executeRawUnsafe(`DELETE FROM chron_prune_window WHERE up_to_seq = ${param(1)}`, upToSeq);
+  return deleted;
 }
 
 type RawCount = { day: string; agent_id: string | null; owner_id: string | null; action: string | null; policy_version: number | string | bigint | null; decision: string; count: number | string | bigint };
@@ -169,7 +178,7 @@ export class SqliteChronStore implements ChronStore {
   }
 
   async insertCheckpoint(c: Checkpoint): Promise<void> {
-    await this.write(() => this.db.prepare(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`).run(...checkpointValues(c)));
+    await this.write(() => this.db.prepare(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(...checkpointValues(c)));
   }
 
   async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
@@ -180,6 +189,10 @@ export class SqliteChronStore implements ChronStore {
   async lastCheckpoint(): Promise<Checkpoint | null> {
     const row = this.db.prepare(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints ORDER BY seq DESC LIMIT 1`).get() as RawCheckpoint | undefined;
     return row ? checkpointFromRaw(row) : null;
+  }
+
+  prune(upToSeq: number, tx: Tx): Promise<number> {
+    return pruneIn(tx, upToSeq, () => "?");
   }
 
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
@@ -251,7 +264,7 @@ export class PostgresChronStore implements ChronStore {
 
   async insertCheckpoint(c: Checkpoint): Promise<void> {
     try {
-      await this.pool.query(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`, checkpointValues(c));
+      await this.pool.query(`INSERT INTO chron_checkpoints (${CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, checkpointValues(c));
     } catch (err) {
       if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
       throw err;
@@ -261,6 +274,10 @@ export class PostgresChronStore implements ChronStore {
   async checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]> {
     const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, [afterSeq, limit]);
     return rows.map(checkpointFromRaw);
+  }
+
+  prune(upToSeq: number, tx: Tx): Promise<number> {
+    return pruneIn(tx, upToSeq, (i) => `$${i}`);
   }
 
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {

@@ -51,3 +51,33 @@ describe("Merkle trees (RFC 6962)", () => {
     expect(verifyInclusion(d[12], 40, 37, proof, root)).toBe(false);
   });
 });
+
+describe("Merkle trees after pruning", () => {
+  test("a tree rebuilt from a stored frontier and the remaining leaves has the same root and proofs", () => {
+    const all = hashes(70);
+    for (let cut = 0; cut <= 70; cut += 7) {
+      const prefix = new MerkleFrontier();
+      for (const h of all.slice(0, cut)) prefix.append(h);
+      const restored = MerkleFrontier.parse(prefix.serialize());
+      const full = new MerkleTree(all);
+      const pruned = new MerkleTree(all.slice(cut), restored);
+      expect(pruned.size).toBe(70);
+      expect(pruned.root()).toBe(full.root());
+      for (let m = cut; m < 70; m++) expect(pruned.proof(m)).toEqual(full.proof(m));
+      // A pruned leaf has no proof, unless its siblings all survive in the frontier; never a wrong one.
+      for (let m = 0; m < cut; m++) {
+        let proof: string[] | null = null;
+        try {
+          proof = pruned.proof(m);
+        } catch (err) {
+          expect((err as Error).message).toMatch(/pruned/);
+        }
+        if (proof) expect(proof).toEqual(full.proof(m));
+      }
+    }
+  });
+
+  test("a stored frontier that does not fit its size is refused", () => {
+    expect(() => MerkleFrontier.parse(JSON.stringify({ size: 3, nodes: [null, "00".repeat(32)] }))).toThrow(/does not fit/);
+  });
+});
