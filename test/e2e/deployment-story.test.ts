@@ -344,6 +344,18 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       await sql(s.claiim.db, "UPDATE chron_records SET seq = 5 WHERE seq = 3");
       await sql(s.claiim.db, "UPDATE chron_records SET seq = 3 WHERE seq = -5");
 
+      // A record slipped into the middle: everything after it moves up one.
+      const k = n;
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -seq - 1 WHERE seq > $1", [k]);
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -seq WHERE seq < 0");
+      const [prior] = (await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [k])) as Record<string, unknown>[];
+      const forged = { ...prior, seq: k + 1, id: "forged-record", prev_hash: prior.hash };
+      await sql(s.claiim.db, `INSERT INTO chron_records (${Object.keys(forged).join(", ")}) VALUES (${Object.keys(forged).map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(forged));
+      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: k + 1 } });
+      await sql(s.claiim.db, "DELETE FROM chron_records WHERE id = 'forged-record'");
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -seq + 1 WHERE seq > $1", [k + 1]);
+      await sql(s.claiim.db, "UPDATE chron_records SET seq = -seq WHERE seq < 0");
+
       const head = ok.head.seq;
       const [last] = await sql(s.claiim.db, "SELECT * FROM chron_records WHERE seq = $1", [head]);
       await sql(s.claiim.db, "DELETE FROM chron_records WHERE seq = $1", [head]);
