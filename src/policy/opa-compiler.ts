@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { InputError, UnprocessableError } from "../lib/errors";
+import { createTwoFilesPatch } from "diff";
 import { readBundle, type BundleFiles } from "./bundle";
 
 const run = promisify(execFile);
@@ -22,9 +23,26 @@ export interface OpaProblem {
 /** Policy sources: relative path to file text. */
 export type PolicySources = Record<string, string>;
 
+/** Something to look at that does not refuse a version, such as formatting that `opa fmt` would change. */
+export interface PolicyWarning {
+  file: string;
+  code: string;
+  message: string;
+  diff?: string;
+}
+
+export interface Compiled {
+  files: BundleFiles;
+  warnings: PolicyWarning[];
+}
+
 export interface PolicyCompiler {
-  /** Compiles sources to an OPA WebAssembly bundle; throws UnprocessableError with OPA's problems. */
-  compile(sources: PolicySources): Promise<BundleFiles>;
+  /**
+   * Runs the publish gates in order and compiles: `opa check --strict` against the runtime's
+   * capabilities, `opa test` on the set's own tests, `opa build -t wasm`. Throws
+   * UnprocessableError with OPA's problems at the first gate that fails.
+   */
+  compile(sources: PolicySources): Promise<Compiled>;
 }
 
 const SOURCE_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+\.(rego|json|yaml|yml)$/;
@@ -65,7 +83,7 @@ export class OpaCliCompiler implements PolicyCompiler {
 
   constructor(private readonly opaBin: string) {}
 
-  async compile(sources: PolicySources): Promise<BundleFiles> {
+  async compile(sources: PolicySources): Promise<Compiled> {
     checkSourcePaths(sources);
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "claiim-policy-"));
     try {
@@ -76,13 +94,15 @@ export class OpaCliCompiler implements PolicyCompiler {
       }
       const capabilities = await this.capabilities();
       await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
+      if (Object.keys(sources).some((n) => n.endsWith("_test.rego"))) await this.test(src);
+      const warnings = await this.formatting(src, sources);
       const out = path.join(dir, "bundle.tar.gz");
       await this.opa(
         src,
         ["build", "-t", "wasm", "-e", ENTRYPOINT, "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."],
         "text",
       );
-      return await readBundle(await fs.readFile(out));
+      return { files: await readBundle(await fs.readFile(out)), warnings };
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -120,6 +140,45 @@ export class OpaCliCompiler implements PolicyCompiler {
         { opa_errors: problems, opa_output: output.slice(0, 20000) },
       );
     }
+  }
+
+  /** The set's own tests must pass: a failure refuses the version, naming each failing test. */
+  private async test(cwd: string): Promise<void> {
+    let stdout: string;
+    try {
+      ({ stdout } = await run(this.opaBin, ["test", "--format", "json", "."], { cwd, maxBuffer: 16 * 1024 * 1024 }));
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string };
+      stdout = e.stdout ?? "";
+      if (!stdout.trim().startsWith("[")) {
+        throw new UnprocessableError("policy_tests_failed", `opa test failed: ${(e.stderr || stdout).trim().slice(0, 500)}`, { opa_output: (e.stderr || stdout).slice(0, 20000) });
+      }
+    }
+    const results = JSON.parse(stdout) as { location: { file: string; row: number; col: number }; package: string; name: string; fail?: boolean; error?: { message?: string } }[];
+    const failing = results.filter((r) => r.fail || r.error);
+    if (failing.length === 0) return;
+    const names = failing.map((r) => `${r.package}.${r.name}`);
+    throw new UnprocessableError("policy_tests_failed", `${failing.length} of the policy's own tests failed: ${names.join(", ")}`, {
+      failing_tests: failing.map((r) => ({
+        name: `${r.package}.${r.name}`,
+        file: r.location.file,
+        row: r.location.row,
+        col: r.location.col,
+        ...(r.error?.message ? { error: r.error.message } : {}),
+      })),
+    });
+  }
+
+  /** Files `opa fmt` would change, with the unified diff of what it would do. */
+  private async formatting(cwd: string, sources: PolicySources): Promise<PolicyWarning[]> {
+    const { stdout } = await run(this.opaBin, ["fmt", "--list", "."], { cwd, maxBuffer: 16 * 1024 * 1024 });
+    const warnings: PolicyWarning[] = [];
+    for (const file of stdout.split("\n").map((l) => l.trim()).filter(Boolean)) {
+      const name = file.replace(/^\.\//, "");
+      const { stdout: formatted } = await run(this.opaBin, ["fmt", name], { cwd, maxBuffer: 16 * 1024 * 1024 });
+      warnings.push({ file: name, code: "opa_fmt", message: "not formatted as `opa fmt` would format it", diff: createTwoFilesPatch(name, name, sources[name] ?? "", formatted) });
+    }
+    return warnings;
   }
 
   /** opa-wasm's own builtin list, with the language features of the OPA CLI in use. */

@@ -56,8 +56,11 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
         })
         .strict(),
       responses: {
-        201: { description: "Published (and activated when asked)", schema: PolicyVersionView },
-        422: { description: "OPA refused the policy; opa_errors lists file, row, column and message" },
+        201: {
+          description: "Published (and activated when asked), with warnings such as formatting `opa fmt` would change",
+          schema: PolicyVersionView.extend({ warnings: z.array(z.object({ file: z.string(), code: z.string(), message: z.string(), diff: z.string().optional() })) }),
+        },
+        422: { description: "A gate refused the policy: opa check (opa_errors: file, row, column, message), the set's own tests (failing_tests), or opa build" },
       },
       handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, changer(principal)) }),
     }),

@@ -5,7 +5,7 @@ import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
 import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
-import type { PolicyCompiler, PolicySources } from "./opa-compiler";
+import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
 import { instantiate, type PolicyEngine } from "./policy-engine";
 import type { BundleSummary, PolicyStore } from "./policy-store";
 
@@ -75,11 +75,12 @@ export class PolicyService {
   ) {}
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
-  publish(req: PublishRequest, actor: Actor): Promise<PolicyVersionView> {
+  publish(req: PublishRequest, actor: Actor): Promise<PolicyVersionView & { warnings: PolicyWarning[] }> {
     return this.serialised(async () => {
       let files;
+      let warnings: PolicyWarning[];
       try {
-        files = await this.compiler.compile(req.files);
+        ({ files, warnings } = await this.compiler.compile(req.files));
       } catch (err) {
         if (err instanceof ClaiimError) {
           await this.record([
@@ -115,7 +116,7 @@ export class PolicyService {
             subject: { type: "policy", id: String(version), name: revision },
             reason: req.message,
             before: null,
-            after: { version, revision, digest, file_sha256: stored.fileSha256, files: Object.keys(req.files).sort() },
+            after: { version, revision, digest, file_sha256: stored.fileSha256, files: Object.keys(req.files).sort(), warnings: warnings.map((w) => `${w.file}: ${w.code}`) },
           }),
         ],
         (tx) => this.store.insert(stored, tx),
@@ -123,7 +124,7 @@ export class PolicyService {
       await this.writeFile(version, bundle);
       this.logger.info("policy published", { version, revision, actor });
       if (req.activate) await this.activateLoaded(loaded, actor);
-      return this.view(stored);
+      return { ...this.view(stored), warnings };
     });
   }
 

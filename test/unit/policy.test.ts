@@ -50,6 +50,31 @@ describe("PolicyService with the real OPA compiler", () => {
     expect(engine.active()!.version).toBe(1);
   });
 
+  test("the set's own tests are a gate: a failing test refuses the version, by name and place", async () => {
+    const { store, engine, service, chron } = setup();
+    await service.start(REGO);
+    const files = await readPolicyDir(REGO);
+    files["claiim/extra_test.rego"] = 'package claiim_extra_test\n\nimport data.claiim\n\ntest_production_is_allowed if claiim.decision.allow with input as {}\n';
+    await expect(service.publish({ files, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
+      status: 422,
+      code: "policy_tests_failed",
+      extra: { failing_tests: [{ name: "data.claiim_extra_test.test_production_is_allowed", file: "claiim/extra_test.rego", row: 5 }] },
+    });
+    expect(store.bundles.size).toBe(1);
+    expect(engine.active()!.version).toBe(1);
+    expect(chron.events().map((e) => e.type)).toContain("policy.publish_refused");
+  });
+
+  test("formatting that opa fmt would change is a warning, with the diff, not a refusal", async () => {
+    const { service } = setup();
+    await service.start(REGO);
+    const files = await readPolicyDir(REGO);
+    files["claiim/decision.rego"] = files["claiim/decision.rego"].replace("skill_name := input.request.skill.name", "skill_name:=input.request.skill.name");
+    const published = await service.publish({ files, message: "m", activate: false }, TESTER);
+    expect(published.version).toBe(2);
+    expect(published.warnings).toEqual([{ file: "claiim/decision.rego", code: "opa_fmt", message: expect.any(String), diff: expect.stringContaining("+skill_name := input.request.skill.name") }]);
+  });
+
   test("a policy without the decision entrypoint is refused", async () => {
     const { service } = setup();
     await expect(service.publish({ files: { "other.rego": "package other\nx := 1\n" }, message: "m", activate: false }, TESTER)).rejects.toMatchObject({ status: 422 });
