@@ -15,6 +15,7 @@ import type { PolicyService } from "./policy-service";
 const PolicyVersionView = z
   .object({
     version: z.number().int(),
+    parent: z.number().int().nullable(),
     revision: z.string(),
     digest: z.string(),
     file_sha256: z.string(),
@@ -91,6 +92,29 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       params: Version,
       responses: { 200: { description: "The version", schema: PolicyVersionView.extend({ files: z.record(z.string(), z.string()) }) } },
       handle: async ({ params }) => ({ status: 200, body: await policies.get(params.version) }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/{version}/diff",
+      summary: "What a version changes: files added, removed, and unified diffs, against its parent or `against`",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      params: Version,
+      query: z.object({ against: z.coerce.number().int().min(1).optional() }).strict(),
+      responses: {
+        200: {
+          description: "The diff",
+          schema: z.object({
+            from: z.number().int(),
+            to: z.number().int(),
+            added: z.array(z.string()),
+            removed: z.array(z.string()),
+            changed: z.array(z.object({ file: z.string(), diff: z.string() })),
+            unchanged: z.number().int(),
+          }),
+        },
+      },
+      handle: async ({ params, query }) => ({ status: 200, body: await policies.diff(params.version, query.against) }),
     }),
     route({
       method: "post",

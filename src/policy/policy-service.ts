@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { ClaiimError, NotFoundError, UnprocessableError } from "../lib/errors";
+import { createTwoFilesPatch } from "diff";
+import { ClaiimError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
 import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
@@ -17,6 +18,7 @@ export interface PublishRequest {
 
 export interface PolicyVersionView {
   version: number;
+  parent: number | null;
   revision: string;
   digest: string;
   file_sha256: string;
@@ -24,6 +26,15 @@ export interface PolicyVersionView {
   created_by: string;
   created_at: string;
   active: boolean;
+}
+
+export interface PolicyDiff {
+  from: number;
+  to: number;
+  added: string[];
+  removed: string[];
+  changed: { file: string; diff: string }[];
+  unchanged: number;
 }
 
 export interface PolicyStatus {
@@ -103,7 +114,8 @@ export class PolicyService {
       const bundle = await writeBundle(files);
       const createdAt = new Date();
       const createdBy = actorName(actor);
-      const stored = { version, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy, createdAt };
+      const parent = this.engine.active()?.version ?? null;
+      const stored = { version, parent, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy, createdAt };
       // Load before storing: a bundle that compiles but cannot run is refused like one that does not compile.
       const loaded = await instantiate(stored, createdAt).catch((err: Error) => {
         throw new UnprocessableError("policy_load_failed", err.message);
@@ -193,6 +205,27 @@ export class PolicyService {
     return { ...this.view(stored), files: stored.sources };
   }
 
+  /** What changed from `base` (by default the version's parent) to `version`: files added, removed, and unified diffs of the changed ones. */
+  async diff(version: number, base?: number): Promise<PolicyDiff> {
+    const to = await this.store.get(version);
+    if (!to) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
+    const against = base ?? to.parent;
+    if (against === null) throw new InputError("policy_no_parent", `policy version ${version} has no parent; say which version to compare it with (against)`, [{ path: "against", message: "required" }]);
+    const from = await this.store.get(against);
+    if (!from) throw new NotFoundError("policy_version_not_found", `policy version ${against} does not exist`);
+    const names = [...new Set([...Object.keys(from.sources), ...Object.keys(to.sources)])].sort();
+    const result: PolicyDiff = { from: against, to: version, added: [], removed: [], changed: [], unchanged: 0 };
+    for (const name of names) {
+      const a = from.sources[name];
+      const b = to.sources[name];
+      if (a === undefined) result.added.push(name);
+      else if (b === undefined) result.removed.push(name);
+      else if (a === b) result.unchanged += 1;
+      else result.changed.push({ file: name, diff: createTwoFilesPatch(`${against}/${name}`, `${version}/${name}`, a, b) });
+    }
+    return result;
+  }
+
   async status(): Promise<PolicyStatus> {
     const state = await this.store.state();
     const active = this.engine.active();
@@ -239,6 +272,7 @@ export class PolicyService {
   private view(b: BundleSummary): PolicyVersionView {
     return {
       version: b.version,
+      parent: b.parent,
       revision: b.revision,
       digest: b.digest,
       file_sha256: b.fileSha256,

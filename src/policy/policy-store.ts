@@ -2,6 +2,8 @@ import type { Tx } from "../db/database";
 
 export interface StoredBundle {
   version: number;
+  /** The version active when this one was published, if any. */
+  parent: number | null;
   revision: string;
   digest: string;
   fileSha256: string;

@@ -36,7 +36,7 @@ export class PrismaPolicyStore implements PolicyStore {
   async list(): Promise<BundleSummary[]> {
     return this.prisma.policyBundle.findMany({
       orderBy: { version: "asc" },
-      select: { version: true, revision: true, digest: true, fileSha256: true, message: true, createdBy: true, createdAt: true },
+      select: { version: true, parent: true, revision: true, digest: true, fileSha256: true, message: true, createdBy: true, createdAt: true },
     });
   }
 

@@ -45,6 +45,7 @@ const MAY: Record<string, Who[]> = {
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}": ["admin", "policy_author", "auditor"],
+  "GET /v1/policies/{version}/diff": ["admin", "policy_author", "auditor"],
   "POST /v1/policies/{version}/activate": ["admin", "policy_author"],
 };
 

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "policy_bundles" ADD COLUMN     "parent" INTEGER;
+

@@ -1,0 +1,49 @@
+import { databaseKinds } from "../support/databases";
+import { startTestServer, type TestServer } from "../support/claiim";
+
+describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
+  let s: TestServer;
+  let files: Record<string, string>;
+  const admin = () => ({ Authorization: `Bearer ${s.admin}` });
+  const publish = (body: object) => s.http.post("/v1/policies").set(admin()).send(body);
+
+  beforeAll(async () => {
+    s = await startTestServer(kind);
+    files = (await s.http.get("/v1/policies/1").set(admin()).expect(200)).body.files;
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  test("a version whose own tests fail is refused, naming the tests; nothing changes", async () => {
+    const broken = { ...files, "claiim/decision_test.rego": files["claiim/decision_test.rego"].replace('allowed(req("deploy", "staging", "deploy", "1.2.0"))', 'allowed(req("deploy", "production", "deploy", "1.2.0"))') };
+    const res = await publish({ files: broken, message: "oops", activate: true }).expect(422);
+    expect(res.body).toMatchObject({ code: "policy_tests_failed", failing_tests: [{ name: "data.claiim_test.test_devops_deploy_staging_allowed", file: "claiim/decision_test.rego" }] });
+    expect((await s.http.get("/v1/policies").set(admin())).body.versions).toHaveLength(1);
+    const refused = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records.filter((r: { type: string }) => r.type === "policy.publish_refused");
+    expect(refused[refused.length - 1]).toMatchObject({ actor: { type: "api_key" }, after: { code: "policy_tests_failed", message: "oops" } });
+  });
+
+  test("a published version records its parent; the diff shows what it changes", async () => {
+    const data = JSON.parse(files["claiim/data.json"]);
+    data.skills.deploy.permits.push({ action: "rollback", resources: ["staging"] });
+    const next = { ...files, "claiim/data.json": JSON.stringify(data, null, 2) + "\n", "claiim/notes.yaml": "owner: platform-security\n" };
+    const v2 = (await publish({ files: next, message: "allow rollbacks on staging" }).expect(201)).body;
+    expect(v2).toMatchObject({ version: 2, parent: 1, active: false, warnings: [] });
+    const diff = (await s.http.get("/v1/policies/2/diff").set(admin()).expect(200)).body;
+    expect(diff).toMatchObject({ from: 1, to: 2, added: ["claiim/notes.yaml"], removed: [], unchanged: 2 });
+    expect(diff.changed).toHaveLength(1);
+    expect(diff.changed[0].file).toBe("claiim/data.json");
+    expect(diff.changed[0].diff).toMatch(/^\+.*"rollback"/m);
+    const back = (await s.http.get("/v1/policies/1/diff?against=2").set(admin()).expect(200)).body;
+    expect(back).toMatchObject({ from: 2, to: 1, removed: ["claiim/notes.yaml"] });
+    expect((await s.http.get("/v1/policies/1/diff").set(admin()).expect(400)).body.code).toBe("policy_no_parent");
+    expect((await s.http.get("/v1/policies/9/diff").set(admin()).expect(404)).body.code).toBe("policy_version_not_found");
+  });
+
+  test("formatting that opa fmt would change is a warning with the diff", async () => {
+    const sloppy = { ...files, "claiim/decision.rego": files["claiim/decision.rego"].replace("skill_name := input.request.skill.name", "skill_name:=input.request.skill.name") };
+    const res = (await publish({ files: sloppy, message: "sloppy" }).expect(201)).body;
+    expect(res.warnings).toEqual([{ file: "claiim/decision.rego", code: "opa_fmt", message: expect.any(String), diff: expect.stringContaining("+skill_name := input.request.skill.name") }]);
+  });
+});
