@@ -96,7 +96,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
 
   const engine = new PolicyEngine();
-  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger);
+  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger, () => stores.chron.decisionsByPolicyVersion());
   await policies.start(config.regoDir);
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
@@ -150,7 +150,7 @@ export function createHttpApp(core: Core, config: Config, logger: Logger) {
 
 /** The composition root: every dependency is built here and nowhere else. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
-  const db = await openDatabase(config.databaseKind, config.databaseUrl);
+  const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
   try {
     const core = await createCore(
       config,

@@ -86,4 +86,10 @@ export class FakeChronStore implements ChronStore {
     this.checkpointRows = this.checkpointRows.filter((c) => c.seq >= upToSeq);
     return before - this.rows.length;
   }
+
+  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
+    const counts = new Map<number | null, number>();
+    for (const r of this.rows) if (r.kind === "decision") counts.set(r.policyVersion, (counts.get(r.policyVersion) ?? 0) + 1);
+    return [...counts.entries()].map(([version, count]) => ({ version, count }));
+  }
 }

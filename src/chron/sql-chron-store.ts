@@ -78,6 +78,13 @@ function countFromRaw(r: RawCount): DecisionCount {
 
 const COUNT_GROUPS = "agent_id, owner_id, action, policy_version, decision";
 
+const VERSION_COUNTS = "SELECT policy_version, COUNT(*) AS count FROM chron_records WHERE kind = 'decision' GROUP BY policy_version ORDER BY policy_version";
+type RawVersionCount = { policy_version: number | string | bigint | null; count: number | string | bigint };
+
+function versionCountFromRaw(r: RawVersionCount): { version: number | null; count: number } {
+  return { version: r.policy_version === null ? null : Number(r.policy_version), count: Number(r.count) };
+}
+
 type RawBounds = { first: number | string | bigint | null; last: number | string | bigint | null; count: number | string | bigint };
 
 function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number; count: number } | null {
@@ -195,6 +202,11 @@ export class SqliteChronStore implements ChronStore {
     return pruneIn(tx, upToSeq, () => "?");
   }
 
+  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
+    const rows = this.db.prepare(VERSION_COUNTS).all() as RawVersionCount[];
+    return rows.map(versionCountFromRaw);
+  }
+
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
     const w = where({ ...filter, kind: "decision" }, 0, () => "?");
     const rows = this.db
@@ -278,6 +290,11 @@ export class PostgresChronStore implements ChronStore {
 
   prune(upToSeq: number, tx: Tx): Promise<number> {
     return pruneIn(tx, upToSeq, (i) => `$${i}`);
+  }
+
+  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
+    const { rows } = await this.pool.query<RawVersionCount>(VERSION_COUNTS);
+    return rows.map(versionCountFromRaw);
   }
 
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {

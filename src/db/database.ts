@@ -46,7 +46,11 @@ export function openSqliteDriver(file: string): BetterSqlite3.Database {
   return db;
 }
 
-export async function openDatabase(kind: DatabaseKind, url: string): Promise<Database> {
+/**
+ * `onError` hears of failures of idle PostgreSQL connections (a server restart, a dropped
+ * database). Without a listener, node-postgres would let such an error end the process.
+ */
+export async function openDatabase(kind: DatabaseKind, url: string, onError: (err: Error) => void = () => undefined): Promise<Database> {
   if (kind === "sqlite") {
     const file = sqlitePath(url);
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -69,6 +73,7 @@ export async function openDatabase(kind: DatabaseKind, url: string): Promise<Dat
     };
   }
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on("error", onError);
   const prisma = new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as Prisma;
   return {
     kind,

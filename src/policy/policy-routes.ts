@@ -35,6 +35,7 @@ const PolicyStatusView = z
     last_successful_activation: z.string().nullable(),
     activated_by: z.string().nullable(),
     errors: z.array(z.object({ message: z.string(), at: z.string() })),
+    decisions: z.array(z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), count: z.number().int() })),
   })
   .openapi("PolicyStatus", { description: "Modelled on OPA's bundle status" });
 

@@ -45,6 +45,8 @@ export interface PolicyStatus {
   last_successful_activation: string | null;
   activated_by: string | null;
   errors: { message: string; at: string }[];
+  /** Decisions made under each revision, from Chron. */
+  decisions: { version: number | null; revision: string | null; count: number }[];
 }
 
 const BUNDLE_NAME = "claiim";
@@ -83,6 +85,7 @@ export class PolicyService {
     private readonly bundleDir: string,
     private readonly record: Recorder,
     private readonly logger: Logger,
+    private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]> = async () => [],
   ) {}
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
@@ -229,6 +232,8 @@ export class PolicyService {
   async status(): Promise<PolicyStatus> {
     const state = await this.store.state();
     const active = this.engine.active();
+    const revisions = new Map((await this.store.list()).map((b) => [b.version, b.revision]));
+    const decisions = (await this.decisionCounts()).map((d) => ({ version: d.version, revision: d.version === null ? null : (revisions.get(d.version) ?? null), count: d.count }));
     return {
       name: BUNDLE_NAME,
       active_version: active?.version ?? null,
@@ -237,6 +242,7 @@ export class PolicyService {
       last_successful_activation: active?.activatedAt.toISOString() ?? null,
       activated_by: active ? state.activatedBy : null,
       errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],
+      decisions,
     };
   }
 

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { databaseKinds } from "../support/databases";
+import { withoutTests } from "../support/policies";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { asDatabaseOwner, failWrites, sql } from "../support/sql";
 
@@ -260,7 +261,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     const published = await s.http
       .post("/v1/policies")
       .set(admin())
-      .send({ files: { ...files, "claiim/data.json": JSON.stringify(data) }, message: "allow production" })
+      .send({ files: { ...withoutTests(files), "claiim/data.json": JSON.stringify(data) }, message: "allow production" })
       .expect(201);
     expect(published.body).toMatchObject({ version: 2, active: false, created_by: expect.stringMatching(/^api_key:/) });
     expect(fs.existsSync(`${s.config.bundleDir}/2.tar.gz`)).toBe(true);
@@ -270,6 +271,16 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect(allowed).toMatchObject({ decision: "allow", policy: { version: 2, revision: published.body.revision } });
     await s.http.post("/v1/policies/1/activate").set(admin()).expect(200);
     expect((await decide(production).expect(200)).body).toMatchObject({ decision: "deny", policy: { version: 1 } });
+    const status = (await s.http.get("/v1/policies/status").set(admin()).expect(200)).body;
+    const under = (v: number) => Number((await_counts as Record<number, number>)[v] ?? 0);
+    const await_counts = Object.fromEntries(
+      ((await sql(s.claiim.db, "SELECT policy_version AS v, COUNT(*) AS n FROM chron_records WHERE kind = 'decision' GROUP BY policy_version")) as { v: number; n: number }[]).map((r) => [Number(r.v), Number(r.n)]),
+    );
+    expect(status.decisions).toEqual([
+      { version: 1, revision: expect.stringMatching(/^1-sha256:/), count: under(1) },
+      { version: 2, revision: published.body.revision, count: under(2) },
+    ]);
+    expect(under(2)).toBe(1);
   });
 
   test("concurrent decisions all land, each once, in one valid chain", async () => {

@@ -1,5 +1,6 @@
 import { parse } from "csv-parse/sync";
 import { databaseKinds } from "../support/databases";
+import { withoutTests } from "../support/policies";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { sql } from "../support/sql";
 
@@ -81,7 +82,7 @@ describe.each(databaseKinds())("inventory and effective permissions on %s", (kin
     const data = JSON.parse(files["claiim/data.json"]);
     data.skills.deploy.forbids = [];
     data.skills.deploy.permits.push({ action: "deploy", resources: ["production"] });
-    await s.http.post("/v1/policies").set(admin()).send({ files: { ...files, "claiim/data.json": JSON.stringify(data) }, message: "production ok", activate: true }).expect(201);
+    await s.http.post("/v1/policies").set(admin()).send({ files: { ...withoutTests(files), "claiim/data.json": JSON.stringify(data) }, message: "production ok", activate: true }).expect(201);
     const report = (await s.http.get(`/v1/agents/${ids["deploy-bot"]}/permissions`).set(admin()).expect(200)).body;
     expect(report.policy.version).toBe(2);
     expect(report.matrix.find((c: { resource: string }) => c.resource === "production")).toMatchObject({ allow: true });

@@ -62,8 +62,25 @@ describe.each(databaseKinds())("Chron retention on %s", (kind) => {
     expect(verified).toMatchObject({ valid: true });
     const [pruned] = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records.filter((r: { type: string }) => r.type === "chron.pruned");
     expect(pruned).toMatchObject({ reason: "older than the retention period", after: { first_seq: upTo + 1, anchor_checkpoint: upTo, archive: { sha256: res.body.archive.sha256 } } });
-    await expect(script(s.claiim.db, `DELETE FROM chron_records WHERE seq = ${upTo + 1}`)).rejects.toThrow(/append-only/);
-    await expect(script(s.claiim.db, `DELETE FROM chron_checkpoints WHERE seq = ${upTo}`)).rejects.toThrow(/append-only/);
+    const diag = {
+      target: await sql(s.claiim.db, "SELECT seq FROM chron_records WHERE seq = $1", [upTo + 1]),
+      windows: await sql(s.claiim.db, "SELECT * FROM chron_prune_window"),
+      triggers: kind === "sqlite" ? await sql(s.claiim.db, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'") : [],
+    };
+    const outcome = await script(s.claiim.db, `DELETE FROM chron_records WHERE seq = ${upTo + 1}`).then(
+      () => "succeeded",
+      (err: Error) => err.message,
+    );
+    expect([outcome, diag]).toEqual([expect.stringMatching(/append-only/), diag]);
+    const diag2 = {
+      checkpoints: await sql(s.claiim.db, "SELECT seq FROM chron_checkpoints ORDER BY seq"),
+      windows: await sql(s.claiim.db, "SELECT * FROM chron_prune_window"),
+    };
+    const outcome2 = await script(s.claiim.db, `DELETE FROM chron_checkpoints WHERE seq = ${upTo}`).then(
+      () => "succeeded",
+      (err: Error) => err.message,
+    );
+    expect([outcome2, upTo, diag2]).toEqual([expect.stringMatching(/append-only/), upTo, diag2]);
     expect((await s.http.post("/v1/chron/retention").set(admin()).send({ up_to_seq: checkpoints[0], reason: "again" }).expect(409)).body.code).toBe("already_pruned");
   });
 
