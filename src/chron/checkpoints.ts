@@ -90,8 +90,9 @@ export class Checkpointer {
   ) {}
 
   /**
-   * Rebuilds the Merkle frontier from the stored record hashes (one pass), and refuses to go on if
-   * it disagrees with the root the last checkpoint signed: the stored chain was tampered with.
+   * Rebuilds the Merkle frontier from the stored record hashes (one pass from the first kept
+   * record), and refuses to go on if it disagrees with the root the last checkpoint signed: the
+   * stored chain was tampered with.
    */
   async start(): Promise<void> {
     this.last = await this.store.lastCheckpoint();
@@ -100,23 +101,22 @@ export class Checkpointer {
     let after = 0;
     if (kept && kept.first > 1) {
       // Records before `first` were archived and pruned: the checkpoint they end at carries the frontier.
-      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
+      const anchor = await this.store.checkpointAtOrBefore(kept.first - 1);
       if (anchor?.seq !== kept.first - 1 || !anchor.frontier) throw new Error(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
       this.frontier = MerkleFrontier.parse(anchor.frontier);
-      this.checkAgainst(anchor);
+      this.checkAgainst(anchor, this.frontier);
       after = anchor.seq;
     }
     for (;;) {
       const rows = await this.store.list({}, after, 5000);
       for (const row of rows) {
         this.frontier.append(row.hash);
-        if (this.last && row.seq === this.last.seq) this.checkAgainst(this.last);
+        if (this.last && row.seq === this.last.seq) this.checkAgainst(this.last, this.frontier);
       }
       if (rows.length < 5000) break;
       after = rows[rows.length - 1].seq;
     }
-    const head = await this.store.head();
-    this.head = head;
+    this.head = await this.store.head();
     this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
     this.timer.unref();
     this.due(false);
@@ -161,22 +161,28 @@ export class Checkpointer {
     return this.keys.all().find((k) => k.kid === kid)?.publicKey;
   }
 
-  private checkAgainst(cp: Checkpoint): void {
+  private checkAgainst(cp: Checkpoint, frontier: MerkleFrontier): void {
     const claims = verifyCheckpoint(cp.jws, (kid) => this.keyFor(kid));
-    if (claims.root !== undefined && claims.root !== this.frontier.root()) {
+    if (claims.root !== undefined && claims.root !== frontier.root()) {
       throw new Error(`the stored Chron records do not match the Merkle root signed at checkpoint ${cp.seq}: the trail was tampered with`);
     }
   }
 
-  /** The frontier at record seq, from the stored hashes (for a checkpoint behind the head). */
+  /**
+   * The frontier at record `seq`: from the nearest checkpoint at or before it that stores one
+   * (checked against the root it signs), or from the first record, then the stored hashes after it.
+   */
   private async frontierAt(seq: number): Promise<MerkleFrontier> {
-    const kept = await this.store.bounds({});
     let frontier = new MerkleFrontier();
     let after = 0;
-    if (kept && kept.first > 1) {
-      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
-      frontier = MerkleFrontier.parse(anchor.frontier!);
-      after = anchor.seq;
+    const from = await this.store.checkpointAtOrBefore(seq);
+    if (from?.frontier) {
+      frontier = MerkleFrontier.parse(from.frontier);
+      this.checkAgainst(from, frontier);
+      after = from.seq;
+    } else {
+      const kept = await this.store.bounds({});
+      if (kept && kept.first > 1) throw new Error(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
     }
     while (after < seq) {
       const rows = await this.store.list({ toSeq: seq }, after, 5000);
@@ -184,6 +190,7 @@ export class Checkpointer {
       for (const row of rows) frontier.append(row.hash);
       after = rows[rows.length - 1].seq;
     }
+    if (frontier.size !== seq) throw new Error(`Chron's records do not run contiguously up to ${seq}`);
     return frontier;
   }
 

@@ -55,6 +55,8 @@ export interface ChronStore {
   /** Checkpoints with seq > afterSeq, ascending, at most `limit`. */
   checkpoints(afterSeq: number, limit: number): Promise<Checkpoint[]>;
   lastCheckpoint(): Promise<Checkpoint | null>;
+  /** The last checkpoint at or before `seq`, if any. */
+  checkpointAtOrBefore(seq: number): Promise<Checkpoint | null>;
   /**
    * Retention: deletes records up to `upToSeq` and the checkpoints before it, inside the effect's
    * transaction, through the database's delete guard.

@@ -65,7 +65,11 @@ export class FakeChronStore implements ChronStore {
   }
 
   async lastCheckpoint(): Promise<Checkpoint | null> {
-    return this.checkpointRows[this.checkpointRows.length - 1] ?? null;
+    return this.checkpointAtOrBefore(Number.MAX_SAFE_INTEGER);
+  }
+
+  async checkpointAtOrBefore(seq: number): Promise<Checkpoint | null> {
+    return this.checkpointRows.filter((c) => c.seq <= seq).pop() ?? null;
   }
 
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {

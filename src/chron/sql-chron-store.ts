@@ -194,7 +194,11 @@ export class SqliteChronStore implements ChronStore {
   }
 
   async lastCheckpoint(): Promise<Checkpoint | null> {
-    const row = this.db.prepare(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints ORDER BY seq DESC LIMIT 1`).get() as RawCheckpoint | undefined;
+    return this.checkpointAtOrBefore(Number.MAX_SAFE_INTEGER);
+  }
+
+  async checkpointAtOrBefore(seq: number): Promise<Checkpoint | null> {
+    const row = this.db.prepare(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq <= ? ORDER BY seq DESC LIMIT 1`).get(seq) as RawCheckpoint | undefined;
     return row ? checkpointFromRaw(row) : null;
   }
 
@@ -308,7 +312,11 @@ export class PostgresChronStore implements ChronStore {
   }
 
   async lastCheckpoint(): Promise<Checkpoint | null> {
-    const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints ORDER BY seq DESC LIMIT 1`);
+    return this.checkpointAtOrBefore(Number.MAX_SAFE_INTEGER);
+  }
+
+  async checkpointAtOrBefore(seq: number): Promise<Checkpoint | null> {
+    const { rows } = await this.pool.query<RawCheckpoint>(`SELECT ${CHECKPOINT_COLUMNS} FROM chron_checkpoints WHERE seq <= $1 ORDER BY seq DESC LIMIT 1`, [seq]);
     return rows[0] ? checkpointFromRaw(rows[0]) : null;
   }
 

@@ -1,18 +1,15 @@
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { databaseKinds } from "../support/databases";
+import { claiimVerify } from "../support/verify-cli";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { asDatabaseOwner, script, sql } from "../support/sql";
 import { jwksKeys, verifyCheckpoint } from "../../src/chron/checkpoints";
 import { canonicalize } from "../../src/lib/canonical";
 import { recordHash, type ChronContent } from "../../src/chron/record";
 
-const run = promisify(execFile);
-const VERIFY = path.resolve(__dirname, "../../bin/claiim-verify");
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
 
 describe.each(databaseKinds())("Chron audit on %s", (kind) => {
@@ -21,15 +18,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
   let jwksFile: string;
   const admin = () => ({ Authorization: `Bearer ${s.admin}` });
   const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
-  const cli = async (file: string) => {
-    try {
-      const { stdout } = await run(process.execPath, [VERIFY, file, "--jwks", jwksFile]);
-      return { code: 0, out: stdout };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, out: e.stdout + e.stderr };
-    }
-  };
+  const cli = (file: string) => claiimVerify(file, jwksFile);
   const exportTo = async (query: string, name: string) => {
     const res = await s.http.get(`/v1/chron/export?${query}`).set(admin()).buffer(true).parse((r, cb) => {
       let data = "";
@@ -179,8 +168,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     expect(await cli(truncated)).toMatchObject({ code: 1, out: expect.stringMatching(/no trailer: the export is truncated/) });
     const otherJwks = path.join(dir, "other-jwks.json");
     fs.writeFileSync(otherJwks, JSON.stringify({ keys: [] }));
-    const withOther = await run(process.execPath, [VERIFY, file, "--jwks", otherJwks]).catch((e: { code: number; stdout: string }) => e);
-    expect(withOther).toMatchObject({ code: 1, stdout: expect.stringMatching(/unknown key/) });
+    expect(await claiimVerify(file, otherJwks)).toMatchObject({ code: 1, out: expect.stringMatching(/unknown key/) });
   });
 
   test("CSV and JSON exports verify too; a time range exports the records between, contiguously", async () => {

@@ -1,14 +1,11 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { databaseKinds } from "../support/databases";
+import { claiimVerify } from "../support/verify-cli";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { script, sql } from "../support/sql";
 
-const run = promisify(execFile);
-const VERIFY = path.resolve(__dirname, "../../bin/claiim-verify");
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
 
 describe.each(databaseKinds())("Chron retention on %s", (kind) => {
@@ -18,7 +15,7 @@ describe.each(databaseKinds())("Chron retention on %s", (kind) => {
   let jwks: string;
   const admin = () => ({ Authorization: `Bearer ${s.admin}` });
   const decide = () => s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(staging).expect(200);
-  const cli = (file: string) => run(process.execPath, [VERIFY, file, "--jwks", jwks]).then((r) => ({ code: 0, out: r.stdout }), (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }));
+  const cli = (file: string) => claiimVerify(file, jwks);
   const save = async (url: string, name: string) => {
     const res = await s.http.get(url).set(admin()).expect(200);
     const file = path.join(dir, name);

@@ -4,6 +4,10 @@ import { FakeChronStore } from "../../src/chron/fake-chron-store";
 import { GENESIS_HASH, recordHash, seal, type DecisionContent } from "../../src/chron/record";
 import { canonicalize } from "../../src/lib/canonical";
 import { createLogger } from "../../src/lib/logger";
+import { Checkpointer, jwksKeys } from "../../src/chron/checkpoints";
+import { ChronExporter } from "../../src/chron/export";
+import { verifyExport } from "../../src/chron/export-verifier";
+import { generate, publish, SigningKeys } from "../../src/identity/signing-keys";
 
 const logger = createLogger("silent");
 
@@ -177,19 +181,21 @@ describe("ChronService", () => {
 });
 
 describe("ChronExporter", () => {
-  test("a stream that fails midway ends with an explicit error line, which the verifier reports as incomplete", async () => {
-    const { ChronExporter } = await import("../../src/chron/export");
-    const { Checkpointer, jwksKeys } = await import("../../src/chron/checkpoints");
-    const { verifyExport } = await import("../../src/chron/export-verifier");
-    const { SigningKeys, generate, publish } = await import("../../src/identity/signing-keys");
+  /** A chain of n records on a fake store, with a Chron key, a checkpointer and an exporter of JSON reports up to jsonMax. */
+  async function exporterOn(n: number, jsonMax: number) {
     const store = new FakeChronStore();
     const writer = new ChronWriter(store, 1000, logger);
-    await Promise.all(Array.from({ length: 2500 }, (_, i) => writer.append(content(i + 1))));
+    await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1))));
     const keys = new SigningKeys("chron-checkpoint");
     keys.load([generate("chron-checkpoint")]);
     const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
     const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
-    const exporter = new ChronExporter(store, service, checkpointer, (c, e) => writer.commit(c, e), 100, logger);
+    const exporter = new ChronExporter(store, service, checkpointer, (c, e) => writer.commit(c, e), jsonMax, logger);
+    return { store, keys, exporter };
+  }
+
+  test("a stream that fails midway ends with an explicit error line, which the verifier reports as incomplete", async () => {
+    const { store, keys, exporter } = await exporterOn(2500, 100);
     const { body } = await exporter.prepare({}, {}, "ndjson", { type: "system", id: "t", name: "t" }, {});
     const list = store.list.bind(store);
     let calls = 0;
@@ -214,16 +220,7 @@ describe("ChronExporter", () => {
   });
 
   test("a JSON report refuses more records than it may hold, pointing to NDJSON", async () => {
-    const { ChronExporter } = await import("../../src/chron/export");
-    const { Checkpointer } = await import("../../src/chron/checkpoints");
-    const { SigningKeys, generate } = await import("../../src/identity/signing-keys");
-    const store = new FakeChronStore();
-    const writer = new ChronWriter(store, 1000, logger);
-    await Promise.all(Array.from({ length: 30 }, (_, i) => writer.append(content(i + 1))));
-    const keys = new SigningKeys("chron-checkpoint");
-    keys.load([generate("chron-checkpoint")]);
-    const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
-    const exporter = new ChronExporter(store, new ChronService(store, writer, () => undefined), checkpointer, (c, e) => writer.commit(c, e), 20, logger);
+    const { store, exporter } = await exporterOn(30, 20);
     await expect(exporter.prepare({}, {}, "json", { type: "system", id: "t", name: "t" }, {})).rejects.toMatchObject({ status: 413, code: "export_too_large_for_json" });
     expect(store.rows.filter((r) => r.kind === "event")).toHaveLength(0);
   });
@@ -231,8 +228,6 @@ describe("ChronExporter", () => {
 
 describe("Checkpointer", () => {
   test("counts the next checkpoint from the one already scheduled, even before it is written", async () => {
-    const { Checkpointer } = await import("../../src/chron/checkpoints");
-    const { SigningKeys, generate } = await import("../../src/identity/signing-keys");
     const store = new FakeChronStore();
     const keys = new SigningKeys("chron-checkpoint");
     keys.load([generate("chron-checkpoint")]);
