@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test bench typecheck opa-test clean
+.PHONY: help setup run test bench typecheck publish-policy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN
 
 test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
 	@bash scripts/test.sh
+
+publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1 to activate)
+	@node scripts/publish-policy.mjs --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate)
 
 bench: setup ## decisions/s, latency and the Chron check under load; then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js

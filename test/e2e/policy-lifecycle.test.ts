@@ -1,5 +1,11 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
+
+const run = promisify(execFile);
 
 describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
   let s: TestServer;
@@ -39,6 +45,21 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     expect(back).toMatchObject({ from: 2, to: 1, removed: ["claiim/notes.yaml"] });
     expect((await s.http.get("/v1/policies/1/diff").set(admin()).expect(400)).body.code).toBe("policy_no_parent");
     expect((await s.http.get("/v1/policies/9/diff").set(admin()).expect(404)).body.code).toBe("policy_version_not_found");
+  });
+
+  test("make publish-policy's script publishes a folder, and prints OPA's refusal when there is one", async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "rego-"));
+    for (const [name, text] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+      fs.writeFileSync(path.join(dir, name), text);
+    }
+    const script = path.resolve(__dirname, "../../scripts/publish-policy.mjs");
+    const env = { ...process.env, CLAIIM_TOKEN: s.admin };
+    const ok = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url, "--message", "from a folder", "--activate"], { env });
+    expect(ok.stdout).toMatch(/^published version \d+ \(\d+-sha256:[0-9a-f]{64}\), active; parent 1/);
+    fs.writeFileSync(path.join(dir, "claiim/decision.rego"), "package claiim\n\ndecision := {\n");
+    const refused = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_compile_failed\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
   });
 
   test("formatting that opa fmt would change is a warning with the diff", async () => {
