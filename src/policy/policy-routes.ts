@@ -11,6 +11,7 @@ function changer(p: Principal | null) {
   return actorOf(p);
 }
 import type { PolicyService } from "./policy-service";
+import { readPolicyArchive } from "./archive";
 
 const PolicyVersionView = z
   .object({
@@ -65,6 +66,22 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
         422: { description: "A gate refused the policy: opa check (opa_errors: file, row, column, message), the set's own tests (failing_tests), or opa build" },
       },
       handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, changer(principal)) }),
+    }),
+    route({
+      method: "post",
+      path: "/v1/policies/archive",
+      summary: "Publish a policy set uploaded as a gzipped tar (paths climbing out, links, devices and size bombs are refused)",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      bodyType: "gzip",
+      bodyLimit: maxBytes,
+      body: z.custom<Buffer>((v) => Buffer.isBuffer(v)).openapi({ type: "string", format: "binary" }),
+      query: z.object({ message: z.string().min(1).max(2000), activate: z.enum(["true", "false"]).default("false") }).strict(),
+      responses: { 201: { description: "Published (and activated when asked)", schema: PolicyVersionView } },
+      handle: async ({ body, query, principal }) => {
+        const files = await readPolicyArchive(body, { maxBytes: maxBytes * 4, maxEntries: 1000 });
+        return { status: 201, body: await policies.publish({ files, message: query.message, activate: query.activate === "true" }, changer(principal)) };
+      },
     }),
     route({
       method: "get",

@@ -42,6 +42,7 @@ const MAY: Record<string, Who[]> = {
   "GET /v1/chron/summary": ["admin", "auditor"],
   "POST /v1/chron/retention": ["admin"],
   "POST /v1/policies": ["admin", "policy_author"],
+  "POST /v1/policies/archive": ["admin", "policy_author"],
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}": ["admin", "policy_author", "auditor"],

@@ -2,6 +2,8 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
+import * as tar from "tar";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 
@@ -60,6 +62,37 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     fs.writeFileSync(path.join(dir, "claiim/decision.rego"), "package claiim\n\ndecision := {\n");
     const refused = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_compile_failed\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
+  });
+
+  test("a gzipped tar upload publishes; climbing paths, links, size bombs and non-archives are refused specifically", async () => {
+    const entry = (name: string, body: Buffer | string, type: "File" | "SymbolicLink" = "File") => {
+      const data = Buffer.from(body);
+      const header = Buffer.alloc(512);
+      new tar.Header({ path: name, type, size: type === "File" ? data.length : 0, mode: 0o644, mtime: new Date(0), linkpath: type === "SymbolicLink" ? "/etc/passwd" : undefined }).encode(header, 0);
+      const padded = type === "File" ? Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]) : Buffer.alloc(0);
+      return Buffer.concat([header, padded]);
+    };
+    const archive = (...entries: Buffer[]) => gzipSync(Buffer.concat([...entries, Buffer.alloc(1024)]));
+    const upload = (body: Buffer, query = "message=from%20a%20tarball") =>
+      s.http.post(`/v1/policies/archive?${query}`).set(admin()).set("Content-Type", "application/gzip").send(body);
+
+    const good = archive(...Object.entries(files).map(([name, text]) => entry(name, text)));
+    const published = await upload(good, "message=tarball&activate=true").expect(201);
+    expect(published.body).toMatchObject({ message: "tarball", active: true, digest: expect.stringMatching(/^sha256:/) });
+
+    const cases: [Buffer, number, string][] = [
+      [archive(entry("../escape.rego", "package claiim\n")), 400, "archive_path_invalid"],
+      [archive(entry("/etc/claiim.rego", "package claiim\n")), 400, "archive_path_invalid"],
+      [archive(entry("claiim/link.rego", "", "SymbolicLink")), 400, "archive_entry_refused"],
+      [archive(entry("claiim/bomb.json", Buffer.alloc(20 * 1024 * 1024))), 413, "archive_too_large"],
+      [Buffer.from("not a gzip at all"), 400, "archive_invalid"],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await upload(body);
+      expect([code, res.status, res.body.code]).toEqual([code, status, code]);
+    }
+    expect((await upload(good, "").expect(400)).body.errors[0].path).toBe("message");
+    await s.http.post("/v1/policies/archive?message=x").set(admin()).set("Content-Type", "application/json").send("{}").expect(400);
   });
 
   test("formatting that opa fmt would change is a warning with the diff", async () => {
