@@ -45,7 +45,11 @@ export async function readBundle(archive: Buffer): Promise<BundleFiles> {
   return files;
 }
 
-/** Writes files as a deterministic gzipped tar: sorted paths, zero times, no owners. */
+/**
+ * Writes files as a deterministic gzipped tar (sorted paths, zero times, no owners), with paths
+ * rooted at "/" as `opa build` writes them: OPA's loader matches the manifest's wasm module path
+ * ("/policy.wasm") against the entry's path as it stands.
+ */
 export async function writeBundle(files: BundleFiles): Promise<Buffer> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "claiim-bundle-"));
   try {
@@ -56,7 +60,7 @@ export async function writeBundle(files: BundleFiles): Promise<Buffer> {
       await fs.writeFile(target, files.get(name)!);
     }
     const out = path.join(dir, "..", `${path.basename(dir)}.tar.gz`);
-    await tar.c({ gzip: true, cwd: dir, file: out, portable: true, mtime: new Date(0), noDirRecurse: true }, names);
+    await tar.c({ gzip: true, cwd: dir, file: out, portable: true, mtime: new Date(0), noDirRecurse: true, prefix: "/", preservePaths: true }, names);
     const archive = await fs.readFile(out);
     await fs.rm(out, { force: true });
     return archive;

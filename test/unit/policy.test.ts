@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import os from "node:os";
+import * as tar from "tar";
 import path from "node:path";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
 import { FakePolicyStore } from "../../src/policy/fake-policy-store";
@@ -35,6 +36,10 @@ describe("PolicyService with the real OPA compiler", () => {
       wasm: [{ entrypoint: "claiim/decision", module: "/policy.wasm" }],
     });
     expect([...files.keys()].some((f) => f.endsWith("_test.rego"))).toBe(false);
+    // Entries are rooted at "/" as opa build writes them, or OPA's loader cannot find /policy.wasm.
+    const entries: string[] = [];
+    await tar.t({ file: path.join(bundleDir, "1.tar.gz"), onReadEntry: (e) => void entries.push(e.path) });
+    expect(entries.sort()).toEqual(["/.manifest", "/claiim/decision.rego", "/data.json", "/policy.wasm"]);
     expect(store.current).toMatchObject({ activeVersion: 1, activatedBy: "system:bootstrap" });
   });
 
