@@ -43,6 +43,8 @@ export interface PolicyCompiler {
    * UnprocessableError with OPA's problems at the first gate that fails.
    */
   compile(sources: PolicySources): Promise<Compiled>;
+  /** A standard OPA bundle of the sources (Rego, not WebAssembly) stamped with `revision`, for OPA sidecars. */
+  regoBundle(sources: PolicySources, revision: string): Promise<Buffer>;
 }
 
 const SOURCE_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+\.(rego|json|yaml|yml)$/;
@@ -85,6 +87,25 @@ export class OpaCliCompiler implements PolicyCompiler {
 
   async compile(sources: PolicySources): Promise<Compiled> {
     checkSourcePaths(sources);
+    return this.inWorkspace(sources, async (src, out) => {
+      const capabilities = await this.capabilities();
+      await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
+      if (Object.keys(sources).some((n) => n.endsWith("_test.rego"))) await this.test(src);
+      const warnings = await this.formatting(src, sources);
+      await this.opa(src, ["build", "-t", "wasm", "-e", ENTRYPOINT, "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."], "text");
+      return { files: await readBundle(await fs.readFile(out)), warnings };
+    });
+  }
+
+  regoBundle(sources: PolicySources, revision: string): Promise<Buffer> {
+    return this.inWorkspace(sources, async (src, out) => {
+      await this.opa(src, ["build", "-t", "rego", "-r", revision, "--ignore", "*_test.rego", "-o", out, "."], "text");
+      return fs.readFile(out);
+    });
+  }
+
+  /** Writes the sources into a fresh folder, runs `work` with it and a path for a bundle, then removes it all. */
+  private async inWorkspace<T>(sources: PolicySources, work: (src: string, out: string) => Promise<T>): Promise<T> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "claiim-policy-"));
     try {
       const src = path.join(dir, "src");
@@ -92,17 +113,7 @@ export class OpaCliCompiler implements PolicyCompiler {
         await fs.mkdir(path.dirname(path.join(src, name)), { recursive: true });
         await fs.writeFile(path.join(src, name), text);
       }
-      const capabilities = await this.capabilities();
-      await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
-      if (Object.keys(sources).some((n) => n.endsWith("_test.rego"))) await this.test(src);
-      const warnings = await this.formatting(src, sources);
-      const out = path.join(dir, "bundle.tar.gz");
-      await this.opa(
-        src,
-        ["build", "-t", "wasm", "-e", ENTRYPOINT, "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."],
-        "text",
-      );
-      return { files: await readBundle(await fs.readFile(out)), warnings };
+      return await work(src, path.join(dir, "bundle.tar.gz"));
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 import { z } from "../http/openapi";
-import { route, type RouteSpec } from "../http/route";
+import { route, type Reply, type RouteSpec } from "../http/route";
 import { actorOf, type Principal } from "../identity/model";
-import { NotAllowedError } from "../lib/errors";
+import { NotAllowedError, NotFoundError } from "../lib/errors";
 
 /** The policy applies to every organisation, so only a key that spans all of them may change it. */
 function changer(p: Principal | null) {
@@ -91,6 +91,22 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Versions", schema: z.object({ versions: z.array(PolicyVersionView) }) } },
       handle: async () => ({ status: 200, body: { versions: await policies.list() } }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/bundles/{name}",
+      summary: "The active policy as a standard OPA bundle (OPA's bundle service API), for OPA sidecars; ETag is the revision",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      params: z.object({ name: z.string().max(100) }),
+      responses: { 200: { description: "The bundle (application/gzip)" }, 304: { description: "Not modified" }, 404: { description: "No such bundle" } },
+      handle: async ({ params, req }): Promise<Reply> => {
+        const bundle = params.name === "claiim" ? await policies.servedBundle() : null;
+        if (!bundle) throw new NotFoundError("bundle_not_found", `no active bundle named ${params.name}`);
+        const etag = `"${bundle.revision}"`;
+        if (req.get("if-none-match") === etag) return { status: 304, headers: { ETag: etag } };
+        return { status: 200, headers: { ETag: etag, "Cache-Control": "no-cache" }, contentType: "application/gzip", body: bundle.bytes };
+      },
     }),
     route({
       method: "get",

@@ -77,6 +77,7 @@ export async function readPolicyDir(dir: string): Promise<PolicySources> {
  */
 export class PolicyService {
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly served = new Map<number, Promise<Buffer>>();
 
   constructor(
     private readonly store: PolicyStore,
@@ -196,6 +197,24 @@ export class PolicyService {
       );
       this.logger.info("reference policies published and activated", { version: view.version, revision: view.revision });
     }
+  }
+
+  /**
+   * The active version as a standard OPA bundle for sidecars (OPA's bundle service API): built once
+   * per version from the stored sources with `opa build -t rego`, carrying the same revision.
+   */
+  async servedBundle(): Promise<{ revision: string; bytes: Buffer } | null> {
+    const active = this.engine.active();
+    if (!active) return null;
+    let bytes = this.served.get(active.version);
+    if (!bytes) {
+      const stored = await this.store.get(active.version);
+      if (!stored) return null;
+      bytes = this.compiler.regoBundle(stored.sources, stored.revision);
+      bytes.catch(() => this.served.delete(active.version));
+      this.served.set(active.version, bytes);
+    }
+    return { revision: active.revision, bytes: await bytes };
   }
 
   async list(): Promise<PolicyVersionView[]> {

@@ -45,6 +45,7 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/policies/archive": ["admin", "policy_author"],
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],
+  "GET /v1/bundles/{name}": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}/diff": ["admin", "policy_author", "auditor"],
   "POST /v1/policies/{version}/activate": ["admin", "policy_author"],
@@ -91,7 +92,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
     const failures: string[] = [];
     for (const [route, may] of Object.entries(MAY)) {
       const [method, template] = route.split(" ");
-      const url = template.replace("{id}", NOWHERE).replace("{credential_id}", NOWHERE).replace("{client_id}", NOWHERE).replace("{version}", "999");
+      const url = template.replace("{id}", NOWHERE).replace("{credential_id}", NOWHERE).replace("{client_id}", NOWHERE).replace("{version}", "999").replace("{name}", "nothing");
       for (const who of Object.keys(creds) as Who[]) {
         const res = await s.http[method.toLowerCase() as "get"](url).set(bearer(creds[who])).set("Content-Type", "application/json").send(method === "GET" || method === "DELETE" ? undefined : "{}");
         const admitted = res.status !== 403 && res.status !== 401;

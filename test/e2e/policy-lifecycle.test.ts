@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -6,6 +6,9 @@ import { gzipSync } from "node:zlib";
 import * as tar from "tar";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
+import { OPA_BIN } from "../support/fake-core";
+import { sql } from "../support/sql";
+import { readBundle } from "../../src/policy/bundle";
 
 const run = promisify(execFile);
 
@@ -99,5 +102,81 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     const sloppy = { ...files, "claiim/decision.rego": files["claiim/decision.rego"].replace("skill_name := input.request.skill.name", "skill_name:=input.request.skill.name") };
     const res = (await publish({ files: sloppy, message: "sloppy" }).expect(201)).body;
     expect(res.warnings).toEqual([{ file: "claiim/decision.rego", code: "opa_fmt", message: expect.any(String), diff: expect.stringContaining("+skill_name := input.request.skill.name") }]);
+  });
+});
+
+describe.each(databaseKinds())("CLAIIM as the bundle server of an OPA sidecar, on %s", (kind) => {
+  let s: TestServer;
+  let opa: ChildProcess | null = null;
+  const admin = () => ({ Authorization: `Bearer ${s.admin}` });
+
+  beforeAll(async () => {
+    s = await startTestServer(kind);
+  });
+  afterAll(async () => {
+    opa?.kill("SIGTERM");
+    await s?.stop();
+  });
+
+  test("serves the active version as a standard bundle with its revision as ETag", async () => {
+    const status = (await s.http.get("/v1/policies/status").set(admin())).body;
+    const res = await s.http.get("/v1/bundles/claiim").set(admin()).buffer(true).parse((r, cb) => {
+      const chunks: Buffer[] = [];
+      r.on("data", (c: Buffer) => chunks.push(c));
+      r.on("end", () => cb(null, Buffer.concat(chunks)));
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.etag).toBe(`"${status.active_revision}"`);
+    const bundle = await readBundle(res.body as Buffer);
+    expect([...bundle.keys()].some((e) => e.endsWith("decision.rego"))).toBe(true);
+    expect([...bundle.keys()].some((e) => e.endsWith("_test.rego"))).toBe(false);
+    expect(JSON.parse(bundle.get(".manifest")!.toString()).revision).toBe(status.active_revision);
+    await s.http.get("/v1/bundles/claiim").set(admin()).set("If-None-Match", res.headers.etag).expect(304);
+    expect((await s.http.get("/v1/bundles/other").set(admin()).expect(404)).body.code).toBe("bundle_not_found");
+  });
+
+  test("a real `opa run --server` pulling from CLAIIM gives the decision CLAIIM gave", async () => {
+    await s.http.post("/v1/organizations").set(admin()).send({ slug: "acme", name: "Acme" }).expect(201);
+    await s.http.post("/v1/humans").set(admin()).send({ organization: "acme", name: "Alice", email: "alice@acme.example" }).expect(201);
+    const agent = (await s.http.post("/v1/agents").set(admin()).send({ organization: "acme", name: "deploy-bot", owner: "alice@acme.example", skills: [{ name: "deploy", version: "1.2.0" }] }).expect(201)).body;
+    const token = (await s.http.post(`/v1/agents/${agent.id}/credentials`).set(admin()).send({}).expect(201)).body.token;
+    const sidecarKey = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "opa sidecar", role: "auditor" }).expect(201)).body.secret;
+
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "sidecar-"));
+    const config = path.join(dir, "opa.yaml");
+    fs.writeFileSync(
+      config,
+      [
+        "services:",
+        "  claiim:",
+        `    url: ${s.claiim.url}`,
+        "    credentials:",
+        "      bearer:",
+        `        token: "${sidecarKey}"`,
+        "bundles:",
+        "  claiim:",
+        "    service: claiim",
+        "    resource: /v1/bundles/claiim",
+        "    polling:",
+        "      min_delay_seconds: 1",
+        "      max_delay_seconds: 2",
+        "",
+      ].join("\n"),
+    );
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    opa = spawn(OPA_BIN, ["run", "--server", "--addr", `127.0.0.1:${port}`, "--config-file", config], { stdio: "ignore" });
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      if ((await fetch(`${base}/health?bundles`).catch(() => null))?.ok) break;
+      if (i > 100) throw new Error("the OPA sidecar did not load CLAIIM's bundle");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const resource of ["staging", "production"]) {
+      const claiim = (await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send({ action: "deploy", resource, purpose: "p", skill: { name: "deploy", version: "1.2.0" } }).expect(200)).body;
+      const [row] = await sql(s.claiim.db, "SELECT content FROM chron_records WHERE id = $1", [claiim.decision_id]);
+      const input = JSON.parse(row.content as string).input;
+      const sidecar = (await (await fetch(`${base}/v1/data/claiim/decision`, { method: "POST", body: JSON.stringify({ input }) })).json()) as { result: unknown };
+      expect(sidecar.result).toEqual({ allow: claiim.allow, reasons: claiim.reasons });
+    }
   });
 });
