@@ -11,12 +11,17 @@ command -v pg_lsclusters >/dev/null || die "PostgreSQL is not installed: install
 read -r version cluster port status _ < <(pg_lsclusters -h | head -1) || die "no PostgreSQL cluster exists (pg_createcluster)"
 if [ "$status" != "online" ]; then
   log "starting PostgreSQL $version/$cluster"
-  pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
+  # WARNING: this script's standard output is the URL and nothing else; pg_ctlcluster can print
+  # (a removed stale pid file, recovery notes), so its output goes to standard error.
+  pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start >&2
 fi
-for _ in $(seq 1 50); do
-  su postgres -c "pg_isready -q -p $port" && break
+# Crash recovery after an unclean stop can take a while.
+ready=0
+for _ in $(seq 1 300); do
+  if su postgres -c "pg_isready -q -p $port" >&2; then ready=1; break; fi
   sleep 0.2
 done
+[ "$ready" = 1 ] || die "PostgreSQL $version/$cluster did not accept connections within 60 s (see /var/log/postgresql/)"
 su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" >/dev/null <<'SQL'
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'claiim_test') THEN

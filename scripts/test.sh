@@ -17,14 +17,20 @@ if [ "${CLAIIM_TEST_SKIP_PG:-}" = 1 ]; then
   log "CLAIIM_TEST_SKIP_PG=1: end-to-end tests run on SQLite only"
 else
   CLAIIM_TEST_PG_URL="$(bash scripts/ensure-postgres.sh)"
+  [[ "$CLAIIM_TEST_PG_URL" =~ ^postgres(ql)?://[^[:space:]]+$ ]] || die "scripts/ensure-postgres.sh gave no PostgreSQL URL but: $CLAIIM_TEST_PG_URL"
   export CLAIIM_TEST_PG_URL
 fi
 
 log "jest"
 mkdir -p .tools
+rm -f .tools/jest-results.json
 status=0
 jest --ci --json --outputFile=.tools/jest-results.json "$@" || status=$?
 # One plain closing line that any CI can read.
-node -e 'const r = require("./.tools/jest-results.json");
-  console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);'
+if [ -f .tools/jest-results.json ]; then
+  node -e 'const r = require("./.tools/jest-results.json");
+    console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);'
+else
+  echo "jest: no results, it stopped before running the tests (see its error above)"
+fi
 exit "$status"
