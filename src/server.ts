@@ -26,6 +26,7 @@ import { PolicyEngine } from "./policy/policy-engine";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { PolicyStore } from "./policy/policy-store";
 import { PolicyService } from "./policy/policy-service";
+import { BundleSigner } from "./policy/bundle-signing";
 import { policyRoutes } from "./policy/policy-routes";
 import type { ChronStore, Recorder } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
@@ -96,7 +97,18 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
 
   const engine = new PolicyEngine();
-  const policies = new PolicyService(stores.policy, compiler, engine, config.bundleDir, record, logger, () => stores.chron.decisionsByPolicyVersion());
+  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record);
+  await signer.start();
+  const policies = new PolicyService({
+    store: stores.policy,
+    compiler,
+    engine,
+    signer,
+    bundleDir: config.bundleDir,
+    record,
+    logger,
+    decisionCounts: () => stores.chron.decisionsByPolicyVersion(),
+  });
   await policies.start(config.regoDir);
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
@@ -130,8 +142,8 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   let openapi: unknown = null;
   const routes: RouteSpec[] = [
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
-    // The JWKS holds the token keys and every Chron checkpoint key, so that old exports stay checkable.
-    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish)] })),
+    // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
+    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),

@@ -71,13 +71,13 @@ export async function writeBundle(files: BundleFiles): Promise<Buffer> {
 
 /**
  * The bundle's content digest: SHA-256 over the sorted list of its files (all but .manifest, which
- * carries the digest) with the SHA-256 of each. It names what the policy is, whatever the archive's
- * byte layout.
+ * carries the digest, and .signatures.json, which signs it) with the SHA-256 of each. It names what
+ * the policy is, whatever the archive's byte layout or the key that signed it.
  */
 export function contentDigest(files: BundleFiles): string {
   const h = createHash("sha256");
   for (const name of [...files.keys()].sort()) {
-    if (name === ".manifest") continue;
+    if (name === ".manifest" || name === ".signatures.json") continue;
     h.update(`${name}\0${sha256Hex(files.get(name)!)}\n`);
   }
   return `sha256:${h.digest("hex")}`;

@@ -1,5 +1,5 @@
 import { loadPolicy } from "@open-policy-agent/opa-wasm";
-import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf } from "./bundle";
+import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, type BundleFiles } from "./bundle";
 import { ENTRYPOINT } from "./opa-compiler";
 import type { StoredBundle } from "./policy-store";
 
@@ -9,6 +9,8 @@ export interface ActivePolicy {
   revision: string;
   digest: string;
   activatedAt: Date;
+  /** The bundle-signing key whose signature was checked before loading. */
+  signedBy: string;
   /** The bundle's data document (data.json), as the policy sees it under `data`. */
   data: Record<string, unknown>;
   /** Evaluates the decision entrypoint. Synchronous; throws when the policy fails. */
@@ -17,16 +19,20 @@ export interface ActivePolicy {
 
 export class BundleIntegrityError extends Error {}
 
+/** Checks a bundle's OPA signature and returns the signing key's id; throws when it does not verify. */
+export type BundleVerifier = (files: BundleFiles) => Promise<string>;
+
 /**
- * Checks a stored bundle end to end (archive hash, content digest, manifest revision, entrypoint)
- * and loads it. Nothing unverified reaches the runtime.
+ * Checks a stored bundle end to end (archive hash, OPA signature, content digest, manifest
+ * revision, entrypoint) and loads it. Nothing unverified reaches the runtime.
  */
-export async function instantiate(stored: StoredBundle, activatedAt: Date): Promise<ActivePolicy> {
+export async function instantiate(stored: StoredBundle, activatedAt: Date, verify: BundleVerifier): Promise<ActivePolicy> {
   const fail = (why: string): never => {
     throw new BundleIntegrityError(`policy version ${stored.version} refused: ${why}`);
   };
   if (fileSha256(stored.bundle) !== stored.fileSha256) fail("archive hash does not match the recorded hash");
   const files = await readBundle(stored.bundle).catch((err: Error) => fail(`archive is unreadable (${err.message})`));
+  const signedBy = await verify(files).catch((err: Error) => fail(err.message));
   const digest = contentDigest(files);
   if (digest !== stored.digest) fail("content digest does not match the recorded digest");
   const manifest = parseManifest(files);
@@ -47,6 +53,7 @@ export async function instantiate(stored: StoredBundle, activatedAt: Date): Prom
     revision: stored.revision,
     digest: stored.digest,
     activatedAt,
+    signedBy,
     data,
     evaluate(input: unknown): unknown {
       const results = policy.evaluate(input, entrypoint) as { result: unknown }[];

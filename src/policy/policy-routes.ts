@@ -35,6 +35,7 @@ const PolicyStatusView = z
     active_digest: z.string().nullable(),
     last_successful_activation: z.string().nullable(),
     activated_by: z.string().nullable(),
+    active_signed_by: z.string().nullable().openapi({ description: "kid of the bundle-signing key whose signature was verified when the active version was loaded" }),
     errors: z.array(z.object({ message: z.string(), at: z.string() })),
     decisions: z.array(z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), count: z.number().int() })),
   })
@@ -116,6 +117,41 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Status", schema: PolicyStatusView } },
       handle: async () => ({ status: 200, body: await policies.status() }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/signing-keys",
+      summary: "Bundle-signing keys (ES256), the signing one and every earlier one; give public_key_pem to `opa run --verification-key`, or list them by kid under an OPA sidecar's `keys`",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      responses: {
+        200: {
+          description: "Keys",
+          schema: z.object({
+            keys: z.array(
+              z.object({
+                kid: z.string(),
+                alg: z.string(),
+                current: z.boolean(),
+                signs_until: z.string().nullable(),
+                jwk: z.record(z.string(), z.string()),
+                public_key_pem: z.string(),
+              }),
+            ),
+          }),
+        },
+      },
+      handle: async () => ({ status: 200, body: { keys: policies.signingKeys() } }),
+    }),
+    route({
+      method: "post",
+      path: "/v1/policies/signing-keys/rotate",
+      summary: "Rotate the bundle-signing key: new versions are signed by a new key; bundles signed earlier stay verifiable by their kid",
+      tags: ["policy"],
+      access: { roles: [] },
+      body: z.object({ reason: z.string().min(1).max(1000).optional() }).strict(),
+      responses: { 200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.string().nullable() }) } },
+      handle: async ({ body, principal }) => ({ status: 200, body: await policies.rotateSigningKey(changer(principal), body.reason ?? null) }),
     }),
     route({
       method: "get",

@@ -5,9 +5,10 @@ import { ClaiimError, InputError, NotFoundError, UnprocessableError } from "../l
 import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
-import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
+import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
+import type { BundleSigner } from "./bundle-signing";
 import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
-import { instantiate, type PolicyEngine } from "./policy-engine";
+import { instantiate, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import type { BundleSummary, PolicyStore } from "./policy-store";
 
 export interface PublishRequest {
@@ -42,6 +43,8 @@ export interface PolicyStatus {
   active_version: number | null;
   active_revision: string | null;
   active_digest: string | null;
+  /** kid of the bundle-signing key whose signature on the active bundle was verified at activation. */
+  active_signed_by: string | null;
   last_successful_activation: string | null;
   activated_by: string | null;
   errors: { message: string; at: string }[];
@@ -75,19 +78,37 @@ export async function readPolicyDir(dir: string): Promise<PolicySources> {
  * a version that does not compile is not stored, and a version that does not load does not
  * replace the active one.
  */
+export interface PolicyServiceDeps {
+  store: PolicyStore;
+  compiler: PolicyCompiler;
+  engine: PolicyEngine;
+  signer: BundleSigner;
+  /** Where a copy of each bundle is written for OPA tooling. */
+  bundleDir: string;
+  record: Recorder;
+  logger: Logger;
+  /** Decisions made under each policy version, from Chron. */
+  decisionCounts?: () => Promise<{ version: number | null; count: number }[]>;
+}
+
 export class PolicyService {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly served = new Map<number, Promise<Buffer>>();
+  private readonly store: PolicyStore;
+  private readonly compiler: PolicyCompiler;
+  private readonly engine: PolicyEngine;
+  private readonly signer: BundleSigner;
+  private readonly bundleDir: string;
+  private readonly record: Recorder;
+  private readonly logger: Logger;
+  private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]>;
+  private readonly verify: BundleVerifier;
 
-  constructor(
-    private readonly store: PolicyStore,
-    private readonly compiler: PolicyCompiler,
-    private readonly engine: PolicyEngine,
-    private readonly bundleDir: string,
-    private readonly record: Recorder,
-    private readonly logger: Logger,
-    private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]> = async () => [],
-  ) {}
+  constructor(deps: PolicyServiceDeps) {
+    ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger } = deps);
+    this.decisionCounts = deps.decisionCounts ?? (async () => []);
+    this.verify = (files) => this.signer.verify(files);
+  }
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
   publish(req: PublishRequest, actor: Actor): Promise<PolicyVersionView & { warnings: PolicyWarning[] }> {
@@ -115,13 +136,13 @@ export class PolicyService {
       const digest = contentDigest(files);
       const revision = revisionOf(version, digest);
       files.set(".manifest", Buffer.from(JSON.stringify({ ...parseManifest(files), revision })));
-      const bundle = await writeBundle(files);
+      const bundle = await writeBundle(await this.signer.sign(files));
       const createdAt = new Date();
       const createdBy = actorName(actor);
       const parent = this.engine.active()?.version ?? null;
       const stored = { version, parent, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy, createdAt };
       // Load before storing: a bundle that compiles but cannot run is refused like one that does not compile.
-      const loaded = await instantiate(stored, createdAt).catch((err: Error) => {
+      const loaded = await instantiate(stored, createdAt, this.verify).catch((err: Error) => {
         throw new UnprocessableError("policy_load_failed", err.message);
       });
       await this.record(
@@ -151,7 +172,7 @@ export class PolicyService {
       const at = new Date();
       let loaded;
       try {
-        loaded = await instantiate(stored, at);
+        loaded = await instantiate(stored, at, this.verify);
       } catch (err) {
         const message = (err as Error).message;
         await this.record(
@@ -201,7 +222,8 @@ export class PolicyService {
 
   /**
    * The active version as a standard OPA bundle for sidecars (OPA's bundle service API): built once
-   * per version from the stored sources with `opa build -t rego`, carrying the same revision.
+   * per version from the stored sources with `opa build -t rego`, carrying the same revision, and
+   * signed like the stored bundle, so a sidecar with `signing` configured refuses anything else.
    */
   async servedBundle(): Promise<{ revision: string; bytes: Buffer } | null> {
     const active = this.engine.active();
@@ -210,11 +232,24 @@ export class PolicyService {
     if (!bytes) {
       const stored = await this.store.get(active.version);
       if (!stored) return null;
-      bytes = this.compiler.regoBundle(stored.sources, stored.revision);
+      bytes = this.compiler.regoBundle(stored.sources, stored.revision).then(async (archive) => writeBundle(await this.signer.sign(await readBundle(archive))));
       bytes.catch(() => this.served.delete(active.version));
       this.served.set(active.version, bytes);
     }
     return { revision: active.revision, bytes: await bytes };
+  }
+
+  /** Bundle-signing keys: a new one signs from now on, and every earlier one keeps verifying. Serialised with publishing. */
+  rotateSigningKey(actor: Actor, reason: string | null): Promise<{ kid: string; previous: string | null }> {
+    return this.serialised(async () => {
+      const rotated = await this.signer.rotate(actor, reason);
+      this.logger.info("bundle-signing key rotated", { kid: rotated.kid, previous: rotated.previous, actor });
+      return rotated;
+    });
+  }
+
+  signingKeys(): ReturnType<BundleSigner["list"]> {
+    return this.signer.list();
   }
 
   async list(): Promise<PolicyVersionView[]> {
@@ -258,6 +293,7 @@ export class PolicyService {
       active_version: active?.version ?? null,
       active_revision: active?.revision ?? null,
       active_digest: active?.digest ?? null,
+      active_signed_by: active?.signedBy ?? null,
       last_successful_activation: active?.activatedAt.toISOString() ?? null,
       activated_by: active ? state.activatedBy : null,
       errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],

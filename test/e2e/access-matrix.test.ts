@@ -45,6 +45,8 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/policies/archive": ["admin", "policy_author"],
   "GET /v1/policies": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/status": ["admin", "policy_author", "auditor"],
+  "GET /v1/policies/signing-keys": ["admin", "policy_author", "auditor"],
+  "POST /v1/policies/signing-keys/rotate": ["admin"],
   "GET /v1/bundles/{name}": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}": ["admin", "policy_author", "auditor"],
   "GET /v1/policies/{version}/diff": ["admin", "policy_author", "auditor"],

@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -8,7 +9,7 @@ import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { OPA_BIN } from "../support/fake-core";
 import { sql } from "../support/sql";
-import { readBundle } from "../../src/policy/bundle";
+import { contentDigest, fileSha256, readBundle, revisionOf, writeBundle } from "../../src/policy/bundle";
 
 const run = promisify(execFile);
 
@@ -98,6 +99,52 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     await s.http.post("/v1/policies/archive?message=x").set(admin()).set("Content-Type", "application/json").send("{}").expect(400);
   });
 
+  test("bundles are signed: a consistently forged row is refused, at activation and at start-up; a key rotation keeps old versions verifiable", async () => {
+    const v = (await publish({ files, message: "to be forged" }).expect(201)).body.version;
+    const [row] = await sql(s.claiim.db, "SELECT bundle FROM policy_bundles WHERE version = $1", [v]);
+    const forged = await readBundle(Buffer.from(row.bundle as Uint8Array));
+    const data = JSON.parse(forged.get("data.json")!.toString());
+    data.claiim.skills.deploy.permits.push({ action: "deploy", resources: ["production"] });
+    forged.set("data.json", Buffer.from(JSON.stringify(data)));
+    const digest = contentDigest(forged);
+    const revision = revisionOf(v, digest);
+    forged.set(".manifest", Buffer.from(JSON.stringify({ ...JSON.parse(forged.get(".manifest")!.toString()), revision })));
+    const bytes = await writeBundle(forged);
+    await sql(s.claiim.db, "UPDATE policy_bundles SET bundle = $1, digest = $2, revision = $3, file_sha256 = $4 WHERE version = $5", [bytes, digest, revision, fileSha256(bytes), v]);
+    const refused = await s.http.post(`/v1/policies/${v}/activate`).set(admin()).expect(422);
+    expect(refused.body).toMatchObject({ code: "policy_activation_failed", detail: expect.stringMatching(/bundle signature invalid: .* does not match its signed hash/) });
+    const status = (await s.http.get("/v1/policies/status").set(admin()).expect(200)).body;
+    expect(status.active_version).not.toBe(v);
+    expect(status.errors[0].message).toMatch(/bundle signature invalid/);
+
+    // The bundle file written for OPA tooling verifies with the OPA CLI and the published public key.
+    const keys = (await s.http.get("/v1/policies/signing-keys").set(admin()).expect(200)).body.keys;
+    expect(keys).toEqual([expect.objectContaining({ kid: status.active_signed_by, alg: "ES256", current: true, public_key_pem: expect.stringMatching(/^-----BEGIN PUBLIC KEY-----/) })]);
+    const keyFile = path.join(process.env.CLAIIM_TEST_TMP!, `bundle-key-${kind}-${Date.now()}.pem`);
+    fs.writeFileSync(keyFile, keys[0].public_key_pem);
+    await run(OPA_BIN, ["build", "-b", path.join(s.config.bundleDir, `${status.active_version}.tar.gz`), "--verification-key", keyFile, "--signing-alg", "ES256", "-o", `${keyFile}.out.tar.gz`]);
+
+    const rotated = (await s.http.post("/v1/policies/signing-keys/rotate").set(admin()).send({ reason: "scheduled" }).expect(200)).body;
+    expect(rotated).toEqual({ kid: expect.any(String), previous: keys[0].kid });
+    const jwks = (await s.http.get("/.well-known/jwks.json").expect(200)).body.keys.map((k: { kid: string }) => k.kid);
+    expect(jwks).toEqual(expect.arrayContaining([keys[0].kid, rotated.kid]));
+    const fresh = (await publish({ files, message: "signed by the new key", activate: true }).expect(201)).body;
+    expect((await s.http.get("/v1/policies/status").set(admin())).body.active_signed_by).toBe(rotated.kid);
+    await s.http.post(`/v1/policies/${status.active_version}/activate`).set(admin()).expect(200);
+    expect((await s.http.get("/v1/policies/status").set(admin())).body.active_signed_by).toBe(keys[0].kid);
+    await s.http.post(`/v1/policies/${fresh.version}/activate`).set(admin()).expect(200);
+
+    // At start-up, an active version whose row was forged is not loaded: not ready rather than unverified.
+    await sql(s.claiim.db, "UPDATE policy_bundles SET bundle = $1, digest = $2, revision = $3, file_sha256 = $4 WHERE version = $5", [bytes, digest, revisionOf(fresh.version, digest), fileSha256(bytes), fresh.version]);
+    await s.restart();
+    await s.http.get("/readyz").expect(503);
+    expect((await s.http.get("/v1/policies/status").set(admin())).body).toMatchObject({ active_version: null, errors: [{ message: expect.stringMatching(/bundle signature invalid|manifest revision/) }] });
+    await s.http.post(`/v1/policies/${status.active_version}/activate`).set(admin()).expect(200);
+    await s.http.get("/readyz").expect(200);
+    const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records.map((r: { type: string }) => r.type);
+    expect(events).toEqual(expect.arrayContaining(["signing_key.rotated", "policy.activation_failed"]));
+  });
+
   test("formatting that opa fmt would change is a warning with the diff", async () => {
     const sloppy = { ...files, "claiim/decision.rego": files["claiim/decision.rego"].replace("skill_name := input.request.skill.name", "skill_name:=input.request.skill.name") };
     const res = (await publish({ files: sloppy, message: "sloppy" }).expect(201)).body;
@@ -135,48 +182,72 @@ describe.each(databaseKinds())("CLAIIM as the bundle server of an OPA sidecar, o
     expect((await s.http.get("/v1/bundles/other").set(admin()).expect(404)).body.code).toBe("bundle_not_found");
   });
 
-  test("a real `opa run --server` pulling from CLAIIM gives the decision CLAIIM gave", async () => {
+  test("a real `opa run --server` pulling from CLAIIM verifies the bundle signature and gives the decision CLAIIM gave", async () => {
     await s.http.post("/v1/organizations").set(admin()).send({ slug: "acme", name: "Acme" }).expect(201);
     await s.http.post("/v1/humans").set(admin()).send({ organization: "acme", name: "Alice", email: "alice@acme.example" }).expect(201);
     const agent = (await s.http.post("/v1/agents").set(admin()).send({ organization: "acme", name: "deploy-bot", owner: "alice@acme.example", skills: [{ name: "deploy", version: "1.2.0" }] }).expect(201)).body;
     const token = (await s.http.post(`/v1/agents/${agent.id}/credentials`).set(admin()).send({}).expect(201)).body.token;
     const sidecarKey = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "opa sidecar", role: "auditor" }).expect(201)).body.secret;
 
-    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "sidecar-"));
-    const config = path.join(dir, "opa.yaml");
-    fs.writeFileSync(
-      config,
-      [
-        "services:",
-        "  claiim:",
-        `    url: ${s.claiim.url}`,
-        "    credentials:",
-        "      bearer:",
-        `        token: "${sidecarKey}"`,
-        "bundles:",
-        "  claiim:",
-        "    service: claiim",
-        "    resource: /v1/bundles/claiim",
-        "    polling:",
-        "      min_delay_seconds: 1",
-        "      max_delay_seconds: 2",
-        "",
-      ].join("\n"),
-    );
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    opa = spawn(OPA_BIN, ["run", "--server", "--addr", `127.0.0.1:${port}`, "--config-file", config], { stdio: "ignore" });
-    const base = `http://127.0.0.1:${port}`;
-    for (let i = 0; ; i++) {
-      if ((await fetch(`${base}/health?bundles`).catch(() => null))?.ok) break;
-      if (i > 100) throw new Error("the OPA sidecar did not load CLAIIM's bundle");
-      await new Promise((r) => setTimeout(r, 100));
+    const [signing] = (await s.http.get("/v1/policies/signing-keys").set(admin()).expect(200)).body.keys;
+    const sidecar = (publicKeyPem: string) => {
+      const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "sidecar-"));
+      const config = path.join(dir, "opa.yaml");
+      fs.writeFileSync(
+        config,
+        [
+          "services:",
+          "  claiim:",
+          `    url: ${s.claiim.url}`,
+          "    credentials:",
+          "      bearer:",
+          `        token: "${sidecarKey}"`,
+          // The sidecar trusts CLAIIM's bundle-signing key by kid, and refuses any bundle it did not sign.
+          "keys:",
+          `  ${signing.kid}:`,
+          "    algorithm: ES256",
+          "    key: |",
+          ...publicKeyPem.trim().split("\n").map((l: string) => `      ${l}`),
+          "bundles:",
+          "  claiim:",
+          "    service: claiim",
+          "    resource: /v1/bundles/claiim",
+          "    signing:",
+          "      exclude_files: []",
+          "    polling:",
+          "      min_delay_seconds: 1",
+          "      max_delay_seconds: 2",
+          "",
+        ].join("\n"),
+      );
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const child = spawn(OPA_BIN, ["run", "--server", "--addr", `127.0.0.1:${port}`, "--config-file", config], { stdio: "ignore" });
+      return { child, base: `http://127.0.0.1:${port}` };
+    };
+    const loaded = async (base: string, tries: number) => {
+      for (let i = 0; i < tries; i++) {
+        if ((await fetch(`${base}/health?bundles`).catch(() => null))?.ok) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+
+    const impostor = sidecar(generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "pem", type: "spki" }) as string);
+    try {
+      expect(await loaded(impostor.base, 30)).toBe(false);
+    } finally {
+      impostor.child.kill("SIGTERM");
     }
+    const trusted = sidecar(signing.public_key_pem);
+    opa = trusted.child;
+    const base = trusted.base;
+    if (!(await loaded(base, 100))) throw new Error("the OPA sidecar did not load CLAIIM's signed bundle");
     for (const resource of ["staging", "production"]) {
       const claiim = (await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send({ action: "deploy", resource, purpose: "p", skill: { name: "deploy", version: "1.2.0" } }).expect(200)).body;
       const [row] = await sql(s.claiim.db, "SELECT content FROM chron_records WHERE id = $1", [claiim.decision_id]);
       const input = JSON.parse(row.content as string).input;
-      const sidecar = (await (await fetch(`${base}/v1/data/claiim/decision`, { method: "POST", body: JSON.stringify({ input }) })).json()) as { result: unknown };
-      expect(sidecar.result).toEqual({ allow: claiim.allow, reasons: claiim.reasons });
+      const answer = (await (await fetch(`${base}/v1/data/claiim/decision`, { method: "POST", body: JSON.stringify({ input }) })).json()) as { result: unknown };
+      expect(answer.result).toEqual({ allow: claiim.allow, reasons: claiim.reasons });
     }
   });
 });

@@ -14,7 +14,7 @@ function context(over: { status?: "active" | "suspended"; owner?: null | "deacti
 }
 
 function policy(evaluate: (input: unknown) => unknown, version = 3): ActivePolicy {
-  return { version, revision: `${version}-sha256:abc`, digest: "sha256:abc", activatedAt: now, data: {}, evaluate };
+  return { version, revision: `${version}-sha256:abc`, digest: "sha256:abc", activatedAt: now, signedBy: "kid-test", data: {}, evaluate };
 }
 
 const request = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };

@@ -6,25 +6,31 @@ import { OpaCliCompiler } from "../../src/policy/opa-compiler";
 import { FakePolicyStore } from "../../src/policy/fake-policy-store";
 import { PolicyEngine } from "../../src/policy/policy-engine";
 import { PolicyService, readPolicyDir } from "../../src/policy/policy-service";
-import { readBundle, writeBundle } from "../../src/policy/bundle";
+import { contentDigest, fileSha256, readBundle, revisionOf, writeBundle } from "../../src/policy/bundle";
 import { createLogger } from "../../src/lib/logger";
 import { OPA_BIN } from "../support/fake-core";
 import { fakeChron, TESTER } from "../support/recorder";
+import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
+import { SigningKeys } from "../../src/identity/signing-keys";
+import { BundleSigner } from "../../src/policy/bundle-signing";
 
 const REGO = path.resolve(__dirname, "../../rego");
 
-function setup() {
+async function setup() {
   const store = new FakePolicyStore();
   const engine = new PolicyEngine();
   const bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bundles-"));
   const chron = fakeChron();
-  const service = new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, bundleDir, chron.record, createLogger("silent"));
-  return { store, engine, service, bundleDir, chron };
+  const keyStore = new FakeIdentityStore();
+  const signer = new BundleSigner(new SigningKeys("bundle-signing"), keyStore, chron.record);
+  await signer.start();
+  const service = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir, record: chron.record, logger: createLogger("silent") });
+  return { store, engine, service, bundleDir, chron, signer, keyStore };
 }
 
 describe("PolicyService with the real OPA compiler", () => {
   test("first start publishes and activates rego/ as version 1 with a digest-stamped revision", async () => {
-    const { store, engine, service, bundleDir } = setup();
+    const { store, engine, service, bundleDir } = await setup();
     await service.start(REGO);
     const active = engine.active()!;
     expect(active.version).toBe(1);
@@ -39,12 +45,12 @@ describe("PolicyService with the real OPA compiler", () => {
     // Entries are rooted at "/" as opa build writes them, or OPA's loader cannot find /policy.wasm.
     const entries: string[] = [];
     await tar.t({ file: path.join(bundleDir, "1.tar.gz"), onReadEntry: (e) => void entries.push(e.path) });
-    expect(entries.sort()).toEqual(["/.manifest", "/claiim/decision.rego", "/data.json", "/policy.wasm"]);
+    expect(entries.sort()).toEqual(["/.manifest", "/.signatures.json", "/claiim/decision.rego", "/data.json", "/policy.wasm"]);
     expect(store.current).toMatchObject({ activeVersion: 1, activatedBy: "system:bootstrap" });
   });
 
   test("a refused compile stores nothing and leaves the active version", async () => {
-    const { store, engine, service } = setup();
+    const { store, engine, service } = await setup();
     await service.start(REGO);
     await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
       status: 422,
@@ -56,7 +62,7 @@ describe("PolicyService with the real OPA compiler", () => {
   });
 
   test("the set's own tests are a gate: a failing test refuses the version, by name and place", async () => {
-    const { store, engine, service, chron } = setup();
+    const { store, engine, service, chron } = await setup();
     await service.start(REGO);
     const files = await readPolicyDir(REGO);
     files["claiim/extra_test.rego"] = 'package claiim_extra_test\n\nimport data.claiim\n\ntest_production_is_allowed if claiim.decision.allow with input as {}\n';
@@ -71,7 +77,7 @@ describe("PolicyService with the real OPA compiler", () => {
   });
 
   test("formatting that opa fmt would change is a warning, with the diff, not a refusal", async () => {
-    const { service } = setup();
+    const { service } = await setup();
     await service.start(REGO);
     const files = await readPolicyDir(REGO);
     files["claiim/decision.rego"] = files["claiim/decision.rego"].replace("skill_name := input.request.skill.name", "skill_name:=input.request.skill.name");
@@ -81,12 +87,12 @@ describe("PolicyService with the real OPA compiler", () => {
   });
 
   test("a policy without the decision entrypoint is refused", async () => {
-    const { service } = setup();
+    const { service } = await setup();
     await expect(service.publish({ files: { "other.rego": "package other\nx := 1\n" }, message: "m", activate: false }, TESTER)).rejects.toMatchObject({ status: 422 });
   });
 
   test("publishing does not activate unless asked; activation swaps atomically", async () => {
-    const { engine, service } = setup();
+    const { engine, service } = await setup();
     await service.start(REGO);
     const before = engine.active()!;
     const v2 = await service.publish({ files: await readPolicyDir(REGO), message: "same again", activate: false }, TESTER);
@@ -101,7 +107,7 @@ describe("PolicyService with the real OPA compiler", () => {
     ["archive bytes", (b: { bundle: Buffer }) => { b.bundle = Buffer.from(b.bundle); b.bundle[b.bundle.length - 5] ^= 0xff; }, /archive hash/],
     ["recorded digest", (b: { digest: string }) => { b.digest = `sha256:${"0".repeat(64)}`; }, /content digest/],
   ])("a stored bundle whose %s changed is refused at activation; the old one stays", async (_what, tamper, why) => {
-    const { store, engine, service } = setup();
+    const { store, engine, service } = await setup();
     await service.start(REGO);
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
     tamper(store.bundles.get(2)! as never);
@@ -110,24 +116,62 @@ describe("PolicyService with the real OPA compiler", () => {
     expect((await service.status()).errors[0].message).toMatch(why);
   });
 
-  test("a bundle rebuilt with different content but the old hashes is refused", async () => {
-    const { store, engine, service } = setup();
+  test("a bundle rebuilt with other content is refused; forged consistently (hashes, revision, manifest recomputed), by its signature", async () => {
+    const { store, engine, service } = await setup();
     await service.start(REGO);
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
     const stored = store.bundles.get(2)!;
     const files = await readBundle(stored.bundle);
     files.set("data.json", Buffer.from(JSON.stringify({ claiim: { skills: {} } })));
     stored.bundle = await writeBundle(files);
-    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed" });
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed", message: expect.stringMatching(/archive hash/) });
+    const digest = contentDigest(files);
+    const revision = revisionOf(2, digest);
+    files.set(".manifest", Buffer.from(JSON.stringify({ ...JSON.parse(files.get(".manifest")!.toString()), revision })));
+    stored.bundle = await writeBundle(files);
+    Object.assign(stored, { digest, revision, fileSha256: fileSha256(stored.bundle) });
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed", message: expect.stringMatching(/bundle signature invalid: .* does not match its signed hash/) });
     expect(engine.active()!.version).toBe(1);
+    expect((await service.status()).errors[0].message).toMatch(/bundle signature invalid/);
+  });
+
+  test("a bundle signed by a key CLAIIM never held, or with its signature removed, is refused", async () => {
+    const { store, service } = await setup();
+    await service.start(REGO);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
+    const stored = store.bundles.get(2)!;
+    const stranger = await setup();
+    const resigned = await stranger.signer.sign(await readBundle(stored.bundle));
+    stored.bundle = await writeBundle(resigned);
+    stored.fileSha256 = fileSha256(stored.bundle);
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ message: expect.stringMatching(/signed by unknown key/) });
+    resigned.delete(".signatures.json");
+    stored.bundle = await writeBundle(resigned);
+    stored.fileSha256 = fileSha256(stored.bundle);
+    await expect(service.activate(2, TESTER)).rejects.toMatchObject({ message: expect.stringMatching(/has no .signatures.json/) });
+  });
+
+  test("after a rotation new versions are signed by the new key, and versions signed by the old one still activate", async () => {
+    const { service, chron, engine } = await setup();
+    await service.start(REGO);
+    const [first] = service.signingKeys();
+    const rotated = await service.rotateSigningKey(TESTER, "yearly rotation");
+    expect(rotated).toEqual({ kid: expect.any(String), previous: first.kid });
+    const keys = service.signingKeys();
+    expect(keys.map((k) => [k.kid, k.current])).toEqual([[first.kid, false], [rotated.kid, true]]);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: true }, TESTER);
+    expect((await service.status()).active_signed_by).toBe(rotated.kid);
+    await service.activate(1, TESTER);
+    expect(engine.active()!.signedBy).toBe(first.kid);
+    expect(chron.events().find((e) => e.type === "signing_key.rotated")).toMatchObject({ reason: "yearly rotation", before: { signing_kid: first.kid }, after: { signing_kid: rotated.kid } });
   });
 
   test("at start-up, a tampered active bundle is not loaded: nothing is active rather than something unverified", async () => {
-    const { store, service } = setup();
+    const { store, service, signer } = await setup();
     await service.start(REGO);
     store.bundles.get(1)!.fileSha256 = "sha256:forged";
     const engine = new PolicyEngine();
-    await new PolicyService(store, new OpaCliCompiler(OPA_BIN), engine, os.tmpdir(), fakeChron().record, createLogger("silent")).start(REGO);
+    await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent") }).start(REGO);
     expect(engine.active()).toBeNull();
     expect(store.current.lastError).toMatch(/archive hash/);
   });
@@ -137,7 +181,7 @@ describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses"
   let evaluate: (input: unknown) => { allow: boolean; reasons: string[] };
 
   beforeAll(async () => {
-    const { engine, service } = setup();
+    const { engine, service } = await setup();
     await service.start(REGO);
     const active = engine.active()!;
     evaluate = (input) => active.evaluate(input) as { allow: boolean; reasons: string[] };
