@@ -1,8 +1,10 @@
 /*
  * Benchmark of the decision endpoint (make bench). Starts CLAIIM as its own process on a fresh
  * database, registers the reference agents, drives POST /v1/decisions with autocannon at 64
- * connections for a fixed time with a mix of allowed and denied actions, then checks that every
- * acknowledged decision is in Chron and that the chain verifies.
+ * connections for a fixed time with a mix of allowed and denied actions; then again with a shadow
+ * version evaluated beside the active one, and again while a replay of that version runs over
+ * everything recorded so far. It checks that every acknowledged decision is in Chron and that the
+ * chain verifies.
  *
  * BENCH_SECONDS (default 15), BENCH_CONNECTIONS (64), BENCH_DATABASE_URL (default: SQLite in a
  * temporary folder; a postgresql:// URL benchmarks PostgreSQL).
@@ -56,7 +58,7 @@ async function call(base: string, token: string, method: string, url: string, bo
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const json = (await res.json()) as Record<string, unknown>;
+  const json = res.status === 204 ? {} : ((await res.json()) as Record<string, unknown>);
   if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(json)}`);
   return json;
 }
@@ -98,15 +100,42 @@ async function main(): Promise<void> {
       }
     }
 
-    console.log(`CLAIIM decision benchmark: ${CONNECTIONS} connections, ${SECONDS}s, ${requests.length / 2} agents, half allowed and half denied, on ${databaseUrl.split(":")[0]}`);
-    const result = await autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, requests });
+    console.log(`CLAIIM decision benchmark: ${CONNECTIONS} connections, ${SECONDS}s per phase, ${requests.length / 2} agents, half allowed and half denied, on ${databaseUrl.split(":")[0]}`);
+    const phases: [string, AutocannonResult][] = [];
+    const load = async (label: string) => {
+      phases.push([label, await autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, requests })]);
+    };
+    const benchStart = new Date(Date.now() - 60_000).toISOString();
+    await load("decisions");
+
+    // A candidate version that freezes staging deploys: shadowed, then replayed, while decisions go on.
+    const files = ((await call(base, admin, "GET", "/v1/policies/1")) as { files: Record<string, string> }).files;
+    const data = JSON.parse(files["claiim/data.json"]);
+    data.skills.deploy.forbids.push({ action: "deploy", resources: ["staging"], reason: "staging is frozen" });
+    const candidate = Object.fromEntries(Object.entries({ ...files, "claiim/data.json": JSON.stringify(data) }).filter(([name]) => !name.endsWith("_test.rego")));
+    const { version } = (await call(base, admin, "POST", "/v1/policies", { files: candidate, message: "bench candidate" })) as { version: number };
+    await call(base, admin, "PUT", "/v1/policies/shadow", { version });
+    await load("with a shadow version");
+    await call(base, admin, "DELETE", "/v1/policies/shadow");
+    const shadow = (await call(base, admin, "GET", `/v1/policies/shadow/report?version=${version}&from=${encodeURIComponent(benchStart)}&samples=0`)) as { evaluated: number; disagreements: number };
+
+    const replay = (await call(base, admin, "POST", `/v1/policies/${version}/replay`, { from: benchStart, max_records: 10 })) as { id: string; progress: { total: number } };
+    const replayStarted = Date.now();
+    await load("during a replay");
+    let job: { state: string; finished_at: string | null; progress: { processed: number }; allow_to_deny: { count: number } };
+    for (;;) {
+      job = (await call(base, admin, "GET", `/v1/policies/replays/${replay.id}`)) as typeof job;
+      if (job.state !== "running") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const replaySeconds = (Date.parse(job.finished_at!) - replayStarted) / 1000;
 
     // Decisions the server answered after the client stopped listening are recorded but not acknowledged.
     await new Promise((r) => setTimeout(r, 500));
     const recorded = new Set<string>();
     let cursor: string | null = null;
     do {
-      const page = (await call(base, admin, "GET", `/v1/chron/records?limit=1000${cursor ? `&cursor=${cursor}` : ""}`)) as { records: { decision_id: string }[]; next_cursor: string | null };
+      const page = (await call(base, admin, "GET", `/v1/chron/records?kind=decision&limit=1000${cursor ? `&cursor=${cursor}` : ""}`)) as { records: { decision_id: string }[]; next_cursor: string | null };
       for (const r of page.records) recorded.add(r.decision_id);
       cursor = page.next_cursor;
     } while (cursor);
@@ -114,13 +143,20 @@ async function main(): Promise<void> {
     const missing = [...acknowledged].filter((id) => !recorded.has(id)).length;
 
     console.log("");
-    console.log(`decisions/s (mean)      ${result.requests.average.toFixed(0)}`);
-    console.log(`decisions acknowledged  ${acknowledged.size} (2xx ${result["2xx"]}, non-2xx ${result.non2xx}, errors ${result.errors}, timeouts ${result.timeouts})`);
-    console.log(`latency p50 / p90 / p99 ${result.latency.p50} / ${result.latency.p90} / ${result.latency.p99} ms (max ${result.latency.max} ms)`);
-    console.log(`chron records           ${recorded.size} (${recorded.size - acknowledged.size} answered after the client stopped)`);
+    console.log(`${"phase".padEnd(24)} ${"decisions/s".padStart(11)} ${"p50 ms".padStart(7)} ${"p90 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"max ms".padStart(7)}  non-2xx`);
+    for (const [label, r] of phases) {
+      console.log(`${label.padEnd(24)} ${r.requests.average.toFixed(0).padStart(11)} ${String(r.latency.p50).padStart(7)} ${String(r.latency.p90).padStart(7)} ${String(r.latency.p99).padStart(7)} ${String(r.latency.max).padStart(7)}  ${r.non2xx + r.errors + r.timeouts}`);
+    }
+    console.log("");
+    console.log(`shadow                  ${shadow.evaluated} decisions also evaluated under version ${version}, ${shadow.disagreements} disagreements recorded`);
+    console.log(`replay                  ${job.progress.processed} recorded decisions in ${replaySeconds.toFixed(1)} s (${(job.progress.processed / replaySeconds).toFixed(0)}/s, under load), ${job.allow_to_deny.count} allow→deny, state ${job.state}`);
+    const ok2xx = phases.reduce((n, [, r]) => n + r["2xx"], 0);
+    const bad = phases.reduce((n, [, r]) => n + r.non2xx, 0);
+    console.log(`decisions acknowledged  ${acknowledged.size} (2xx ${ok2xx}, non-2xx ${bad})`);
+    console.log(`chron records           ${recorded.size} decisions (${recorded.size - acknowledged.size} answered after the client stopped)`);
     console.log(`chron chain             ${verify.valid ? "valid" : "BROKEN"}, ${verify.checked} records verified`);
-    const ok = missing === 0 && verify.valid && result.non2xx === 0 && acknowledged.size === result["2xx"];
-    console.log(`check                   ${ok ? "OK" : "FAILED"}: every acknowledged decision is in Chron (${missing} missing)`);
+    const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx && job.state === "done";
+    console.log(`check                   ${ok ? "OK" : "FAILED"}: every acknowledged decision is in Chron (${missing} missing), the replay finished`);
     if (!ok) process.exitCode = 1;
   } finally {
     server.kill("SIGTERM");

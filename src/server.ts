@@ -27,6 +27,7 @@ import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { PolicyStore } from "./policy/policy-store";
 import { PolicyService } from "./policy/policy-service";
 import { BundleSigner } from "./policy/bundle-signing";
+import { ReplayRunner } from "./policy/replay";
 import { policyRoutes } from "./policy/policy-routes";
 import type { ChronStore, Recorder } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
@@ -108,6 +109,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     record,
     logger,
     decisionCounts: () => stores.chron.decisionsByPolicyVersion(),
+    chron: stores.chron,
   });
   await policies.start(config.regoDir);
   await checkpointer.start();
@@ -117,6 +119,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     {
       agentContext: (id) => identity.agentContext(id),
       activePolicy: () => engine.active(),
+      shadowPolicy: () => engine.shadow(),
       record: (content) => writer.append(content),
       redact: (content) => redact(content, config.redaction),
     },
@@ -148,7 +151,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, exporter, retention, identity),
-    ...policyRoutes(policies, config.bodyLimits.policy),
+    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);

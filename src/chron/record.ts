@@ -37,9 +37,34 @@ export interface DecisionContent {
   policy: PolicyRef;
   bundles: Record<string, { revision: string }>;
   input: unknown;
+  /** Shadow mode: what the shadow version decided on the same input. It was not enforced. */
+  shadow?: ShadowResult;
   /** JSON Pointers that redaction rules erased from this record, or masked in it (OPA's erased/masked). */
   erased?: string[];
   masked?: string[];
+}
+
+/** Enough of a recorded decision to find it and read what it was about, for reports that list decisions. */
+export interface DecisionRef {
+  seq: number;
+  decision_id: string;
+  timestamp: string;
+  agent: { id: string; name: string };
+  action: string;
+  resource: string;
+}
+
+export function decisionRef(seq: number, d: DecisionContent): DecisionRef {
+  return { seq, decision_id: d.decision_id, timestamp: d.timestamp, agent: { id: d.agent.id, name: d.agent.name }, action: d.action, resource: d.resource };
+}
+
+export interface ShadowResult {
+  version: number;
+  revision: string;
+  decision: Decision;
+  agrees: boolean;
+  /** Only where the shadow disagrees with the decision made. */
+  reasons?: string[];
 }
 
 export interface Actor {

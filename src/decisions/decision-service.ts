@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { ChronContent, Decision, DecisionContent, PolicyRef } from "../chron/record";
+import type { ChronContent, Decision, DecisionContent, PolicyRef, ShadowResult } from "../chron/record";
 import type { ChronRow } from "../chron/record";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import type { OnBehalfOf } from "../identity/model";
@@ -37,12 +37,16 @@ export interface DecisionResponse {
 export interface DecisionDeps {
   agentContext(agentId: string): AgentContext | null;
   activePolicy(): ActivePolicy | null;
+  /** The version evaluated beside the active one (shadow mode), if any. It never decides. */
+  shadowPolicy(): ActivePolicy | null;
   record(content: ChronContent): Promise<ChronRow>;
   /** Applied to the record after evaluation: the policy always sees the full input. */
   redact(content: DecisionContent): DecisionContent;
 }
 
 export const DECISION_PATH = "claiim/decision";
+
+export type PolicyInput = ReturnType<typeof policyInput>;
 
 /** The policy input, built from CLAIIM's own records and the token. Only `request` comes from the agent's body. */
 export function policyInput(ctx: AgentContext, req: Omit<DecisionRequest, "on_behalf_of">, onBehalfOf: OnBehalfOf | null = null) {
@@ -68,9 +72,10 @@ function isDecision(v: unknown): v is { allow: boolean; reasons: string[] } {
 
 /**
  * Evaluates, failing closed: no policy, a policy error or a malformed result is a deny with the
- * cause as its reason. Identity rules that no policy may waive are applied on top.
+ * cause as its reason. Identity rules that no policy may waive are applied on top. Everything it
+ * needs is in the input, so that a recorded input replays to the same answer.
  */
-export function evaluate(policy: ActivePolicy | null, input: ReturnType<typeof policyInput>, ctx: AgentContext): { allow: boolean; reasons: string[] } {
+export function evaluate(policy: ActivePolicy | null, input: PolicyInput): { allow: boolean; reasons: string[] } {
   if (!policy) return { allow: false, reasons: ["no policy is active: CLAIIM denies every action until one is"] };
   let result: unknown;
   try {
@@ -81,13 +86,21 @@ export function evaluate(policy: ActivePolicy | null, input: ReturnType<typeof p
   if (!isDecision(result)) {
     return { allow: false, reasons: ["policy evaluation failed: the policy did not return a decision of the form {allow, reasons}"] };
   }
+  const { agent, accountable_human: owner } = input;
   const guards: string[] = [];
-  if (ctx.agent.status !== "active") guards.push(`agent ${ctx.agent.name} is ${ctx.agent.status}`);
-  if (!ctx.owner) guards.push(`agent ${ctx.agent.name} has no accountable human`);
-  else if (ctx.owner.status !== "active") guards.push(`accountable human ${ctx.owner.email} is ${ctx.owner.status}`);
+  if (agent.status !== "active") guards.push(`agent ${agent.name} is ${agent.status}`);
+  if (!owner) guards.push(`agent ${agent.name} has no accountable human`);
+  else if (owner.status !== "active") guards.push(`accountable human ${owner.email} is ${owner.status}`);
   if (result.allow && guards.length) return { allow: false, reasons: guards };
   if (!result.allow && result.reasons.length === 0) return { allow: false, reasons: ["denied by policy, which gave no reason"] };
   return { allow: result.allow, reasons: result.reasons };
+}
+
+/** What the shadow version would have decided; its reasons are kept only where it disagrees. */
+export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: boolean): ShadowResult {
+  const result = evaluate(shadow, input);
+  const ref = { version: shadow.version, revision: shadow.revision, decision: result.allow ? ("allow" as const) : ("deny" as const) };
+  return result.allow === allow ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
 }
 
 /**
@@ -109,8 +122,9 @@ export class DecisionService {
     const onBehalfOf = caller.onBehalfOf ?? req.on_behalf_of ?? null;
     // Take the policy once: a swap during this request does not change what it was decided under.
     const policy = this.deps.activePolicy();
+    const shadowPolicy = this.deps.shadowPolicy();
     const input = policyInput(ctx, req, onBehalfOf);
-    const { allow, reasons } = evaluate(policy, input, ctx);
+    const { allow, reasons } = evaluate(policy, input);
     const policyRef: PolicyRef = { version: policy?.version ?? null, revision: policy?.revision ?? null, digest: policy?.digest ?? null };
     const content: DecisionContent = {
       kind: "decision",
@@ -132,6 +146,7 @@ export class DecisionService {
       bundles: policy ? { claiim: { revision: policy.revision } } : {},
       input,
     };
+    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, allow);
     let row: ChronRow;
     try {
       row = await this.deps.record(this.deps.redact(content));

@@ -49,7 +49,7 @@ export function effectivePermissions(ctx: AgentContext, policy: ActivePolicy | n
   for (const skill of ctx.agent.skills) {
     for (const { action, resource } of policy ? declared(policy.data, skill.name) : []) {
       const request = { action, resource, purpose: PURPOSE, skill: { name: skill.name, version: skill.version } };
-      const { allow, reasons } = evaluate(policy, policyInput(ctx, request), ctx);
+      const { allow, reasons } = evaluate(policy, policyInput(ctx, request));
       matrix.push({ skill: skill.name, version: skill.version, action, resource, allow, reasons });
     }
   }

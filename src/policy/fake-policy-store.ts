@@ -1,9 +1,9 @@
 import { ConflictError } from "../lib/errors";
-import type { BundleSummary, PolicyState, PolicyStore, StoredBundle } from "./policy-store";
+import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "./policy-store";
 
 export class FakePolicyStore implements PolicyStore {
   bundles = new Map<number, StoredBundle>();
-  current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null };
+  current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null, shadow: null };
 
   async latestVersion(): Promise<number> {
     return Math.max(0, ...this.bundles.keys());
@@ -23,6 +23,9 @@ export class FakePolicyStore implements PolicyStore {
   }
   async setActive(version: number, by: string, at: Date): Promise<void> {
     this.current = { ...this.current, activeVersion: version, activatedBy: by, activatedAt: at };
+  }
+  async setShadow(shadow: ShadowState | null): Promise<void> {
+    this.current = { ...this.current, shadow };
   }
   async setError(message: string, at: Date): Promise<void> {
     this.current = { ...this.current, lastError: message, lastErrorAt: at };

@@ -63,11 +63,12 @@ export async function instantiate(stored: StoredBundle, activatedAt: Date, verif
 }
 
 /**
- * Holds the active policy. Swapping is one reference assignment; a request that took the
- * previous reference finishes on it.
+ * Holds the active policy, and the shadow evaluated beside it. Swapping is one reference
+ * assignment; a request that took the previous reference finishes on it.
  */
 export class PolicyEngine {
   private current: ActivePolicy | null = null;
+  private shadowed: ActivePolicy | null = null;
 
   active(): ActivePolicy | null {
     return this.current;
@@ -75,5 +76,13 @@ export class PolicyEngine {
 
   swap(next: ActivePolicy): void {
     this.current = next;
+  }
+
+  shadow(): ActivePolicy | null {
+    return this.shadowed;
+  }
+
+  setShadow(next: ActivePolicy | null): void {
+    this.shadowed = next;
   }
 }

@@ -1,7 +1,8 @@
 import { z } from "../http/openapi";
 import { route, type Reply, type RouteSpec } from "../http/route";
-import { actorOf, type Principal } from "../identity/model";
-import { NotAllowedError, NotFoundError } from "../lib/errors";
+import { actorOf, scopeOf, type Principal } from "../identity/model";
+import { InputError, NotAllowedError, NotFoundError } from "../lib/errors";
+import type { ReplayRunner } from "./replay";
 
 /** The policy applies to every organisation, so only a key that spans all of them may change it. */
 function changer(p: Principal | null) {
@@ -10,7 +11,7 @@ function changer(p: Principal | null) {
   }
   return actorOf(p);
 }
-import type { PolicyService } from "./policy-service";
+import { actorName, type PolicyService } from "./policy-service";
 import { readPolicyArchive } from "./archive";
 
 const PolicyVersionView = z
@@ -36,14 +37,74 @@ const PolicyStatusView = z
     last_successful_activation: z.string().nullable(),
     activated_by: z.string().nullable(),
     active_signed_by: z.string().nullable().openapi({ description: "kid of the bundle-signing key whose signature was verified when the active version was loaded" }),
+    shadow: z
+      .object({ version: z.number().int(), revision: z.string().nullable(), since: z.string(), set_by: z.string(), evaluating: z.boolean() })
+      .nullable()
+      .openapi({ description: "The version evaluated beside the active one; evaluating is false when it failed verification at start-up" }),
     errors: z.array(z.object({ message: z.string(), at: z.string() })),
     decisions: z.array(z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), count: z.number().int() })),
   })
   .openapi("PolicyStatus", { description: "Modelled on OPA's bundle status" });
 
+const Tally = { evaluated: z.number().int(), disagreements: z.number().int(), allow_to_deny: z.number().int(), deny_to_allow: z.number().int() };
+const DecisionRef = {
+  seq: z.number().int(),
+  decision_id: z.string(),
+  timestamp: z.string(),
+  agent: z.object({ id: z.string(), name: z.string() }),
+  action: z.string(),
+  resource: z.string(),
+};
+const ShadowSample = z.object({
+  ...DecisionRef,
+  decision: z.string(),
+  reasons: z.array(z.string()),
+  shadow_decision: z.string(),
+  shadow_reasons: z.array(z.string()),
+});
+const ShadowReportView = z
+  .object({
+    shadow_version: z.number().int(),
+    from: z.string(),
+    to: z.string().nullable(),
+    ...Tally,
+    by_action: z.array(z.object({ action: z.string(), ...Tally, samples: z.array(ShadowSample) })),
+    by_agent: z.array(z.object({ agent: z.object({ id: z.string(), name: z.string() }), ...Tally, samples: z.array(ShadowSample) })),
+  })
+  .openapi("ShadowReport");
+
+const ReplayChange = z.object({
+  ...DecisionRef,
+  recorded: z.object({ decision: z.string(), reasons: z.array(z.string()), policy_version: z.number().int().nullable() }),
+  replayed: z.object({ decision: z.string(), reasons: z.array(z.string()) }),
+  redacted: z.boolean(),
+});
+const ReplayViewSchema = z
+  .object({
+    id: z.string(),
+    version: z.number().int(),
+    revision: z.string(),
+    from: z.string(),
+    to: z.string(),
+    organization_id: z.string().nullable(),
+    requested_by: z.string(),
+    state: z.enum(["running", "done", "failed"]),
+    started_at: z.string(),
+    finished_at: z.string().nullable(),
+    error: z.string().nullable(),
+    progress: z.object({ processed: z.number().int(), total: z.number().int() }),
+    unchanged: z.number().int(),
+    skipped: z.number().int(),
+    redacted: z.number().int(),
+    allow_to_deny: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
+    deny_to_allow: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
+    truncated: z.boolean(),
+  })
+  .openapi("Replay");
+
 const Version = z.object({ version: z.coerce.number().int().min(1) });
 
-export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSpec[] {
+export function policyRoutes(policies: PolicyService, replays: ReplayRunner, maxBytes: number): RouteSpec[] {
   return [
     route({
       method: "post",
@@ -117,6 +178,103 @@ export function policyRoutes(policies: PolicyService, maxBytes: number): RouteSp
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Status", schema: PolicyStatusView } },
       handle: async () => ({ status: 200, body: await policies.status() }),
+    }),
+    route({
+      method: "put",
+      path: "/v1/policies/shadow",
+      summary: "Shadow a published version: evaluated beside the active one on every decision, never enforced; Chron records its result beside the real one",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      body: z.object({ version: z.number().int().min(1) }).strict(),
+      responses: {
+        200: { description: "Shadowing", schema: z.object({ version: z.number().int(), revision: z.string(), since: z.string(), set_by: z.string() }) },
+        409: { description: "The version is the active one (shadow_is_active)" },
+        422: { description: "The stored bundle failed verification (policy_load_failed)" },
+      },
+      handle: async ({ body, principal }) => ({ status: 200, body: await policies.setShadow(body.version, changer(principal)) }),
+    }),
+    route({
+      method: "delete",
+      path: "/v1/policies/shadow",
+      summary: "Stop shadowing",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      responses: { 204: { description: "Stopped" }, 404: { description: "Nothing is shadowed (no_shadow)" } },
+      handle: async ({ principal }) => {
+        await policies.stopShadow(changer(principal));
+        return { status: 204 };
+      },
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/shadow/report",
+      summary: "Where the shadow disagreed with the decisions made: counts, and samples grouped by action and by agent (the current shadow by default)",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      query: z
+        .object({
+          version: z.coerce.number().int().min(1).optional().openapi({ description: "An earlier shadow's version (then `from` is required)" }),
+          from: z.string().datetime({ offset: true }).optional().openapi({ description: "Inclusive lower bound (RFC 3339); default: when the current shadow started" }),
+          to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound (RFC 3339)" }),
+          samples: z.coerce.number().int().min(0).max(100).default(5).openapi({ description: "Sample disagreements per group" }),
+        })
+        .strict(),
+      responses: { 200: { description: "The report", schema: ShadowReportView }, 404: { description: "Nothing is shadowed and no version was named (no_shadow)" } },
+      handle: async ({ query, principal }) => ({
+        status: 200,
+        body: await policies.shadowReport({
+          version: query.version,
+          fromMs: query.from ? Date.parse(query.from) : undefined,
+          toMs: query.to ? Date.parse(query.to) : undefined,
+          orgId: scopeOf(principal!).orgId,
+          samples: query.samples,
+        }),
+      }),
+    }),
+    route({
+      method: "post",
+      path: "/v1/policies/{version}/replay",
+      summary: "Replay a published version against a window of recorded decisions, in the background: what would turn allow→deny and deny→allow. Changes nothing",
+      tags: ["policy"],
+      access: { roles: ["policy_author"] },
+      params: Version,
+      body: z
+        .object({
+          from: z.string().datetime({ offset: true }).openapi({ description: "Inclusive lower bound (RFC 3339)" }),
+          to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound (RFC 3339); default: now" }),
+          max_records: z.number().int().min(0).max(10000).default(100).openapi({ description: "Changed records kept per direction; the counts are always complete" }),
+        })
+        .strict(),
+      responses: {
+        202: { description: "Started; poll the Location for progress and the result", schema: ReplayViewSchema },
+        409: { description: "Too many replays are running (replays_busy)" },
+      },
+      handle: async ({ params, body, principal }): Promise<Reply> => {
+        const fromMs = Date.parse(body.from);
+        const toMs = body.to ? Date.parse(body.to) : Date.now();
+        if (fromMs > toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+        const job = await replays.start({ version: params.version, fromMs, toMs, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorName(actorOf(principal!)));
+        return { status: 202, headers: { Location: `/v1/policies/replays/${job.id}` }, body: job };
+      },
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/replays",
+      summary: "Replays, newest first, with their progress and results",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      responses: { 200: { description: "Replays", schema: z.object({ replays: z.array(ReplayViewSchema) }) } },
+      handle: async ({ principal }) => ({ status: 200, body: { replays: replays.list(scopeOf(principal!).orgId) } }),
+    }),
+    route({
+      method: "get",
+      path: "/v1/policies/replays/{id}",
+      summary: "A replay: progress while it runs; then counts and the records whose decision would change",
+      tags: ["policy"],
+      access: { roles: ["policy_author", "auditor"] },
+      params: z.object({ id: z.string().uuid() }),
+      responses: { 200: { description: "The replay", schema: ReplayViewSchema }, 404: { description: "No such replay (replay_not_found)" } },
+      handle: async ({ params, principal }) => ({ status: 200, body: replays.get(params.id, scopeOf(principal!).orgId) }),
     }),
     route({
       method: "get",

@@ -1,14 +1,15 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { createTwoFilesPatch } from "diff";
-import { ClaiimError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
-import type { Recorder } from "../chron/chron-store";
+import { ClaiimError, ConflictError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
+import type { ChronStore, Recorder } from "../chron/chron-store";
 import { newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
 import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
-import { instantiate, type BundleVerifier, type PolicyEngine } from "./policy-engine";
+import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
+import { shadowReport, type ShadowReport } from "./shadow-report";
 import type { BundleSummary, PolicyStore } from "./policy-store";
 
 export interface PublishRequest {
@@ -47,16 +48,25 @@ export interface PolicyStatus {
   active_signed_by: string | null;
   last_successful_activation: string | null;
   activated_by: string | null;
+  /** Shadow mode; `evaluating` is false when the shadow failed verification at start-up. */
+  shadow: (Omit<ShadowView, "revision"> & { revision: string | null; evaluating: boolean }) | null;
   errors: { message: string; at: string }[];
   /** Decisions made under each revision, from Chron. */
   decisions: { version: number | null; revision: string | null; count: number }[];
+}
+
+export interface ShadowView {
+  version: number;
+  revision: string;
+  since: string;
+  set_by: string;
 }
 
 const BUNDLE_NAME = "claiim";
 const BOOTSTRAP: Actor = { type: "system", id: "bootstrap", name: "reference policies on first start" };
 const STARTUP: Actor = { type: "system", id: "startup", name: "activation of the stored active version at start-up" };
 
-function actorName(actor: Actor): string {
+export function actorName(actor: Actor): string {
   return `${actor.type}:${actor.id}`;
 }
 
@@ -89,6 +99,8 @@ export interface PolicyServiceDeps {
   logger: Logger;
   /** Decisions made under each policy version, from Chron. */
   decisionCounts?: () => Promise<{ version: number | null; count: number }[]>;
+  /** Chron, read for the shadow report. */
+  chron: Pick<ChronStore, "list">;
 }
 
 export class PolicyService {
@@ -103,8 +115,10 @@ export class PolicyService {
   private readonly logger: Logger;
   private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]>;
   private readonly verify: BundleVerifier;
+  private readonly chron: Pick<ChronStore, "list">;
 
   constructor(deps: PolicyServiceDeps) {
+    this.chron = deps.chron;
     ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger } = deps);
     this.decisionCounts = deps.decisionCounts ?? (async () => []);
     this.verify = (files) => this.signer.verify(files);
@@ -209,6 +223,7 @@ export class PolicyService {
       } catch (err) {
         this.logger.error("active policy could not be loaded at start-up", { version: state.activeVersion, error: (err as Error).message });
       }
+      if (state.shadow) await this.resumeShadow(state.shadow.version);
       return;
     }
     if ((await this.store.latestVersion()) === 0) {
@@ -237,6 +252,79 @@ export class PolicyService {
       this.served.set(active.version, bytes);
     }
     return { revision: active.revision, bytes: await bytes };
+  }
+
+  /**
+   * Shadow mode: `version` is evaluated beside the active one on every decision, never enforced;
+   * Chron records its result next to the real one. Verified like an activation before it runs.
+   */
+  setShadow(version: number, actor: Actor): Promise<ShadowView> {
+    return this.serialised(async () => {
+      if (this.engine.active()?.version === version) throw new ConflictError("shadow_is_active", `policy version ${version} is the active version; a shadow must differ from it`);
+      const loaded = await this.load(version);
+      const since = loaded.activatedAt;
+      const previous = this.engine.shadow()?.version ?? null;
+      const by = actorName(actor);
+      await this.record(
+        [
+          newEvent({
+            type: "policy.shadow_started",
+            actor,
+            subject: { type: "policy", id: String(version), name: loaded.revision },
+            before: { shadow_version: previous },
+            after: { shadow_version: version, active_version: this.engine.active()?.version ?? null },
+          }),
+        ],
+        (tx) => this.store.setShadow({ version, since, by }, tx),
+      );
+      this.engine.setShadow(loaded);
+      this.logger.info("policy shadow started", { version, actor });
+      return { version, revision: loaded.revision, since: since.toISOString(), set_by: by };
+    });
+  }
+
+  /** A published version, verified and loaded, for evaluation beside the decision path (shadow, replay). */
+  async load(version: number): Promise<ActivePolicy> {
+    const stored = await this.store.get(version);
+    if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
+    return instantiate(stored, new Date(), this.verify).catch((err: Error) => {
+      throw new UnprocessableError("policy_load_failed", err.message);
+    });
+  }
+
+  stopShadow(actor: Actor): Promise<void> {
+    return this.serialised(async () => {
+      const state = await this.store.state();
+      if (!state.shadow) throw new NotFoundError("no_shadow", "no policy version is being shadowed");
+      await this.record(
+        [
+          newEvent({
+            type: "policy.shadow_stopped",
+            actor,
+            subject: { type: "policy", id: String(state.shadow.version), name: this.engine.shadow()?.revision ?? String(state.shadow.version) },
+            before: { shadow_version: state.shadow.version, since: state.shadow.since.toISOString() },
+            after: { shadow_version: null },
+          }),
+        ],
+        (tx) => this.store.setShadow(null, tx),
+      );
+      this.engine.setShadow(null);
+      this.logger.info("policy shadow stopped", { version: state.shadow.version, actor });
+    });
+  }
+
+  /**
+   * Where a shadow version disagreed with the decisions made: by default the current shadow since it
+   * started; for an earlier shadow, name its version and the time window.
+   */
+  async shadowReport(q: { version?: number; fromMs?: number; toMs?: number; orgId: string | null; samples: number }): Promise<ShadowReport> {
+    const current = (await this.store.state()).shadow;
+    const version = q.version ?? current?.version;
+    if (version === undefined) throw new NotFoundError("no_shadow", "no policy version is being shadowed; name the version of an earlier shadow, and from when");
+    const fromMs = q.fromMs ?? (current?.version === version ? current.since.getTime() : undefined);
+    if (fromMs === undefined) throw new InputError("shadow_window_required", `policy version ${version} is not the current shadow; say from when to report (from)`, [{ path: "from", message: "required" }]);
+    if (q.toMs !== undefined && q.toMs < fromMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+    return shadowReport(this.chron, { version, fromMs, toMs: q.toMs, orgId: q.orgId ?? undefined, samplesPerGroup: q.samples });
   }
 
   /** Bundle-signing keys: a new one signs from now on, and every earlier one keeps verifying. Serialised with publishing. */
@@ -296,13 +384,34 @@ export class PolicyService {
       active_signed_by: active?.signedBy ?? null,
       last_successful_activation: active?.activatedAt.toISOString() ?? null,
       activated_by: active ? state.activatedBy : null,
+      shadow: state.shadow
+        ? { version: state.shadow.version, revision: revisions.get(state.shadow.version) ?? null, since: state.shadow.since.toISOString(), set_by: state.shadow.by, evaluating: this.engine.shadow()?.version === state.shadow.version }
+        : null,
       errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],
       decisions,
     };
   }
 
-  private async activateLoaded(loaded: Awaited<ReturnType<typeof instantiate>>, actor: Actor): Promise<void> {
+  /** A shadow that no longer verifies is not evaluated; decisions are unaffected either way. */
+  private async resumeShadow(version: number): Promise<void> {
+    const stored = await this.store.get(version);
+    try {
+      if (!stored) throw new Error(`policy version ${version} does not exist`);
+      this.engine.setShadow(await instantiate(stored, new Date(), this.verify));
+    } catch (err) {
+      const message = `shadow ${(err as Error).message}`;
+      await this.record(
+        [newEvent({ type: "policy.shadow_failed", actor: STARTUP, subject: { type: "policy", id: String(version), name: stored?.revision ?? String(version) }, reason: message, before: null, after: null })],
+        (tx) => this.store.setError(message, new Date(), tx),
+      );
+      this.logger.error("shadow policy could not be loaded at start-up", { version, error: (err as Error).message });
+    }
+  }
+
+  private async activateLoaded(loaded: ActivePolicy, actor: Actor): Promise<void> {
     const previous = this.engine.active()?.version ?? null;
+    // A shadow that becomes the active version has nothing left to be compared with.
+    const endsShadow = this.engine.shadow()?.version === loaded.version;
     // WARNING: persist first, swap second: if the database refuses, the old version stays active everywhere.
     await this.record(
       [
@@ -310,13 +419,17 @@ export class PolicyService {
           type: "policy.activated",
           actor,
           subject: { type: "policy", id: String(loaded.version), name: loaded.revision },
-          before: { active_version: previous },
-          after: { active_version: loaded.version, revision: loaded.revision, digest: loaded.digest },
+          before: { active_version: previous, ...(endsShadow ? { shadow_version: loaded.version } : {}) },
+          after: { active_version: loaded.version, revision: loaded.revision, digest: loaded.digest, ...(endsShadow ? { shadow_version: null } : {}) },
         }),
       ],
-      (tx) => this.store.setActive(loaded.version, actorName(actor), loaded.activatedAt, tx),
+      async (tx) => {
+        await this.store.setActive(loaded.version, actorName(actor), loaded.activatedAt, tx);
+        if (endsShadow) await this.store.setShadow(null, tx);
+      },
     );
     this.engine.swap(loaded);
+    if (endsShadow) this.engine.setShadow(null);
     this.logger.info("policy activated", { version: loaded.version, revision: loaded.revision, actor });
   }
 

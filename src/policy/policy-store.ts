@@ -22,6 +22,14 @@ export interface PolicyState {
   activatedBy: string | null;
   lastError: string | null;
   lastErrorAt: Date | null;
+  shadow: ShadowState | null;
+}
+
+/** Shadow mode: which version is evaluated beside the active one, since when, set by whom. */
+export interface ShadowState {
+  version: number;
+  since: Date;
+  by: string;
 }
 
 /** Writes take the transaction of the Chron commit that records them. */
@@ -34,4 +42,5 @@ export interface PolicyStore {
   state(): Promise<PolicyState>;
   setActive(version: number, by: string, at: Date, tx: Tx): Promise<void>;
   setError(message: string, at: Date, tx: Tx): Promise<void>;
+  setShadow(shadow: ShadowState | null, tx: Tx): Promise<void>;
 }

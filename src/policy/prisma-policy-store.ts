@@ -1,6 +1,6 @@
 import type { Prisma, Tx } from "../db/database";
 import { ConflictError } from "../lib/errors";
-import type { BundleSummary, PolicyState, PolicyStore, StoredBundle } from "./policy-store";
+import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "./policy-store";
 
 const STATE = "claiim";
 
@@ -48,11 +48,17 @@ export class PrismaPolicyStore implements PolicyStore {
       activatedBy: row?.activatedBy ?? null,
       lastError: row?.lastError ?? null,
       lastErrorAt: row?.lastErrorAt ?? null,
+      shadow: row?.shadowVersion != null && row.shadowSince && row.shadowSetBy ? { version: row.shadowVersion, since: row.shadowSince, by: row.shadowSetBy } : null,
     };
   }
 
   async setActive(version: number, by: string, at: Date, tx: Tx): Promise<void> {
     const data = { activeVersion: version, activatedAt: at, activatedBy: by };
+    await tx.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+  }
+
+  async setShadow(shadow: ShadowState | null, tx: Tx): Promise<void> {
+    const data = { shadowVersion: shadow?.version ?? null, shadowSince: shadow?.since ?? null, shadowSetBy: shadow?.by ?? null };
     await tx.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
   }
 

@@ -1,5 +1,5 @@
 import { DecisionService, type DecisionDeps } from "../../src/decisions/decision-service";
-import type { ChronContent, ChronRow } from "../../src/chron/record";
+import type { ChronContent, ChronRow, DecisionContent } from "../../src/chron/record";
 import type { AgentContext } from "../../src/identity/identity-service";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { createLogger } from "../../src/lib/logger";
@@ -25,6 +25,7 @@ function harness(deps: Partial<DecisionDeps> = {}) {
   const full: DecisionDeps = {
     agentContext: () => context(),
     activePolicy: () => policy(() => ({ allow: true, reasons: ["ok"] })),
+    shadowPolicy: () => null,
     record: async (c) => {
       recorded.push(c);
       return { seq: recorded.length, hash: "h".repeat(64) } as ChronRow;
@@ -36,6 +37,30 @@ function harness(deps: Partial<DecisionDeps> = {}) {
 }
 
 describe("DecisionService", () => {
+  test("a shadow is evaluated on the same input and recorded beside the decision, never enforced", async () => {
+    const shadowSaw: unknown[] = [];
+    const strict = policy((input) => (shadowSaw.push(input), { allow: false, reasons: ["staging freeze"] }), 4);
+    const { service, recorded } = harness({ shadowPolicy: () => strict });
+    const res = await service.decide(caller, request);
+    expect(res).toMatchObject({ allow: true, reasons: ["ok"], policy: { version: 3 } });
+    expect(JSON.stringify(res)).not.toMatch(/shadow|freeze/);
+    expect(shadowSaw).toEqual([(recorded[0] as DecisionContent).input]);
+    expect(recorded[0]).toMatchObject({ decision: "allow", shadow: { version: 4, revision: "4-sha256:abc", decision: "deny", agrees: false, reasons: ["staging freeze"] } });
+
+    const same = harness({ shadowPolicy: () => policy(() => ({ allow: true, reasons: ["also ok"] }), 4) });
+    await same.service.decide(caller, request);
+    expect((same.recorded[0] as DecisionContent).shadow).toEqual({ version: 4, revision: "4-sha256:abc", decision: "allow", agrees: true });
+  });
+
+  test("a shadow that throws is a shadow deny; the real decision does not change", async () => {
+    const broken = policy(() => {
+      throw new Error("wasm trap");
+    }, 4);
+    const { service, recorded } = harness({ shadowPolicy: () => broken });
+    expect((await service.decide(caller, request)).allow).toBe(true);
+    expect((recorded[0] as DecisionContent).shadow).toMatchObject({ decision: "deny", agrees: false, reasons: ["policy evaluation failed: wasm trap"] });
+  });
+
   test("the policy sees CLAIIM's records of the agent, and the request, and nothing else", async () => {
     const seen: unknown[] = [];
     const { service, recorded } = harness({ activePolicy: () => policy((i) => (seen.push(i), { allow: true, reasons: ["ok"] })) });

@@ -11,6 +11,7 @@ import { createLogger } from "../../src/lib/logger";
 import { OPA_BIN } from "../support/fake-core";
 import { fakeChron, TESTER } from "../support/recorder";
 import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
+import { FakeChronStore } from "../../src/chron/fake-chron-store";
 import { SigningKeys } from "../../src/identity/signing-keys";
 import { BundleSigner } from "../../src/policy/bundle-signing";
 
@@ -24,7 +25,7 @@ async function setup() {
   const keyStore = new FakeIdentityStore();
   const signer = new BundleSigner(new SigningKeys("bundle-signing"), keyStore, chron.record);
   await signer.start();
-  const service = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir, record: chron.record, logger: createLogger("silent") });
+  const service = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir, record: chron.record, logger: createLogger("silent"), chron: chron.store });
   return { store, engine, service, bundleDir, chron, signer, keyStore };
 }
 
@@ -166,12 +167,41 @@ describe("PolicyService with the real OPA compiler", () => {
     expect(chron.events().find((e) => e.type === "signing_key.rotated")).toMatchObject({ reason: "yearly rotation", before: { signing_kid: first.kid }, after: { signing_kid: rotated.kid } });
   });
 
+  test("shadow mode: a published version runs beside the active one until stopped, or until it is activated", async () => {
+    const { store, engine, service, chron, signer } = await setup();
+    await service.start(REGO);
+    await expect(service.setShadow(1, TESTER)).rejects.toMatchObject({ status: 409, code: "shadow_is_active" });
+    await expect(service.setShadow(7, TESTER)).rejects.toMatchObject({ status: 404, code: "policy_version_not_found" });
+    await expect(service.stopShadow(TESTER)).rejects.toMatchObject({ status: 404, code: "no_shadow" });
+    await expect(service.shadowReport({ orgId: null, samples: 5 })).rejects.toMatchObject({ code: "no_shadow" });
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
+    const view = await service.setShadow(2, TESTER);
+    expect(view).toMatchObject({ version: 2, set_by: "api_key:k-test" });
+    expect(engine.shadow()!.version).toBe(2);
+    expect(engine.active()!.version).toBe(1);
+    expect((await service.status()).shadow).toMatchObject({ version: 2, evaluating: true });
+
+    // A restart resumes the shadow from the stored state.
+    const again = new PolicyEngine();
+    await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine: again, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() }).start(REGO);
+    expect([again.active()!.version, again.shadow()!.version]).toEqual([1, 2]);
+
+    await service.activate(2, TESTER);
+    expect([engine.active()!.version, engine.shadow()]).toEqual([2, null]);
+    expect(store.current.shadow).toBeNull();
+    await service.setShadow(1, TESTER);
+    await service.stopShadow(TESTER);
+    expect(engine.shadow()).toBeNull();
+    expect(chron.events().map((e) => e.type).filter((t) => t.startsWith("policy.shadow"))).toEqual(["policy.shadow_started", "policy.shadow_started", "policy.shadow_stopped"]);
+    await expect(service.shadowReport({ version: 1, orgId: null, samples: 5 })).rejects.toMatchObject({ code: "shadow_window_required" });
+  });
+
   test("at start-up, a tampered active bundle is not loaded: nothing is active rather than something unverified", async () => {
     const { store, service, signer } = await setup();
     await service.start(REGO);
     store.bundles.get(1)!.fileSha256 = "sha256:forged";
     const engine = new PolicyEngine();
-    await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent") }).start(REGO);
+    await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() }).start(REGO);
     expect(engine.active()).toBeNull();
     expect(store.current.lastError).toMatch(/archive hash/);
   });

@@ -1,0 +1,215 @@
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
+import type { ChronFilter, ChronStore } from "../chron/chron-store";
+import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
+import { evaluate, type PolicyInput } from "../decisions/decision-service";
+import { ConflictError, NotFoundError } from "../lib/errors";
+import type { Logger } from "../lib/logger";
+import type { ActivePolicy } from "./policy-engine";
+
+export interface ReplayChange extends DecisionRef {
+  recorded: { decision: string; reasons: string[]; policy_version: number | null };
+  replayed: { decision: string; reasons: string[] };
+  /** Redaction erased or masked part of the recorded input, so the replay saw less than the original decision did. */
+  redacted: boolean;
+}
+
+export interface ReplayView {
+  id: string;
+  version: number;
+  revision: string;
+  from: string;
+  to: string;
+  organization_id: string | null;
+  requested_by: string;
+  state: "running" | "done" | "failed";
+  started_at: string;
+  finished_at: string | null;
+  error: string | null;
+  progress: { processed: number; total: number };
+  unchanged: number;
+  /** Records without a recorded input (none can be replayed). */
+  skipped: number;
+  /** Replayed records whose input was redacted. */
+  redacted: number;
+  allow_to_deny: { count: number; records: ReplayChange[] };
+  deny_to_allow: { count: number; records: ReplayChange[] };
+  /** True when more changes were found than `max_records` keeps per direction; the counts are complete. */
+  truncated: boolean;
+}
+
+export interface ReplayRequest {
+  version: number;
+  fromMs: number;
+  toMs: number;
+  orgId: string | null;
+  maxRecords: number;
+}
+
+export interface ReplaySettings {
+  /** Longest stretch of replay work before the event loop goes back to live requests. */
+  sliceMs: number;
+  /** While live requests keep the event loop busy, the replay takes at most this share of it. */
+  busyShare: number;
+  pageSize: number;
+  maxRunning: number;
+  /** Finished replays kept for reading. */
+  keepFinished: number;
+}
+
+const DEFAULTS: ReplaySettings = { sliceMs: 2, busyShare: 0.05, pageSize: 200, maxRunning: 2, keepFinished: 50 };
+
+/**
+ * Paces background work on the event loop: after each slice of work it yields, and when other
+ * work (live decisions) kept the loop busy since the last slice, it pauses long enough that its
+ * own share stays at `busyShare`. On an otherwise idle loop it runs flat out.
+ */
+class Pacer {
+  private sliceStart = performance.now();
+  private mark = performance.eventLoopUtilization();
+
+  constructor(
+    private readonly sliceMs: number,
+    private readonly busyShare: number,
+  ) {}
+
+  async tick(): Promise<void> {
+    const own = performance.now() - this.sliceStart;
+    if (own < this.sliceMs) return;
+    // The window runs from the last yield to now: what others did while the replay waited, then its own slice.
+    const window = performance.eventLoopUtilization(this.mark);
+    const others = Math.max(0, window.active - own) / Math.max(1, window.active + window.idle);
+    this.mark = performance.eventLoopUtilization();
+    if (others > this.busyShare) await sleep((own * (1 - this.busyShare)) / this.busyShare);
+    else await nextTurn();
+    this.sliceStart = performance.now();
+  }
+}
+
+function wasRedacted(d: DecisionContent): boolean {
+  return [...(d.erased ?? []), ...(d.masked ?? [])].some((p) => p === "/input" || p.startsWith("/input/"));
+}
+
+/**
+ * Replays a published version against a window of recorded decisions: what would it have decided
+ * on each recorded input, and where would that differ. It changes nothing. It runs in the
+ * background in short slices, paced so that live decisions keep their pace (see Pacer).
+ */
+export class ReplayRunner {
+  private readonly jobs = new Map<string, ReplayView>();
+  private readonly settings: ReplaySettings;
+
+  constructor(
+    private readonly chron: Pick<ChronStore, "list" | "bounds">,
+    private readonly load: (version: number) => Promise<ActivePolicy>,
+    private readonly logger: Logger,
+    settings: Partial<ReplaySettings> = {},
+  ) {
+    this.settings = { ...DEFAULTS, ...settings };
+  }
+
+  /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
+  async start(req: ReplayRequest, requestedBy: string): Promise<ReplayView> {
+    const running = [...this.jobs.values()].filter((j) => j.state === "running").length;
+    if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
+    const policy = await this.load(req.version);
+    const filter: ChronFilter = { kind: "decision", fromMs: req.fromMs, toMs: req.toMs, orgId: req.orgId ?? undefined };
+    const total = (await this.chron.bounds(filter))?.count ?? 0;
+    const job: ReplayView = {
+      id: randomUUID(),
+      version: policy.version,
+      revision: policy.revision,
+      from: new Date(req.fromMs).toISOString(),
+      to: new Date(req.toMs).toISOString(),
+      organization_id: req.orgId,
+      requested_by: requestedBy,
+      state: "running",
+      started_at: new Date().toISOString(),
+      finished_at: null,
+      error: null,
+      progress: { processed: 0, total },
+      unchanged: 0,
+      skipped: 0,
+      redacted: 0,
+      allow_to_deny: { count: 0, records: [] },
+      deny_to_allow: { count: 0, records: [] },
+      truncated: false,
+    };
+    this.jobs.set(job.id, job);
+    this.forgetOld();
+    const startedAs = structuredClone(job);
+    void this.run(job, policy, filter, req.maxRecords).then(
+      () => this.finish(job, null),
+      (err: Error) => this.finish(job, err),
+    );
+    return startedAs;
+  }
+
+  /** A replay, seen by a caller confined to `orgId` only when it ran within that organisation. */
+  get(id: string, orgId: string | null): ReplayView {
+    const job = this.jobs.get(id);
+    if (!job || (orgId !== null && job.organization_id !== orgId)) throw new NotFoundError("replay_not_found", `no replay ${id}`);
+    return job;
+  }
+
+  list(orgId: string | null): ReplayView[] {
+    return [...this.jobs.values()].filter((j) => orgId === null || j.organization_id === orgId).reverse();
+  }
+
+  private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, maxRecords: number): Promise<void> {
+    const pacer = new Pacer(this.settings.sliceMs, this.settings.busyShare);
+    let after = 0;
+    for (;;) {
+      const rows = await this.chron.list(filter, after, this.settings.pageSize);
+      await pacer.tick();
+      for (const row of rows) {
+        this.replayOne(job, policy, row.seq, JSON.parse(row.content) as DecisionContent, maxRecords);
+        await pacer.tick();
+      }
+      if (rows.length < this.settings.pageSize) return;
+      after = rows[rows.length - 1].seq;
+    }
+  }
+
+  private replayOne(job: ReplayView, policy: ActivePolicy, seq: number, d: DecisionContent, maxRecords: number): void {
+    job.progress.processed += 1;
+    if (!d.input) {
+      job.skipped += 1;
+      return;
+    }
+    const redacted = wasRedacted(d);
+    if (redacted) job.redacted += 1;
+    const result = evaluate(policy, d.input as PolicyInput);
+    const decision = result.allow ? "allow" : "deny";
+    if (decision === d.decision) {
+      job.unchanged += 1;
+      return;
+    }
+    const side = d.decision === "allow" ? job.allow_to_deny : job.deny_to_allow;
+    side.count += 1;
+    if (side.records.length >= maxRecords) {
+      job.truncated = true;
+      return;
+    }
+    side.records.push({
+      ...decisionRef(seq, d),
+      recorded: { decision: d.decision, reasons: d.reasons, policy_version: d.policy.version },
+      replayed: { decision, reasons: result.reasons },
+      redacted,
+    });
+  }
+
+  private finish(job: ReplayView, err: Error | null): void {
+    job.finished_at = new Date().toISOString();
+    job.error = err?.message ?? null;
+    job.state = err ? "failed" : "done";
+    if (err) this.logger.error("replay failed", { id: job.id, version: job.version, error: err.message });
+    else this.logger.info("replay finished", { id: job.id, version: job.version, processed: job.progress.processed, allow_to_deny: job.allow_to_deny.count, deny_to_allow: job.deny_to_allow.count });
+  }
+
+  private forgetOld(): void {
+    const finished = [...this.jobs.values()].filter((j) => j.state !== "running");
+    for (const j of finished.slice(0, Math.max(0, finished.length - this.settings.keepFinished))) this.jobs.delete(j.id);
+  }
+}

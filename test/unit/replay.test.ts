@@ -1,0 +1,108 @@
+import type { DecisionContent } from "../../src/chron/record";
+import { policyInput } from "../../src/decisions/decision-service";
+import type { AgentContext } from "../../src/identity/identity-service";
+import { createLogger } from "../../src/lib/logger";
+import type { ActivePolicy } from "../../src/policy/policy-engine";
+import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
+import { fakeChron } from "../support/recorder";
+
+const now = new Date();
+
+function context(org: string): AgentContext {
+  return {
+    agent: { id: `a-${org}`, orgId: org, name: `bot-${org}`, description: "", ownerId: "h-1", status: "active", statusReason: null, createdAt: now, updatedAt: now, skills: [{ name: "deploy", version: "1.2.0", registeredAt: now }] },
+    organization: { id: org, slug: org, name: org, createdAt: now },
+    owner: { id: "h-1", orgId: org, name: "Alice", email: "alice@x", status: "active", createdAt: now },
+  };
+}
+
+function policy(version: number, allowed: string): ActivePolicy {
+  return {
+    version,
+    revision: `${version}-sha256:x`,
+    digest: "sha256:x",
+    activatedAt: now,
+    signedBy: "kid",
+    data: {},
+    evaluate: (input) => {
+      const ok = (input as { request: { resource: string } }).request.resource === allowed;
+      return { allow: ok, reasons: ok ? [] : [`only ${allowed}`] };
+    },
+  };
+}
+
+function decision(org: string, resource: string, over: Partial<DecisionContent> = {}): DecisionContent {
+  const ctx = context(org);
+  const input = policyInput(ctx, { action: "deploy", resource, purpose: "p", skill: { name: "deploy", version: "1.2.0" } });
+  return {
+    kind: "decision",
+    decision_id: `d-${Math.random()}`,
+    timestamp: now.toISOString(),
+    path: "claiim/decision",
+    organization: { id: org, slug: org },
+    agent: { id: ctx.agent.id, name: ctx.agent.name, status: "active" },
+    accountable_human: input.accountable_human,
+    on_behalf_of: null,
+    requested_by: { credential_id: "c" },
+    action: "deploy",
+    resource,
+    purpose: "p",
+    skill: { name: "deploy", version: "1.2.0" },
+    decision: resource === "staging" ? "allow" : "deny",
+    reasons: [],
+    policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" },
+    bundles: {},
+    input,
+    ...over,
+  };
+}
+
+async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}) {
+  const chron = fakeChron();
+  for (const c of contents) await chron.writer.append(c);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production"), createLogger("silent"), settings);
+  const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
+  const finished = async (id: string, orgId: string | null = null) => {
+    while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
+    return runner.get(id, orgId);
+  };
+  return { runner, window, finished };
+}
+
+describe("ReplayRunner", () => {
+  test("counts flips both ways, skips records without input, and flags those whose input was redacted", async () => {
+    const { runner, window, finished } = await harness([
+      decision("o-1", "staging"),
+      decision("o-1", "production"),
+      decision("o-1", "staging", { input: null }),
+      decision("o-1", "staging", { erased: ["/input/request/purpose"] }),
+      decision("o-1", "production", { decision: "allow" }),
+    ]);
+    const job = await finished((await runner.start(window, "api_key:k")).id);
+    expect(job).toMatchObject({ state: "done", progress: { processed: 5, total: 5 }, skipped: 1, redacted: 1, unchanged: 1, truncated: false, error: null });
+    expect(job.allow_to_deny.count).toBe(2);
+    expect(job.allow_to_deny.records.map((r) => r.redacted)).toEqual([false, true]);
+    expect(job.deny_to_allow.records).toEqual([expect.objectContaining({ resource: "production", recorded: expect.objectContaining({ decision: "deny" }), replayed: { decision: "allow", reasons: [] } })]);
+  });
+
+  test("a caller confined to an organisation replays its own decisions and sees only its own replays", async () => {
+    const { runner, window, finished } = await harness([decision("o-1", "staging"), decision("o-2", "staging"), decision("o-2", "staging")]);
+    const mine = await finished((await runner.start({ ...window, orgId: "o-2" }, "api_key:k")).id, "o-2");
+    expect(mine.progress.total).toBe(2);
+    expect(() => runner.get(mine.id, "o-1")).toThrow(expect.objectContaining({ code: "replay_not_found" }));
+    expect(runner.list("o-1")).toEqual([]);
+    expect(runner.list(null)).toHaveLength(1);
+  });
+
+  test("it yields to other work between slices, and refuses to start beyond the running limit", async () => {
+    const many = Array.from({ length: 50 }, () => decision("o-1", "staging"));
+    const { runner, window, finished } = await harness(many, { sliceMs: 0, maxRunning: 1 });
+    const job = await runner.start(window, "api_key:k");
+    await new Promise((r) => setImmediate(r));
+    const midway = runner.get(job.id, null);
+    expect(midway.state).toBe("running");
+    expect(midway.progress.processed).toBeLessThan(50);
+    await expect(runner.start(window, "api_key:k")).rejects.toMatchObject({ status: 409, code: "replays_busy" });
+    expect((await finished(job.id)).allow_to_deny.count).toBe(50);
+  });
+});
