@@ -80,6 +80,16 @@ function parseOpaText(stderr: string): OpaProblem[] {
  * Compiles with the real OPA CLI, against the builtins that the opa-wasm runtime can execute:
  * a policy that calls anything else is refused at compile time, not at evaluation.
  */
+/**
+ * The problem code of a refusal: two mistakes get their own, because their fix differs from a typo's
+ * (a rule and a package claiming the same path; a builtin this runtime cannot execute).
+ */
+function refusalCode(p: OpaProblem): string {
+  if (p.code === "rego_type_error" && /conflicts with/.test(p.message)) return "policy_package_conflict";
+  if (p.code === "rego_type_error" && /^undefined function /.test(p.message)) return "policy_builtin_unsupported";
+  return "policy_compile_failed";
+}
+
 export class OpaCliCompiler implements PolicyCompiler {
   private capabilitiesFile: Promise<string> | null = null;
 
@@ -144,9 +154,9 @@ export class OpaCliCompiler implements PolicyCompiler {
         problems = parseOpaText(e.stderr ?? "");
       }
       const output = (e.stderr || e.stdout || "").trim();
-      const first = problems[0];
+      const first = problems.find((p) => refusalCode(p) !== "policy_compile_failed") ?? problems[0];
       throw new UnprocessableError(
-        "policy_compile_failed",
+        first ? refusalCode(first) : "policy_compile_failed",
         first ? `${first.file}:${first.row}:${first.col}: ${first.message}` : `opa ${args[0]} failed: ${output.slice(0, 500)}`,
         { opa_errors: problems, opa_output: output.slice(0, 20000) },
       );

@@ -248,7 +248,15 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       .set(admin())
       .send({ files: { "claiim/decision.rego": 'package claiim\n\ndecision := http.send({"method": "get", "url": "http://x"})\n' }, message: "phones home", activate: true })
       .expect(422);
-    expect(unsupported.body.detail).toMatch(/http\.send/);
+    expect(unsupported.body).toMatchObject({ code: "policy_builtin_unsupported", detail: expect.stringMatching(/http\.send/) });
+    expect(unsupported.body.opa_errors[0]).toMatchObject({ file: "claiim/decision.rego", row: 3 });
+    const conflict = await s.http
+      .post("/v1/policies")
+      .set(admin())
+      .send({ files: { "claiim/decision.rego": 'package claiim\n\ndecision := {"allow": true, "reasons": []}\n', "claiim/decision/extra.rego": "package claiim.decision\n\nx := 1\n" }, message: "two owners of one path", activate: true })
+      .expect(422);
+    expect(conflict.body).toMatchObject({ code: "policy_package_conflict", detail: expect.stringMatching(/package claiim.decision conflicts with rule decision/) });
+    expect(conflict.body.opa_errors).toEqual(expect.arrayContaining([expect.objectContaining({ file: expect.stringMatching(/^claiim\//), row: expect.any(Number) })]));
     expect((await s.http.get("/v1/policies/status").set(admin())).body.active_version).toBe(1);
     expect((await decide(staging).expect(200)).body.policy.version).toBe(1);
   });

@@ -55,7 +55,7 @@ describe("PolicyService with the real OPA compiler", () => {
     await service.start(REGO);
     await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
       status: 422,
-      code: "policy_compile_failed",
+      code: "policy_builtin_unsupported",
       extra: { opa_errors: [expect.objectContaining({ file: "claiim/decision.rego", row: 2, code: "rego_type_error" })] },
     });
     expect(store.bundles.size).toBe(1);
