@@ -129,6 +129,18 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
     }
     const replaySeconds = (Date.parse(job.finished_at!) - replayStarted) / 1000;
+    const waitFor = async (id: string) => {
+      for (;;) {
+        const j = (await call(base, admin, "GET", `/v1/policies/replays/${id}`)) as typeof job;
+        if (j.state !== "running") return j;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    // The same replay on an idle server: how fast it goes when nothing needs the event loop.
+    const idle = (await call(base, admin, "POST", `/v1/policies/${version}/replay`, { from: benchStart, to: job.finished_at, max_records: 10 })) as { id: string };
+    const idleStarted = Date.now();
+    const idleJob = await waitFor(idle.id);
+    const idleSeconds = (Date.parse(idleJob.finished_at!) - idleStarted) / 1000;
 
     // Decisions the server answered after the client stopped listening are recorded but not acknowledged.
     await new Promise((r) => setTimeout(r, 500));
@@ -149,13 +161,14 @@ async function main(): Promise<void> {
     }
     console.log("");
     console.log(`shadow                  ${shadow.evaluated} decisions also evaluated under version ${version}, ${shadow.disagreements} disagreements recorded`);
-    console.log(`replay                  ${job.progress.processed} recorded decisions in ${replaySeconds.toFixed(1)} s (${(job.progress.processed / replaySeconds).toFixed(0)}/s, under load), ${job.allow_to_deny.count} allow→deny, state ${job.state}`);
+    console.log(`replay                  ${job.progress.processed} recorded decisions in ${replaySeconds.toFixed(1)} s, started under load (${SECONDS} s), ${job.allow_to_deny.count} allow→deny, state ${job.state}`);
+    console.log(`replay, idle server     ${idleJob.progress.processed} recorded decisions in ${idleSeconds.toFixed(1)} s (${(idleJob.progress.processed / idleSeconds).toFixed(0)}/s), state ${idleJob.state}`);
     const ok2xx = phases.reduce((n, [, r]) => n + r["2xx"], 0);
     const bad = phases.reduce((n, [, r]) => n + r.non2xx, 0);
     console.log(`decisions acknowledged  ${acknowledged.size} (2xx ${ok2xx}, non-2xx ${bad})`);
     console.log(`chron records           ${recorded.size} decisions (${recorded.size - acknowledged.size} answered after the client stopped)`);
     console.log(`chron chain             ${verify.valid ? "valid" : "BROKEN"}, ${verify.checked} records verified`);
-    const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx && job.state === "done";
+    const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx && job.state === "done" && idleJob.state === "done";
     console.log(`check                   ${ok ? "OK" : "FAILED"}: every acknowledged decision is in Chron (${missing} missing), the replay finished`);
     if (!ok) process.exitCode = 1;
   } finally {

@@ -74,3 +74,27 @@ export interface ChronStore {
 
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */
 export type Recorder = (contents: ChronContent[], effect?: Effect) => Promise<ChronRow[]>;
+
+/**
+ * Pages of the records matching `filter`, in chain order. A time window is first turned into the
+ * range of sequence numbers it spans (one indexed query), and pages are read along the sequence,
+ * with the time bounds applied to each row: reading page after page by time would make the
+ * database sort the whole window again for every page.
+ */
+export async function* scanRecords(store: Pick<ChronStore, "list" | "bounds">, filter: ChronFilter, pageSize: number): AsyncGenerator<ChronRow[]> {
+  const { fromMs, toMs, ...rest } = filter;
+  let bySeq = filter;
+  if (fromMs !== undefined || toMs !== undefined) {
+    const span = await store.bounds(filter);
+    if (!span) return;
+    bySeq = { ...rest, fromSeq: Math.max(span.first, rest.fromSeq ?? 0), toSeq: Math.min(span.last, rest.toSeq ?? Number.MAX_SAFE_INTEGER) };
+  }
+  const inWindow = (r: ChronRow) => (fromMs === undefined || r.tsMs >= fromMs) && (toMs === undefined || r.tsMs < toMs);
+  let after = 0;
+  for (;;) {
+    const rows = await store.list(bySeq, after, pageSize);
+    if (rows.length) yield rows.filter(inWindow);
+    if (rows.length < pageSize) return;
+    after = rows[rows.length - 1].seq;
+  }
+}

@@ -108,12 +108,16 @@ export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: bo
  * record's commit; if Chron cannot record, nothing is decided (503).
  */
 export class DecisionService {
+  /** Decisions asked for since start: background work (replay) yields to them. */
+  started = 0;
+
   constructor(
     private readonly deps: DecisionDeps,
     private readonly logger: Logger,
   ) {}
 
   async decide(caller: Caller, req: DecisionRequest): Promise<DecisionResponse> {
+    this.started += 1;
     const ctx = this.deps.agentContext(caller.agentId);
     if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
     if (caller.onBehalfOf && req.on_behalf_of && caller.onBehalfOf.subject !== req.on_behalf_of.subject) {

@@ -100,7 +100,7 @@ export interface PolicyServiceDeps {
   /** Decisions made under each policy version, from Chron. */
   decisionCounts?: () => Promise<{ version: number | null; count: number }[]>;
   /** Chron, read for the shadow report. */
-  chron: Pick<ChronStore, "list">;
+  chron: Pick<ChronStore, "list" | "bounds">;
 }
 
 export class PolicyService {
@@ -115,7 +115,7 @@ export class PolicyService {
   private readonly logger: Logger;
   private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]>;
   private readonly verify: BundleVerifier;
-  private readonly chron: Pick<ChronStore, "list">;
+  private readonly chron: Pick<ChronStore, "list" | "bounds">;
 
   constructor(deps: PolicyServiceDeps) {
     this.chron = deps.chron;

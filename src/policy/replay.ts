@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
-import type { ChronFilter, ChronStore } from "../chron/chron-store";
+import { scanRecords, type ChronFilter, type ChronStore } from "../chron/chron-store";
 import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
 import { evaluate, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, NotFoundError } from "../lib/errors";
@@ -50,7 +50,7 @@ export interface ReplayRequest {
 export interface ReplaySettings {
   /** Longest stretch of replay work before the event loop goes back to live requests. */
   sliceMs: number;
-  /** While live requests keep the event loop busy, the replay takes at most this share of it. */
+  /** While live decisions arrive, the replay takes at most this share of the event loop. */
   busyShare: number;
   pageSize: number;
   maxRunning: number;
@@ -61,28 +61,29 @@ export interface ReplaySettings {
 const DEFAULTS: ReplaySettings = { sliceMs: 2, busyShare: 0.05, pageSize: 200, maxRunning: 2, keepFinished: 50 };
 
 /**
- * Paces background work on the event loop: after each slice of work it yields, and when other
- * work (live decisions) kept the loop busy since the last slice, it pauses long enough that its
- * own share stays at `busyShare`. On an otherwise idle loop it runs flat out.
+ * Paces background work on the event loop: after each slice of work it yields. When live
+ * decisions arrived since the last slice, it pauses long enough that its own share of the loop
+ * stays at `busyShare`; while none arrive it goes straight on.
  */
 class Pacer {
   private sliceStart = performance.now();
-  private mark = performance.eventLoopUtilization();
+  private seen: number;
 
   constructor(
     private readonly sliceMs: number,
     private readonly busyShare: number,
-  ) {}
+    private readonly liveWork: () => number,
+  ) {
+    this.seen = liveWork();
+  }
 
   async tick(): Promise<void> {
     const own = performance.now() - this.sliceStart;
     if (own < this.sliceMs) return;
-    // The window runs from the last yield to now: what others did while the replay waited, then its own slice.
-    const window = performance.eventLoopUtilization(this.mark);
-    const others = Math.max(0, window.active - own) / Math.max(1, window.active + window.idle);
-    this.mark = performance.eventLoopUtilization();
-    if (others > this.busyShare) await sleep((own * (1 - this.busyShare)) / this.busyShare);
+    const live = this.liveWork();
+    if (live !== this.seen) await sleep((own * (1 - this.busyShare)) / this.busyShare);
     else await nextTurn();
+    this.seen = live;
     this.sliceStart = performance.now();
   }
 }
@@ -103,6 +104,8 @@ export class ReplayRunner {
   constructor(
     private readonly chron: Pick<ChronStore, "list" | "bounds">,
     private readonly load: (version: number) => Promise<ActivePolicy>,
+    /** A count of live decisions so far: while it moves, the replay keeps to its share. */
+    private readonly liveWork: () => number,
     private readonly logger: Logger,
     settings: Partial<ReplaySettings> = {},
   ) {
@@ -158,17 +161,13 @@ export class ReplayRunner {
   }
 
   private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, maxRecords: number): Promise<void> {
-    const pacer = new Pacer(this.settings.sliceMs, this.settings.busyShare);
-    let after = 0;
-    for (;;) {
-      const rows = await this.chron.list(filter, after, this.settings.pageSize);
+    const pacer = new Pacer(this.settings.sliceMs, this.settings.busyShare, this.liveWork);
+    for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize)) {
       await pacer.tick();
       for (const row of rows) {
         this.replayOne(job, policy, row.seq, JSON.parse(row.content) as DecisionContent, maxRecords);
         await pacer.tick();
       }
-      if (rows.length < this.settings.pageSize) return;
-      after = rows[rows.length - 1].seq;
     }
   }
 

@@ -1,4 +1,4 @@
-import type { ChronFilter, ChronStore } from "../chron/chron-store";
+import { scanRecords, type ChronFilter, type ChronStore } from "../chron/chron-store";
 import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
 
 export interface ShadowSample extends DecisionRef {
@@ -48,7 +48,7 @@ function tally(t: Tally, d: DecisionContent): void {
  * recorded beside them: counts overall, and per action and per agent with sample records. It
  * reads Chron page by page, so memory holds the groups, not the records.
  */
-export async function shadowReport(chron: Pick<ChronStore, "list">, q: ShadowReportQuery): Promise<ShadowReport> {
+export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q: ShadowReportQuery): Promise<ShadowReport> {
   const filter: ChronFilter = { kind: "decision", fromMs: q.fromMs, toMs: q.toMs, orgId: q.orgId };
   const total: Tally = { evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0 };
   const byAction = new Map<string, ShadowGroup & { action: string }>();
@@ -58,9 +58,7 @@ export async function shadowReport(chron: Pick<ChronStore, "list">, q: ShadowRep
     if (!g) map.set(key, (g = { ...make(), evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0, samples: [] } as unknown as G));
     return g;
   };
-  let after = 0;
-  for (;;) {
-    const rows = await chron.list(filter, after, PAGE);
+  for await (const rows of scanRecords(chron, filter, PAGE)) {
     for (const row of rows) {
       const d = JSON.parse(row.content) as DecisionContent;
       if (d.shadow?.version !== q.version) continue;
@@ -79,8 +77,6 @@ export async function shadowReport(chron: Pick<ChronStore, "list">, q: ShadowRep
         }
       }
     }
-    if (rows.length < PAGE) break;
-    after = rows[rows.length - 1].seq;
   }
   const ranked = <G extends Tally>(groups: Iterable<G>): G[] => [...groups].sort((a, b) => b.disagreements - a.disagreements || b.evaluated - a.evaluated);
   return {

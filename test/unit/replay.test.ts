@@ -16,7 +16,7 @@ function context(org: string): AgentContext {
   };
 }
 
-function policy(version: number, allowed: string): ActivePolicy {
+function policy(version: number, allowed: string, costMs = 0): ActivePolicy {
   return {
     version,
     revision: `${version}-sha256:x`,
@@ -25,6 +25,7 @@ function policy(version: number, allowed: string): ActivePolicy {
     signedBy: "kid",
     data: {},
     evaluate: (input) => {
+      for (const end = performance.now() + costMs; performance.now() < end; );
       const ok = (input as { request: { resource: string } }).request.resource === allowed;
       return { allow: ok, reasons: ok ? [] : [`only ${allowed}`] };
     },
@@ -57,10 +58,10 @@ function decision(org: string, resource: string, over: Partial<DecisionContent> 
   };
 }
 
-async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}) {
+async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = { decisions: 0 }, costMs = 0) {
   const chron = fakeChron();
   for (const c of contents) await chron.writer.append(c);
-  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production"), createLogger("silent"), settings);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), () => live.decisions, createLogger("silent"), settings);
   const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
   const finished = async (id: string, orgId: string | null = null) => {
     while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
@@ -104,5 +105,21 @@ describe("ReplayRunner", () => {
     expect(midway.progress.processed).toBeLessThan(50);
     await expect(runner.start(window, "api_key:k")).rejects.toMatchObject({ status: 409, code: "replays_busy" });
     expect((await finished(job.id)).allow_to_deny.count).toBe(50);
+  });
+
+  test("while live decisions arrive it keeps to its share of the event loop, and goes flat out once they stop", async () => {
+    const live = { decisions: 0 };
+    // 2,000 records at 0.05 ms each: 100 ms of work, which at a 5% share would take 2 s.
+    const many = Array.from({ length: 2000 }, () => decision("o-1", "staging"));
+    const { runner, window, finished } = await harness(many, { sliceMs: 1, busyShare: 0.05 }, live, 0.05);
+    const traffic = setInterval(() => (live.decisions += 1), 1);
+    const job = await runner.start(window, "api_key:k");
+    await new Promise((r) => setTimeout(r, 150));
+    const underLoad = runner.get(job.id, null).progress.processed;
+    clearInterval(traffic);
+    const idleStart = Date.now();
+    await finished(job.id);
+    expect(underLoad).toBeLessThan(1000);
+    expect(Date.now() - idleStart).toBeLessThan(1000);
   });
 });
