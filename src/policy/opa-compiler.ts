@@ -81,10 +81,11 @@ function parseOpaText(stderr: string): OpaProblem[] {
  * a policy that calls anything else is refused at compile time, not at evaluation.
  */
 /**
- * The problem code of a refusal: two mistakes get their own, because their fix differs from a typo's
- * (a rule and a package claiming the same path; a builtin this runtime cannot execute).
+ * The problem code of a refusal, by the kind of mistake: Rego that does not parse, a rule and a
+ * package claiming the same path, a builtin this runtime cannot execute; any other compile error.
  */
 function refusalCode(p: OpaProblem): string {
+  if (p.code === "rego_parse_error") return "policy_syntax_error";
   if (p.code === "rego_type_error" && /conflicts with/.test(p.message)) return "policy_package_conflict";
   if (p.code === "rego_type_error" && /^undefined function /.test(p.message)) return "policy_builtin_unsupported";
   return "policy_compile_failed";

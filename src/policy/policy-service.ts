@@ -10,7 +10,7 @@ import type { BundleSigner } from "./bundle-signing";
 import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
 import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import { shadowReport, type ShadowReport } from "./shadow-report";
-import type { BundleSummary, PolicyStore } from "./policy-store";
+import type { BundleSummary, PolicyStore, StoredBundle } from "./policy-store";
 
 export interface PublishRequest {
   files: PolicySources;
@@ -206,6 +206,7 @@ export class PolicyService {
         throw new UnprocessableError("policy_activation_failed", (err as Error).message);
       }
       await this.activateLoaded(loaded, actor);
+      await this.checkFile(stored, actor).catch((err: Error) => this.logger.warn("could not check the bundle file", { version, error: err.message }));
       return this.view(stored);
     });
   }
@@ -431,6 +432,27 @@ export class PolicyService {
     this.engine.swap(loaded);
     if (endsShadow) this.engine.setShadow(null);
     this.logger.info("policy activated", { version: loaded.version, revision: loaded.revision, actor });
+  }
+
+  /**
+   * The copy under bundles/ is for OPA tooling; CLAIIM runs the verified copy from the database.
+   * A copy that differs from it is moved aside (kept for inspection), replaced, and reported.
+   */
+  private async checkFile(stored: StoredBundle, actor: Actor): Promise<void> {
+    const file = path.join(this.bundleDir, `${stored.version}.tar.gz`);
+    const onDisk = await fs.readFile(file).catch(() => null);
+    if (onDisk?.equals(stored.bundle)) return;
+    if (onDisk) {
+      const kept = `${file}.rejected-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      await fs.rename(file, kept);
+      const message = `bundle file ${path.basename(file)} differed from the verified copy of version ${stored.version}; kept as ${path.basename(kept)} and replaced`;
+      await this.record(
+        [newEvent({ type: "policy.bundle_file_replaced", actor, subject: { type: "policy", id: String(stored.version), name: stored.revision }, reason: message, before: { file_sha256: fileSha256(onDisk) }, after: { file_sha256: stored.fileSha256 } })],
+        (tx) => this.store.setError(message, new Date(), tx),
+      );
+      this.logger.error("tampered bundle file replaced", { version: stored.version, kept });
+    }
+    await this.writeFile(stored.version, stored.bundle);
   }
 
   private async writeFile(version: number, bundle: Buffer): Promise<void> {

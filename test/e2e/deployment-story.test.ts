@@ -241,7 +241,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       .set(admin())
       .send({ files: { "claiim/decision.rego": "package claiim\n\ndecision := {\n" }, message: "broken", activate: true })
       .expect(422);
-    expect(res.body.code).toBe("policy_compile_failed");
+    expect(res.body.code).toBe("policy_syntax_error");
     expect(res.body.opa_errors[0]).toMatchObject({ file: "claiim/decision.rego", row: expect.any(Number), code: "rego_parse_error" });
     const unsupported = await s.http
       .post("/v1/policies")

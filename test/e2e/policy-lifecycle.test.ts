@@ -65,7 +65,7 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     expect(ok.stdout).toMatch(/^published version \d+ \(\d+-sha256:[0-9a-f]{64}\), active; parent 1/);
     fs.writeFileSync(path.join(dir, "claiim/decision.rego"), "package claiim\n\ndecision := {\n");
     const refused = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
-    expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_compile_failed\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
+    expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_syntax_error\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
   });
 
   test("a gzipped tar upload publishes; climbing paths, links, size bombs and non-archives are refused specifically", async () => {
@@ -143,6 +143,19 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     await s.http.get("/readyz").expect(200);
     const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records.map((r: { type: string }) => r.type);
     expect(events).toEqual(expect.arrayContaining(["signing_key.rotated", "policy.activation_failed"]));
+  });
+
+  test("a tampered bundle file under bundles/ is found at start-up, kept aside and replaced by the verified copy", async () => {
+    const { active_version: v } = (await s.http.get("/v1/policies/status").set(admin())).body;
+    const file = path.join(s.config.bundleDir, `${v}.tar.gz`);
+    const genuine = fs.readFileSync(file);
+    fs.writeFileSync(file, Buffer.from("not the bundle CLAIIM signed"));
+    await s.restart();
+    await s.http.get("/readyz").expect(200);
+    expect(fs.readFileSync(file).equals(genuine)).toBe(true);
+    expect((await s.http.get("/v1/policies/status").set(admin())).body).toMatchObject({ active_version: v, errors: [{ message: expect.stringMatching(/differed from the verified copy/) }] });
+    const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records;
+    expect(events.pop()).toMatchObject({ type: "policy.bundle_file_replaced", actor: { type: "system", id: "startup" } });
   });
 
   test("formatting that opa fmt would change is a warning with the diff", async () => {

@@ -50,16 +50,28 @@ describe("PolicyService with the real OPA compiler", () => {
     expect(store.current).toMatchObject({ activeVersion: 1, activatedBy: "system:bootstrap" });
   });
 
-  test("a refused compile stores nothing and leaves the active version", async () => {
-    const { store, engine, service } = await setup();
+  test.each([
+    ["policy_syntax_error", { "claiim/decision.rego": "package claiim\ndecision := {\n" }, "claiim/decision.rego", 3, "rego_parse_error"],
+    ["policy_builtin_unsupported", { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, "claiim/decision.rego", 2, "rego_type_error"],
+    ["policy_compile_failed", { "claiim/decision.rego": 'package claiim\ndecision := {"allow": x}\n' }, "claiim/decision.rego", 2, "rego_unsafe_var_error"],
+    [
+      "policy_package_conflict",
+      { "claiim/decision.rego": 'package claiim\n\ndecision := {"allow": true, "reasons": []}\n', "claiim/decision/x.rego": "package claiim.decision\n\nx := 1\n" },
+      expect.stringMatching(/^claiim\//),
+      expect.any(Number),
+      "rego_type_error",
+    ],
+  ])("%s: refused with OPA's file and line; nothing stored, the active version stays", async (code, files, file, row, opaCode) => {
+    const { store, engine, service, chron } = await setup();
     await service.start(REGO);
-    await expect(service.publish({ files: { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
+    await expect(service.publish({ files, message: "m", activate: true }, TESTER)).rejects.toMatchObject({
       status: 422,
-      code: "policy_builtin_unsupported",
-      extra: { opa_errors: [expect.objectContaining({ file: "claiim/decision.rego", row: 2, code: "rego_type_error" })] },
+      code,
+      extra: { opa_errors: expect.arrayContaining([expect.objectContaining({ file, row, code: opaCode })]) },
     });
     expect(store.bundles.size).toBe(1);
     expect(engine.active()!.version).toBe(1);
+    expect(chron.events().pop()).toMatchObject({ type: "policy.publish_refused", after: { code } });
   });
 
   test("the set's own tests are a gate: a failing test refuses the version, by name and place", async () => {
@@ -134,6 +146,23 @@ describe("PolicyService with the real OPA compiler", () => {
     await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed", message: expect.stringMatching(/bundle signature invalid: .* does not match its signed hash/) });
     expect(engine.active()!.version).toBe(1);
     expect((await service.status()).errors[0].message).toMatch(/bundle signature invalid/);
+  });
+
+  test("a bundle file under bundles/ that differs from the verified copy is moved aside, replaced and reported at activation", async () => {
+    const { service, bundleDir, chron } = await setup();
+    await service.start(REGO);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
+    const file = path.join(bundleDir, "2.tar.gz");
+    const genuine = fs.readFileSync(file);
+    fs.writeFileSync(file, Buffer.concat([genuine, Buffer.from("tampered")]));
+    await service.activate(2, TESTER);
+    expect(fs.readFileSync(file).equals(genuine)).toBe(true);
+    expect(fs.readdirSync(bundleDir).filter((f) => f.startsWith("2.tar.gz.rejected-"))).toHaveLength(1);
+    expect((await service.status()).errors[0].message).toMatch(/2.tar.gz differed from the verified copy of version 2/);
+    expect(chron.events().map((e) => e.type)).toContain("policy.bundle_file_replaced");
+    fs.rmSync(file);
+    await service.activate(2, TESTER);
+    expect(fs.readFileSync(file).equals(genuine)).toBe(true);
   });
 
   test("a bundle signed by a key CLAIIM never held, or with its signature removed, is refused", async () => {
