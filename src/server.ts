@@ -151,7 +151,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, exporter, retention, identity),
-    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), () => decisions.started, logger), config.bodyLimits.policy),
+    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, () => decisions.started, logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);

@@ -73,6 +73,11 @@ export interface Actor {
   name: string;
 }
 
+/** How an actor is named in state that records who did something (`api_key:<id>`). */
+export function actorName(actor: Actor): string {
+  return `${actor.type}:${actor.id}`;
+}
+
 /**
  * A change to CLAIIM's own state (an agent suspended, a credential revoked, a policy activated),
  * recorded with who did it and the state before and after. Events about an agent carry the agent

@@ -11,7 +11,7 @@ function changer(p: Principal | null) {
   }
   return actorOf(p);
 }
-import { actorName, type PolicyService } from "./policy-service";
+import type { PolicyService } from "./policy-service";
 import { readPolicyArchive } from "./archive";
 
 const PolicyVersionView = z
@@ -253,7 +253,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         const fromMs = Date.parse(body.from);
         const toMs = body.to ? Date.parse(body.to) : Date.now();
         if (fromMs > toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
-        const job = await replays.start({ version: params.version, fromMs, toMs, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorName(actorOf(principal!)));
+        const job = await replays.start({ version: params.version, fromMs, toMs, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorOf(principal!));
         return { status: 202, headers: { Location: `/v1/policies/replays/${job.id}` }, body: job };
       },
     }),

@@ -3,7 +3,7 @@ import path from "node:path";
 import { createTwoFilesPatch } from "diff";
 import { ClaiimError, ConflictError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
 import type { ChronStore, Recorder } from "../chron/chron-store";
-import { newEvent, type Actor } from "../chron/record";
+import { actorName, newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
@@ -66,10 +66,6 @@ const BUNDLE_NAME = "claiim";
 const BOOTSTRAP: Actor = { type: "system", id: "bootstrap", name: "reference policies on first start" };
 const STARTUP: Actor = { type: "system", id: "startup", name: "activation of the stored active version at start-up" };
 
-export function actorName(actor: Actor): string {
-  return `${actor.type}:${actor.id}`;
-}
-
 export async function readPolicyDir(dir: string): Promise<PolicySources> {
   const sources: PolicySources = {};
   const walk = async (rel: string): Promise<void> => {
@@ -83,11 +79,6 @@ export async function readPolicyDir(dir: string): Promise<PolicySources> {
   return sources;
 }
 
-/**
- * Publishing and activation. Both are serialised in this process, and both are all-or-nothing:
- * a version that does not compile is not stored, and a version that does not load does not
- * replace the active one.
- */
 export interface PolicyServiceDeps {
   store: PolicyStore;
   compiler: PolicyCompiler;
@@ -103,6 +94,11 @@ export interface PolicyServiceDeps {
   chron: Pick<ChronStore, "list" | "bounds">;
 }
 
+/**
+ * Publishing and activation. Both are serialised in this process, and both are all-or-nothing:
+ * a version that does not compile is not stored, and a version that does not load does not
+ * replace the active one.
+ */
 export class PolicyService {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly served = new Map<number, Promise<Buffer>>();
@@ -118,8 +114,7 @@ export class PolicyService {
   private readonly chron: Pick<ChronStore, "list" | "bounds">;
 
   constructor(deps: PolicyServiceDeps) {
-    this.chron = deps.chron;
-    ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger } = deps);
+    ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger, chron: this.chron } = deps);
     this.decisionCounts = deps.decisionCounts ?? (async () => []);
     this.verify = (files) => this.signer.verify(files);
   }
@@ -395,14 +390,12 @@ export class PolicyService {
 
   /** A shadow that no longer verifies is not evaluated; decisions are unaffected either way. */
   private async resumeShadow(version: number): Promise<void> {
-    const stored = await this.store.get(version);
     try {
-      if (!stored) throw new Error(`policy version ${version} does not exist`);
-      this.engine.setShadow(await instantiate(stored, new Date(), this.verify));
+      this.engine.setShadow(await this.load(version));
     } catch (err) {
-      const message = `shadow ${(err as Error).message}`;
+      const message = `shadow not evaluated: ${(err as Error).message}`;
       await this.record(
-        [newEvent({ type: "policy.shadow_failed", actor: STARTUP, subject: { type: "policy", id: String(version), name: stored?.revision ?? String(version) }, reason: message, before: null, after: null })],
+        [newEvent({ type: "policy.shadow_failed", actor: STARTUP, subject: { type: "policy", id: String(version), name: String(version) }, reason: message, before: null, after: null })],
         (tx) => this.store.setError(message, new Date(), tx),
       );
       this.logger.error("shadow policy could not be loaded at start-up", { version, error: (err as Error).message });
@@ -412,7 +405,7 @@ export class PolicyService {
   private async activateLoaded(loaded: ActivePolicy, actor: Actor): Promise<void> {
     const previous = this.engine.active()?.version ?? null;
     // A shadow that becomes the active version has nothing left to be compared with.
-    const endsShadow = this.engine.shadow()?.version === loaded.version;
+    const endsShadow = (await this.store.state()).shadow?.version === loaded.version;
     // WARNING: persist first, swap second: if the database refuses, the old version stays active everywhere.
     await this.record(
       [

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
-import { scanRecords, type ChronFilter, type ChronStore } from "../chron/chron-store";
-import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
+import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
+import { actorName, decisionRef, newEvent, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
 import { evaluate, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
@@ -100,10 +100,13 @@ function wasRedacted(d: DecisionContent): boolean {
 export class ReplayRunner {
   private readonly jobs = new Map<string, ReplayView>();
   private readonly settings: ReplaySettings;
+  /** Replays between the admission check and their registration, which awaits loading. */
+  private starting = 0;
 
   constructor(
     private readonly chron: Pick<ChronStore, "list" | "bounds">,
     private readonly load: (version: number) => Promise<ActivePolicy>,
+    private readonly record: Recorder,
     /** A count of live decisions so far: while it moves, the replay keeps to its share. */
     private readonly liveWork: () => number,
     private readonly logger: Logger,
@@ -113,12 +116,19 @@ export class ReplayRunner {
   }
 
   /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
-  async start(req: ReplayRequest, requestedBy: string): Promise<ReplayView> {
-    const running = [...this.jobs.values()].filter((j) => j.state === "running").length;
+  async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
+    const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
-    const policy = await this.load(req.version);
+    this.starting += 1;
+    let policy: ActivePolicy;
+    let total: number;
     const filter: ChronFilter = { kind: "decision", fromMs: req.fromMs, toMs: req.toMs, orgId: req.orgId ?? undefined };
-    const total = (await this.chron.bounds(filter))?.count ?? 0;
+    try {
+      policy = await this.load(req.version);
+      total = (await this.chron.bounds(filter))?.count ?? 0;
+    } finally {
+      this.starting -= 1;
+    }
     const job: ReplayView = {
       id: randomUUID(),
       version: policy.version,
@@ -126,7 +136,7 @@ export class ReplayRunner {
       from: new Date(req.fromMs).toISOString(),
       to: new Date(req.toMs).toISOString(),
       organization_id: req.orgId,
-      requested_by: requestedBy,
+      requested_by: actorName(actor),
       state: "running",
       started_at: new Date().toISOString(),
       finished_at: null,
@@ -139,6 +149,17 @@ export class ReplayRunner {
       deny_to_allow: { count: 0, records: [] },
       truncated: false,
     };
+    // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
+    await this.record([
+      newEvent({
+        type: "policy.replay_started",
+        actor,
+        subject: { type: "replay", id: job.id, name: policy.revision },
+        organization: null,
+        before: null,
+        after: { version: job.version, from: job.from, to: job.to, organization_id: req.orgId, decisions: total },
+      }),
+    ]);
     this.jobs.set(job.id, job);
     this.forgetOld();
     const startedAs = structuredClone(job);

@@ -73,6 +73,8 @@ describe.each(databaseKinds())("shadow mode and replay on %s", (kind) => {
     expect(job.deny_to_allow).toEqual({ count: 1, records: [expect.objectContaining({ decision_id: denied.decision_id, replayed: { decision: "allow", reasons: expect.any(Array) } })] });
     expect({ decisions: await decisionCount(), status: (await s.http.get("/v1/policies/status").set(admin())).body.active_version }).toEqual(before);
     expect((await s.http.get("/v1/policies/replays").set(admin()).expect(200)).body.replays[0].id).toBe(job.id);
+    const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records;
+    expect(events.find((e: { type: string }) => e.type === "policy.replay_started")).toMatchObject({ actor: { type: "api_key" }, subject: { type: "replay", id: job.id }, after: { version: v2, decisions: 4 } });
 
     expect((await s.http.post(`/v1/policies/${v2}/replay`).set(admin()).send({ from, to: "2000-01-01T00:00:00Z" }).expect(400)).body.code).toBe("time_range_inverted");
     expect((await s.http.post("/v1/policies/99/replay").set(admin()).send({ from }).expect(404)).body.code).toBe("policy_version_not_found");

@@ -225,6 +225,21 @@ describe("PolicyService with the real OPA compiler", () => {
     await expect(service.shadowReport({ version: 1, orgId: null, samples: 5 })).rejects.toMatchObject({ code: "shadow_window_required" });
   });
 
+  test("a shadow whose bundle no longer verifies is not evaluated after a restart; the active version runs on, and the status says why", async () => {
+    const { store, service, signer } = await setup();
+    await service.start(REGO);
+    await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
+    await service.setShadow(2, TESTER);
+    store.bundles.get(2)!.fileSha256 = "sha256:forged";
+    const engine = new PolicyEngine();
+    const restarted = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() });
+    await restarted.start(REGO);
+    expect([engine.active()!.version, engine.shadow()]).toEqual([1, null]);
+    const status = await restarted.status();
+    expect(status.shadow).toMatchObject({ version: 2, evaluating: false });
+    expect(status.errors[0].message).toMatch(/^shadow not evaluated: .*archive hash/);
+  });
+
   test("at start-up, a tampered active bundle is not loaded: nothing is active rather than something unverified", async () => {
     const { store, service, signer } = await setup();
     await service.start(REGO);

@@ -4,7 +4,7 @@ import type { AgentContext } from "../../src/identity/identity-service";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
-import { fakeChron } from "../support/recorder";
+import { fakeChron, TESTER } from "../support/recorder";
 
 const now = new Date();
 
@@ -61,34 +61,35 @@ function decision(org: string, resource: string, over: Partial<DecisionContent> 
 async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = { decisions: 0 }, costMs = 0) {
   const chron = fakeChron();
   for (const c of contents) await chron.writer.append(c);
-  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), () => live.decisions, createLogger("silent"), settings);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, () => live.decisions, createLogger("silent"), settings);
   const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
   const finished = async (id: string, orgId: string | null = null) => {
     while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
     return runner.get(id, orgId);
   };
-  return { runner, window, finished };
+  return { runner, window, finished, chron };
 }
 
 describe("ReplayRunner", () => {
   test("counts flips both ways, skips records without input, and flags those whose input was redacted", async () => {
-    const { runner, window, finished } = await harness([
+    const { runner, window, finished, chron } = await harness([
       decision("o-1", "staging"),
       decision("o-1", "production"),
       decision("o-1", "staging", { input: null }),
       decision("o-1", "staging", { erased: ["/input/request/purpose"] }),
       decision("o-1", "production", { decision: "allow" }),
     ]);
-    const job = await finished((await runner.start(window, "api_key:k")).id);
+    const job = await finished((await runner.start(window, TESTER)).id);
     expect(job).toMatchObject({ state: "done", progress: { processed: 5, total: 5 }, skipped: 1, redacted: 1, unchanged: 1, truncated: false, error: null });
     expect(job.allow_to_deny.count).toBe(2);
+    expect(chron.events()).toEqual([expect.objectContaining({ type: "policy.replay_started", actor: TESTER, subject: expect.objectContaining({ id: job.id }), after: expect.objectContaining({ version: 2, decisions: 5 }) })]);
     expect(job.allow_to_deny.records.map((r) => r.redacted)).toEqual([false, true]);
     expect(job.deny_to_allow.records).toEqual([expect.objectContaining({ resource: "production", recorded: expect.objectContaining({ decision: "deny" }), replayed: { decision: "allow", reasons: [] } })]);
   });
 
   test("a caller confined to an organisation replays its own decisions and sees only its own replays", async () => {
     const { runner, window, finished } = await harness([decision("o-1", "staging"), decision("o-2", "staging"), decision("o-2", "staging")]);
-    const mine = await finished((await runner.start({ ...window, orgId: "o-2" }, "api_key:k")).id, "o-2");
+    const mine = await finished((await runner.start({ ...window, orgId: "o-2" }, TESTER)).id, "o-2");
     expect(mine.progress.total).toBe(2);
     expect(() => runner.get(mine.id, "o-1")).toThrow(expect.objectContaining({ code: "replay_not_found" }));
     expect(runner.list("o-1")).toEqual([]);
@@ -98,12 +99,12 @@ describe("ReplayRunner", () => {
   test("it yields to other work between slices, and refuses to start beyond the running limit", async () => {
     const many = Array.from({ length: 50 }, () => decision("o-1", "staging"));
     const { runner, window, finished } = await harness(many, { sliceMs: 0, maxRunning: 1 });
-    const job = await runner.start(window, "api_key:k");
+    const job = await runner.start(window, TESTER);
     await new Promise((r) => setImmediate(r));
     const midway = runner.get(job.id, null);
     expect(midway.state).toBe("running");
     expect(midway.progress.processed).toBeLessThan(50);
-    await expect(runner.start(window, "api_key:k")).rejects.toMatchObject({ status: 409, code: "replays_busy" });
+    await expect(runner.start(window, TESTER)).rejects.toMatchObject({ status: 409, code: "replays_busy" });
     expect((await finished(job.id)).allow_to_deny.count).toBe(50);
   });
 
@@ -113,7 +114,7 @@ describe("ReplayRunner", () => {
     const many = Array.from({ length: 2000 }, () => decision("o-1", "staging"));
     const { runner, window, finished } = await harness(many, { sliceMs: 1, busyShare: 0.05 }, live, 0.05);
     const traffic = setInterval(() => (live.decisions += 1), 1);
-    const job = await runner.start(window, "api_key:k");
+    const job = await runner.start(window, TESTER);
     await new Promise((r) => setTimeout(r, 150));
     const underLoad = runner.get(job.id, null).progress.processed;
     clearInterval(traffic);
