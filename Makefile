@@ -17,8 +17,8 @@ run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN
 test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
 	@bash scripts/test.sh
 
-publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1 to activate)
-	@node scripts/publish-policy.mjs --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate)
+publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1 to activate, SHADOW=1 to shadow)
+	@node scripts/publish-policy.mjs --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
 
 bench: setup ## decisions/s, latency and the Chron check under load; then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js

@@ -63,6 +63,9 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     const env = { ...process.env, CLAIIM_TOKEN: s.admin };
     const ok = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url, "--message", "from a folder", "--activate"], { env });
     expect(ok.stdout).toMatch(/^published version \d+ \(\d+-sha256:[0-9a-f]{64}\), active; parent 1/);
+    const shadowed = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url, "--message", "try it in the shadow", "--shadow"], { env });
+    expect(shadowed.stdout).toMatch(/published version (\d+) .*\nversion \1 is the shadow since /);
+    await s.http.delete("/v1/policies/shadow").set(admin()).expect(204);
     fs.writeFileSync(path.join(dir, "claiim/decision.rego"), "package claiim\n\ndecision := {\n");
     const refused = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_syntax_error\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
