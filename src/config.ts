@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
@@ -37,6 +38,18 @@ export interface Config {
   chron: { maxBatch: number; checkpointEveryRecords: number; checkpointEverySeconds: number; jsonExportMax: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
   bodyLimits: { default: number; policy: number };
+  /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
+  bundleSigning: ExternalBundleKeys | null;
+}
+
+/**
+ * CLAIIM_BUNDLE_SIGNING_KEY_FILE (an EC P-256 private key, PEM) signs bundles, and only it and the
+ * public keys of CLAIIM_BUNDLE_TRUSTED_KEYS_FILE (a JWKS) verify them: whoever can write the
+ * database, and read it, still cannot sign a bundle CLAIIM would load.
+ */
+export interface ExternalBundleKeys {
+  privateKeyPem: string;
+  trusted: Record<string, string>[];
 }
 
 export interface OidcSettings {
@@ -79,6 +92,33 @@ function required(env: NodeJS.ProcessEnv, name: string): string {
   const value = env[name];
   if (!value) throw new Error(`${name} is required when CLAIIM_OIDC_ISSUER is set`);
   return value;
+}
+
+function bundleSigning(env: NodeJS.ProcessEnv, cwd: string): ExternalBundleKeys | null {
+  if (!env.CLAIIM_BUNDLE_SIGNING_KEY_FILE) {
+    if (env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE) throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE needs CLAIIM_BUNDLE_SIGNING_KEY_FILE");
+    return null;
+  }
+  const privateKeyPem = fs.readFileSync(path.resolve(cwd, env.CLAIIM_BUNDLE_SIGNING_KEY_FILE), "utf8");
+  let curve: string | undefined;
+  try {
+    curve = createPrivateKey(privateKeyPem).asymmetricKeyDetails?.namedCurve;
+  } catch {
+    throw new Error("CLAIIM_BUNDLE_SIGNING_KEY_FILE does not hold a PEM private key");
+  }
+  if (curve !== "prime256v1") throw new Error("CLAIIM_BUNDLE_SIGNING_KEY_FILE must hold an EC P-256 key (ES256)");
+  if (!env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE) return { privateKeyPem, trusted: [] };
+  let trusted: Record<string, string>[];
+  try {
+    trusted = (JSON.parse(fs.readFileSync(path.resolve(cwd, env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE), "utf8")) as { keys: Record<string, string>[] }).keys;
+    for (const jwk of trusted) createPublicKey({ key: jwk, format: "jwk" });
+  } catch {
+    throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE must be a JWKS ({\"keys\": [...]}) of EC P-256 public keys");
+  }
+  if (!Array.isArray(trusted) || trusted.some((k) => k.kty !== "EC" || k.crv !== "P-256" || "d" in k)) {
+    throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE must be a JWKS of EC P-256 public keys, without private parts");
+  }
+  return { privateKeyPem, trusted };
 }
 
 /** CLAIIM_REDACTION_RULES (JSON) or CLAIIM_REDACTION_FILE (a JSON file): a list of {path, op, value?}. */
@@ -141,5 +181,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       jsonExportMax: intEnv(env, "CLAIIM_EXPORT_JSON_MAX_RECORDS", 10000),
     },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
+    bundleSigning: bundleSigning(env, cwd),
   };
 }

@@ -98,7 +98,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
 
   const engine = new PolicyEngine();
-  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record);
+  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record, config.bundleSigning);
   await signer.start();
   const policies = new PolicyService({
     store: stores.policy,

@@ -68,7 +68,7 @@ export class SigningKeys {
   }
 }
 
-export function publish(k: LoadedKey): Record<string, string> {
+export function publish(k: Pick<LoadedKey, "kid" | "alg" | "publicJwk">): Record<string, string> {
   return { ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" };
 }
 

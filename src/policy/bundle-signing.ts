@@ -1,10 +1,12 @@
-import { createHash, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
 import { isLosslessNumber, parse as parseLossless } from "lossless-json";
 import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor } from "../chron/record";
 import type { IdentityStore } from "../identity/identity-store";
-import { generate, loadOrCreateKeys, publish, type SigningKeys } from "../identity/signing-keys";
+import { generate, jwkThumbprint, loadOrCreateKeys, publish, type SigningKeys } from "../identity/signing-keys";
+import type { ExternalBundleKeys } from "../config";
+import { ConflictError } from "../lib/errors";
 import type { BundleFiles } from "./bundle";
 
 /** OPA's name for a bundle's signature file. */
@@ -71,6 +73,16 @@ export function opaFileHash(name: string, bytes: Buffer): string {
   return h.update(parts.join(""), "utf8").digest("hex");
 }
 
+/** A key that verifies bundle signatures. */
+interface Verifier {
+  kid: string;
+  alg: "ES256";
+  publicKey: KeyObject;
+  publicJwk: Record<string, string>;
+  /** When it stopped signing; null while it signs, or when that is not known (an external trusted key). */
+  retiredAt: Date | null;
+}
+
 interface SignedFile {
   name: string;
   hash: string;
@@ -84,15 +96,34 @@ interface SignedFile {
  * --verification-key` and OPA's bundle `signing` configuration check CLAIIM's bundles as they are.
  */
 export class BundleSigner {
+  /** External mode: earlier keys, trusted to verify, that no longer sign. */
+  private trusted: Verifier[] = [];
+
   constructor(
     private readonly keys: SigningKeys,
     private readonly store: Pick<IdentityStore, "listSigningKeys" | "saveSigningKey">,
     private readonly record: Recorder,
+    private readonly external: ExternalBundleKeys | null = null,
   ) {}
 
-  /** Loads the stored keys, creating the first one on a new database. */
-  start(): Promise<void> {
-    return loadOrCreateKeys(this.keys, this.store, this.record);
+  /**
+   * Loads the keys: the external key file and its trusted keys when configured, and then the
+   * database's bundle-signing keys are not trusted at all; otherwise the stored keys, creating the
+   * first one on a new database.
+   */
+  async start(): Promise<void> {
+    if (!this.external) return loadOrCreateKeys(this.keys, this.store, this.record);
+    const jwk = createPublicKey(this.external.privateKeyPem).export({ format: "jwk" }) as Record<string, string>;
+    const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
+    this.keys.load([{ kid: jwkThumbprint(publicJwk), purpose: this.keys.purpose, alg: "ES256", privateKeyPem: this.external.privateKeyPem, publicJwk, createdAt: new Date(0), retiredAt: null }]);
+    this.trusted = this.external.trusted.map((k) => {
+      const publicJwk = { kty: k.kty, crv: k.crv, x: k.x, y: k.y };
+      return { kid: k.kid ?? jwkThumbprint(publicJwk), alg: "ES256" as const, publicKey: createPublicKey({ key: publicJwk, format: "jwk" }), publicJwk, retiredAt: null };
+    });
+  }
+
+  private verifiers(): Verifier[] {
+    return [...this.keys.all(), ...this.trusted];
   }
 
   /** The bundle with a `.signatures.json` over all of its other files, by the current key. */
@@ -135,7 +166,7 @@ export class BundleSigner {
     } catch {
       fail("the JWS header is malformed");
     }
-    const key = this.keys.all().find((k) => k.kid === kid) ?? fail(`signed by unknown key ${JSON.stringify(kid ?? null)}`);
+    const key = this.verifiers().find((k) => k.kid === kid) ?? fail(`signed by unknown key ${JSON.stringify(kid ?? null)}`);
     let payload: { files?: SignedFile[] };
     try {
       payload = JSON.parse(Buffer.from((await compactVerify(jws, key.publicKey, { algorithms: [key.alg] })).payload).toString("utf8"));
@@ -156,6 +187,12 @@ export class BundleSigner {
 
   /** A new key signs from now on; every earlier key keeps verifying the bundles it signed. */
   async rotate(actor: Actor, reason: string | null): Promise<{ kid: string; previous: string | null }> {
+    if (this.external) {
+      throw new ConflictError(
+        "bundle_signing_key_external",
+        "the bundle-signing key is the file CLAIIM_BUNDLE_SIGNING_KEY_FILE names: replace that file, add the old public key to CLAIIM_BUNDLE_TRUSTED_KEYS_FILE, and restart",
+      );
+    }
     const stored = await this.store.listSigningKeys(this.keys.purpose);
     const now = new Date();
     const retiring = stored.filter((k) => k.retiredAt === null).map((k) => ({ ...k, retiredAt: now }));
@@ -184,17 +221,17 @@ export class BundleSigner {
   /** Every key that verifies bundles, with the one that signs now marked. */
   list(): { kid: string; alg: string; current: boolean; signs_until: string | null; jwk: Record<string, string>; public_key_pem: string }[] {
     const current = this.keys.current().kid;
-    return this.keys.all().map((k) => ({
+    return this.verifiers().map((k) => ({
       kid: k.kid,
       alg: k.alg,
       current: k.kid === current,
       signs_until: k.retiredAt?.toISOString() ?? null,
       jwk: publish(k),
-      public_key_pem: (k.publicKey as KeyObject).export({ format: "pem", type: "spki" }) as string,
+      public_key_pem: k.publicKey.export({ format: "pem", type: "spki" }) as string,
     }));
   }
 
   jwks(): Record<string, string>[] {
-    return this.keys.all().map(publish);
+    return this.verifiers().map(publish);
   }
 }

@@ -308,7 +308,10 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: [] },
       body: z.object({ reason: z.string().min(1).max(1000).optional() }).strict(),
-      responses: { 200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.string().nullable() }) } },
+      responses: {
+        200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.string().nullable() }) },
+        409: { description: "The key is a file CLAIIM was given (bundle_signing_key_external)" },
+      },
       handle: async ({ body, principal }) => ({ status: 200, body: await policies.rotateSigningKey(changer(principal), body.reason ?? null) }),
     }),
     route({

@@ -86,6 +86,34 @@ describe("OPA bundle signatures, checked by the OPA CLI itself", () => {
   });
 });
 
+describe("BundleSigner with a key kept outside the database", () => {
+  const pem = () => generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string;
+
+  test("the key file signs, only it and the trusted keys verify, nothing is stored, and rotation is the operator's", async () => {
+    const store = new FakeIdentityStore();
+    const first = new BundleSigner(new SigningKeys("bundle-signing"), store, fakeChron().record, { privateKeyPem: pem(), trusted: [] });
+    await first.start();
+    const { files: signedByFirst } = await signedBundle(first);
+    expect(await store.listSigningKeys("bundle-signing")).toEqual([]);
+    await expect(first.rotate({ type: "system", id: "t", name: "t" }, null)).rejects.toMatchObject({ status: 409, code: "bundle_signing_key_external" });
+
+    // A key in the database (say, one an intruder stored) is not trusted.
+    const inDatabase = await signer();
+    const { files: signedInDatabase } = await signedBundle(inDatabase);
+    await expect(first.verify(signedInDatabase)).rejects.toThrow(/signed by unknown key/);
+
+    // The next key file, with the first key's public part trusted: old bundles still verify.
+    const [old] = first.list();
+    const second = new BundleSigner(new SigningKeys("bundle-signing"), store, fakeChron().record, { privateKeyPem: pem(), trusted: [old.jwk] });
+    await second.start();
+    expect(await second.verify(signedByFirst)).toBe(old.kid);
+    expect(second.list().map((k) => [k.kid === old.kid, k.current])).toEqual([[false, true], [true, false]]);
+    const untrusting = new BundleSigner(new SigningKeys("bundle-signing"), store, fakeChron().record, { privateKeyPem: pem(), trusted: [] });
+    await untrusting.start();
+    await expect(untrusting.verify(signedByFirst)).rejects.toThrow(/signed by unknown key/);
+  });
+});
+
 describe("BundleSigner", () => {
   test("verification names the key that signed, and refuses extra, missing or re-hashed files", async () => {
     const s = await signer();
