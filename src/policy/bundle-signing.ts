@@ -116,9 +116,10 @@ export class BundleSigner {
     const jwk = createPublicKey(this.external.privateKeyPem).export({ format: "jwk" }) as Record<string, string>;
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
     this.keys.load([{ kid: jwkThumbprint(publicJwk), purpose: this.keys.purpose, alg: "ES256", privateKeyPem: this.external.privateKeyPem, publicJwk, createdAt: new Date(0), retiredAt: null }]);
+    // CLAIIM's kids are RFC 7638 thumbprints, so a trusted key is known by its own, whatever kid the file gives it.
     this.trusted = this.external.trusted.map((k) => {
       const publicJwk = { kty: k.kty, crv: k.crv, x: k.x, y: k.y };
-      return { kid: k.kid ?? jwkThumbprint(publicJwk), alg: "ES256" as const, publicKey: createPublicKey({ key: publicJwk, format: "jwk" }), publicJwk, retiredAt: null };
+      return { kid: jwkThumbprint(publicJwk), alg: "ES256" as const, publicKey: createPublicKey({ key: publicJwk, format: "jwk" }), publicJwk, retiredAt: null };
     });
   }
 

@@ -1,7 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type Reply, type RouteSpec } from "../http/route";
 import { actorOf, scopeOf, type Principal } from "../identity/model";
-import { InputError, NotAllowedError, NotFoundError } from "../lib/errors";
+import { NotAllowedError, NotFoundError } from "../lib/errors";
 import type { ReplayRunner } from "./replay";
 
 /** The policy applies to every organisation, so only a key that spans all of them may change it. */
@@ -250,10 +250,8 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         409: { description: "Too many replays are running (replays_busy)" },
       },
       handle: async ({ params, body, principal }): Promise<Reply> => {
-        const fromMs = Date.parse(body.from);
-        const toMs = body.to ? Date.parse(body.to) : Date.now();
-        if (fromMs > toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
-        const job = await replays.start({ version: params.version, fromMs, toMs, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorOf(principal!));
+        const window = { fromMs: Date.parse(body.from), toMs: body.to ? Date.parse(body.to) : Date.now() };
+        const job = await replays.start({ version: params.version, ...window, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorOf(principal!));
         return { status: 202, headers: { Location: `/v1/policies/replays/${job.id}` }, body: job };
       },
     }),

@@ -4,7 +4,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promi
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
 import { actorName, decisionRef, newEvent, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
 import { evaluate, type PolicyInput } from "../decisions/decision-service";
-import { ConflictError, NotFoundError } from "../lib/errors";
+import { ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import type { ActivePolicy } from "./policy-engine";
 
@@ -117,6 +117,7 @@ export class ReplayRunner {
 
   /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
   async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
+    if (req.fromMs > req.toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
     const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;
