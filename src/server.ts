@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
 import { openDatabase, databaseAnswers, type Database } from "./db/database";
 import { createLogger, type Logger } from "./lib/logger";
+import { LiveWork } from "./lib/pacer";
 import { createApp } from "./http/app";
 import { document, type RouteSpec } from "./http/route";
 import { generateDocument, OpenAPIRegistry } from "./http/openapi";
@@ -79,6 +80,8 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
   // Every change of state is committed by the single Chron writer, with its record.
   const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
+  // Decisions count themselves here; verification, reports and replays give way to them.
+  const live = new LiveWork();
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
   const checkpointKeys = new SigningKeys("chron-checkpoint");
   await loadOrCreateKeys(checkpointKeys, stores.identity, record);
@@ -88,7 +91,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
     logger,
   );
-  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid));
+  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
   const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger);
   const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
 
@@ -110,6 +113,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     logger,
     decisionCounts: () => stores.chron.decisionsByPolicyVersion(),
     chron: stores.chron,
+    live,
   });
   await policies.start(config.regoDir);
   await checkpointer.start();
@@ -124,6 +128,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
       redact: (content) => redact(content, config.redaction),
     },
     logger,
+    live,
   );
   const oauth = new OAuthService(
     stores.identity,
@@ -151,7 +156,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, exporter, retention, identity),
-    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, () => decisions.started, logger), config.bodyLimits.policy),
+    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);

@@ -1,5 +1,6 @@
 import { canonicalize } from "../lib/canonical";
 import { InputError } from "../lib/errors";
+import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import type { KeyObject } from "node:crypto";
 import type { Checkpoint, ChronFilter, ChronStore } from "./chron-store";
 import { verifyCheckpoint } from "./checkpoints";
@@ -57,6 +58,8 @@ export class ChronService {
     private readonly store: ChronStore,
     private readonly writer: ChronWriter,
     private readonly keyFor: (kid: string) => KeyObject | undefined,
+    /** Verification gives way to live decisions (see Pacer). */
+    private readonly live: LiveWork = new LiveWork(),
   ) {}
 
   async list(filter: ChronFilter, cursor: string | undefined, limit: number): Promise<ListResult> {
@@ -115,9 +118,11 @@ export class ChronService {
       signed += 1;
       lastSigned = { seq: anchor.seq, hash: anchor.hash };
     }
+    const pacer = new Pacer(this.live, INTERACTIVE);
     for (;;) {
       const rows = await this.store.list({}, after, VERIFY_PAGE);
       for (const row of rows) {
+        await pacer.tick();
         const problem = this.check(row, expectedSeq, prevHash);
         if (problem) return result(problem);
         frontier.append(row.hash);
@@ -189,10 +194,12 @@ export class ChronService {
     let expected = from;
     let prev = prevHash;
     let after = from - 1;
+    const pacer = new Pacer(this.live, INTERACTIVE);
     while (after < to) {
       const rows = await this.store.list({ toSeq: to }, after, VERIFY_PAGE);
       if (rows.length === 0) break;
       for (const row of rows) {
+        await pacer.tick();
         const problem = this.check(row, expected, prev);
         if (problem) return problem;
         expected = row.seq + 1;

@@ -4,6 +4,7 @@ import type { ChronRow } from "../chron/record";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import type { OnBehalfOf } from "../identity/model";
 import type { Logger } from "../lib/logger";
+import { LiveWork } from "../lib/pacer";
 import type { AgentContext } from "../identity/identity-service";
 import type { ActivePolicy } from "../policy/policy-engine";
 
@@ -108,16 +109,15 @@ export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: bo
  * record's commit; if Chron cannot record, nothing is decided (503).
  */
 export class DecisionService {
-  /** Decisions asked for since start: background work (replay) yields to them. */
-  started = 0;
-
   constructor(
     private readonly deps: DecisionDeps,
     private readonly logger: Logger,
+    /** Counted here so that long jobs (verification, reports, replay) give way to decisions. */
+    private readonly live: LiveWork = new LiveWork(),
   ) {}
 
   async decide(caller: Caller, req: DecisionRequest): Promise<DecisionResponse> {
-    this.started += 1;
+    this.live.count += 1;
     const ctx = this.deps.agentContext(caller.agentId);
     if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
     if (caller.onBehalfOf && req.on_behalf_of && caller.onBehalfOf.subject !== req.on_behalf_of.subject) {

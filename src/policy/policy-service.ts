@@ -5,6 +5,7 @@ import { ClaiimError, ConflictError, InputError, NotFoundError, UnprocessableErr
 import type { ChronStore, Recorder } from "../chron/chron-store";
 import { actorName, newEvent, type Actor } from "../chron/record";
 import type { Logger } from "../lib/logger";
+import { LiveWork } from "../lib/pacer";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
 import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
@@ -92,6 +93,8 @@ export interface PolicyServiceDeps {
   decisionCounts?: () => Promise<{ version: number | null; count: number }[]>;
   /** Chron, read for the shadow report. */
   chron: Pick<ChronStore, "list" | "bounds">;
+  /** Live decisions, which the shadow report gives way to. */
+  live?: LiveWork;
 }
 
 /**
@@ -112,8 +115,10 @@ export class PolicyService {
   private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]>;
   private readonly verify: BundleVerifier;
   private readonly chron: Pick<ChronStore, "list" | "bounds">;
+  private readonly live: LiveWork;
 
   constructor(deps: PolicyServiceDeps) {
+    this.live = deps.live ?? new LiveWork();
     ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger, chron: this.chron } = deps);
     this.decisionCounts = deps.decisionCounts ?? (async () => []);
     this.verify = (files) => this.signer.verify(files);
@@ -320,7 +325,7 @@ export class PolicyService {
     const fromMs = q.fromMs ?? (current?.version === version ? current.since.getTime() : undefined);
     if (fromMs === undefined) throw new InputError("shadow_window_required", `policy version ${version} is not the current shadow; say from when to report (from)`, [{ path: "from", message: "required" }]);
     if (q.toMs !== undefined && q.toMs < fromMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
-    return shadowReport(this.chron, { version, fromMs, toMs: q.toMs, orgId: q.orgId ?? undefined, samplesPerGroup: q.samples });
+    return shadowReport(this.chron, { version, fromMs, toMs: q.toMs, orgId: q.orgId ?? undefined, samplesPerGroup: q.samples }, this.live);
   }
 
   /** Bundle-signing keys: a new one signs from now on, and every earlier one keeps verifying. Serialised with publishing. */

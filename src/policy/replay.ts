@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { performance } from "node:perf_hooks";
-import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
 import { actorName, decisionRef, newEvent, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
 import { evaluate, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
+import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
 import type { ActivePolicy } from "./policy-engine";
 
 export interface ReplayChange extends DecisionRef {
@@ -47,46 +46,14 @@ export interface ReplayRequest {
   maxRecords: number;
 }
 
-export interface ReplaySettings {
-  /** Longest stretch of replay work before the event loop goes back to live requests. */
-  sliceMs: number;
-  /** While live decisions arrive, the replay takes at most this share of the event loop. */
-  busyShare: number;
+export interface ReplaySettings extends PaceSettings {
   pageSize: number;
   maxRunning: number;
   /** Finished replays kept for reading. */
   keepFinished: number;
 }
 
-const DEFAULTS: ReplaySettings = { sliceMs: 2, busyShare: 0.05, pageSize: 200, maxRunning: 2, keepFinished: 50 };
-
-/**
- * Paces background work on the event loop: after each slice of work it yields. When live
- * decisions arrived since the last slice, it pauses long enough that its own share of the loop
- * stays at `busyShare`; while none arrive it goes straight on.
- */
-class Pacer {
-  private sliceStart = performance.now();
-  private seen: number;
-
-  constructor(
-    private readonly sliceMs: number,
-    private readonly busyShare: number,
-    private readonly liveWork: () => number,
-  ) {
-    this.seen = liveWork();
-  }
-
-  async tick(): Promise<void> {
-    const own = performance.now() - this.sliceStart;
-    if (own < this.sliceMs) return;
-    const live = this.liveWork();
-    if (live !== this.seen) await sleep((own * (1 - this.busyShare)) / this.busyShare);
-    else await nextTurn();
-    this.seen = live;
-    this.sliceStart = performance.now();
-  }
-}
+const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: 2, keepFinished: 50 };
 
 function wasRedacted(d: DecisionContent): boolean {
   return [...(d.erased ?? []), ...(d.masked ?? [])].some((p) => p === "/input" || p.startsWith("/input/"));
@@ -107,8 +74,8 @@ export class ReplayRunner {
     private readonly chron: Pick<ChronStore, "list" | "bounds">,
     private readonly load: (version: number) => Promise<ActivePolicy>,
     private readonly record: Recorder,
-    /** A count of live decisions so far: while it moves, the replay keeps to its share. */
-    private readonly liveWork: () => number,
+    /** Live decisions: while they arrive, the replay keeps to its share of the event loop. */
+    private readonly live: LiveWork,
     private readonly logger: Logger,
     settings: Partial<ReplaySettings> = {},
   ) {
@@ -183,7 +150,7 @@ export class ReplayRunner {
   }
 
   private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, maxRecords: number): Promise<void> {
-    const pacer = new Pacer(this.settings.sliceMs, this.settings.busyShare, this.liveWork);
+    const pacer = new Pacer(this.live, this.settings);
     for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize)) {
       await pacer.tick();
       for (const row of rows) {

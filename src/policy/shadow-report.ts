@@ -1,5 +1,6 @@
 import { scanRecords, type ChronFilter, type ChronStore } from "../chron/chron-store";
 import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
+import { INTERACTIVE, Pacer, type LiveWork } from "../lib/pacer";
 
 export interface ShadowSample extends DecisionRef {
   decision: string;
@@ -46,9 +47,11 @@ function tally(t: Tally, d: DecisionContent): void {
 /**
  * Where the shadow version disagreed with the decisions made, from the shadow results Chron
  * recorded beside them: counts overall, and per action and per agent with sample records. It
- * reads Chron page by page, so memory holds the groups, not the records.
+ * reads Chron page by page, so memory holds the groups, not the records, and gives way to live
+ * decisions as it goes.
  */
-export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q: ShadowReportQuery): Promise<ShadowReport> {
+export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q: ShadowReportQuery, live: LiveWork): Promise<ShadowReport> {
+  const pacer = new Pacer(live, INTERACTIVE);
   const filter: ChronFilter = { kind: "decision", fromMs: q.fromMs, toMs: q.toMs, orgId: q.orgId };
   const total: Tally = { evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0 };
   const byAction = new Map<string, ShadowGroup & { action: string }>();
@@ -60,6 +63,7 @@ export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q
   };
   for await (const rows of scanRecords(chron, filter, PAGE)) {
     for (const row of rows) {
+      await pacer.tick();
       const d = JSON.parse(row.content) as DecisionContent;
       if (d.shadow?.version !== q.version) continue;
       const groups = [group(byAction, d.action, () => ({ action: d.action })), group(byAgent, d.agent.id, () => ({ agent: { id: d.agent.id, name: d.agent.name } }))];

@@ -2,6 +2,7 @@ import { ChronWriter } from "../../src/chron/chron-writer";
 import { ChronService } from "../../src/chron/chron-service";
 import { FakeChronStore } from "../../src/chron/fake-chron-store";
 import { scanRecords } from "../../src/chron/chron-store";
+import { LiveWork } from "../../src/lib/pacer";
 import { GENESIS_HASH, recordHash, seal, type DecisionContent } from "../../src/chron/record";
 import { canonicalize } from "../../src/lib/canonical";
 import { createLogger } from "../../src/lib/logger";
@@ -136,6 +137,24 @@ describe("ChronService", () => {
     await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1, i % 2 ? "deny" : "allow"))));
     return { store, writer, service: new ChronService(store, writer, () => undefined) };
   }
+
+  test("verification gives way to live decisions instead of holding the event loop", async () => {
+    const { store, writer } = await chain(4000);
+    const live = new LiveWork();
+    const service = new ChronService(store, writer, () => undefined, live);
+    let turns = 0;
+    const traffic = setInterval(() => {
+      turns += 1;
+      live.count += 1;
+    }, 1);
+    const started = performance.now();
+    const result = await service.verify();
+    const took = performance.now() - started;
+    clearInterval(traffic);
+    expect(result).toMatchObject({ valid: true, checked: 4000 });
+    // Decisions kept being served while it ran: at least one turn per slice and pause it took.
+    expect(turns).toBeGreaterThan(Math.min(10, took / 50));
+  });
 
   test("verifies a long chain page by page", async () => {
     const { service } = await chain(2500);

@@ -4,6 +4,7 @@ import type { AgentContext } from "../../src/identity/identity-service";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
+import { LiveWork } from "../../src/lib/pacer";
 import { fakeChron, TESTER } from "../support/recorder";
 
 const now = new Date();
@@ -58,10 +59,10 @@ function decision(org: string, resource: string, over: Partial<DecisionContent> 
   };
 }
 
-async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = { decisions: 0 }, costMs = 0) {
+async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = new LiveWork(), costMs = 0) {
   const chron = fakeChron();
   for (const c of contents) await chron.writer.append(c);
-  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, () => live.decisions, createLogger("silent"), settings);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, live, createLogger("silent"), settings);
   const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
   const finished = async (id: string, orgId: string | null = null) => {
     while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
@@ -109,11 +110,11 @@ describe("ReplayRunner", () => {
   });
 
   test("while live decisions arrive it keeps to its share of the event loop, and goes flat out once they stop", async () => {
-    const live = { decisions: 0 };
+    const live = new LiveWork();
     // 2,000 records at 0.05 ms each: 100 ms of work, which at a 5% share would take 2 s.
     const many = Array.from({ length: 2000 }, () => decision("o-1", "staging"));
     const { runner, window, finished } = await harness(many, { sliceMs: 1, busyShare: 0.05 }, live, 0.05);
-    const traffic = setInterval(() => (live.decisions += 1), 1);
+    const traffic = setInterval(() => (live.count += 1), 1);
     const job = await runner.start(window, TESTER);
     await new Promise((r) => setTimeout(r, 150));
     const underLoad = runner.get(job.id, null).progress.processed;
