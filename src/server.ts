@@ -92,7 +92,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     logger,
   );
   const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
-  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger);
+  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live);
   const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
 
   const signingKeys = new SigningKeys("agent-token");

@@ -5,6 +5,7 @@ import type { Logger } from "../lib/logger";
 import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-store";
 import { verifyCheckpoint } from "./checkpoints";
 import { MerkleFrontier, MerkleTree } from "./merkle";
+import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import type { ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { GENESIS_HASH, newEvent, toRecord, type Actor } from "./record";
@@ -90,6 +91,8 @@ export class ChronExporter {
     private readonly record: Recorder,
     private readonly jsonMax: number,
     private readonly logger: Logger,
+    /** Reading the chain for a Merkle tree gives way to live decisions (see Pacer). */
+    private readonly live: LiveWork = new LiveWork(),
   ) {}
 
   async prepare(
@@ -169,11 +172,13 @@ export class ChronExporter {
       after = anchor.seq;
     }
     const hashes: string[] = [];
+    const pacer = new Pacer(this.live, INTERACTIVE);
     while (after < seq) {
-      const rows = await this.store.list({ toSeq: seq }, after, 5000);
+      const rows = await this.store.list({ toSeq: seq }, after, 1000);
       if (rows.length === 0) break;
       for (const row of rows) hashes.push(row.hash);
       after = rows[rows.length - 1].seq;
+      await pacer.tick();
     }
     const tree = new MerkleTree(hashes, prefix);
     const signed = verifyCheckpoint(checkpoint.jws, (kid) => this.checkpointer.keyFor(kid)).root;
