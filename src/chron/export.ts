@@ -180,7 +180,7 @@ export class ChronExporter {
       after = rows[rows.length - 1].seq;
       await pacer.tick();
     }
-    const tree = new MerkleTree(hashes, prefix);
+    const tree = await MerkleTree.build(hashes, prefix, () => pacer.tick());
     const signed = verifyCheckpoint(checkpoint.jws, (kid) => this.checkpointer.keyFor(kid)).root;
     if (tree.size !== seq || signed !== tree.root()) {
       throw new ServiceUnavailableError("chron_broken", `the stored records do not rebuild the Merkle root signed at checkpoint ${seq}; nothing is exported`);

@@ -68,36 +68,70 @@ export class MerkleFrontier {
  * A whole tree, level by level (the last node of an odd level is carried up unchanged, which
  * yields RFC 6962's tree), for inclusion proofs. It holds about 2n hashes: 64 MiB per million.
  */
+/** How many hashes are computed between two chances to give way (see MerkleTree.build). */
+const HASHES_PER_STEP = 4096;
+
+/**
+ * The levels of the tree, bottom up. A generator, so that the same code builds a tree at once
+ * (MerkleTree.of) or in steps that let other work run in between (MerkleTree.build).
+ */
+function* levelsOf(recordHashes: string[], prefix: MerkleFrontier): Generator<void, (Buffer | undefined)[][]> {
+  const size = prefix.size + recordHashes.length;
+  const leaves = new Array<Buffer | undefined>(size);
+  for (let i = 0; i < recordHashes.length; i++) {
+    leaves[prefix.size + i] = leafHash(recordHashes[i]);
+    if (i % HASHES_PER_STEP === HASHES_PER_STEP - 1) yield;
+  }
+  const levels: (Buffer | undefined)[][] = [leaves];
+  for (let width = size; width > 1; ) {
+    width = Math.ceil(width / 2);
+    levels.push(new Array<Buffer | undefined>(width));
+  }
+  // Each perfect subtree of the prefix sits, aligned, at its own level.
+  let offset = 0;
+  for (const [level, node] of prefix.subtrees()) {
+    levels[level][offset >> level] = node;
+    offset += 1 << level;
+  }
+  let hashed = 0;
+  for (let l = 0; l + 1 < levels.length; l++) {
+    const below = levels[l];
+    for (let i = 0; i < below.length; i += 2) {
+      if (levels[l + 1][i >> 1] !== undefined) continue;
+      if (i + 1 >= below.length) levels[l + 1][i >> 1] = below[i];
+      else if (below[i] && below[i + 1]) {
+        levels[l + 1][i >> 1] = nodeHash(below[i]!, below[i + 1]!);
+        if (++hashed % HASHES_PER_STEP === 0) yield;
+      }
+    }
+  }
+  return levels;
+}
+
 export class MerkleTree {
-  private readonly levels: (Buffer | undefined)[][];
+  private constructor(private readonly levels: (Buffer | undefined)[][]) {}
 
   /**
    * `recordHashes` are the leaves after `prefix`: when records before them were pruned, the
    * frontier stored with the retention checkpoint stands for them. Proofs are then available for
    * the leaves given, which is all that is left to prove.
    */
-  constructor(recordHashes: string[], prefix: MerkleFrontier = new MerkleFrontier()) {
-    const size = prefix.size + recordHashes.length;
-    const levels: (Buffer | undefined)[][] = [[...new Array<Buffer | undefined>(prefix.size), ...recordHashes.map(leafHash)]];
-    for (let width = size; width > 1; ) {
-      width = Math.ceil(width / 2);
-      levels.push(new Array<Buffer | undefined>(width));
+  static of(recordHashes: string[], prefix: MerkleFrontier = new MerkleFrontier()): MerkleTree {
+    const steps = levelsOf(recordHashes, prefix);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return new MerkleTree(step.value);
     }
-    // Each perfect subtree of the prefix sits, aligned, at its own level.
-    let offset = 0;
-    for (const [level, node] of prefix.subtrees()) {
-      levels[level][offset >> level] = node;
-      offset += 1 << level;
+  }
+
+  /** The same tree, built in steps with `giveWay` awaited in between: a million leaves take seconds. */
+  static async build(recordHashes: string[], prefix: MerkleFrontier, giveWay: () => Promise<void>): Promise<MerkleTree> {
+    const steps = levelsOf(recordHashes, prefix);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return new MerkleTree(step.value);
+      await giveWay();
     }
-    for (let l = 0; l + 1 < levels.length; l++) {
-      const below = levels[l];
-      for (let i = 0; i < below.length; i += 2) {
-        if (levels[l + 1][i >> 1] !== undefined) continue;
-        if (i + 1 >= below.length) levels[l + 1][i >> 1] = below[i];
-        else if (below[i] && below[i + 1]) levels[l + 1][i >> 1] = nodeHash(below[i]!, below[i + 1]!);
-      }
-    }
-    this.levels = levels;
   }
 
   get size(): number {

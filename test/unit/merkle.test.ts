@@ -28,7 +28,7 @@ describe("Merkle trees (RFC 6962)", () => {
       const d = all.slice(0, n);
       const root = mth(d).toString("hex");
       expect(frontier.root()).toBe(root);
-      const tree = new MerkleTree(d);
+      const tree = MerkleTree.of(d);
       expect(tree.root()).toBe(root);
       for (let m = 0; m < n; m++) {
         const proof = tree.proof(m);
@@ -40,7 +40,7 @@ describe("Merkle trees (RFC 6962)", () => {
 
   test("a proof fails for another record, another index, another size, or a changed path", () => {
     const d = hashes(37);
-    const tree = new MerkleTree(d);
+    const tree = MerkleTree.of(d);
     const root = tree.root();
     const proof = tree.proof(12);
     expect(verifyInclusion(d[13], 12, 37, proof, root)).toBe(false);
@@ -59,8 +59,8 @@ describe("Merkle trees after pruning", () => {
       const prefix = new MerkleFrontier();
       for (const h of all.slice(0, cut)) prefix.append(h);
       const restored = MerkleFrontier.parse(prefix.serialize());
-      const full = new MerkleTree(all);
-      const pruned = new MerkleTree(all.slice(cut), restored);
+      const full = MerkleTree.of(all);
+      const pruned = MerkleTree.of(all.slice(cut), restored);
       expect(pruned.size).toBe(70);
       expect(pruned.root()).toBe(full.root());
       for (let m = cut; m < 70; m++) expect(pruned.proof(m)).toEqual(full.proof(m));
