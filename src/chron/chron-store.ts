@@ -81,11 +81,17 @@ export type Recorder = (contents: ChronContent[], effect?: Effect) => Promise<Ch
  * with the time bounds applied to each row: reading page after page by time would make the
  * database sort the whole window again for every page.
  */
-export async function* scanRecords(store: Pick<ChronStore, "list" | "bounds">, filter: ChronFilter, pageSize: number): AsyncGenerator<ChronRow[]> {
+export async function* scanRecords(
+  store: Pick<ChronStore, "list" | "bounds">,
+  filter: ChronFilter,
+  pageSize: number,
+  /** `store.bounds(filter)`, when the caller has it already. */
+  bounds?: Awaited<ReturnType<ChronStore["bounds"]>>,
+): AsyncGenerator<ChronRow[]> {
   const { fromMs, toMs, ...rest } = filter;
   let bySeq = filter;
   if (fromMs !== undefined || toMs !== undefined) {
-    const span = await store.bounds(filter);
+    const span = bounds === undefined ? await store.bounds(filter) : bounds;
     if (!span) return;
     bySeq = { ...rest, fromSeq: Math.max(span.first, rest.fromSeq ?? 0), toSeq: Math.min(span.last, rest.toSeq ?? Number.MAX_SAFE_INTEGER) };
   }

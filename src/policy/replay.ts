@@ -89,11 +89,11 @@ export class ReplayRunner {
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;
     let policy: ActivePolicy;
-    let total: number;
+    let span: Awaited<ReturnType<ChronStore["bounds"]>>;
     const filter: ChronFilter = { kind: "decision", fromMs: req.fromMs, toMs: req.toMs, orgId: req.orgId ?? undefined };
     try {
       policy = await this.load(req.version);
-      total = (await this.chron.bounds(filter))?.count ?? 0;
+      span = await this.chron.bounds(filter);
     } finally {
       this.starting -= 1;
     }
@@ -109,7 +109,7 @@ export class ReplayRunner {
       started_at: new Date().toISOString(),
       finished_at: null,
       error: null,
-      progress: { processed: 0, total },
+      progress: { processed: 0, total: span?.count ?? 0 },
       unchanged: 0,
       skipped: 0,
       redacted: 0,
@@ -125,13 +125,13 @@ export class ReplayRunner {
         subject: { type: "replay", id: job.id, name: policy.revision },
         organization: null,
         before: null,
-        after: { version: job.version, from: job.from, to: job.to, organization_id: req.orgId, decisions: total },
+        after: { version: job.version, from: job.from, to: job.to, organization_id: req.orgId, decisions: job.progress.total },
       }),
     ]);
     this.jobs.set(job.id, job);
     this.forgetOld();
     const startedAs = structuredClone(job);
-    void this.run(job, policy, filter, req.maxRecords).then(
+    void this.run(job, policy, filter, span, req.maxRecords).then(
       () => this.finish(job, null),
       (err: Error) => this.finish(job, err),
     );
@@ -149,9 +149,9 @@ export class ReplayRunner {
     return [...this.jobs.values()].filter((j) => orgId === null || j.organization_id === orgId).reverse();
   }
 
-  private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, maxRecords: number): Promise<void> {
+  private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {
     const pacer = new Pacer(this.live, this.settings);
-    for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize)) {
+    for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize, span)) {
       await pacer.tick();
       for (const row of rows) {
         this.replayOne(job, policy, row.seq, JSON.parse(row.content) as DecisionContent, maxRecords);
