@@ -14,6 +14,15 @@ function migrate(url: string): void {
   });
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export function withDatabase(url: string, name: string): string {
   const u = new URL(url);
   u.pathname = `/${name}`;
@@ -42,9 +51,15 @@ export default async function globalSetup(): Promise<void> {
   const admin = new pg.Client({ connectionString: pgUrl });
   await admin.connect();
   try {
-    // Templates left behind by runs that died.
+    // Databases left behind by runs that died. WARNING: only those whose process is gone: several
+    // test runs (worktrees, a benchmark) may share one PostgreSQL, and each names its databases
+    // after the pid of the jest process that made them.
     const { rows } = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname ~ '^claiim_(t|tpl)_[0-9a-f_]+$'");
-    for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    for (const { datname } of rows) {
+      const pid = Number(datname.split("_").pop());
+      if (Number.isInteger(pid) && processAlive(pid)) continue;
+      await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    }
     await admin.query(`CREATE DATABASE "${template}"`);
   } finally {
     await admin.end();
