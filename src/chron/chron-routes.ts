@@ -20,13 +20,24 @@ const ChronRecordView = z
   .passthrough()
   .openapi("ChronRecord", { description: "One record of the trail; see the README for every field" });
 
+const VerifyProblemView = z.object({
+  seq: z.number().int(),
+  problem: z.string(),
+  expected: z.string().optional(),
+  found: z.string().optional(),
+  organization: z.literal("other").optional().openapi({ description: "The record is another organisation's: nothing of it is shown to a confined caller" }),
+});
+
 const VerifyView = z
   .object({
     valid: z.boolean(),
-    checked: z.number().int(),
+    checked: z.number().int().openapi({ description: "Records checked; for a caller confined to one organisation, that organisation's" }),
     head: z.object({ seq: z.number().int(), hash: z.string() }).nullable(),
     checkpoints: z.object({ checked: z.number().int(), last: z.object({ seq: z.number().int(), hash: z.string() }).nullable() }),
-    first_bad: z.object({ seq: z.number().int(), problem: z.string(), expected: z.string().optional(), found: z.string().optional() }).optional(),
+    first_bad: VerifyProblemView.optional(),
+    problems: z.array(VerifyProblemView).openapi({ description: "Every anomaly found, first one first (at most 100)" }),
+    problem_count: z.number().int(),
+    scope: z.object({ organization_id: z.string() }).optional(),
   })
   .openapi("ChronVerification");
 
@@ -177,7 +188,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
       tags: ["chron"],
       access: { roles: ["auditor"] },
       responses: { 200: { description: "Verification result (valid or not)", schema: VerifyView } },
-      handle: async () => ({ status: 200, body: await chron.verify() }),
+      handle: async ({ principal }) => ({ status: 200, body: await chron.verify(scopeOf(principal!)) }),
     }),
   ];
 }

@@ -1,6 +1,15 @@
 import { runOutsideRequests, type Logger } from "../lib/logger";
 import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
-import { seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+import { checkedColumns, seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+
+/**
+ * Failures that say the database cannot be reached or written at all: then every record would
+ * fail alone too, and trying them one by one would only multiply the wait.
+ */
+function unreachable(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? "");
+  return /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_)/.test(code) || /^(08|53|57)/.test(code) || /^SQLITE_(BUSY|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)/.test(code) || /Connection terminated|connection timeout/i.test((err as Error)?.message ?? "");
+}
 
 interface Pending {
   contents: ChronContent[];
@@ -43,6 +52,12 @@ export class ChronWriter {
   /** Records contents, in order, together with the effect when there is one. */
   commit(contents: ChronContent[], effect?: Effect): Promise<ChronRow[]> {
     if (this.closed) return Promise.reject(new Error("Chron writer is closed"));
+    // A content whose columns cannot be stored is refused here, before it can join a batch.
+    try {
+      for (const content of contents) checkedColumns(content);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<ChronRow[]>((resolve, reject) => {
       this.queue.push({ contents, effect, resolve, reject });
       // Defer to the check phase, so that everything that arrived in this turn joins the batch.
@@ -114,6 +129,13 @@ export class ChronWriter {
         if (err instanceof ChronConflictError && attempt === 1) {
           this.logger.warn("chron head moved under this writer; re-reading it", { error: err.message });
           continue;
+        }
+        if (batch.length > 1 && !unreachable(err)) {
+          // WARNING: one record must never fail the others (they may be other agents', of other
+          // organisations): commit each caller's records on their own, so only the culprit fails.
+          this.logger.warn("chron batch failed; committing its appends one by one", { error: (err as Error).message, appends: batch.length });
+          for (const p of batch) await this.commitBatch([p]);
+          return;
         }
         this.logger.error("chron commit failed", { error: (err as Error).message, records: contents.length });
         batch.forEach((p) => p.reject(err));

@@ -7,6 +7,15 @@ import { headerDigest, type ExportHeader } from "./export";
 import { verifyInclusion } from "./merkle";
 import { recordHash, type ChronContent } from "./record";
 
+/** True when `hash` is the record's hash; false too when the content cannot be canonicalised (nested too deep). */
+function hashes(content: Record<string, unknown>, seq: number, prevHash: string, hash: string): boolean {
+  try {
+    return recordHash(content as unknown as ChronContent, seq, prevHash) === hash;
+  } catch {
+    return false;
+  }
+}
+
 /** One piece of an export, whatever its format, with the line it came from. */
 export type ExportItem =
   | { type: "header"; value: ExportHeader; line: number }
@@ -14,14 +23,27 @@ export type ExportItem =
   | { type: "trailer"; value: Record<string, unknown>; line: number }
   | { type: "error"; value: Record<string, unknown>; line: number };
 
+export interface ExportProblem {
+  line: number | null;
+  seq: number | null;
+  message: string;
+}
+
 export interface ExportReport {
   ok: boolean;
   records: number;
   first_seq: number | null;
   last_seq: number | null;
   checkpoints: number;
-  problem?: { line: number | null; seq: number | null; message: string };
+  /** The first problem, the same as problems[0]. */
+  problem?: ExportProblem;
+  /** Every problem found, first one first (at most MAX_PROBLEMS): a bad record does not stop the check. */
+  problems: ExportProblem[];
+  problem_count: number;
 }
+
+/** Problems listed in a report; the count goes on past it. */
+const MAX_PROBLEMS = 100;
 
 class Bad extends Error {
   constructor(
@@ -114,14 +136,26 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
   let signed = new Map<number, string>();
   let trailer: Record<string, unknown> | null = null;
   let lastSeq = 0;
-  const report = (problem?: Bad): ExportReport => ({
-    ok: !problem,
-    records,
-    first_seq: header?.first_seq ?? null,
-    last_seq: header?.last_seq ?? null,
-    checkpoints: signed.size,
-    ...(problem ? { problem: { line: problem.line, seq: problem.seq, message: problem.message } } : {}),
-  });
+  const problems: ExportProblem[] = [];
+  let problemCount = 0;
+  // A record that fails is noted, and the check goes on from what the record says of itself.
+  const note = (bad: Bad) => {
+    problemCount += 1;
+    if (problems.length < MAX_PROBLEMS) problems.push({ line: bad.line, seq: bad.seq, message: bad.message });
+  };
+  const report = (fatal?: Bad): ExportReport => {
+    if (fatal) note(fatal);
+    return {
+      ok: problemCount === 0,
+      records,
+      first_seq: header?.first_seq ?? null,
+      last_seq: header?.last_seq ?? null,
+      checkpoints: signed.size,
+      ...(problems.length ? { problem: problems[0] } : {}),
+      problems,
+      problem_count: problemCount,
+    };
+  };
   try {
     for await (const item of items) {
       if (trailer) throw new Bad("content after the trailer", item.line);
@@ -175,33 +209,39 @@ export async function verifyExport(items: AsyncIterable<ExportItem>, keyFor: (ki
         trailer = item.value;
         continue;
       }
+      records += 1;
       if (header.selection === "merkle") {
         const { seq, prev_hash, hash, merkle_proof, ...content } = item.value as { seq: unknown; prev_hash: unknown; hash: unknown; merkle_proof?: { leaf_index?: unknown; audit_path?: unknown } };
-        if (typeof seq !== "number" || seq <= lastSeq || seq > header.tree_head!.tree_size) throw new Bad(`record ${String(seq)} is out of order or outside the signed tree`, item.line, typeof seq === "number" ? seq : null);
-        if (typeof hash !== "string" || typeof prev_hash !== "string" || recordHash(content as unknown as ChronContent, seq, prev_hash) !== hash) {
-          throw new Bad("hash mismatch: the record is not what was recorded", item.line, seq);
+        if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq <= lastSeq || seq > header.tree_head!.tree_size) {
+          note(new Bad(`record ${String(seq)} is out of order or outside the signed tree`, item.line, typeof seq === "number" ? seq : null));
+          continue;
+        }
+        lastSeq = seq;
+        lastHash = typeof hash === "string" ? hash : null;
+        if (typeof hash !== "string" || typeof prev_hash !== "string" || !hashes(content, seq, prev_hash, hash)) {
+          note(new Bad("hash mismatch: the record is not what was recorded", item.line, seq));
+          continue;
         }
         const path = merkle_proof?.audit_path;
         if (merkle_proof?.leaf_index !== seq - 1 || !Array.isArray(path) || !verifyInclusion(hash, seq - 1, header.tree_head!.tree_size, path as string[], header.tree_head!.root)) {
-          throw new Bad("the Merkle inclusion proof does not lead to the signed root", item.line, seq);
+          note(new Bad("the Merkle inclusion proof does not lead to the signed root", item.line, seq));
         }
-        records += 1;
-        lastSeq = seq;
-        lastHash = hash;
         continue;
       }
       const { seq, prev_hash, hash, ...content } = item.value as { seq: unknown; prev_hash: unknown; hash: unknown };
-      if (seq !== expected) throw new Bad(`expected record ${expected}, found ${String(seq)}`, item.line, typeof seq === "number" ? seq : null);
-      if (prev_hash !== prevHash) throw new Bad("broken link: prev_hash is not the previous record's hash", item.line, seq);
-      if (typeof hash !== "string" || recordHash(content as unknown as ChronContent, seq as number, prevHash!) !== hash) {
-        throw new Bad("hash mismatch: the record is not what was recorded", item.line, seq as number);
+      const at = typeof seq === "number" ? seq : null;
+      if (seq !== expected) note(new Bad(`expected record ${expected}, found ${String(seq)}`, item.line, at));
+      else if (prev_hash !== prevHash) note(new Bad("broken link: prev_hash is not the previous record's hash", item.line, at));
+      if (typeof hash !== "string" || typeof prev_hash !== "string" || typeof seq !== "number" || !hashes(content, seq, prev_hash, hash)) {
+        note(new Bad("hash mismatch: the record is not what was recorded", item.line, at));
+      } else {
+        const cp = signed.get(seq);
+        if (cp !== undefined && cp !== hash) note(new Bad("the record disagrees with its signed checkpoint", item.line, seq));
       }
-      const cp = signed.get(seq as number);
-      if (cp !== undefined && cp !== hash) throw new Bad("the record disagrees with its signed checkpoint", item.line, seq as number);
-      records += 1;
-      expected += 1;
-      prevHash = hash;
-      lastHash = hash;
+      // Go on from what this record says it is, so that later records are checked on their own.
+      expected = (typeof seq === "number" && Number.isSafeInteger(seq) ? seq : expected) + 1;
+      prevHash = typeof hash === "string" ? hash : null;
+      lastHash = prevHash;
     }
     if (!header) throw new Bad("no report header: this is not a Chron export", null);
     if (!trailer) throw new Bad(`no trailer: the export is truncated after ${records} records`, null, records ? expected - 1 : null);

@@ -7,6 +7,8 @@ export class FakeChronStore implements ChronStore {
   rows: ChronRow[] = [];
   checkpointRows: Checkpoint[] = [];
   failNext: Error | null = null;
+  /** Rows this store cannot hold: an append that carries one fails whole, as a database refuses a statement. */
+  refuses: ((row: ChronRow) => boolean) | null = null;
   appendCalls = 0;
 
   async head(): Promise<ChainHead | null> {
@@ -22,6 +24,7 @@ export class FakeChronStore implements ChronStore {
       this.failNext = null;
       throw err;
     }
+    if (this.refuses && rows.some(this.refuses)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
     const taken = new Set(this.rows.map((r) => r.seq));
     if (rows.some((r) => taken.has(r.seq))) throw new ChronConflictError("seq taken");
     if (effect) await effect(undefined as unknown as Tx);
@@ -91,9 +94,9 @@ export class FakeChronStore implements ChronStore {
     return before - this.rows.length;
   }
 
-  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
+  async decisionsByPolicyVersion(orgId?: string): Promise<{ version: number | null; count: number }[]> {
     const counts = new Map<number | null, number>();
-    for (const r of this.rows) if (r.kind === "decision") counts.set(r.policyVersion, (counts.get(r.policyVersion) ?? 0) + 1);
+    for (const r of this.rows) if (r.kind === "decision" && (orgId === undefined || r.orgId === orgId)) counts.set(r.policyVersion, (counts.get(r.policyVersion) ?? 0) + 1);
     return [...counts.entries()].map(([version, count]) => ({ version, count }));
   }
 }

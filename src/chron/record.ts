@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { canonicalize, sha256Hex } from "../lib/canonical";
+import { isCleanText } from "../lib/text";
 
 /** prev_hash of the first record. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -174,14 +175,64 @@ export function recordHash(content: ChronContent, seq: number, prevHash: string)
   return sha256Hex(canonicalize({ ...content, seq, prev_hash: prevHash }));
 }
 
-/** Chains contents after `head`, in order. */
+/**
+ * The canonical text of a content, and the hash recordHash() would give it, from one
+ * canonicalisation: RFC 8785 writes an object's members sorted by key, so the hashed text is the
+ * content's members with `prev_hash` and `seq` put in their places. `content` must not have
+ * members of those names (no ChronContent does). A property test holds it equal to recordHash().
+ */
+export function canonicalRecord(content: ChronContent, seq: number, prevHash: string): { text: string; hash: string } {
+  const members: [string, string][] = [];
+  for (const key of Object.keys(content).sort()) {
+    const value = (content as unknown as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    members.push([key, `${JSON.stringify(key)}:${canonicalize(value)}`]);
+  }
+  const text = `{${members.map((m) => m[1]).join(",")}}`;
+  const chained = [...members, ["prev_hash", `"prev_hash":${JSON.stringify(prevHash)}`], ["seq", `"seq":${canonicalize(seq)}`]] as [string, string][];
+  // The same order as canonicalize's: UTF-16 code units, which is what Array.prototype.sort compares.
+  chained.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { text, hash: sha256Hex(`{${chained.map((m) => m[1]).join(",")}}`) };
+}
+
+/** A content that cannot become a record: a column could not store what the content says. */
+export class UnsealableRecordError extends Error {}
+
+/**
+ * The filter columns of a record, checked: every text column must be storable as it is, or it
+ * would disagree with the content it was derived from (see lib/text.ts). The content itself is
+ * always storable: canonical JSON escapes lone surrogates and control characters.
+ */
+export function checkedColumns(content: ChronContent): IndexColumns {
+  const columns = indexColumns(content);
+  for (const [name, value] of Object.entries(columns)) {
+    if (typeof value === "string" && !isCleanText(value)) throw new UnsealableRecordError(`record column ${name} is not well-formed text without NUL`);
+  }
+  if (!Number.isFinite(columns.tsMs)) throw new UnsealableRecordError("record timestamp is not a date");
+  return columns;
+}
+
+/**
+ * True when a stored filter column matches the value derived from the content. Columns derived
+ * from text that was not well-formed (accepted before CLAIIM refused such text) were stored with
+ * each lone surrogate replaced: by one U+FFFD (PostgreSQL) or read back from SQLite as three.
+ * Those columns carry no weight (the hash covers the content, not the columns), so such a record
+ * still verifies; anything else that differs does not.
+ */
+export function sameColumn(stored: unknown, derived: unknown): boolean {
+  if (stored === derived) return true;
+  if (typeof stored !== "string" || typeof derived !== "string" || derived.isWellFormed()) return false;
+  return stored === derived.toWellFormed() || stored === derived.replace(/[\ud800-\udfff]/gu, "\ufffd\ufffd\ufffd");
+}
+
+/** Chains contents after `head`, in order. Each content must have passed checkedColumns(). */
 export function seal(contents: ChronContent[], head: ChainHead | null): ChronRow[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   return contents.map((content) => {
     seq += 1;
-    const hash = recordHash(content, seq, prevHash);
-    const row: ChronRow = { seq, ...indexColumns(content), content: canonicalize(content), prevHash, hash };
+    const { text, hash } = canonicalRecord(content, seq, prevHash);
+    const row: ChronRow = { seq, ...indexColumns(content), content: text, prevHash, hash };
     prevHash = hash;
     return row;
   });

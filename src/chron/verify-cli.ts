@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import { jwksKeys } from "./checkpoints";
-import { csvItems, jsonItems, ndjsonItems, verifyExport } from "./export-verifier";
+import { csvItems, jsonItems, ndjsonItems, verifyExport, type ExportProblem } from "./export-verifier";
 
 function usage(message: string): never {
   process.stderr.write(`claiim-verify: ${message}\nusage: claiim-verify <export file> --jwks <jwks.json> [--format ndjson|csv|json]\n`);
@@ -43,8 +43,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact\n`);
     return 0;
   }
-  const p = report.problem!;
-  process.stdout.write(`FAILED${p.seq !== null ? ` at record ${p.seq}` : ""}${p.line !== null ? ` (line ${p.line})` : ""}: ${p.message}\n`);
+  const where = (p: ExportProblem) => `${p.seq !== null ? ` at record ${p.seq}` : ""}${p.line !== null ? ` (line ${p.line})` : ""}`;
+  const [first, ...rest] = report.problems;
+  process.stdout.write(`FAILED${where(first)}: ${first.message}\n`);
+  for (const p of rest) process.stdout.write(`  also${where(p)}: ${p.message}\n`);
+  if (report.problem_count > report.problems.length) process.stdout.write(`  and ${report.problem_count - report.problems.length} more problems\n`);
   process.stdout.write(JSON.stringify(report) + "\n");
   return 1;
 }

@@ -78,17 +78,39 @@ describe("ChronWriter (group commit)", () => {
     expect(store.appendCalls).toBe(3);
   });
 
-  test("a failed commit rejects its whole batch, writes nothing, and the chain resumes without a gap", async () => {
+  test("a database that cannot be reached fails the whole batch, writes nothing, and the chain resumes without a gap", async () => {
     const store = new FakeChronStore();
     const writer = new ChronWriter(store, 100, logger);
     await writer.append(content(1));
-    store.failNext = new Error("disk full");
+    store.failNext = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
     const failed = await Promise.allSettled([writer.append(content(2)), writer.append(content(3))]);
     expect(failed.map((f) => f.status)).toEqual(["rejected", "rejected"]);
+    expect(store.appendCalls).toBe(2);
     expect(store.rows).toHaveLength(1);
     const next = await writer.append(content(4));
     expect(next.seq).toBe(2);
     expect(next.prevHash).toBe(store.rows[0].hash);
+  });
+
+  test("a record the database refuses fails alone: the others of its batch commit, in order, without a gap", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    store.refuses = (row) => row.content.includes('"poison"');
+    const poison = { ...content(3), purpose: "poison" };
+    const settled = await Promise.allSettled([1, 2, 3, 4, 5].map((n) => writer.append(n === 3 ? poison : content(n))));
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
+    expect(store.rows.map((r) => r.id)).toEqual(["d-1", "d-2", "d-4", "d-5"]);
+    expect(store.rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+    expect(await new ChronService(store, writer, () => undefined).verify()).toMatchObject({ valid: true, checked: 4 });
+  });
+
+  test("a record whose columns could not be stored as they are is refused before it joins a batch", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    const settled = await Promise.allSettled([writer.append(content(1)), writer.append({ ...content(2), action: "deploy\ud800" }), writer.append({ ...content(3), action: "de\u0000ploy" }), writer.append(content(4))]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+    expect(store.appendCalls).toBe(1);
+    expect(store.rows.map((r) => r.id)).toEqual(["d-1", "d-4"]);
   });
 
   test("when another writer moved the head, the batch is re-chained on the new head", async () => {
@@ -166,7 +188,50 @@ describe("ChronService", () => {
     const { store, service } = await chain(10);
     store.rows[5].content = store.rows[5].content.replace('"deny"', '"allow"');
     store.rows[7].content = store.rows[7].content.replace('"deny"', '"allow"');
-    expect(await service.verify()).toMatchObject({ valid: false, checked: 5, first_bad: { seq: 6, problem: expect.stringMatching(/^hash mismatch/) } });
+    const result = await service.verify();
+    // Verification goes on past the first bad record: the second modification is found too.
+    expect(result).toMatchObject({ valid: false, checked: 10, problem_count: 2, first_bad: { seq: 6, problem: expect.stringMatching(/^hash mismatch/) } });
+    expect(result.problems.map((p) => [p.seq, p.problem.split(":")[0]])).toEqual([
+      [6, "hash mismatch"],
+      [8, "hash mismatch"],
+    ]);
+  });
+
+  test("a confined caller is told its own organisation's counts, and of others' records only where they are broken", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 1000, logger);
+    for (let n = 1; n <= 6; n++) await writer.append({ ...content(n), organization: { id: n % 2 ? "o-1" : "o-2", slug: n % 2 ? "acme" : "globex" } });
+    store.rows[1].action = "secret-action-of-globex";
+    const service = new ChronService(store, writer, () => undefined);
+    const all = await service.verify();
+    expect(all).toMatchObject({ valid: false, checked: 6, first_bad: { seq: 2, found: "secret-action-of-globex" } });
+    const acme = await service.verify({ orgId: "o-1" });
+    expect(acme).toMatchObject({ valid: false, checked: 3, head: { seq: 5 }, scope: { organization_id: "o-1" } });
+    expect(acme.problems).toEqual([{ seq: 2, problem: "column action disagrees with the record's content", organization: "other" }]);
+    expect(JSON.stringify(acme)).not.toContain("secret-action");
+  });
+
+  test("columns stored before CLAIIM refused lone surrogates verify as each database stored them, and nothing else does", async () => {
+    const { store, service } = await chain(3);
+    const legacy = { ...content(2, "deny"), action: "deploy\ud800" };
+    const { canonicalRecord } = await import("../../src/chron/record");
+    const sealed = canonicalRecord(legacy, 2, store.rows[0].hash);
+    Object.assign(store.rows[1], { content: sealed.text, hash: sealed.hash, action: "deploy\ufffd" });
+    store.rows[2].prevHash = sealed.hash;
+    const resealed = canonicalRecord(JSON.parse(store.rows[2].content), 3, sealed.hash);
+    Object.assign(store.rows[2], { hash: resealed.hash });
+    expect(await service.verify()).toMatchObject({ valid: true });
+    store.rows[1].action = "deploy\ufffd\ufffd\ufffd";
+    expect(await service.verify()).toMatchObject({ valid: true });
+    store.rows[1].action = "deployX";
+    expect(await service.verify()).toMatchObject({ valid: false, first_bad: { seq: 2, problem: "column action disagrees with the record's content" } });
+  });
+
+  test("a content nested deeper than canonicalisation allows is reported, not a crash", async () => {
+    const { store, service } = await chain(3);
+    store.rows[1].content = store.rows[1].content.replace('"input":{"n":2}', `"input":${"[".repeat(5000)}${"]".repeat(5000)}`);
+    const result = await service.verify();
+    expect(result).toMatchObject({ valid: false, first_bad: { seq: 2, problem: expect.stringMatching(/^content cannot be canonicalised: value is nested deeper than 256/) } });
   });
 
   test("a row whose hash was recomputed after a change still breaks the next link", async () => {
