@@ -1,28 +1,51 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import { ClaiimError, InputError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
+import { ClaiimError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 
-interface BodyParserError {
+interface HttpError {
   type?: string;
   status?: number;
+  statusCode?: number;
   limit?: number;
+  code?: string;
+  message?: string;
 }
 
-/** Errors that Express's body parser raises, as problems of our own. */
-function fromBodyParser(err: BodyParserError): ClaiimError | null {
+/**
+ * Errors that Express, its router and its body parsers raise for a request they cannot read, as
+ * problems of our own. Each is the client's mistake (a 4xx status of theirs), so none may become
+ * a 500.
+ */
+function fromHttpError(err: HttpError): ClaiimError | null {
   switch (err.type) {
     case "entity.parse.failed":
       return new InputError("malformed_json", "the request body is not valid JSON", [{ path: "(body)", message: "malformed JSON" }]);
     case "entity.too.large":
       return new PayloadTooLargeError("payload_too_large", `the request body exceeds the limit of ${err.limit} bytes`);
+    case "parameters.too.many":
+      return new PayloadTooLargeError("too_many_parameters", "the form has more parameters than this endpoint accepts");
     case "encoding.unsupported":
+      return new UnsupportedMediaTypeError("content_encoding_unsupported", "the request body's Content-Encoding is not supported (identity, gzip, deflate and br are)");
     case "charset.unsupported":
-      return new InputError("content_encoding_unsupported", "the request body's encoding or charset is not supported");
+      return new UnsupportedMediaTypeError("charset_unsupported", "the request body's charset is not supported; send UTF-8");
     case "request.aborted":
       return new InputError("request_aborted", "the request body was not received in full");
-    default:
-      return null;
+    case "request.size.invalid":
+      return new InputError("content_length_invalid", "the request body's length differs from its Content-Length");
   }
+  const status = err.status ?? err.statusCode;
+  if (typeof status !== "number" || status < 400 || status > 499) return null;
+  // The router could not percent-decode a path segment (e.g. /v1/agents/%ZZ).
+  if (/^Failed to decode param/.test(err.message ?? "")) {
+    return new InputError("path_invalid", "the request path is not valid percent-encoded UTF-8", [{ path: "(path)", message: "cannot be decoded" }]);
+  }
+  // A compressed body that does not decompress: zlib's error, passed on by the body parser.
+  if (/^Z_/.test(err.code ?? "") || /incorrect header check|invalid (stored )?block|unexpected end of file/i.test(err.message ?? "")) {
+    return new InputError("content_encoding_invalid", "the request body does not decompress with its Content-Encoding", [{ path: "(body)", message: "corrupt compressed data" }]);
+  }
+  if (status === 413) return new PayloadTooLargeError("payload_too_large", "the request is too large");
+  if (status === 415) return new UnsupportedMediaTypeError("content_type_unsupported", "the request body's media type is not supported");
+  return new InputError("bad_request", "the request could not be read");
 }
 
 /** Driver and Prisma failures that mean the database is unreachable or refused the work. */
@@ -42,7 +65,7 @@ export function notFoundHandler(): RequestHandler {
  */
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    let problem = err instanceof ClaiimError ? err : fromBodyParser(err as BodyParserError);
+    let problem = err instanceof ClaiimError ? err : fromHttpError(err as HttpError);
     if (!problem && isDatabaseError(err)) {
       logger.error("database error", { request_id: res.locals.requestId, error: (err as Error).message });
       problem = new ServiceUnavailableError("database_unavailable", "the database could not complete the request; nothing was changed by it");
@@ -62,6 +85,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     }
     if (res.headersSent) return void res.end();
     if (problem.status === 401) res.set("WWW-Authenticate", 'Bearer realm="claiim"');
+    if (problem instanceof MethodNotAllowedError) res.set("Allow", problem.allow);
     res
       .status(problem.status)
       .type("application/problem+json")

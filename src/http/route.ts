@@ -2,7 +2,8 @@ import { once } from "node:events";
 import express, { type Request, type Response } from "express";
 import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
-import { InputError, NotAllowedError, type FieldError } from "../lib/errors";
+import { InputError, MethodNotAllowedError, NotAllowedError, type FieldError } from "../lib/errors";
+import { MAX_JSON_DEPTH, textProblems } from "../lib/text";
 import { runInRequest } from "../lib/logger";
 import { rolesOf, type Principal, type Role } from "../identity/model";
 
@@ -66,7 +67,18 @@ function describeIssue(issue: z.core.$ZodIssue): FieldError[] {
   return [{ path: path || "(body)", message: issue.message }];
 }
 
+/**
+ * The text rule (lib/text.ts), applied to everything a route reads from the request before its
+ * schema sees it: every string and key well-formed Unicode without NUL, nesting bounded.
+ */
+function checkText(value: unknown, where: string): void {
+  const { text, tooDeep } = textProblems(value);
+  if (tooDeep) throw new InputError("json_too_deep", `invalid ${where}: ${tooDeep.path} is nested deeper than ${MAX_JSON_DEPTH} levels`, [tooDeep]);
+  if (text.length) throw new InputError("invalid_text", `invalid ${where}: ${text[0].path} ${text[0].message.replace(/^text /, "")}`, text);
+}
+
 function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
+  checkText(value, where);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const errors = result.error.issues.flatMap(describeIssue);
@@ -102,57 +114,83 @@ function authorize(access: Access, principal: Principal): void {
   }
 }
 
+/**
+ * Mounts every route, then answers other methods on known paths with 405 and the Allow header
+ * (RFC 9110 §15.5.6), so that a wrong method is told apart from a wrong path.
+ */
 export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): void {
+  const methods = new Map<string, Set<string>>();
   for (const r of routes) {
-    const handlers: express.RequestHandler[] = [];
-    if (!("public" in r.access)) {
-      const access = r.access;
-      handlers.push(async (req, res, next) => {
-        const principal = await m.authenticate(req.headers.authorization);
-        authorize(access, principal);
-        res.locals.principal = principal;
-        next();
-      });
-    }
-    const type = MEDIA[r.bodyType ?? "json"];
-    if (r.body) {
-      const limit = r.bodyLimit ?? m.defaultBodyLimit;
-      handlers.push(
-        r.bodyType === "form"
-          ? express.urlencoded({ limit, extended: false, parameterLimit: 50 })
-          : r.bodyType === "gzip"
-            ? express.raw({ limit, type: ["application/gzip", "application/x-gzip", "application/x-tar+gzip"] })
-            : express.json({ limit, strict: true, type }),
-      );
-    }
-    if (!r.hotPath) handlers.push((_req, res, next) => runInRequest(res.locals.requestId as string, next));
-    handlers.push(async (req, res) => {
-      if (r.body && (req.body === undefined || (r.bodyType === "gzip" && !Buffer.isBuffer(req.body)))) {
-        throw new InputError("content_type_invalid", `send the request body with Content-Type: ${type}`, [{ path: "(body)", message: `expected ${type}` }]);
-      }
-      const reply = await r.handle({
-        body: r.body ? validate(r.body, req.body, "request body") : undefined,
-        query: r.query ? validate(r.query, req.query, "query") : undefined,
-        params: r.params ? validate(r.params, req.params, "path") : undefined,
-        principal: (res.locals.principal as Principal | undefined) ?? null,
-        req,
-        res,
-      });
-      if (reply.headers) res.set(reply.headers);
-      res.status(reply.status);
-      if (reply.stream) {
-        if (reply.contentType) res.type(reply.contentType);
-        for await (const chunk of reply.stream) {
-          if (res.destroyed) return;
-          if (!res.write(chunk)) await once(res, "drain");
-        }
-        res.end();
-      } else if (reply.body === undefined) res.end();
-      else if (reply.contentType) res.type(reply.contentType).send(reply.body);
-      else res.json(reply.body);
-    });
-    app[r.method](toExpressPath(r.path), ...handlers);
+    const path = toExpressPath(r.path);
+    if (!methods.has(path)) methods.set(path, new Set());
+    methods.get(path)!.add(r.method.toUpperCase());
+    if (r.method === "get") methods.get(path)!.add("HEAD");
   }
+  for (const r of routes) mountOne(app, r, m);
+  for (const [path, allowed] of methods) {
+    const allow = [...allowed].sort().join(", ");
+    app.all(path, (req, res, next) => {
+      if (req.method === "OPTIONS") return void res.set("Allow", `${allow}, OPTIONS`).status(204).end();
+      next(new MethodNotAllowedError("method_not_allowed", `${req.method} is not supported on ${req.path}; use ${allow}`, allow));
+    });
+  }
+}
+
+function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
+  const handlers: express.RequestHandler[] = [];
+  if (!("public" in r.access)) {
+    const access = r.access;
+    handlers.push(async (req, res, next) => {
+      const principal = await m.authenticate(req.headers.authorization);
+      authorize(access, principal);
+      res.locals.principal = principal;
+      next();
+    });
+  }
+  const type = MEDIA[r.bodyType ?? "json"];
+  if (r.body) {
+    const limit = r.bodyLimit ?? m.defaultBodyLimit;
+    handlers.push(
+      r.bodyType === "form"
+        ? express.urlencoded({ limit, extended: false, parameterLimit: 50 })
+        : r.bodyType === "gzip"
+          ? express.raw({ limit, type: ["application/gzip", "application/x-gzip", "application/x-tar+gzip"] })
+          : express.json({ limit, strict: true, type }),
+    );
+  }
+  if (!r.hotPath) handlers.push((_req, res, next) => runInRequest(res.locals.requestId as string, next));
+  handlers.push(async (req, res) => {
+    if (r.body && (req.body === undefined || (r.bodyType === "gzip" && !Buffer.isBuffer(req.body)))) {
+      throw new InputError("content_type_invalid", `send the request body with Content-Type: ${type}`, [{ path: "(body)", message: `expected ${type}` }]);
+    }
+    const reply = await r.handle({
+      body: r.body ? validate(r.body, req.body, "request body") : undefined,
+      query: r.query ? validate(r.query, req.query, "query") : undefined,
+      params: r.params ? validate(r.params, req.params, "path") : undefined,
+      principal: (res.locals.principal as Principal | undefined) ?? null,
+      req,
+      res,
+    });
+    if (reply.headers) res.set(reply.headers);
+    res.status(reply.status);
+    if (reply.stream) {
+      if (reply.contentType) res.type(reply.contentType);
+      for await (const chunk of reply.stream) {
+        if (res.destroyed) return;
+        if (!res.write(chunk)) await once(res, "drain");
+      }
+      res.end();
+    } else if (reply.body === undefined) res.end();
+    else if (reply.contentType) res.type(reply.contentType).send(reply.body);
+    else res.json(reply.body);
+  });
+  app[r.method](toExpressPath(r.path), ...handlers);
+}
+
+/** True when an input schema has a field naming an organisation or a human, which may not exist. */
+function namesReferences(schema: ZodType | undefined): boolean {
+  const shape = (schema as { shape?: Record<string, unknown> } | undefined)?.shape;
+  return !!shape && ["organization", "owner"].some((k) => k in shape);
 }
 
 /** Registers routes in the OpenAPI document, from the same schemas that validate them. */
@@ -160,17 +198,26 @@ export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
   registry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "API key (claiim_…) or agent token (ES256 JWT)" });
   for (const r of routes) {
     const responses: Record<string, unknown> = {};
+    const problem = { content: { "application/problem+json": { schema: Problem } } };
     for (const [status, resp] of Object.entries(r.responses)) {
       responses[status] = resp.schema
         ? { description: resp.description, content: { [resp.contentType ?? "application/json"]: { schema: resp.schema } } }
-        : { description: resp.description };
+        : Number(status) >= 400
+          ? { description: resp.description, ...problem }
+          : { description: resp.description };
     }
-    const problem = { content: { "application/problem+json": { schema: Problem } } };
-    if (r.body || r.query || r.params) responses["400"] ??= { description: "Invalid request", ...problem };
+    // The problems every route of its kind can answer, so that the document lists every status.
+    if (r.body || r.query || r.params) responses["400"] ??= { description: "Invalid request (validation_failed, invalid_text, json_too_deep, …)", ...problem };
     if (!("public" in r.access)) {
       responses["401"] ??= { description: "Missing, invalid, expired or revoked credential", ...problem };
       responses["403"] ??= { description: "The credential may not do this", ...problem };
     }
+    if (r.params || namesReferences(r.body) || namesReferences(r.query)) responses["404"] ??= { description: "Something the request names does not exist, or is not visible to this credential", ...problem };
+    if (r.body) {
+      responses["413"] ??= { description: "The request body is too large (payload_too_large)", ...problem };
+      responses["415"] ??= { description: "The request body's encoding or charset is not supported", ...problem };
+    }
+    responses["503"] ??= { description: "A dependency (the database, Chron) cannot serve the request; nothing was changed or decided", ...problem };
     const access = "public" in r.access ? "public" : "agent" in r.access ? "agent token" : `roles: admin, ${r.access.roles.join(", ")}`;
     registry.registerPath({
       method: r.method,
@@ -182,7 +229,7 @@ export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
       request: {
         params: r.params as never,
         query: r.query as never,
-        body: r.body ? { content: { [MEDIA[r.bodyType ?? "json"]]: { schema: r.body } } } : undefined,
+        body: r.body ? { required: true, content: { [MEDIA[r.bodyType ?? "json"]]: { schema: r.body } } } : undefined,
       },
       responses: responses as never,
     });

@@ -12,6 +12,8 @@ import type { SigningKeys } from "./signing-keys";
  * the user the agent acts for and act.sub the agent).
  */
 interface VerifiedToken {
+  /** The signing key that verified it: the token stops working when the key stops verifying. */
+  kid: string;
   agentId: string;
   credentialId: string;
   via: "credential" | "client";
@@ -27,8 +29,9 @@ const CACHE_SIZE = 10_000;
  * check out, is a 401.
  *
  * A token's signature is checked once; the verified claims are then kept, keyed by the exact token
- * text, so a forged token can never hit the cache. Expiry, revocation and the agent's existence are
- * checked on every call, from memory.
+ * text, so a forged token can never hit the cache. Expiry, the signing key's validity, revocation and
+ * the agent's existence are checked on every call, from memory: WARNING: a cached token must never
+ * outlive its key, its credential or its agent.
  */
 export class Authenticator {
   private readonly verified = new Map<string, VerifiedToken>();
@@ -64,6 +67,10 @@ export class Authenticator {
     if (claims.expMs <= Date.now()) {
       this.verified.delete(token);
       throw new AuthenticationError("token_expired", "the agent token has expired");
+    }
+    if (!this.keys.byKid(claims.kid)) {
+      this.verified.delete(token);
+      throw new AuthenticationError("token_invalid", "the token's signing key has been retired");
     }
     if (claims.via === "client") {
       const client = this.oauth.client(claims.credentialId);
@@ -105,10 +112,10 @@ export class Authenticator {
       const act = payload.act as { sub?: unknown } | undefined;
       if (act !== undefined && typeof act?.sub !== "string") throw new AuthenticationError("token_invalid", "the access token's act claim has no sub");
       verified = act
-        ? { agentId: act.sub as string, credentialId: payload.cid, via: "client", onBehalfOf: { subject: payload.sub }, expMs: payload.exp * 1000 }
-        : { agentId: payload.sub, credentialId: payload.cid, via: "client", onBehalfOf: null, expMs: payload.exp * 1000 };
+        ? { kid: key.kid, agentId: act.sub as string, credentialId: payload.cid, via: "client", onBehalfOf: { subject: payload.sub }, expMs: payload.exp * 1000 }
+        : { kid: key.kid, agentId: payload.sub, credentialId: payload.cid, via: "client", onBehalfOf: null, expMs: payload.exp * 1000 };
     } else {
-      verified = { agentId: payload.sub, credentialId: payload.jti, via: "credential", onBehalfOf: null, expMs: payload.exp * 1000 };
+      verified = { kid: key.kid, agentId: payload.sub, credentialId: payload.jti, via: "credential", onBehalfOf: null, expMs: payload.exp * 1000 };
     }
     if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, verified);

@@ -277,7 +277,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager"] },
       params: Id,
       body: Reason,
-      responses: { 200: { description: "Suspended", schema: AgentView }, 404: { description: "Unknown agent" } },
+      responses: { 200: { description: "Suspended", schema: AgentView }, 404: { description: "Unknown agent" }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);
         return { status: 200, body: agentView(await identity.suspendAgent(params.id, body.reason, actor, scope)) };
@@ -305,7 +305,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager"] },
       params: Id,
       body: Reason,
-      responses: { 200: { description: "Retired", schema: AgentView }, 404: { description: "Unknown agent" } },
+      responses: { 200: { description: "Retired", schema: AgentView }, 404: { description: "Unknown agent" }, 409: { description: "Already retired (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);
         return { status: 200, body: agentView(await identity.retireAgent(params.id, body.reason, actor, scope)) };
@@ -319,7 +319,11 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager"] },
       params: Id,
       body: z.object({ owner: z.string().min(1).max(320), reason: z.string().min(1).max(1000) }).strict(),
-      responses: { 200: { description: "Transferred", schema: AgentView }, 404: { description: "Unknown agent" } },
+      responses: {
+        200: { description: "Transferred", schema: AgentView },
+        404: { description: "Unknown agent" },
+        409: { description: "Retired agent (agent_retired), or the human is already accountable (owner_unchanged)" },
+      },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);
         return { status: 200, body: agentView(await identity.transferAgent(params.id, body.owner, body.reason, actor, scope)) };
@@ -333,7 +337,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager"] },
       params: Id,
       body: z.object({ ttl_seconds: z.number().int().min(60).max(366 * 24 * 3600).optional() }).strict(),
-      responses: { 201: { description: "Issued", schema: IssuedCredential }, 404: { description: "Unknown agent" } },
+      responses: { 201: { description: "Issued", schema: IssuedCredential }, 404: { description: "Unknown agent" }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);
         const { credential, token } = await identity.issueCredential(params.id, body.ttl_seconds, actor, scope);

@@ -1,5 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
+import { AuthenticationError } from "../lib/errors";
+import { isCleanText } from "../lib/text";
 import type { IdentityService } from "./identity-service";
 import { actorOf, scopeOf, type AgentClient } from "./model";
 import type { OAuthService } from "./oauth-service";
@@ -24,7 +26,21 @@ function basicCredentials(header: string | undefined): { id: string; secret: str
   const colon = decoded.indexOf(":");
   if (colon < 0) return null;
   // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-  return { id: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
+  let id: string;
+  let secret: string;
+  try {
+    id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, " "));
+    secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, " "));
+  } catch {
+    throw new AuthenticationError("client_authentication_invalid", "the Basic credentials are not form-urlencoded as RFC 6749 §2.3.1 requires", {
+      error: "invalid_client",
+      error_description: "the Basic credentials are not form-urlencoded",
+    });
+  }
+  if (!isCleanText(id) || !isCleanText(secret)) {
+    throw new AuthenticationError("client_authentication_invalid", "the Basic credentials are not well-formed text", { error: "invalid_client", error_description: "the Basic credentials are not well-formed text" });
+  }
+  return { id, secret };
 }
 
 export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyOverlapSeconds: number): RouteSpec[] {
@@ -55,7 +71,11 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
           on_behalf_of: z.string().min(1).max(320).optional().openapi({ description: "The user the agent acts for (RFC 8693 act): the token's subject" }),
         })
         .strict(),
-      responses: { 200: { description: "A short-lived access token", schema: TokenResponse } },
+      responses: {
+        200: { description: "A short-lived access token", schema: TokenResponse },
+        400: { description: "OAuth invalid_request, invalid_grant or unsupported_grant_type (the problem carries `error` and `error_description`)" },
+        401: { description: "OAuth invalid_client: unknown, revoked or badly authenticated client, or a replayed assertion" },
+      },
       handle: async ({ body, req }) => ({
         status: 200,
         headers: { "Cache-Control": "no-store", Pragma: "no-cache" },
@@ -72,7 +92,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       body: z
         .object({ method: z.enum(["client_secret", "private_key_jwt"]), jwk: z.record(z.string(), z.unknown()).optional() })
         .strict(),
-      responses: { 201: { description: "Registered", schema: ClientView.extend({ client_secret: z.string().optional() }) } },
+      responses: { 201: { description: "Registered", schema: ClientView.extend({ client_secret: z.string().optional() }) }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
         const { client, secret } = await oauth.registerClient(params.id, body, actorOf(principal!), scopeOf(principal!));
         return { status: 201, headers: { "Cache-Control": "no-store" }, body: { ...view(client), ...(secret ? { client_secret: secret } : {}) } };

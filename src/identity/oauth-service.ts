@@ -5,6 +5,7 @@ import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor, type EventContent } from "../chron/record";
 import { AuthenticationError, ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
+import { isCleanText } from "../lib/text";
 import { hashSecret, type IdentityService, type Scope } from "./identity-service";
 import type { IdentityStore } from "./identity-store";
 import type { AgentClient, ClientMethod } from "./model";
@@ -210,7 +211,14 @@ export class OAuthService {
     if (payload.exp! - now > MAX_ASSERTION_LIFETIME_SECONDS + skew) {
       throw oauthError("invalid_client", "assertion_lifetime_too_long", `a client assertion may live ${MAX_ASSERTION_LIFETIME_SECONDS}s at most`);
     }
-    return { client, assertion: { jti: String(payload.jti), expiresAt: new Date(payload.exp! * 1000) } };
+    const jti = String(payload.jti);
+    if (!isCleanText(jti) || jti.length > 512) {
+      throw new InputError("invalid_text", "the client assertion's jti must be well-formed text without NUL, at most 512 characters", [{ path: "client_assertion.jti", message: "not acceptable text" }], {
+        error: "invalid_request",
+        error_description: "the client assertion's jti is not acceptable text",
+      });
+    }
+    return { client, assertion: { jti, expiresAt: new Date(payload.exp! * 1000) } };
   }
 
   private usable(id: string, method: ClientMethod): AgentClient {

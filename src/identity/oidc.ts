@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import type { OidcSettings } from "../config";
-import { AuthenticationError, ServiceUnavailableError } from "../lib/errors";
+import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
+import { isCleanText } from "../lib/text";
 import type { IdentityService } from "./identity-service";
 import { ROLES, type Principal, type Role } from "./model";
 
@@ -53,6 +54,15 @@ export class OidcVerifier {
         !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || /JSON Web Key Set HTTP response/.test(err.message);
       if (fetchFailed) throw new ServiceUnavailableError("oidc_unavailable", `the identity provider's keys could not be fetched: ${(err as Error).message}`);
       throw new AuthenticationError("oidc_token_invalid", `the identity provider's token does not verify: ${(err as Error).message}`);
+    }
+    // What Chron will name this human by comes from the provider: the text rule holds for it too.
+    const textProblems = (["sub", "name", "email", this.settings.orgClaim] as const).filter((c) => typeof payload[c] === "string" && !isCleanText(payload[c] as string));
+    if (textProblems.length) {
+      throw new InputError(
+        "invalid_text",
+        `the identity provider's token has claims that are not well-formed text without NUL: ${textProblems.join(", ")}`,
+        textProblems.map((c) => ({ path: `token.${c}`, message: "not well-formed text" })),
+      );
     }
     const rawRoles = payload[this.settings.rolesClaim];
     const listed = Array.isArray(rawRoles) ? rawRoles : typeof rawRoles === "string" ? rawRoles.split(/\s+/) : [];

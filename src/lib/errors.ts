@@ -32,6 +32,11 @@ export class PayloadTooLargeError extends ClaiimError {
   readonly title = "Payload too large";
 }
 
+export class UnsupportedMediaTypeError extends ClaiimError {
+  readonly status = 415;
+  readonly title = "Unsupported media type";
+}
+
 /** The request was well-formed but its content cannot be accepted (e.g. a policy that does not compile). */
 export class UnprocessableError extends ClaiimError {
   readonly status = 422;
@@ -51,6 +56,14 @@ export class NotAllowedError extends ClaiimError {
 export class NotFoundError extends ClaiimError {
   readonly status = 404;
   readonly title = "Not found";
+}
+
+export class MethodNotAllowedError extends ClaiimError {
+  readonly status = 405;
+  readonly title = "Method not allowed";
+  constructor(code: string, message: string, readonly allow: string) {
+    super(code, message);
+  }
 }
 
 export class ConflictError extends ClaiimError {

@@ -19,6 +19,7 @@ export function readPolicyArchive(archive: Buffer, limits: ArchiveLimits): Promi
     const sources: PolicySources = {};
     let inflated = 0;
     let entries = 0;
+    const seen = new Set<string>();
     let failed = false;
     const fail = (err: Error) => {
       if (failed) return;
@@ -40,15 +41,23 @@ export function readPolicyArchive(archive: Buffer, limits: ArchiveLimits): Promi
         if (entry.type !== "File" && entry.type !== "OldFile") {
           return fail(new InputError("archive_entry_refused", `archive entry ${name} is a ${entry.type}, not a plain file`, [{ path: name, message: `${entry.type} refused` }]));
         }
+        const file = name.replace(/^\.\//, "");
+        // Two entries of one name: whichever won, the set would not be what its author saw.
+        if (Object.hasOwn(sources, file) || seen.has(file)) {
+          return fail(new InputError("archive_entry_duplicate", `archive entry ${name} appears twice`, [{ path: name, message: "duplicate entry" }]));
+        }
+        seen.add(file);
         const chunks: Buffer[] = [];
         entry.on("data", (c: Buffer) => chunks.push(c));
         entry.on("end", () => {
           const text = Buffer.concat(chunks);
           const decoded = new TextDecoder("utf-8", { fatal: true });
           try {
-            sources[name.replace(/^\.\//, "")] = decoded.decode(text);
+            const decodedText = decoded.decode(text);
+            if (decodedText.includes("\u0000")) throw new Error("NUL");
+            sources[file] = decodedText;
           } catch {
-            fail(new InputError("archive_entry_refused", `archive entry ${name} is not UTF-8 text`, [{ path: name, message: "not text" }]));
+            fail(new InputError("archive_entry_refused", `archive entry ${name} is not UTF-8 text without NUL`, [{ path: name, message: "not text" }]));
           }
         });
       },

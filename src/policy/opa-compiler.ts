@@ -49,6 +49,9 @@ export interface PolicyCompiler {
 
 const SOURCE_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+\.(rego|json|yaml|yml)$/;
 
+const MAX_SEGMENT_LENGTH = 255;
+const MAX_PATH_LENGTH = 1024;
+
 export function checkSourcePaths(sources: PolicySources): void {
   const names = Object.keys(sources);
   if (!names.some((n) => n.endsWith(".rego") && !n.endsWith("_test.rego"))) {
@@ -56,11 +59,12 @@ export function checkSourcePaths(sources: PolicySources): void {
       { path: "files", message: "no policy module" },
     ]);
   }
-  const bad = names.filter((n) => !SOURCE_PATH.test(n));
+  // A segment longer than file systems allow (255 bytes) would fail when the set is written out for OPA.
+  const bad = names.filter((n) => !SOURCE_PATH.test(n) || n.length > MAX_PATH_LENGTH || n.split("/").some((segment) => segment.length > MAX_SEGMENT_LENGTH));
   if (bad.length) {
     throw new InputError(
       "policy_path_invalid",
-      "policy file paths must be relative, without '.' or '..' segments, and end in .rego, .json, .yaml or .yml",
+      `policy file paths must be relative, without '.' or '..' segments, end in .rego, .json, .yaml or .yml, and have segments of at most ${MAX_SEGMENT_LENGTH} characters (${MAX_PATH_LENGTH} in all)`,
       bad.map((n) => ({ path: `files.${n}`, message: "invalid policy file path" })),
     );
   }

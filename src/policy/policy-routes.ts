@@ -125,6 +125,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
           description: "Published (and activated when asked), with warnings such as formatting `opa fmt` would change",
           schema: PolicyVersionView.extend({ warnings: z.array(z.object({ file: z.string(), code: z.string(), message: z.string(), diff: z.string().optional() })) }),
         },
+        409: { description: "Another version was published at the same moment (policy_version_taken)" },
         422: { description: "A gate refused the policy: opa check (opa_errors: file, row, column, message), the set's own tests (failing_tests), or opa build" },
       },
       handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, changer(principal)) }),
@@ -139,7 +140,11 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       bodyLimit: maxBytes,
       body: z.custom<Buffer>((v) => Buffer.isBuffer(v)).openapi({ type: "string", format: "binary" }),
       query: z.object({ message: z.string().min(1).max(2000), activate: z.enum(["true", "false"]).default("false") }).strict(),
-      responses: { 201: { description: "Published (and activated when asked)", schema: PolicyVersionView } },
+      responses: {
+        201: { description: "Published (and activated when asked)", schema: PolicyVersionView },
+        409: { description: "Another version was published at the same moment (policy_version_taken)" },
+        422: { description: "A gate refused the policy (as for POST /v1/policies)" },
+      },
       handle: async ({ body, query, principal }) => {
         const files = await readPolicyArchive(body, { maxBytes: maxBytes * 4, maxEntries: 1000 });
         return { status: 201, body: await policies.publish({ files, message: query.message, activate: query.activate === "true" }, changer(principal)) };
@@ -177,7 +182,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Status", schema: PolicyStatusView } },
-      handle: async () => ({ status: 200, body: await policies.status() }),
+      handle: async ({ principal }) => ({ status: 200, body: await policies.status(scopeOf(principal!).orgId) }),
     }),
     route({
       method: "put",
