@@ -111,7 +111,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     bundleDir: config.bundleDir,
     record,
     logger,
-    decisionCounts: () => stores.chron.decisionsByPolicyVersion(),
+    decisionCounts: (orgId) => stores.chron.decisionsByPolicyVersion(orgId),
     chron: stores.chron,
     live,
   });

@@ -62,8 +62,8 @@ export interface ChronStore {
    * transaction, through the database's delete guard.
    */
   prune(upToSeq: number, tx: Tx): Promise<number>;
-  /** How many decisions were made under each policy version (null: none was active). */
-  decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]>;
+  /** How many decisions were made under each policy version (null: none was active), of one organisation or of all. */
+  decisionsByPolicyVersion(orgId?: string): Promise<{ version: number | null; count: number }[]>;
   /** Decisions matching the filter, counted per UTC day, agent, owner, action, policy version and outcome. */
   decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */

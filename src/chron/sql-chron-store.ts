@@ -78,7 +78,9 @@ function countFromRaw(r: RawCount): DecisionCount {
 
 const COUNT_GROUPS = "agent_id, owner_id, action, policy_version, decision";
 
-const VERSION_COUNTS = "SELECT policy_version, COUNT(*) AS count FROM chron_records WHERE kind = 'decision' GROUP BY policy_version ORDER BY policy_version";
+function versionCounts(orgId: string | undefined, param: string): string {
+  return `SELECT policy_version, COUNT(*) AS count FROM chron_records WHERE kind = 'decision'${orgId === undefined ? "" : ` AND org_id = ${param}`} GROUP BY policy_version ORDER BY policy_version`;
+}
 type RawVersionCount = { policy_version: number | string | bigint | null; count: number | string | bigint };
 
 function versionCountFromRaw(r: RawVersionCount): { version: number | null; count: number } {
@@ -206,8 +208,8 @@ export class SqliteChronStore implements ChronStore {
     return pruneIn(tx, upToSeq, () => "?");
   }
 
-  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
-    const rows = this.db.prepare(VERSION_COUNTS).all() as RawVersionCount[];
+  async decisionsByPolicyVersion(orgId?: string): Promise<{ version: number | null; count: number }[]> {
+    const rows = this.db.prepare(versionCounts(orgId, "?")).all(...(orgId === undefined ? [] : [orgId])) as RawVersionCount[];
     return rows.map(versionCountFromRaw);
   }
 
@@ -296,8 +298,8 @@ export class PostgresChronStore implements ChronStore {
     return pruneIn(tx, upToSeq, (i) => `$${i}`);
   }
 
-  async decisionsByPolicyVersion(): Promise<{ version: number | null; count: number }[]> {
-    const { rows } = await this.pool.query<RawVersionCount>(VERSION_COUNTS);
+  async decisionsByPolicyVersion(orgId?: string): Promise<{ version: number | null; count: number }[]> {
+    const { rows } = await this.pool.query<RawVersionCount>(versionCounts(orgId, "$1"), orgId === undefined ? [] : [orgId]);
     return rows.map(versionCountFromRaw);
   }
 

@@ -90,7 +90,7 @@ export interface PolicyServiceDeps {
   record: Recorder;
   logger: Logger;
   /** Decisions made under each policy version, from Chron. */
-  decisionCounts?: () => Promise<{ version: number | null; count: number }[]>;
+  decisionCounts?: (orgId?: string) => Promise<{ version: number | null; count: number }[]>;
   /** Chron, read for the shadow report. */
   chron: Pick<ChronStore, "list" | "bounds">;
   /** Live decisions, which the shadow report gives way to. */
@@ -112,7 +112,7 @@ export class PolicyService {
   private readonly bundleDir: string;
   private readonly record: Recorder;
   private readonly logger: Logger;
-  private readonly decisionCounts: () => Promise<{ version: number | null; count: number }[]>;
+  private readonly decisionCounts: (orgId?: string) => Promise<{ version: number | null; count: number }[]>;
   private readonly verify: BundleVerifier;
   private readonly chron: Pick<ChronStore, "list" | "bounds">;
   private readonly live: LiveWork;
@@ -372,11 +372,12 @@ export class PolicyService {
     return result;
   }
 
-  async status(): Promise<PolicyStatus> {
+  /** OPA-style status; `orgId` confines the decision counts to one organisation's. */
+  async status(orgId: string | null = null): Promise<PolicyStatus> {
     const state = await this.store.state();
     const active = this.engine.active();
     const revisions = new Map((await this.store.list()).map((b) => [b.version, b.revision]));
-    const decisions = (await this.decisionCounts()).map((d) => ({ version: d.version, revision: d.version === null ? null : (revisions.get(d.version) ?? null), count: d.count }));
+    const decisions = (await this.decisionCounts(orgId ?? undefined)).map((d) => ({ version: d.version, revision: d.version === null ? null : (revisions.get(d.version) ?? null), count: d.count }));
     return {
       name: BUNDLE_NAME,
       active_version: active?.version ?? null,

@@ -4,6 +4,7 @@ import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { databaseKinds } from "../support/databases";
 import { claiimVerify } from "../support/verify-cli";
+import { downloadExport, saveJwks } from "../support/export";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { asDatabaseOwner, script, sql } from "../support/sql";
 import { jwksKeys, verifyCheckpoint } from "../../src/chron/checkpoints";
@@ -19,18 +20,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
   const admin = () => ({ Authorization: `Bearer ${s.admin}` });
   const verify = async () => (await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body;
   const cli = (file: string) => claiimVerify(file, jwksFile);
-  const exportTo = async (query: string, name: string) => {
-    const res = await s.http.get(`/v1/chron/export?${query}`).set(admin()).buffer(true).parse((r, cb) => {
-      let data = "";
-      r.setEncoding("utf8");
-      r.on("data", (c: string) => (data += c));
-      r.on("end", () => cb(null, data));
-    });
-    expect(res.status).toBe(200);
-    const file = path.join(dir, name);
-    fs.writeFileSync(file, res.body as string);
-    return file;
-  };
+  const exportTo = (query: string, name: string) => downloadExport(s, s.admin, query, dir, name);
 
   beforeAll(async () => {
     s = await startTestServer(kind, { env: { CLAIIM_CHECKPOINT_EVERY_RECORDS: "10", CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600", CLAIIM_EXPORT_JSON_MAX_RECORDS: "40" } });
@@ -48,8 +38,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
       if (i % 4 === 0) await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${otherToken}` }).send(staging).expect(200);
     }
     await s.claiim.checkpointer.idle();
-    jwksFile = path.join(dir, "jwks.json");
-    fs.writeFileSync(jwksFile, JSON.stringify((await s.http.get("/.well-known/jwks.json").expect(200)).body));
+    jwksFile = await saveJwks(s, dir);
   });
   afterAll(async () => {
     await s?.stop();
