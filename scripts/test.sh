@@ -33,4 +33,8 @@ if [ -f .tools/jest-results.json ]; then
 else
   echo "jest: no results, it stopped before running the tests (see its error above)"
 fi
+# A short schema-driven fuzzing run of a live server (`make fuzz` runs a longer one).
+if [ "$status" = 0 ] && [ "$#" = 0 ]; then
+  FUZZ_SECONDS="${CLAIIM_TEST_FUZZ_SECONDS:-60}" bash scripts/fuzz.sh || status=$?
+fi
 exit "$status"

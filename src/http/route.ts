@@ -47,7 +47,8 @@ export interface RouteSpec<B = unknown, Q = unknown, P = unknown> {
    * access log line still carries it.
    */
   hotPath?: boolean;
-  responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
+  /** `alsoAs`: other media types the same status may be sent as (e.g. text/csv), as text. */
+  responses: Record<number, { description: string; schema?: ZodType; contentType?: string; alsoAs?: string[] }>;
   handle(ctx: Context<B, Q, P>): Promise<Reply> | Reply;
 }
 
@@ -126,14 +127,20 @@ export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): v
     methods.get(path)!.add(r.method.toUpperCase());
     if (r.method === "get") methods.get(path)!.add("HEAD");
   }
-  for (const r of routes) mountOne(app, r, m);
-  for (const [path, allowed] of methods) {
+  const guard = (path: string, allowed: Set<string>) => {
     const allow = [...allowed].sort().join(", ");
     app.all(path, (req, res, next) => {
+      if (allowed.has(req.method)) return next();
       if (req.method === "OPTIONS") return void res.set("Allow", `${allow}, OPTIONS`).status(204).end();
       next(new MethodNotAllowedError("method_not_allowed", `${req.method} is not supported on ${req.path}; use ${allow}`, allow));
     });
-  }
+  };
+  // WARNING: order matters. A fixed path (/v1/policies/shadow) is guarded before the routes, or
+  // a parametrised route (/v1/policies/:version) would take its other methods for itself; a
+  // parametrised path is guarded after them, or it would take fixed paths' own methods.
+  for (const [path, allowed] of methods) if (!path.includes(":")) guard(path, allowed);
+  for (const r of routes) mountOne(app, r, m);
+  for (const [path, allowed] of methods) if (path.includes(":")) guard(path, allowed);
 }
 
 function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
@@ -200,8 +207,9 @@ export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
     const responses: Record<string, unknown> = {};
     const problem = { content: { "application/problem+json": { schema: Problem } } };
     for (const [status, resp] of Object.entries(r.responses)) {
+      const others = Object.fromEntries((resp.alsoAs ?? []).map((t) => [t, { schema: { type: "string" } }]));
       responses[status] = resp.schema
-        ? { description: resp.description, content: { [resp.contentType ?? "application/json"]: { schema: resp.schema } } }
+        ? { description: resp.description, content: { [resp.contentType ?? "application/json"]: { schema: resp.schema }, ...others } }
         : Number(status) >= 400
           ? { description: resp.description, ...problem }
           : { description: resp.description };

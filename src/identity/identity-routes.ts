@@ -19,6 +19,8 @@ export const SkillRef = z
   })
   .strict()
   .openapi("SkillRef");
+/** An e-mail address as CLAIIM accepts it; the document carries the same pattern. */
+export const Email = z.string().max(320).regex(z.regexes.email, "an e-mail address such as alice@acme.example");
 const Id = z.object({ id: z.string().uuid() });
 const Reason = z.object({ reason: z.string().min(1).max(1000) }).strict();
 
@@ -139,7 +141,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       summary: "Register a human who can be accountable for agents",
       tags: ["identity"],
       access: { roles: ["agent_manager"] },
-      body: z.object({ organization: Slug, name: z.string().min(1).max(200), email: z.string().email().max(320) }).strict(),
+      body: z.object({ organization: Slug, name: z.string().min(1).max(200), email: Email }).strict(),
       responses: { 201: { description: "Registered", schema: HumanView }, 404: { description: "Unknown organisation" }, 409: { description: "Email taken" } },
       handle: async ({ body, principal }) => {
         const { actor, scope } = who(principal);
@@ -262,7 +264,8 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       body: z
         .object({ description: z.string().max(2000).optional(), skills: z.array(SkillRef).min(1).max(100).optional(), reason: z.string().min(1).max(1000).optional() })
         .strict()
-        .refine((b) => b.description !== undefined || b.skills !== undefined, { message: "give description or skills" }),
+        .refine((b) => b.description !== undefined || b.skills !== undefined, { message: "give description or skills" })
+        .openapi({ anyOf: [{ required: ["description"] }, { required: ["skills"] }] }),
       responses: { 200: { description: "Updated", schema: AgentView }, 404: { description: "Unknown agent" }, 409: { description: "Retired agent" } },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);

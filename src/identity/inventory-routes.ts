@@ -52,7 +52,7 @@ export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine)
         })
         .strict(),
       responses: {
-        200: { description: "The inventory", schema: z.object({ generated_at: z.string(), count: z.number().int(), agents: z.array(InventoryRow) }) },
+        200: { description: "The inventory (JSON, or CSV with format=csv)", schema: z.object({ generated_at: z.string(), count: z.number().int(), agents: z.array(InventoryRow) }), alsoAs: ["text/csv"] },
       },
       handle: ({ query, principal }) => {
         const scope = scopeOf(principal!);

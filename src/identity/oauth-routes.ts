@@ -17,6 +17,15 @@ const ClientView = z
   })
   .openapi("AgentClient");
 
+/**
+ * A public JWK as RFC 7517 writes one: members that are strings (kty, crv, x, y, n, e, alg, kid,
+ * use), booleans (ext) or lists of strings (key_ops, x5c); nothing nested deeper.
+ */
+const PublicJwk = z
+  .record(z.string().min(1).max(64), z.union([z.string().max(16384), z.boolean(), z.number(), z.array(z.string().max(16384)).max(32)]))
+  .refine((jwk) => Object.keys(jwk).length <= 32, { message: "a JWK has at most 32 members" })
+  .openapi({ description: "The agent's public key (RFC 7517)", maxProperties: 32, propertyNames: { type: "string", minLength: 1, maxLength: 64 } } as object);
+
 const TokenResponse = z.object({ access_token: z.string(), token_type: z.literal("Bearer"), expires_in: z.number().int() }).openapi("TokenResponse");
 
 function basicCredentials(header: string | undefined): { id: string; secret: string } | null {
@@ -90,7 +99,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       access: { roles: ["agent_manager"] },
       params: z.object({ id: z.string().uuid() }),
       body: z
-        .object({ method: z.enum(["client_secret", "private_key_jwt"]), jwk: z.record(z.string(), z.unknown()).optional() })
+        .object({ method: z.enum(["client_secret", "private_key_jwt"]), jwk: PublicJwk.optional() })
         .strict(),
       responses: { 201: { description: "Registered", schema: ClientView.extend({ client_secret: z.string().optional() }) }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {

@@ -115,7 +115,9 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       bodyLimit: maxBytes,
       body: z
         .object({
-          files: z.record(z.string().min(1).max(500), z.string().max(maxBytes)).openapi({ description: "Relative path to file text" }),
+          files: z
+            .record(z.string().min(1).max(500), z.string().max(maxBytes))
+            .openapi({ description: "Relative path to file text", propertyNames: { type: "string", minLength: 1, maxLength: 500 } } as object),
           message: z.string().min(1).max(2000),
           activate: z.boolean().default(false),
         })
@@ -193,6 +195,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       body: z.object({ version: z.number().int().min(1) }).strict(),
       responses: {
         200: { description: "Shadowing", schema: z.object({ version: z.number().int(), revision: z.string(), since: z.string(), set_by: z.string() }) },
+        404: { description: "No such version (policy_version_not_found)" },
         409: { description: "The version is the active one (shadow_is_active)" },
         422: { description: "The stored bundle failed verification (policy_load_failed)" },
       },
