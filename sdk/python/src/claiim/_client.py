@@ -26,6 +26,8 @@ from ._common import (
     not_allowed,
     parse_decision,
     problem_error,
+    request_args,
+    retryable,
     token_from,
 )
 from .errors import ClaiimError, Decision
@@ -132,12 +134,10 @@ class Claiim(_Base):
         for attempt in range(1, self.backoff.max_attempts + 1):
             retry_after = None
             try:
-                content = body() if callable(body) else body
-                res = self._http.request(method, url, headers={"Accept": "application/json", **headers}, **({"content": content} if isinstance(content, str) else {"json": content} if content is not None else {}))
+                res = self._http.request(method, url, **request_args(headers, body))
                 if res.status_code not in RETRYABLE_STATUS:
                     return res
-                last = problem_error(res.status_code, json_or_none(res.text), f"{method} {url} answered {res.status_code}")
-                retry_after = res.headers.get("retry-after")
+                last, retry_after = retryable(method, url, res)
             except httpx.TransportError as err:
                 last = network_error(method, url, err)
             if attempt < self.backoff.max_attempts:
@@ -212,12 +212,10 @@ class AsyncClaiim(_Base):
         for attempt in range(1, self.backoff.max_attempts + 1):
             retry_after = None
             try:
-                content = body() if callable(body) else body
-                res = await self._http.request(method, url, headers={"Accept": "application/json", **headers}, **({"content": content} if isinstance(content, str) else {"json": content} if content is not None else {}))
+                res = await self._http.request(method, url, **request_args(headers, body))
                 if res.status_code not in RETRYABLE_STATUS:
                     return res
-                last = problem_error(res.status_code, json_or_none(res.text), f"{method} {url} answered {res.status_code}")
-                retry_after = res.headers.get("retry-after")
+                last, retry_after = retryable(method, url, res)
             except httpx.TransportError as err:
                 last = network_error(method, url, err)
             if attempt < self.backoff.max_attempts:

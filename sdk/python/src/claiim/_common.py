@@ -209,6 +209,22 @@ class Backoff:
         return min(self.max_delay, backoff / 2 + random.random() * backoff / 2)
 
 
+def request_args(headers: Mapping[str, str], body: Any) -> Dict[str, Any]:
+    """httpx arguments of one attempt; ``body`` may be a callable, for a fresh client assertion each time."""
+    content = body() if callable(body) else body
+    args: Dict[str, Any] = {"headers": {"Accept": "application/json", **headers}}
+    if isinstance(content, str):
+        args["content"] = content
+    elif content is not None:
+        args["json"] = content
+    return args
+
+
+def retryable(method: str, url: str, res: Any) -> Tuple[ClaiimError, Optional[str]]:
+    """The error of an answer worth retrying (429, 502-504), and its Retry-After."""
+    return problem_error(res.status_code, json_or_none(res.text), f"{method} {url} answered {res.status_code}"), res.headers.get("retry-after")
+
+
 def network_error(method: str, url: str, err: Exception) -> UnavailableError:
     return UnavailableError(f"{method} {url} failed: {type(err).__name__}: {err}", "network_error")
 
