@@ -1,4 +1,5 @@
-import { canonicalize, sha256Hex } from "../lib/canonical";
+import { createHash } from "node:crypto";
+import { canonicalize } from "../lib/canonical";
 import { ConflictError, InputError } from "../lib/errors";
 import type { ChronRow, DecisionContent } from "../chron/record";
 import type { DecisionResponse } from "./decision-service";
@@ -40,11 +41,12 @@ interface Entry {
   fields: readonly Field[];
   digest: string;
   expiresMs: number;
-  response: Promise<DecisionResponse>;
+  /** The answer, or the decision in flight. */
+  response: DecisionResponse | Promise<DecisionResponse>;
 }
 
 function digestOf(view: RequestView, fields: readonly Field[]): string {
-  return sha256Hex(canonicalize(fields.map((f) => view[f])));
+  return createHash("sha256").update(canonicalize(fields.map((f) => view[f]))).digest("base64url");
 }
 
 /**
@@ -72,6 +74,8 @@ export function responseOf(row: Pick<ChronRow, "seq" | "hash">, d: DecisionConte
 export class IdempotencyIndex {
   // Insertion order is age order: the oldest entry is always first.
   private readonly entries = new Map<string, Entry>();
+  // Answers share their policy reference (a few per revision, not one per key): memory per key matters at 100,000 keys.
+  private readonly policies = new Map<string, DecisionResponse["policy"]>();
 
   constructor(
     private readonly settings: IdempotencySettings = DEFAULT_IDEMPOTENCY,
@@ -103,9 +107,14 @@ export class IdempotencyIndex {
     const entry: Entry = { fields: FIELDS, digest: digestOf(view, FIELDS), expiresMs: now + this.settings.ttlMs, response };
     this.entries.set(id, entry);
     this.trim();
-    response.catch(() => {
-      if (this.entries.get(id) === entry) this.entries.delete(id);
-    });
+    response.then(
+      (answer) => {
+        if (this.entries.get(id) === entry) entry.response = this.compact(answer);
+      },
+      () => {
+        if (this.entries.get(id) === entry) this.entries.delete(id);
+      },
+    );
     return { response: await response, replayed: false };
   }
 
@@ -128,15 +137,28 @@ export class IdempotencyIndex {
       const expiresMs = Date.parse(d.timestamp) + this.settings.ttlMs;
       if (!(expiresMs > now)) continue;
       const redacted = [...(d.erased ?? []), ...(d.masked ?? [])];
-      const fields = FIELDS.filter((f) => !redacted.some((p) => p === `/${f}` || p.startsWith(`/${f}/`)));
+      const intact = FIELDS.filter((f) => !redacted.some((p) => p === `/${f}` || p.startsWith(`/${f}/`)));
+      const fields = intact.length === FIELDS.length ? FIELDS : intact;
       const view: RequestView = { action: d.action, resource: d.resource, purpose: d.purpose, skill: d.skill, on_behalf_of: d.on_behalf_of?.subject ?? null };
       const id = `${d.agent.id}\0${d.idempotency_key}`;
       this.entries.delete(id);
-      this.entries.set(id, { fields, digest: digestOf(view, fields), expiresMs, response: Promise.resolve(responseOf(row, d)) });
+      this.entries.set(id, { fields, digest: digestOf(view, fields), expiresMs, response: this.compact(responseOf(row, d)) });
       loaded += 1;
     }
     this.trim();
     return loaded;
+  }
+
+  /** The same answer, with its policy reference shared among the answers of one revision. */
+  private compact(answer: DecisionResponse): DecisionResponse {
+    const key = `${answer.policy.version}\0${answer.policy.revision}\0${answer.policy.digest}`;
+    let policy = this.policies.get(key);
+    if (!policy) {
+      if (this.policies.size >= 1000) this.policies.clear();
+      policy = answer.policy;
+      this.policies.set(key, policy);
+    }
+    return policy === answer.policy ? answer : { ...answer, policy };
   }
 
   private evict(now: number): void {
