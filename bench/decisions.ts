@@ -9,6 +9,7 @@
  * BENCH_SECONDS (default 15), BENCH_CONNECTIONS (64), BENCH_DATABASE_URL (default: SQLite in a
  * temporary folder; a postgresql:// URL benchmarks PostgreSQL).
  */
+import { randomUUID } from "node:crypto";
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -102,11 +103,14 @@ async function main(): Promise<void> {
 
     console.log(`CLAIIM decision benchmark: ${CONNECTIONS} connections, ${SECONDS}s per phase, ${requests.length / 2} agents, half allowed and half denied, on ${databaseUrl.split(":")[0]}`);
     const phases: [string, AutocannonResult][] = [];
-    const load = async (label: string) => {
-      phases.push([label, await autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, requests })]);
+    const load = async (label: string, list = requests) => {
+      phases.push([label, await autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, requests: list })]);
     };
     const benchStart = new Date(Date.now() - 60_000).toISOString();
     await load("decisions");
+    // As the SDKs send them: a new Idempotency-Key on every request, each remembered in memory.
+    const keyed = requests.map((r) => ({ ...r, setupRequest: (req: { headers: Record<string, string> }) => ({ ...req, headers: { ...req.headers, "Idempotency-Key": `"${randomUUID()}"` } }) }));
+    await load("with Idempotency-Key", keyed);
 
     // A candidate version that freezes staging deploys: shadowed, then replayed, while decisions go on.
     const files = ((await call(base, admin, "GET", "/v1/policies/1")) as { files: Record<string, string> }).files;
@@ -171,8 +175,27 @@ async function main(): Promise<void> {
     const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx && job.state === "done" && idleJob.state === "done";
     console.log(`check                   ${ok ? "OK" : "FAILED"}: every acknowledged decision is in Chron (${missing} missing), the replay finished`);
     if (!ok) process.exitCode = 1;
-  } finally {
+
+    // A restart refills the idempotency index from Chron: how long that takes with this many keys.
     server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+    const again = spawn(process.execPath, [path.join(ROOT, "dist/src/main.js")], { cwd: ROOT, env: { ...env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        let out = "";
+        again.stdout!.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /^(.*"idempotency keys reloaded from Chron".*)\n/m.exec(out);
+          if (m) resolve(JSON.parse(m[1]));
+        });
+        again.once("exit", () => reject(new Error("CLAIIM stopped before reloading its idempotency keys")));
+      });
+      console.log(`idempotency keys        ${line.keys} reloaded from Chron at start-up in ${line.ms} ms`);
+    } finally {
+      again.kill("SIGTERM");
+    }
+  } finally {
+    if (server.exitCode === null) server.kill("SIGTERM");
   }
 }
 

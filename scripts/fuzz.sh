@@ -14,12 +14,7 @@ cd "$ROOT"
 
 seconds="${FUZZ_SECONDS:-300}"
 venv="$ROOT/.tools/venv"
-if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$(sha256sum test/fuzz/requirements.txt | cut -d' ' -f1)" ]; then
-  log "installing schemathesis into .tools/venv (from PyPI)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r test/fuzz/requirements.txt
-  sha256sum test/fuzz/requirements.txt | cut -d' ' -f1 > "$venv/.requirements"
-fi
+bash scripts/python-env.sh
 
 work="$(mktemp -d)"
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
@@ -51,10 +46,11 @@ export PYTHONPATH="$ROOT/test/fuzz"
 
 status=0
 st() { (cd test/fuzz && "$venv/bin/schemathesis" run "$url/openapi.json" --checks all --exclude-checks positive_data_acceptance --workers 1 --continue-on-failure --suppress-health-check all --no-color "$@") || status=1; }
-log "fuzzing POST /v1/decisions as an agent for $((seconds / 4)) s"
-st -H "Authorization: Bearer $agent_token" --include-path /v1/decisions --max-time $((seconds / 4))
+agent_paths='^/v1/(decisions|agent/)'
+log "fuzzing the agents' operations (decisions, own permissions) as an agent for $((seconds / 4)) s"
+st -H "Authorization: Bearer $agent_token" --include-path-regex "$agent_paths" --max-time $((seconds / 4))
 log "fuzzing every other operation as an administrator for $((seconds - seconds / 4)) s"
-st -H "Authorization: Bearer $admin" --exclude-path /v1/decisions --max-time $((seconds - seconds / 4))
+st -H "Authorization: Bearer $admin" --exclude-path-regex "$agent_paths" --max-time $((seconds - seconds / 4))
 
 if grep -q '"unhandled error"\|"level":"error"' "$work/server.log"; then
   log "the server logged errors while being fuzzed:"

@@ -36,4 +36,6 @@ if [ ! -f "$stamp" ] || [ prisma/models.prisma -nt "$stamp" ] || [ package-lock.
 fi
 
 log "compiling TypeScript"
+# The SDK first: CLAIIM's own code (the MCP gateway) and the tests use it as the package @claiim/sdk.
+tsc -p sdk/typescript
 tsc -p .

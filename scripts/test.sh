@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: OPA's own tests of the reference policies, then jest (service, route and
-# end-to-end tests; the end-to-end ones run on SQLite and on PostgreSQL).
+# end-to-end tests; the end-to-end ones run on SQLite and on PostgreSQL), then pytest for the
+# Python SDK against a real CLAIIM. With jest arguments (a file, a pattern), pytest is skipped
+# unless CLAIIM_TEST_PYTHON_SDK=1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -21,6 +23,10 @@ else
   export CLAIIM_TEST_PG_URL
 fi
 
+# The Python examples (test/e2e/examples.test.ts) and the Python SDK's tests run in this venv.
+bash scripts/python-env.sh
+export CLAIIM_TEST_PYTHON="$ROOT/.tools/venv/bin/python"
+
 log "jest"
 mkdir -p .tools
 rm -f .tools/jest-results.json
@@ -32,6 +38,20 @@ if [ -f .tools/jest-results.json ]; then
     console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);'
 else
   echo "jest: no results, it stopped before running the tests (see its error above)"
+fi
+
+if [ "$#" -eq 0 ] || [ "${CLAIIM_TEST_PYTHON_SDK:-}" = 1 ]; then
+  log "pytest sdk/python (the Python SDK against a real CLAIIM)"
+  rm -f .tools/pytest-results.xml
+  (cd sdk/python && "$CLAIIM_TEST_PYTHON" -m pytest -q -p no:cacheprovider --junitxml="$ROOT/.tools/pytest-results.xml") || status=1
+  # One plain closing line for both runners.
+  node -e 'const fs = require("fs");
+    const j = fs.existsSync(".tools/jest-results.json") ? require("./.tools/jest-results.json") : { numPassedTests: 0, numFailedTests: 0, numPendingTests: 0 };
+    const x = fs.existsSync(".tools/pytest-results.xml") ? fs.readFileSync(".tools/pytest-results.xml", "utf8") : "";
+    const attr = (n) => Number((new RegExp(`<testsuite [^>]*\\b${n}="(\\d+)"`).exec(x) || [0, 0])[1]);
+    const pyFailed = attr("failures") + attr("errors"), pySkipped = attr("skipped"), pyPassed = attr("tests") - pyFailed - pySkipped;
+    if (!x) console.log("pytest: no results, it stopped before running the tests (see its error above)");
+    console.log(`all: ${j.numPassedTests + pyPassed} passed, ${j.numFailedTests + pyFailed} failed, ${j.numPendingTests + pySkipped} skipped`);'
 fi
 # A short schema-driven fuzzing run of a live server (`make fuzz` runs a longer one).
 if [ "$status" = 0 ] && [ "$#" = 0 ]; then

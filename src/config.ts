@@ -40,6 +40,8 @@ export interface Config {
   bodyLimits: { default: number; policy: number };
   /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
   bundleSigning: ExternalBundleKeys | null;
+  /** How long, and how many, Idempotency-Keys of decisions are remembered. */
+  idempotency: { ttlSeconds: number; maxKeys: number };
 }
 
 /**
@@ -182,5 +184,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
     bundleSigning: bundleSigning(env, cwd),
+    idempotency: { ttlSeconds: intEnv(env, "CLAIIM_IDEMPOTENCY_TTL_SECONDS", 24 * 3600), maxKeys: intEnv(env, "CLAIIM_IDEMPOTENCY_MAX_KEYS", 100_000) },
   };
 }

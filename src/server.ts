@@ -37,6 +37,8 @@ import { ChronService } from "./chron/chron-service";
 import { chronRoutes } from "./chron/chron-routes";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
+import { IdempotencyIndex } from "./decisions/idempotency";
+import { agentRoutes } from "./decisions/agent-routes";
 
 import { version as VERSION } from "../package.json";
 
@@ -119,6 +121,11 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
 
+  // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
+  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys });
+  const reloadStarted = Date.now();
+  const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
+  logger.info("idempotency keys reloaded from Chron", { keys: reloaded, ms: Date.now() - reloadStarted });
   const decisions = new DecisionService(
     {
       agentContext: (id) => identity.agentContext(id),
@@ -129,6 +136,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     },
     logger,
     live,
+    idempotency,
   );
   const oauth = new OAuthService(
     stores.identity,
@@ -155,6 +163,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
+    ...agentRoutes(identity, engine),
     ...chronRoutes(chron, exporter, retention, identity),
     ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
   ];

@@ -70,6 +70,8 @@ export interface ChronStore {
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
   /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */
   list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]>;
+  /** The last `limit` rows matching the filter, ascending. */
+  latest(filter: ChronFilter, limit: number): Promise<ChronRow[]>;
 }
 
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */

@@ -52,6 +52,10 @@ export class FakeChronStore implements ChronStore {
       .slice(0, limit);
   }
 
+  async latest(filter: ChronFilter, limit: number): Promise<ChronRow[]> {
+    return (await this.list(filter, 0, Number.MAX_SAFE_INTEGER)).slice(-limit);
+  }
+
   async bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null> {
     const rows = await this.list(filter, 0, Number.MAX_SAFE_INTEGER);
     return rows.length ? { first: rows[0].seq, last: rows[rows.length - 1].seq, count: rows.length } : null;

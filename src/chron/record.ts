@@ -43,6 +43,8 @@ export interface DecisionContent {
   /** JSON Pointers that redaction rules erased from this record, or masked in it (OPA's erased/masked). */
   erased?: string[];
   masked?: string[];
+  /** The Idempotency-Key the agent sent with the request, if any: a retry with it gets this decision again. */
+  idempotency_key?: string;
 }
 
 /** Enough of a recorded decision to find it and read what it was about, for reports that list decisions. */

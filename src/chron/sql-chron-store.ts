@@ -248,6 +248,12 @@ export class SqliteChronStore implements ChronStore {
       .all(...w.args, limit) as RawRow[];
     return rows.map(fromRaw);
   }
+
+  async latest(filter: ChronFilter, limit: number): Promise<ChronRow[]> {
+    const w = where(filter, 0, () => "?");
+    const rows = this.db.prepare(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq DESC LIMIT ?`).all(...w.args, limit) as RawRow[];
+    return rows.map(fromRaw).reverse();
+  }
 }
 
 /** Chron on PostgreSQL through node-postgres: one multi-row INSERT per batch, which is atomic. */
@@ -329,5 +335,11 @@ export class PostgresChronStore implements ChronStore {
       [...w.args, limit],
     );
     return rows.map(fromRaw);
+  }
+
+  async latest(filter: ChronFilter, limit: number): Promise<ChronRow[]> {
+    const w = where(filter, 0, (i) => `$${i}`);
+    const { rows } = await this.pool.query<RawRow>(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq DESC LIMIT $${w.args.length + 1}`, [...w.args, limit]);
+    return rows.map(fromRaw).reverse();
   }
 }

@@ -2,6 +2,7 @@ import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { SkillRef } from "../identity/identity-routes";
 import type { DecisionService } from "./decision-service";
+import { parseIdempotencyKey } from "./idempotency";
 
 export const DecisionRequestSchema = z
   .object({
@@ -39,18 +40,23 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
     route({
       method: "post",
       path: "/v1/decisions",
-      summary: "Ask whether this agent may take an action on a resource, for a purpose",
+      summary:
+        "Ask whether this agent may take an action on a resource, for a purpose. With an Idempotency-Key header, a retry of the same request gets the first answer (and Idempotent-Replayed: true) instead of a second decision",
       tags: ["decisions"],
       access: { agent: true },
       hotPath: true,
       body: DecisionRequestSchema,
       responses: {
-        200: { description: "Decided and recorded in Chron (allow or deny)", schema: DecisionResponseSchema },
+        200: { description: "Decided and recorded in Chron (allow or deny), or the answer first given under this Idempotency-Key", schema: DecisionResponseSchema },
+        409: { description: "idempotency_key_reused: the Idempotency-Key was sent before with a different request" },
         503: { description: "Chron could not record the decision, so none was made" },
       },
-      handle: async ({ body, principal }) => {
+      handle: async ({ body, principal, req }) => {
         if (principal?.kind !== "agent") throw new Error("unreachable: route is agent-only");
-        return { status: 200, body: await decisions.decide(principal, body) };
+        const key = parseIdempotencyKey(req.get("idempotency-key"));
+        if (key === null) return { status: 200, body: await decisions.decide(principal, body) };
+        const { response, replayed } = await decisions.decideOnce(principal, body, key);
+        return { status: 200, body: response, headers: replayed ? { "Idempotent-Replayed": "true" } : undefined };
       },
     }),
   ];

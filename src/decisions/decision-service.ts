@@ -7,6 +7,7 @@ import type { Logger } from "../lib/logger";
 import { LiveWork } from "../lib/pacer";
 import type { AgentContext } from "../identity/identity-service";
 import type { ActivePolicy } from "../policy/policy-engine";
+import { IdempotencyIndex, type RequestView } from "./idempotency";
 
 export interface DecisionRequest {
   action: string;
@@ -104,6 +105,14 @@ export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: bo
   return result.allow === allow ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
 }
 
+/** The user the agent acts for: the token's, or the body's; both naming different users is refused. */
+function effectiveOnBehalfOf(caller: Caller, req: DecisionRequest): OnBehalfOf | null {
+  if (caller.onBehalfOf && req.on_behalf_of && caller.onBehalfOf.subject !== req.on_behalf_of.subject) {
+    throw new InputError("on_behalf_of_mismatch", "the body names a different user than the token acts for", [{ path: "on_behalf_of.subject", message: "differs from the token" }]);
+  }
+  return caller.onBehalfOf ?? req.on_behalf_of ?? null;
+}
+
 /**
  * The decision path: evaluate in-process, record in Chron, reply. The reply waits for the
  * record's commit; if Chron cannot record, nothing is decided (503).
@@ -114,16 +123,25 @@ export class DecisionService {
     private readonly logger: Logger,
     /** Counted here so that long jobs (verification, reports, replay) give way to decisions. */
     private readonly live: LiveWork = new LiveWork(),
+    private readonly idempotency: IdempotencyIndex = new IdempotencyIndex(),
   ) {}
 
-  async decide(caller: Caller, req: DecisionRequest): Promise<DecisionResponse> {
+  /**
+   * A decision under an Idempotency-Key: the first request with the key decides; a repeat of the
+   * same request gets that answer again (replayed), and no second Chron record; another request
+   * with the key is a 409.
+   */
+  async decideOnce(caller: Caller, req: DecisionRequest, key: string): Promise<{ response: DecisionResponse; replayed: boolean }> {
+    const onBehalfOf = effectiveOnBehalfOf(caller, req);
+    const view: RequestView = { action: req.action, resource: req.resource, purpose: req.purpose, skill: req.skill, on_behalf_of: onBehalfOf?.subject ?? null };
+    return this.idempotency.run(caller.agentId, key, view, () => this.decide(caller, req, key));
+  }
+
+  async decide(caller: Caller, req: DecisionRequest, idempotencyKey?: string): Promise<DecisionResponse> {
     this.live.count += 1;
     const ctx = this.deps.agentContext(caller.agentId);
     if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
-    if (caller.onBehalfOf && req.on_behalf_of && caller.onBehalfOf.subject !== req.on_behalf_of.subject) {
-      throw new InputError("on_behalf_of_mismatch", "the body names a different user than the token acts for", [{ path: "on_behalf_of.subject", message: "differs from the token" }]);
-    }
-    const onBehalfOf = caller.onBehalfOf ?? req.on_behalf_of ?? null;
+    const onBehalfOf = effectiveOnBehalfOf(caller, req);
     // Take the policy once: a swap during this request does not change what it was decided under.
     const policy = this.deps.activePolicy();
     const shadowPolicy = this.deps.shadowPolicy();
@@ -151,6 +169,7 @@ export class DecisionService {
       input,
     };
     if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, allow);
+    if (idempotencyKey !== undefined) content.idempotency_key = idempotencyKey;
     let row: ChronRow;
     try {
       row = await this.deps.record(this.deps.redact(content));

@@ -25,7 +25,7 @@ const InventoryRow = z
   })
   .openapi("InventoryRow");
 
-const PermissionsView = z
+export const PermissionsView = z
   .object({
     agent: z.object({ id: z.string(), name: z.string(), status: z.string() }),
     policy: z.object({ version: z.number().int(), revision: z.string() }).nullable(),

@@ -36,6 +36,7 @@ const MAY: Record<string, Who[]> = {
   "GET /v1/api-keys": ["admin"],
   "DELETE /v1/api-keys/{id}": ["admin"],
   "POST /v1/decisions": ["agent"],
+  "GET /v1/agent/permissions": ["agent"],
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
   "GET /v1/chron/export": ["admin", "auditor"],

@@ -1,0 +1,343 @@
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  PromptListChangedNotificationSchema,
+  ReadResourceRequestSchema,
+  ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type Prompt,
+  type Resource,
+  type ResourceTemplate,
+  type ServerCapabilities,
+  type Tool,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { Decision, DecisionRequest, Permissions } from "@claiim/sdk";
+import type { Logger } from "../lib/logger";
+import { globMatch, resourceOf, type GatewayConfig, type Governed, type UpstreamConfig } from "./config";
+
+/** What the gateway needs of CLAIIM: the agent's decisions and its own permissions (a @claiim/sdk client). */
+export interface Asker {
+  decide(request: DecisionRequest): Promise<Decision>;
+  permissions(): Promise<Permissions>;
+}
+
+/** Request metadata (`params._meta`) a client may send: the purpose of the call and the user it is for. */
+export const META_PURPOSE = "io.claiim/purpose";
+export const META_ON_BEHALF_OF = "io.claiim/on_behalf_of";
+/** Where results carry the decision that let them through or stopped them. */
+export const META_DECISION = "io.claiim/decision";
+/** JSON-RPC error code (implementation-defined range) of a resource read or prompt refused by CLAIIM. */
+export const DENIED_ERROR_CODE = -32003;
+
+interface Upstream {
+  name: string;
+  client: Client;
+  capabilities: ServerCapabilities;
+}
+
+type Kind = "tool" | "prompt" | "resource";
+
+/** Why a call does not go through: CLAIIM's decision, or a refusal made before CLAIIM could be asked. */
+type Refusal = { decision: Decision | null; message: string };
+
+type Meta = Record<string, unknown> | undefined;
+
+function describe(kind: Kind, name: string, d: Decision): string {
+  const reasons = d.reasons.map((r) => r.message).join("; ") || "no reason given";
+  const approval = d.approval ? ` Approval ${d.approval.id} is pending${d.approval.url ? ` (${d.approval.url})` : ""}.` : "";
+  return `CLAIIM did not allow ${kind} "${name}" (${d.decision}): ${reasons}. decision_id ${d.decisionId}.${approval}`;
+}
+
+function decisionMeta(d: Decision | null): Record<string, unknown> {
+  return d ? { [META_DECISION]: { decision_id: d.decisionId, decision: d.decision, reasons: d.reasons, ...(d.approval ? { approval: d.approval } : {}) } } : {};
+}
+
+async function allPages<T>(list: (cursor: string | undefined) => Promise<{ nextCursor?: string } & T>, items: (page: T) => unknown[]): Promise<unknown[]> {
+  const out: unknown[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const res = await list(cursor);
+    out.push(...items(res));
+    if (!res.nextCursor) break;
+    cursor = res.nextCursor;
+  }
+  return out;
+}
+
+/**
+ * The MCP gateway: between an MCP client and upstream MCP servers, as the agent. Every tools/call
+ * (and every prompt or resource the configuration maps to an action) becomes a CLAIIM decision
+ * first; only an allow reaches the upstream. Lists show what the agent may call now, from its
+ * effective permissions. A tool the configuration does not name is hidden and refused.
+ *
+ * WARNING: fail closed. When CLAIIM cannot be asked, when the answer is anything but an allow,
+ * or when the resource cannot be derived from the request, nothing is sent upstream.
+ */
+export class McpGateway {
+  private upstreams: Upstream[] = [];
+  private readonly servers = new Set<Server>();
+  private tools = new Map<string, { upstream: Upstream; tool: Tool }>();
+  private prompts = new Map<string, { upstream: Upstream; prompt: Prompt }>();
+  private resourceOwners = new Map<string, Upstream>();
+  private permissionsCache: { atMs: number; value: Promise<Permissions> } | null = null;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly claiim: Asker,
+    private readonly logger: Logger,
+    private readonly version: string,
+    /** Relative commands and working folders of stdio upstreams are resolved from here (the configuration's folder). */
+    private readonly baseDir: string,
+  ) {}
+
+  /** Connects to every upstream server; fails if one cannot be reached. */
+  async start(): Promise<void> {
+    for (const [name, spec] of Object.entries(this.config.upstreams)) {
+      const client = new Client({ name: "claiim-mcp-gateway", version: this.version });
+      await client.connect(this.transportFor(spec));
+      const upstream: Upstream = { name, client, capabilities: client.getServerCapabilities() ?? {} };
+      client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.broadcast((s) => s.sendToolListChanged()));
+      client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.broadcast((s) => s.sendPromptListChanged()));
+      client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.broadcast((s) => s.sendResourceListChanged()));
+      this.upstreams.push(upstream);
+      this.logger.info("upstream MCP server connected", { upstream: name, transport: "command" in spec ? "stdio" : "streamable-http" });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.servers].map((s) => s.close()));
+    await Promise.allSettled(this.upstreams.map((u) => u.client.close()));
+  }
+
+  /** A downstream MCP server for one client connection (stdio, or one Streamable HTTP session). */
+  createServer(): Server {
+    const has = (c: keyof ServerCapabilities) => this.upstreams.some((u) => u.capabilities[c]);
+    const capabilities: ServerCapabilities = { tools: { listChanged: true } };
+    if (has("prompts")) capabilities.prompts = { listChanged: true };
+    if (has("resources")) capabilities.resources = { listChanged: true };
+    const server = new Server({ name: "claiim-mcp-gateway", version: this.version }, { capabilities });
+
+    server.setRequestHandler(ListToolsRequestSchema, async () => {
+      const [tools, permissions] = await Promise.all([this.listTools(), this.permissionsForListing()]);
+      return { tools: tools.filter((t) => this.config.tools[t.name] && this.listable(this.config.tools[t.name], permissions)) };
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (req) => this.callTool(req.params.name, req.params.arguments ?? {}, req.params._meta));
+
+    if (capabilities.prompts) {
+      server.setRequestHandler(ListPromptsRequestSchema, async () => {
+        const [prompts, permissions] = await Promise.all([this.listPrompts(), this.permissionsForListing()]);
+        return { prompts: prompts.filter((p) => (this.config.prompts[p.name] ? this.listable(this.config.prompts[p.name], permissions) : this.config.unmapped_prompts === "pass")) };
+      });
+      server.setRequestHandler(GetPromptRequestSchema, async (req) => this.getPrompt(req.params.name, req.params.arguments ?? {}, req.params._meta));
+    }
+    if (capabilities.resources) {
+      server.setRequestHandler(ListResourcesRequestSchema, async () => {
+        const [resources, permissions] = await Promise.all([this.listResources(), this.permissionsForListing()]);
+        return {
+          resources: resources.filter((r) => {
+            const g = this.resourceRule(r.uri);
+            return g ? this.listable(g, permissions, { uri: r.uri }) : this.config.unmapped_resources === "pass";
+          }),
+        };
+      });
+      server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => {
+        const templates = (await this.fromAll("resources", (u) => allPages((cursor) => u.client.listResourceTemplates({ cursor }), (p) => p.resourceTemplates)))
+          .flat() as ResourceTemplate[];
+        return { resourceTemplates: templates.filter((t) => this.config.unmapped_resources === "pass" || this.config.resources.some((g) => globMatch(g.uri, t.uriTemplate))) };
+      });
+      server.setRequestHandler(ReadResourceRequestSchema, async (req) => this.readResource(req.params.uri, req.params._meta));
+    }
+    this.servers.add(server);
+    server.onclose = () => this.servers.delete(server);
+    return server;
+  }
+
+  private transportFor(spec: UpstreamConfig) {
+    if ("url" in spec) return new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: spec.headers } });
+    // The upstream gets a minimal environment (the SDK's default: PATH, HOME and the like) plus
+    // what the configuration gives it, never the gateway's own, which holds the agent's secret.
+    return new StdioClientTransport({ command: spec.command, args: spec.args, env: spec.env, cwd: path.resolve(this.baseDir, spec.cwd ?? "."), stderr: "inherit" });
+  }
+
+  private broadcast(send: (s: Server) => Promise<void>): void {
+    for (const s of this.servers) send(s).catch(() => undefined);
+  }
+
+  private async fromAll<T>(capability: keyof ServerCapabilities, fn: (u: Upstream) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.upstreams.filter((u) => u.capabilities[capability]).map(fn));
+  }
+
+  /** Every upstream's tools, by name. A name two upstreams both offer is refused: which one would run is ambiguous. */
+  private async listTools(): Promise<Tool[]> {
+    const lists = await this.fromAll("tools", async (u) => ({ u, tools: (await allPages((cursor) => u.client.listTools({ cursor }), (p) => p.tools)) as Tool[] }));
+    const seen = new Map<string, { upstream: Upstream; tool: Tool } | null>();
+    for (const { u, tools } of lists) {
+      for (const tool of tools) {
+        if (seen.has(tool.name)) {
+          this.logger.error("two upstream servers offer the same tool; it is refused", { tool: tool.name, upstream: u.name });
+          seen.set(tool.name, null);
+        } else seen.set(tool.name, { upstream: u, tool });
+      }
+    }
+    this.tools = new Map([...seen].filter(([, v]) => v !== null) as [string, { upstream: Upstream; tool: Tool }][]);
+    return [...this.tools.values()].map((t) => t.tool);
+  }
+
+  private async listPrompts(): Promise<Prompt[]> {
+    const lists = await this.fromAll("prompts", async (u) => ({ u, prompts: (await allPages((cursor) => u.client.listPrompts({ cursor }), (p) => p.prompts)) as Prompt[] }));
+    const map = new Map<string, { upstream: Upstream; prompt: Prompt }>();
+    for (const { u, prompts } of lists) for (const prompt of prompts) if (!map.has(prompt.name)) map.set(prompt.name, { upstream: u, prompt });
+    this.prompts = map;
+    return [...map.values()].map((p) => p.prompt);
+  }
+
+  private async listResources(): Promise<Resource[]> {
+    const lists = await this.fromAll("resources", async (u) => ({ u, resources: (await allPages((cursor) => u.client.listResources({ cursor }), (p) => p.resources)) as Resource[] }));
+    const out: Resource[] = [];
+    for (const { u, resources } of lists) {
+      for (const r of resources) {
+        if (!this.resourceOwners.has(r.uri)) this.resourceOwners.set(r.uri, u);
+        out.push(r);
+      }
+    }
+    return out;
+  }
+
+  private resourceRule(uri: string): Governed | undefined {
+    return this.config.resources.find((g) => globMatch(g.uri, uri));
+  }
+
+  /** The agent's permissions, reused for a few seconds; listing fails (an MCP error) when CLAIIM cannot be asked. */
+  private permissionsForListing(): Promise<Permissions> {
+    const now = Date.now();
+    if (!this.permissionsCache || now - this.permissionsCache.atMs > this.config.permissions_cache_seconds * 1000) {
+      const value = this.claiim.permissions();
+      this.permissionsCache = { atMs: now, value };
+      value.catch(() => {
+        if (this.permissionsCache?.value === value) this.permissionsCache = null;
+      });
+    }
+    return this.permissionsCache.value.catch((err: Error) => {
+      throw new McpError(ErrorCode.InternalError, `CLAIIM could not tell what this agent may do: ${err.message}`);
+    });
+  }
+
+  /** The skill an action is taken under: the configured one, else the one skill whose permissions name the action. */
+  private skillFor(g: Governed, p: Permissions): { name: string; version: string } | null {
+    if (g.skill) return p.skills.find((s) => s.name === g.skill) ?? null;
+    const named = new Set(p.matrix.filter((c) => c.action === g.action).map((c) => c.skill));
+    const candidates = p.skills.filter((s) => named.has(s.name));
+    if (candidates.length === 1) return candidates[0];
+    return p.skills.length === 1 ? p.skills[0] : null;
+  }
+
+  /** Listed when the agent may take the action now: on the fixed resource, or on some resource when it comes from the request. */
+  private listable(g: Governed, p: Permissions, request: { uri?: string } = {}): boolean {
+    const skill = this.skillFor(g, p);
+    if (!skill) return false;
+    const fixed = typeof g.resource === "string" || request.uri !== undefined ? resourceOf(g.resource, request) : null;
+    return p.matrix.some((c) => c.allow && c.skill === skill.name && c.action === g.action && (fixed === null || globMatch(c.resource, fixed)));
+  }
+
+  /**
+   * Asks CLAIIM about one governed call. Returns the allow, or why not: a deny (or any other
+   * outcome), or a refusal before asking (no resource in the request, no such skill, CLAIIM
+   * unreachable or refusing the agent's credentials).
+   */
+  private async ask(kind: Kind, name: string, g: Governed, request: { arguments?: Record<string, unknown>; uri?: string }, meta: Meta): Promise<{ allowed: Decision } | Refusal> {
+    const resource = resourceOf(g.resource, request);
+    if (resource === null) {
+      return { decision: null, message: `${kind} "${name}" was not called: its resource comes from ${typeof g.resource === "string" ? "" : g.resource.from}, which the request does not give as a string` };
+    }
+    let permissions: Permissions;
+    try {
+      permissions = await this.permissionsForListing();
+    } catch (err) {
+      return { decision: null, message: `${kind} "${name}" was not called: ${(err as Error).message}` };
+    }
+    const skill = this.skillFor(g, permissions);
+    if (!skill) return { decision: null, message: `${kind} "${name}" was not called: the agent has no skill ${g.skill ? `"${g.skill}"` : `that names action "${g.action}"`}` };
+    const purposeMeta = meta?.[META_PURPOSE];
+    const oboMeta = meta?.[META_ON_BEHALF_OF];
+    const purpose = (typeof purposeMeta === "string" && purposeMeta) || g.purpose || this.config.purpose || `MCP ${kind} ${name}`;
+    try {
+      const decision = await this.claiim.decide({
+        action: g.action,
+        resource,
+        purpose,
+        skill,
+        ...(typeof oboMeta === "string" && oboMeta ? { on_behalf_of: oboMeta } : {}),
+      });
+      this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId });
+      if (decision.allowed) return { allowed: decision };
+      return { decision, message: describe(kind, name, decision) };
+    } catch (err) {
+      this.logger.warn("CLAIIM could not decide; the call is refused", { kind, name, error: (err as Error).message });
+      return { decision: null, message: `${kind} "${name}" was not called: CLAIIM could not decide (${(err as Error).message})` };
+    }
+  }
+
+  /** Our own keys are for the gateway; the rest (a progress token, say) goes on to the upstream. */
+  private forwardMeta(meta: Meta): Meta {
+    if (!meta) return undefined;
+    const { [META_PURPOSE]: _p, [META_ON_BEHALF_OF]: _o, ...rest } = meta;
+    return Object.keys(rest).length ? rest : undefined;
+  }
+
+  private async callTool(name: string, args: Record<string, unknown>, meta: Meta): Promise<CallToolResult> {
+    const g = this.config.tools[name];
+    const refused = (message: string, decision: Decision | null = null): CallToolResult => ({ isError: true, content: [{ type: "text", text: message }], _meta: decisionMeta(decision) });
+    if (!g) return refused(`tool "${name}" is not one this agent may call through CLAIIM: it is not in the gateway's configuration`);
+    if (!this.tools.has(name)) await this.listTools();
+    const target = this.tools.get(name);
+    if (!target) return refused(`tool "${name}" is not offered by any upstream server (or by more than one)`);
+    const answer = await this.ask("tool", name, g, { arguments: args }, meta);
+    if (!("allowed" in answer)) return refused(answer.message, answer.decision);
+    const result = (await target.upstream.client.callTool({ name, arguments: args, _meta: this.forwardMeta(meta) })) as CallToolResult;
+    return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(answer.allowed) } };
+  }
+
+  private async getPrompt(name: string, args: Record<string, string>, meta: Meta) {
+    if (!this.prompts.has(name)) await this.listPrompts();
+    const target = this.prompts.get(name);
+    if (!target) throw new McpError(ErrorCode.InvalidParams, `no upstream server offers prompt "${name}"`);
+    const g = this.config.prompts[name];
+    let decision: Decision | null = null;
+    if (g) {
+      const answer = await this.ask("prompt", name, g, { arguments: args }, meta);
+      if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
+      decision = answer.allowed;
+    } else if (this.config.unmapped_prompts === "deny") throw new McpError(DENIED_ERROR_CODE, `prompt "${name}" is not in the gateway's configuration, which denies unmapped prompts`);
+    const result = await target.upstream.client.getPrompt({ name, arguments: args, _meta: this.forwardMeta(meta) });
+    return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(decision) } };
+  }
+
+  private async readResource(uri: string, meta: Meta) {
+    if (!this.resourceOwners.has(uri)) await this.listResources();
+    const withResources = this.upstreams.filter((u) => u.capabilities.resources);
+    // A URI no list named (from a template) goes to the one upstream that has resources, if only one has.
+    const owner = this.resourceOwners.get(uri) ?? (withResources.length === 1 ? withResources[0] : undefined);
+    if (!owner) throw new McpError(ErrorCode.InvalidParams, `no upstream server offers resource ${uri}`);
+    const g = this.resourceRule(uri);
+    let decision: Decision | null = null;
+    if (g) {
+      const answer = await this.ask("resource", uri, g, { uri }, meta);
+      if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
+      decision = answer.allowed;
+    } else if (this.config.unmapped_resources === "deny") throw new McpError(DENIED_ERROR_CODE, `resource ${uri} is not in the gateway's configuration, which denies unmapped resources`);
+    const result = await owner.client.readResource({ uri, _meta: this.forwardMeta(meta) });
+    return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(decision) } };
+  }
+}
