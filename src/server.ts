@@ -37,6 +37,12 @@ import { ChronService } from "./chron/chron-service";
 import { chronRoutes } from "./chron/chron-routes";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
+import type { ApprovalStore } from "./approvals/approval-store";
+import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
+import { ApprovalService } from "./approvals/approval-service";
+import { approvalRoutes } from "./approvals/approval-routes";
+import type { Directory } from "./approvals/views";
+import { ALL_ORGANIZATIONS } from "./identity/identity-service";
 
 import { version as VERSION } from "../package.json";
 
@@ -57,6 +63,7 @@ export interface Stores {
   identity: IdentityStore;
   policy: PolicyStore;
   chron: ChronStore;
+  approval: ApprovalStore;
 }
 
 export interface Core {
@@ -66,6 +73,7 @@ export interface Core {
   chron: ChronService;
   writer: ChronWriter;
   checkpointer: Checkpointer;
+  approvals: ApprovalService;
   routes: RouteSpec[];
   authenticator: Authenticator;
   /** Path of the bootstrap administrator credential, when this start created it. */
@@ -119,6 +127,26 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
 
+  // What approvals read of identities, from the in-memory directory.
+  const directory: Directory = {
+    agentContext: (id) => identity.agentContext(id),
+    human: (id) => identity.listHumans(ALL_ORGANIZATIONS).find((h) => h.id === id),
+    humanByEmail: (orgId, email) => identity.listHumans({ orgId }, orgId).find((h) => h.email === email),
+    organization: (id) => identity.organization(id),
+  };
+  const approvals = new ApprovalService(
+    { store: stores.approval, record, redact: (content) => redact(content, config.redaction), directory, logger },
+    {
+      ...config.approvals,
+      keepClosedSeconds: 24 * 3600,
+      maxOpenPerAgent: 100,
+      maxWaiters: 1000,
+      publicUrl: config.publicUrl,
+      userAgent: `CLAIIM/${VERSION}`,
+    },
+  );
+  await approvals.start();
+
   const decisions = new DecisionService(
     {
       agentContext: (id) => identity.agentContext(id),
@@ -126,6 +154,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
       shadowPolicy: () => engine.shadow(),
       record: (content) => writer.append(content),
       redact: (content) => redact(content, config.redaction),
+      approvals,
     },
     logger,
     live,
@@ -155,13 +184,14 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
+    ...approvalRoutes(approvals, identity, directory, config.publicUrl),
     ...chronRoutes(chron, exporter, retention, identity),
     ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);
   openapi = generateDocument(registry, VERSION);
-  return { identity, policies, engine, chron, writer, checkpointer, routes, authenticator, bootstrapCredentialFile };
+  return { identity, policies, engine, chron, writer, checkpointer, approvals, routes, authenticator, bootstrapCredentialFile };
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
@@ -174,7 +204,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
   try {
     const core = await createCore(
       config,
-      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db) },
+      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) },
       new OpaCliCompiler(config.opaBin),
       logger,
       () => databaseAnswers(db),
@@ -200,6 +230,8 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       db,
       logger,
       async close() {
+        // Long-polls answer now, and webhook deliveries stop, so that the server can close.
+        await core.approvals.stop();
         // In-flight requests finish (and their Chron records commit) before the writer closes.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
