@@ -294,17 +294,17 @@ export class ApprovalService implements ApprovalGate {
       // Closed long ago, or never: either way there is nothing left to decide.
       const stored = await this.deps.store.find(id);
       if (!stored || !this.inScope(stored, p)) throw notFound(id);
-      throw new ConflictError("approval_closed", `approval ${id} is ${stored.status}`, { status: stored.status });
+      throw new ConflictError("approval_closed", `approval ${id} is ${stored.status}`, { approval_status: stored.status });
     }
     if (!this.inScope(a, p)) throw notFound(id);
     const check = this.check(a, p, relayFor);
     if (!check.ok) throw check.error;
     if (this.busy.has(id)) throw new ConflictError("approval_busy", `approval ${id} is changing right now; read it again`);
-    if (a.status !== "pending") throw new ConflictError("approval_closed", `approval ${id} is ${a.status}`, { status: a.status });
+    if (a.status !== "pending") throw new ConflictError("approval_closed", `approval ${id} is ${a.status}`, { approval_status: a.status });
     const at = new Date();
     if (a.expiresAt <= at) {
       this.arm();
-      throw new ConflictError("approval_expired", `approval ${id} expired at ${a.expiresAt.toISOString()}`, { status: "expired" });
+      throw new ConflictError("approval_expired", `approval ${id} expired at ${a.expiresAt.toISOString()}`, { approval_status: "expired" });
     }
     this.busy.set(id, "decide");
     try {
@@ -324,7 +324,7 @@ export class ApprovalService implements ApprovalGate {
     } catch (err) {
       if (err instanceof ApprovalStateConflict) {
         await this.refresh(id);
-        throw new ConflictError("approval_closed", `approval ${id} was changed elsewhere; it is ${a.status}`, { status: a.status });
+        throw new ConflictError("approval_closed", `approval ${id} was changed elsewhere; it is ${a.status}`, { approval_status: a.status });
       }
       this.deps.logger.error("approval decision not recorded", { approval_id: id, error: (err as Error).message });
       throw new ServiceUnavailableError("chron_unavailable", "the approval's change could not be recorded in Chron, so it was not made; retry later");
@@ -352,6 +352,7 @@ export class ApprovalService implements ApprovalGate {
       return `this approval may be given by: ${list.join(", ") || "nobody still active"}`;
     };
     if (p.kind === "agent") return deny("agent_not_allowed", "an agent never approves, not even its own request");
+    if (p.orgId !== null && p.orgId !== a.orgId) return deny("approver_not_allowed", "the approval belongs to another organisation");
     if (p.kind === "human") {
       if (relayFor !== undefined) return deny("relay_not_allowed", "on_behalf_of is for approver keys that relay a human's answer; a signed-in human answers as themself", InputError);
       if (requester && (requester === p.subject.toLowerCase() || requester === p.email)) return deny("approval_self", "the request was made for you: you cannot approve it yourself");
