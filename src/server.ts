@@ -130,7 +130,13 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   // What approvals read of identities, from the in-memory directory.
   const directory: Directory = {
     agentContext: (id) => identity.agentContext(id),
-    human: (id) => identity.listHumans(ALL_ORGANIZATIONS).find((h) => h.id === id),
+    human: (id) => {
+      try {
+        return identity.human(id, ALL_ORGANIZATIONS);
+      } catch {
+        return undefined;
+      }
+    },
     humanByEmail: (orgId, email) => identity.listHumans({ orgId }, orgId).find((h) => h.email === email),
     organization: (id) => identity.organization(id),
   };

@@ -76,6 +76,9 @@ function notFound(id: string): NotFoundError {
  */
 export class ApprovalService implements ApprovalGate {
   private readonly approvals = new Map<string, Approval>();
+  /** The open ones, by agent: what the decision path and the expiry timer look through. */
+  private readonly openByAgent = new Map<string, Set<Approval>>();
+  private lastForgetAt = 0;
   private readonly busy = new Map<string, "spend" | "decide" | "expire">();
   private readonly waiters = new Map<string, Set<() => void>>();
   private waiting = 0;
@@ -97,7 +100,7 @@ export class ApprovalService implements ApprovalGate {
 
   async start(): Promise<void> {
     const since = new Date(Date.now() - this.settings.keepClosedSeconds * 1000);
-    for (const a of await this.deps.store.listRecent(since)) this.approvals.set(a.id, a);
+    for (const a of await this.deps.store.listRecent(since)) this.hold(a);
     for (const a of this.approvals.values()) this.notifier?.schedule(a);
     // Approvals that expired while CLAIIM was down are expired (and recorded) by the first sweep, at once.
     this.arm();
@@ -123,7 +126,7 @@ export class ApprovalService implements ApprovalGate {
   private async request(content: DecisionContent, spec: ApprovalSpec, ctx: AgentContext): Promise<Settled> {
     const now = Date.parse(content.timestamp);
     const bound = boundRequest(content);
-    const open = [...this.approvals.values()].filter((a) => a.agentId === ctx.agent.id && isOpen(a) && a.expiresAt.getTime() > now && !this.busy.has(a.id));
+    const open = [...(this.openByAgent.get(ctx.agent.id) ?? [])].filter((a) => a.expiresAt.getTime() > now && !this.busy.has(a.id));
     // Asking again for the same request does not ask the human again: the open approval is the answer.
     const same = open.find((a) => mismatches(a.request, bound).length === 0);
     if (same) {
@@ -174,7 +177,7 @@ export class ApprovalService implements ApprovalGate {
       this.deps.logger.error("approval request not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw chronUnavailable();
     }
-    this.approvals.set(approval.id, approval);
+    this.hold(approval);
     this.arm();
     this.notifier?.schedule(approval);
     this.deps.logger.info("approval requested", { approval_id: approval.id, agent_id: approval.agentId, expires_at: approval.expiresAt.toISOString() });
@@ -212,7 +215,7 @@ export class ApprovalService implements ApprovalGate {
       const rows = await this.deps.record([this.deps.redact(final), used], (tx) =>
         this.deps.store.transition(id, ["approved"], { status: "used", usedAt: at, usedByDecisionId: content.decision_id }, tx, at),
       );
-      Object.assign(a, { status: "used", usedAt: at, usedByDecisionId: content.decision_id });
+      this.change(a, { status: "used", usedAt: at, usedByDecisionId: content.decision_id });
       return { content: final, row: rows[0], approval: this.reply(a) };
     } catch (err) {
       if (!(err instanceof ApprovalStateConflict)) {
@@ -318,7 +321,7 @@ export class ApprovalService implements ApprovalGate {
         reason,
       );
       await this.deps.record([event], (tx) => this.deps.store.transition(id, ["pending"], { status: verdict, decidedAt: at, decidedBy: check.ref, decisionReason: reason }, tx, at));
-      Object.assign(a, { status: verdict, decidedAt: at, decidedBy: check.ref, decisionReason: reason });
+      this.change(a, { status: verdict, decidedAt: at, decidedBy: check.ref, decisionReason: reason });
       this.deps.logger.info(`approval ${verdict}`, { approval_id: id, by: `${check.ref.actor.type}:${check.ref.actor.id}` });
       return a;
     } catch (err) {
@@ -432,7 +435,9 @@ export class ApprovalService implements ApprovalGate {
 
   /** How many approvals are held in memory, and how many long-polls wait (for tests and the benchmark). */
   stats(): { held: number; open: number; waiting: number } {
-    return { held: this.approvals.size, open: [...this.approvals.values()].filter(isOpen).length, waiting: this.waiting };
+    let open = 0;
+    for (const set of this.openByAgent.values()) open += set.size;
+    return { held: this.approvals.size, open, waiting: this.waiting };
   }
 
   private inScope(a: Approval, p: Principal): boolean {
@@ -453,7 +458,7 @@ export class ApprovalService implements ApprovalGate {
   private arm(): void {
     if (this.stopped) return;
     let next = Infinity;
-    for (const a of this.approvals.values()) if (isOpen(a) && !this.busy.has(a.id)) next = Math.min(next, a.expiresAt.getTime());
+    for (const set of this.openByAgent.values()) for (const a of set) if (!this.busy.has(a.id)) next = Math.min(next, a.expiresAt.getTime());
     if (next === Infinity) return;
     next = Math.max(next, this.retryExpiryAt);
     if (this.timer && this.timerAt <= next) return;
@@ -470,13 +475,18 @@ export class ApprovalService implements ApprovalGate {
   /** Expires (and records) every open approval whose time is up, and forgets closed ones kept long enough. */
   private async sweep(): Promise<void> {
     const now = Date.now();
-    for (const a of [...this.approvals.values()]) {
+    const due = [...this.openByAgent.values()].flatMap((set) => [...set]).filter((a) => a.expiresAt.getTime() <= now && !this.busy.has(a.id));
+    for (const a of due) {
       if (this.stopped) return;
-      if (isOpen(a) && a.expiresAt.getTime() <= now && !this.busy.has(a.id)) await this.expire(a);
+      if (isOpen(a) && !this.busy.has(a.id)) await this.expire(a);
     }
-    const forgetBefore = now - this.settings.keepClosedSeconds * 1000;
-    for (const a of [...this.approvals.values()]) {
-      if (!isOpen(a) && a.expiresAt.getTime() < forgetBefore && !this.busy.has(a.id) && !this.waiters.has(a.id)) this.approvals.delete(a.id);
+    // Forgetting walks every approval held, so it runs at most once a minute.
+    if (now - this.lastForgetAt >= 60_000) {
+      this.lastForgetAt = now;
+      const forgetBefore = now - this.settings.keepClosedSeconds * 1000;
+      for (const a of [...this.approvals.values()]) {
+        if (!isOpen(a) && a.expiresAt.getTime() < forgetBefore && !this.busy.has(a.id) && !this.waiters.has(a.id)) this.approvals.delete(a.id);
+      }
     }
     this.arm();
   }
@@ -486,7 +496,7 @@ export class ApprovalService implements ApprovalGate {
     try {
       const event = approvalEvent(this.deps.directory, a, "approval.expired", SYSTEM, { status: a.status }, { status: "expired", expires_at: a.expiresAt.toISOString() });
       await this.deps.record([event], (tx) => this.deps.store.transition(a.id, OPEN_STATUSES, { status: "expired" }, tx));
-      a.status = "expired";
+      this.change(a, { status: "expired" });
       this.deps.logger.info("approval expired", { approval_id: a.id });
     } catch (err) {
       if (err instanceof ApprovalStateConflict) await this.refresh(a.id).catch(() => undefined);
@@ -507,7 +517,30 @@ export class ApprovalService implements ApprovalGate {
   private async refresh(id: string): Promise<void> {
     const stored = await this.deps.store.find(id);
     const held = this.approvals.get(id);
-    if (stored && held) Object.assign(held, stored);
+    if (stored && held) this.change(held, stored);
+  }
+
+  /** Holds an approval in memory, indexed as open when it is. */
+  private hold(a: Approval): void {
+    this.approvals.set(a.id, a);
+    this.index(a);
+  }
+
+  /**
+   * Applies a committed change to the approval held in memory (the same object everyone holds),
+   * and keeps the open index right.
+   */
+  private change(a: Approval, patch: Partial<Approval>): void {
+    Object.assign(a, patch);
+    this.index(a);
+  }
+
+  private index(a: Approval): void {
+    let set = this.openByAgent.get(a.agentId);
+    if (isOpen(a)) {
+      if (!set) this.openByAgent.set(a.agentId, (set = new Set()));
+      set.add(a);
+    } else if (set?.delete(a) && set.size === 0) this.openByAgent.delete(a.agentId);
   }
 
   private wake(id: string): void {

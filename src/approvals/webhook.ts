@@ -44,6 +44,8 @@ export class WebhookNotifier {
   private readonly queue: string[] = [];
   private inFlight = 0;
   private stopped = false;
+  /** Ends the attempts in flight when CLAIIM stops; they are made again after a restart. */
+  private readonly stopping = new AbortController();
   private readonly idle = new Set<() => void>();
 
   constructor(
@@ -71,6 +73,7 @@ export class WebhookNotifier {
 
   stop(): void {
     this.stopped = true;
+    this.stopping.abort();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.queue.length = 0;
@@ -161,7 +164,7 @@ export class WebhookNotifier {
         body,
         // A redirect is not a delivery: the receiver is the configured URL, nothing else.
         redirect: "manual",
-        signal: AbortSignal.timeout(this.settings.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(this.settings.timeoutMs), this.stopping.signal]),
       });
       await res.body?.cancel().catch(() => undefined);
       return res.status >= 200 && res.status < 300 ? { ok: true, status: res.status } : { ok: false, status: res.status, error: `the receiver answered HTTP ${res.status}` };

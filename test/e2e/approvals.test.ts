@@ -185,6 +185,17 @@ describe.each(databaseKinds())("human approval on %s", (kind) => {
     expect((await decide({ ...production("mismatch"), approval_id: id })).decision).toBe("allow");
   });
 
+  test("an approval edited by hand in the database is believed over memory: no allow leaves", async () => {
+    const asked = await decide(production("edited by hand"));
+    const id = asked.approval.id;
+    await s.http.post(`/v1/approvals/${id}/approve`).set(bearer(tokens.bridge)).send({ reason: "ok", on_behalf_of: "alice@acme.example" }).expect(200);
+    await sql(s.claiim.db, "UPDATE approvals SET status = 'rejected' WHERE id = $1", [id]);
+    const res = await decide({ ...production("edited by hand"), approval_id: id });
+    expect(res).toMatchObject({ decision: "deny", reason_codes: ["approval_rejected"] });
+    expect((await records(`agent=${ids.deploy}&decision=allow`)).filter((r) => (r.approval as { id?: string } | undefined)?.id === id)).toEqual([]);
+    expect((await approval(id)).status).toBe("rejected");
+  });
+
   test("self-approval and approval from outside the organisation are refused", async () => {
     // Alice asked the agent herself: the request is made for her, so she cannot approve it.
     const asked = await decide({ ...production("for alice"), on_behalf_of: { subject: "alice@acme.example" } });
