@@ -5,7 +5,7 @@ import { chronUnavailable, type ApprovalGate, type ApprovalReply, type Settled }
 import type { AgentContext } from "../identity/identity-service";
 import { SYSTEM } from "../identity/identity-service";
 import { actorOf, rolesOf, type Human, type Principal, type Role } from "../identity/model";
-import { ClaiimError, ConflictError, InputError, NotAllowedError, NotFoundError, ServiceUnavailableError } from "../lib/errors";
+import { ConflictError, NotAllowedError, NotFoundError, ServiceUnavailableError, type ClaiimError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
 import { mismatches, OPEN_STATUSES, type Approval, type ApprovalSpec, type ApprovalStatus, type BoundRequest } from "./model";
@@ -345,7 +345,7 @@ export class ApprovalService implements ApprovalGate {
    * organisation.
    */
   check(a: Approval, p: Principal, relayFor?: string): Check {
-    const deny = (code: string, message: string, error: new (c: string, m: string) => ClaiimError = NotAllowedError): Check => ({ ok: false, error: new error(code, message) });
+    const deny = (code: string, message: string): Check => ({ ok: false, error: new NotAllowedError(code, message) });
     const requester = a.request.on_behalf_of?.subject.toLowerCase();
     const named = (h: Human | undefined): boolean =>
       !!h && h.orgId === a.orgId && h.status === "active" && ((a.approvers.accountable_human && h.id === a.ownerId) || a.approvers.humans.includes(h.email));
@@ -357,7 +357,7 @@ export class ApprovalService implements ApprovalGate {
     if (p.kind === "agent") return deny("agent_not_allowed", "an agent never approves, not even its own request");
     if (p.orgId !== null && p.orgId !== a.orgId) return deny("approver_not_allowed", "the approval belongs to another organisation");
     if (p.kind === "human") {
-      if (relayFor !== undefined) return deny("relay_not_allowed", "on_behalf_of is for approver keys that relay a human's answer; a signed-in human answers as themself", InputError);
+      if (relayFor !== undefined) return deny("relay_not_allowed", "on_behalf_of is for approver keys that relay a human's answer; a signed-in human answers as themself");
       if (requester && (requester === p.subject.toLowerCase() || requester === p.email)) return deny("approval_self", "the request was made for you: you cannot approve it yourself");
       const human = p.email ? this.deps.directory.humanByEmail(a.orgId, p.email) : undefined;
       if (human && named(human)) return { ok: true, ref: { actor: actorOf(p), human: { id: human.id, name: human.name, email: human.email } } };
