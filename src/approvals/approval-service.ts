@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Recorder } from "../chron/chron-store";
+import { canonicalize } from "../lib/canonical";
 import type { ApproverRef, DecisionApproval, DecisionContent } from "../chron/record";
 import { chronUnavailable, type ApprovalGate, type ApprovalReply, type Settled } from "../decisions/decision-service";
 import type { AgentContext } from "../identity/identity-service";
@@ -79,6 +80,8 @@ export class ApprovalService implements ApprovalGate {
   /** The open ones, by agent: what the decision path and the expiry timer look through. */
   private readonly openByAgent = new Map<string, Set<Approval>>();
   private lastForgetAt = 0;
+  /** Approvals being recorded, by agent and request: the same request asked meanwhile waits for it rather than asking the human twice. */
+  private readonly asking = new Map<string, Promise<Approval | null>>();
   private readonly busy = new Map<string, "spend" | "decide" | "expire">();
   private readonly waiters = new Map<string, Set<() => void>>();
   private waiting = 0;
@@ -129,9 +132,14 @@ export class ApprovalService implements ApprovalGate {
     const open = [...(this.openByAgent.get(ctx.agent.id) ?? [])].filter((a) => a.expiresAt.getTime() > now && !this.busy.has(a.id));
     // Asking again for the same request does not ask the human again: the open approval is the answer.
     const same = open.find((a) => mismatches(a.request, bound).length === 0);
-    if (same) {
-      const final: DecisionContent = { ...content, approval: this.recordedRef(same) };
-      return { content: final, row: await this.recordOne(final), approval: this.reply(same) };
+    if (same) return this.answerWith(content, same);
+    const key = `${ctx.agent.id}\n${canonicalize(bound)}`;
+    // WARNING: nothing is awaited between looking for an approval of this request and registering
+    // this one as being asked, so that concurrent asks of one request find one another.
+    const asking = this.asking.get(key);
+    if (asking) {
+      const asked = await asking;
+      if (asked) return this.answerWith(content, asked);
     }
     if (open.length >= this.settings.maxOpenPerAgent) {
       return this.deny(content, "approval_limit", `agent ${ctx.agent.name} already has ${open.length} approvals waiting; ask again once they are decided or expired`);
@@ -171,17 +179,29 @@ export class ApprovalService implements ApprovalGate {
       webhook: approval.webhook.state,
     });
     let rows;
+    let settle!: (a: Approval | null) => void;
+    this.asking.set(key, new Promise((resolve) => (settle = resolve)));
     try {
       rows = await this.deps.record([this.deps.redact(final), requested], (tx) => this.deps.store.insert(approval, tx));
     } catch (err) {
+      this.asking.delete(key);
+      settle(null);
       this.deps.logger.error("approval request not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw chronUnavailable();
     }
     this.hold(approval);
+    this.asking.delete(key);
+    settle(approval);
     this.arm();
     this.notifier?.schedule(approval);
     this.deps.logger.info("approval requested", { approval_id: approval.id, agent_id: approval.agentId, expires_at: approval.expiresAt.toISOString() });
     return { content: final, row: rows[0], approval: this.reply(approval) };
+  }
+
+  /** approval_required, answered with an approval that already exists for this request. */
+  private async answerWith(content: DecisionContent, a: Approval): Promise<Settled> {
+    const final: DecisionContent = { ...content, approval: this.recordedRef(a) };
+    return { content: final, row: await this.recordOne(final), approval: this.reply(a) };
   }
 
   /** The agent comes back with an approval: allowed once, for exactly the approved request, before it expires. */

@@ -143,6 +143,23 @@ describe("ApprovalService with the decision path", () => {
     expect(h.store.rows.size).toBe(2);
   });
 
+  test("the same request asked many times at once asks the human once", async () => {
+    const h = harness();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => h.decide(production)));
+    expect(new Set(answers.map((r) => r.approval!.id)).size).toBe(1);
+    expect(answers.every((r) => r.decision === "approval_required")).toBe(true);
+    expect(h.store.rows.size).toBe(1);
+    expect(h.approvalEvents().map((e) => e.type)).toEqual(["approval.requested"]);
+    expect(h.decisionsRecorded()).toHaveLength(20);
+    // When recording the first fails, the others do not answer with an approval that does not exist.
+    const failing = harness();
+    failing.chron.store.failNext = new Error("disk full");
+    const results = await Promise.allSettled(Array.from({ length: 3 }, () => failing.decide(production)));
+    const done = results.filter((r): r is PromiseFulfilledResult<Awaited<ReturnType<typeof failing.decide>>> => r.status === "fulfilled");
+    expect(results.filter((r) => r.status === "rejected")).toHaveLength(1);
+    expect(done.every((r) => failing.store.rows.has(r.value.approval!.id))).toBe(true);
+  });
+
   test("approved by the accountable human, then allowed exactly once; the second use is a recorded deny", async () => {
     const h = harness();
     const asked = await h.decide(production);
