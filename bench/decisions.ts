@@ -1,7 +1,8 @@
 /*
  * Benchmark of the decision endpoint (make bench). Starts CLAIIM as its own process on a fresh
  * database, registers the reference agents, drives POST /v1/decisions with autocannon at 64
- * connections for a fixed time with a mix of allowed and denied actions; then again with a shadow
+ * connections for a fixed time with a mix of allowed and denied actions (production deploys and
+ * customer replies are approval_required, answered with the approval already open); then again with a shadow
  * version evaluated beside the active one, and again while a replay of that version runs over
  * everything recorded so far. It checks that every acknowledged decision is in Chron and that the
  * chain verifies.
@@ -85,9 +86,11 @@ async function main(): Promise<void> {
     await call(base, admin, "POST", "/v1/humans", { organization: "bench", name: "Owner", email: "owner@bench.example" });
     const requests: Record<string, unknown>[] = [];
     const acknowledged = new Set<string>();
+    const tokens: Record<string, string> = {};
     for (const a of AGENTS) {
       const agent = await call(base, admin, "POST", "/v1/agents", { organization: "bench", name: a.name, owner: "owner@bench.example", skills: [{ name: a.skill, version: "1.0.0" }] });
       const { token } = await call(base, admin, "POST", `/v1/agents/${agent.id}/credentials`, {});
+      tokens[a.name] = token as string;
       for (const [action, resource] of [a.allow, a.deny]) {
         requests.push({
           method: "POST",
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
       }
     }
 
-    console.log(`CLAIIM decision benchmark: ${CONNECTIONS} connections, ${SECONDS}s per phase, ${requests.length / 2} agents, half allowed and half denied, on ${databaseUrl.split(":")[0]}`);
+    console.log(`CLAIIM decision benchmark: ${CONNECTIONS} connections, ${SECONDS}s per phase, ${requests.length / 2} agents, half allowed and half denied or awaiting approval, on ${databaseUrl.split(":")[0]}`);
     const phases: [string, AutocannonResult][] = [];
     const load = async (label: string, list = requests) => {
       phases.push([label, await autocannon({ url: base, connections: CONNECTIONS, duration: SECONDS, requests: list })]);
@@ -115,7 +118,7 @@ async function main(): Promise<void> {
     // A candidate version that freezes staging deploys: shadowed, then replayed, while decisions go on.
     const files = ((await call(base, admin, "GET", "/v1/policies/1")) as { files: Record<string, string> }).files;
     const data = JSON.parse(files["claiim/data.json"]);
-    data.skills.deploy.forbids.push({ action: "deploy", resources: ["staging"], reason: "staging is frozen" });
+    (data.skills.deploy.forbids ??= []).push({ action: "deploy", resources: ["staging"], reason: "staging is frozen" });
     const candidate = Object.fromEntries(Object.entries({ ...files, "claiim/data.json": JSON.stringify(data) }).filter(([name]) => !name.endsWith("_test.rego")));
     const { version } = (await call(base, admin, "POST", "/v1/policies", { files: candidate, message: "bench candidate" })) as { version: number };
     await call(base, admin, "PUT", "/v1/policies/shadow", { version });
@@ -146,6 +149,27 @@ async function main(): Promise<void> {
     const idleJob = await waitFor(idle.id);
     const idleSeconds = (Date.parse(idleJob.finished_at!) - idleStarted) / 1000;
 
+    // Human approval, one round after another on the idle server: ask (a new approval), approve, use it once.
+    const bridge = ((await call(base, admin, "POST", "/v1/api-keys", { name: "bench bridge", role: "approver", organization: "bench" })) as { secret: string }).secret;
+    const ROUNDS = 200;
+    const steps = { ask: 0, approve: 0, use: 0 };
+    const approvalStarted = Date.now();
+    for (let i = 0; i < ROUNDS; i++) {
+      const request = { action: "deploy", resource: "production", purpose: `approval round ${i}`, skill: { name: "deploy", version: "1.0.0" } };
+      let t = performance.now();
+      const asked = (await call(base, tokens["deploy-bot"], "POST", "/v1/decisions", request)) as { decision_id: string; approval: { id: string } };
+      steps.ask += performance.now() - t;
+      t = performance.now();
+      await call(base, bridge, "POST", `/v1/approvals/${asked.approval.id}/approve`, { reason: "bench", on_behalf_of: "owner@bench.example" });
+      steps.approve += performance.now() - t;
+      t = performance.now();
+      const used = (await call(base, tokens["deploy-bot"], "POST", "/v1/decisions", { ...request, approval_id: asked.approval.id })) as { decision_id: string; allow: boolean };
+      steps.use += performance.now() - t;
+      if (!used.allow) throw new Error(`approval round ${i} was not allowed`);
+      acknowledged.add(asked.decision_id).add(used.decision_id);
+    }
+    const approvalSeconds = (Date.now() - approvalStarted) / 1000;
+
     // Decisions the server answered after the client stopped listening are recorded but not acknowledged.
     await new Promise((r) => setTimeout(r, 500));
     const recorded = new Set<string>();
@@ -167,12 +191,15 @@ async function main(): Promise<void> {
     console.log(`shadow                  ${shadow.evaluated} decisions also evaluated under version ${version}, ${shadow.disagreements} disagreements recorded`);
     console.log(`replay                  ${job.progress.processed} recorded decisions in ${replaySeconds.toFixed(1)} s, started under load (${SECONDS} s), ${job.allow_to_deny.count} allow→deny, state ${job.state}`);
     console.log(`replay, idle server     ${idleJob.progress.processed} recorded decisions in ${idleSeconds.toFixed(1)} s (${(idleJob.progress.processed / idleSeconds).toFixed(0)}/s), state ${idleJob.state}`);
+    console.log(
+      `approvals, idle server  ${ROUNDS} rounds (ask, approve, use) in ${approvalSeconds.toFixed(1)} s: ask ${(steps.ask / ROUNDS).toFixed(1)} ms, approve ${(steps.approve / ROUNDS).toFixed(1)} ms, use ${(steps.use / ROUNDS).toFixed(1)} ms on average`,
+    );
     const ok2xx = phases.reduce((n, [, r]) => n + r["2xx"], 0);
     const bad = phases.reduce((n, [, r]) => n + r.non2xx, 0);
     console.log(`decisions acknowledged  ${acknowledged.size} (2xx ${ok2xx}, non-2xx ${bad})`);
     console.log(`chron records           ${recorded.size} decisions (${recorded.size - acknowledged.size} answered after the client stopped)`);
     console.log(`chron chain             ${verify.valid ? "valid" : "BROKEN"}, ${verify.checked} records verified`);
-    const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx && job.state === "done" && idleJob.state === "done";
+    const ok = missing === 0 && verify.valid && bad === 0 && acknowledged.size === ok2xx + 2 * ROUNDS && job.state === "done" && idleJob.state === "done";
     console.log(`check                   ${ok ? "OK" : "FAILED"}: every acknowledged decision is in Chron (${missing} missing), the replay finished`);
     if (!ok) process.exitCode = 1;
 

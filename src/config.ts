@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
+import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 
 export type DatabaseKind = "sqlite" | "postgresql";
 
@@ -42,6 +43,8 @@ export interface Config {
   bundleSigning: ExternalBundleKeys | null;
   /** How long, and how many, Idempotency-Keys of decisions are remembered. */
   idempotency: { ttlSeconds: number; maxKeys: number };
+  /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
+  approvals: ApprovalConfig;
 }
 
 /**
@@ -185,5 +188,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: intEnv(env, "CLAIIM_IDEMPOTENCY_TTL_SECONDS", 24 * 3600), maxKeys: intEnv(env, "CLAIIM_IDEMPOTENCY_MAX_KEYS", 100_000) },
+    approvals: approvalConfig(env, cwd),
   };
 }

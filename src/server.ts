@@ -39,6 +39,12 @@ import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
 import { IdempotencyIndex } from "./decisions/idempotency";
 import { agentRoutes } from "./decisions/agent-routes";
+import type { ApprovalStore } from "./approvals/approval-store";
+import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
+import { ApprovalService } from "./approvals/approval-service";
+import { approvalRoutes } from "./approvals/approval-routes";
+import type { Directory } from "./approvals/views";
+import { ALL_ORGANIZATIONS } from "./identity/identity-service";
 
 import { version as VERSION } from "../package.json";
 
@@ -59,6 +65,7 @@ export interface Stores {
   identity: IdentityStore;
   policy: PolicyStore;
   chron: ChronStore;
+  approval: ApprovalStore;
 }
 
 export interface Core {
@@ -68,6 +75,7 @@ export interface Core {
   chron: ChronService;
   writer: ChronWriter;
   checkpointer: Checkpointer;
+  approvals: ApprovalService;
   routes: RouteSpec[];
   authenticator: Authenticator;
   /** Path of the bootstrap administrator credential, when this start created it. */
@@ -122,10 +130,36 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   writer.onCommit((rows) => checkpointer.committed(rows));
 
   // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
-  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys });
+  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys, publicUrl: config.publicUrl });
   const reloadStarted = Date.now();
   const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
   logger.info("idempotency keys reloaded from Chron", { keys: reloaded, ms: Date.now() - reloadStarted });
+  // What approvals read of identities, from the in-memory directory.
+  const directory: Directory = {
+    agentContext: (id) => identity.agentContext(id),
+    human: (id) => {
+      try {
+        return identity.human(id, ALL_ORGANIZATIONS);
+      } catch {
+        return undefined;
+      }
+    },
+    humanByEmail: (orgId, email) => identity.listHumans({ orgId }, orgId).find((h) => h.email === email),
+    organization: (id) => identity.organization(id),
+  };
+  const approvals = new ApprovalService(
+    { store: stores.approval, record, redact: (content) => redact(content, config.redaction), directory, logger },
+    {
+      ...config.approvals,
+      keepClosedSeconds: 24 * 3600,
+      maxOpenPerAgent: 100,
+      maxWaiters: 1000,
+      publicUrl: config.publicUrl,
+      userAgent: `CLAIIM/${VERSION}`,
+    },
+  );
+  await approvals.start();
+
   const decisions = new DecisionService(
     {
       agentContext: (id) => identity.agentContext(id),
@@ -133,6 +167,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
       shadowPolicy: () => engine.shadow(),
       record: (content) => writer.append(content),
       redact: (content) => redact(content, config.redaction),
+      approvals,
     },
     logger,
     live,
@@ -164,13 +199,14 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...agentRoutes(identity, engine),
+    ...approvalRoutes(approvals, identity, directory, config.publicUrl),
     ...chronRoutes(chron, exporter, retention, identity),
     ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);
   openapi = generateDocument(registry, VERSION);
-  return { identity, policies, engine, chron, writer, checkpointer, routes, authenticator, bootstrapCredentialFile };
+  return { identity, policies, engine, chron, writer, checkpointer, approvals, routes, authenticator, bootstrapCredentialFile };
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
@@ -183,7 +219,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
   try {
     const core = await createCore(
       config,
-      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db) },
+      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) },
       new OpaCliCompiler(config.opaBin),
       logger,
       () => databaseAnswers(db),
@@ -209,6 +245,8 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       db,
       logger,
       async close() {
+        // Long-polls answer now, and webhook deliveries stop, so that the server can close.
+        await core.approvals.stop();
         // In-flight requests finish (and their Chron records commit) before the writer closes.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();

@@ -47,7 +47,7 @@ const ListQuery = z
     organization: z.string().optional(),
     agent: z.string().uuid().optional(),
     owner: z.string().uuid().optional(),
-    decision: z.enum(["allow", "deny"]).optional(),
+    decision: z.enum(["allow", "deny", "approval_required"]).optional(),
     from: z.string().datetime({ offset: true }).optional().openapi({ description: "Inclusive lower bound (RFC 3339)" }),
     to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound (RFC 3339)" }),
     cursor: z.string().max(200).optional(),
@@ -94,7 +94,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
           agent: z.string().uuid().optional(),
           owner: z.string().uuid().optional(),
           action: z.string().min(1).max(200).optional(),
-          decision: z.enum(["allow", "deny"]).optional(),
+          decision: z.enum(["allow", "deny", "approval_required"]).optional(),
           policy_version: z.coerce.number().int().min(1).optional(),
         })
         .strict(),

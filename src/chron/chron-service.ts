@@ -12,10 +12,22 @@ export interface ListResult {
   next_cursor: string | null;
 }
 
-type Tally = { allow: number; deny: number };
+type Tally = { allow: number; deny: number; approval_required: number };
+
+/** Approvals asked for, approved, rejected, expired unanswered or unused, and spent by an allow. */
+export interface ApprovalTally {
+  requested: number;
+  approved: number;
+  rejected: number;
+  expired: number;
+  used: number;
+}
+
+const APPROVAL_EVENTS = ["approval.requested", "approval.approved", "approval.rejected", "approval.expired", "approval.used"] as const;
 
 export interface SummaryDay extends Tally {
   day: string;
+  approvals: ApprovalTally;
   by_agent: (Tally & { agent_id: string | null; agent_name: string | null })[];
   by_accountable_human: (Tally & { human_id: string | null; email: string | null })[];
   by_action: (Tally & { action: string | null })[];
@@ -23,7 +35,7 @@ export interface SummaryDay extends Tally {
 }
 
 export interface Summary {
-  totals: Tally;
+  totals: Tally & { approvals: ApprovalTally };
   days: SummaryDay[];
 }
 
@@ -216,24 +228,37 @@ export class ChronService {
    */
   async summary(filter: ChronFilter, names: { agent(id: string): string | null; human(id: string): string | null }): Promise<Summary> {
     const days = new Map<string, SummaryDay>();
-    const totals: Tally = { allow: 0, deny: 0 };
-    const bump = <T extends Tally>(list: T[], match: (t: T) => boolean, make: () => T, outcome: "allow" | "deny", n: number) => {
+    const noApprovals = (): ApprovalTally => ({ requested: 0, approved: 0, rejected: 0, expired: 0, used: 0 });
+    const totals: Summary["totals"] = { allow: 0, deny: 0, approval_required: 0, approvals: noApprovals() };
+    const dayOf = (d: string) => {
+      let day = days.get(d);
+      if (!day) {
+        day = { day: d, allow: 0, deny: 0, approval_required: 0, approvals: noApprovals(), by_agent: [], by_accountable_human: [], by_action: [], by_policy_version: [] };
+        days.set(d, day);
+      }
+      return day;
+    };
+    const bump = <T extends Tally>(list: T[], match: (t: T) => boolean, make: () => Omit<T, keyof Tally>, outcome: keyof Tally, n: number) => {
       let t = list.find(match);
-      if (!t) list.push((t = make()));
+      if (!t) list.push((t = { ...make(), allow: 0, deny: 0, approval_required: 0 } as T));
       t[outcome] += n;
     };
     for (const c of await this.store.decisionCounts(filter)) {
-      const outcome = c.decision === "allow" ? "allow" : "deny";
-      let day = days.get(c.day);
-      if (!day) days.set(c.day, (day = { day: c.day, allow: 0, deny: 0, by_agent: [], by_accountable_human: [], by_action: [], by_policy_version: [] }));
+      const outcome = c.decision === "allow" || c.decision === "approval_required" ? c.decision : "deny";
+      const day = dayOf(c.day);
       day[outcome] += c.count;
       totals[outcome] += c.count;
-      bump(day.by_agent, (t) => t.agent_id === c.agentId, () => ({ agent_id: c.agentId, agent_name: c.agentId && names.agent(c.agentId), allow: 0, deny: 0 }), outcome, c.count);
-      bump(day.by_accountable_human, (t) => t.human_id === c.ownerId, () => ({ human_id: c.ownerId, email: c.ownerId && names.human(c.ownerId), allow: 0, deny: 0 }), outcome, c.count);
-      bump(day.by_action, (t) => t.action === c.action, () => ({ action: c.action, allow: 0, deny: 0 }), outcome, c.count);
-      bump(day.by_policy_version, (t) => t.version === c.policyVersion, () => ({ version: c.policyVersion, allow: 0, deny: 0 }), outcome, c.count);
+      bump(day.by_agent, (t) => t.agent_id === c.agentId, () => ({ agent_id: c.agentId, agent_name: c.agentId && names.agent(c.agentId) }), outcome, c.count);
+      bump(day.by_accountable_human, (t) => t.human_id === c.ownerId, () => ({ human_id: c.ownerId, email: c.ownerId && names.human(c.ownerId) }), outcome, c.count);
+      bump(day.by_action, (t) => t.action === c.action, () => ({ action: c.action }), outcome, c.count);
+      bump(day.by_policy_version, (t) => t.version === c.policyVersion, () => ({ version: c.policyVersion }), outcome, c.count);
     }
-    const byCount = (a: Tally, b: Tally) => b.allow + b.deny - (a.allow + a.deny);
+    for (const e of await this.store.eventCounts(filter, APPROVAL_EVENTS)) {
+      const step = e.type.slice("approval.".length) as keyof ApprovalTally;
+      dayOf(e.day).approvals[step] += e.count;
+      totals.approvals[step] += e.count;
+    }
+    const byCount = (a: Tally, b: Tally) => b.allow + b.deny + b.approval_required - (a.allow + a.deny + a.approval_required);
     const sorted = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
     for (const d of sorted) for (const list of [d.by_agent, d.by_accountable_human, d.by_action, d.by_policy_version]) list.sort(byCount);
     return { totals, days: sorted };

@@ -47,6 +47,12 @@ export interface DecisionCount {
   count: number;
 }
 
+export interface EventCount {
+  day: string;
+  type: string;
+  count: number;
+}
+
 export interface ChronStore {
   head(): Promise<ChainHead | null>;
   /** First and last seq, and how many records, of those matching the filter; null when none does. */
@@ -66,6 +72,8 @@ export interface ChronStore {
   decisionsByPolicyVersion(orgId?: string): Promise<{ version: number | null; count: number }[]>;
   /** Decisions matching the filter, counted per UTC day, agent, owner, action, policy version and outcome. */
   decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
+  /** Events of these types matching the filter, counted per UTC day and type. */
+  eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
   /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */

@@ -1,5 +1,5 @@
 import type { Tx } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 /** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
@@ -87,6 +87,18 @@ export class FakeChronStore implements ChronStore {
       const c = counts.get(key) ?? { day, agentId: r.agentId, ownerId: r.ownerId, action: r.action, policyVersion: r.policyVersion, decision: r.decision!, count: 0 };
       c.count += 1;
       counts.set(key, c);
+    }
+    return [...counts.values()];
+  }
+
+  async eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]> {
+    const counts = new Map<string, EventCount>();
+    for (const r of await this.list({ ...filter, kind: "event" }, 0, Number.MAX_SAFE_INTEGER)) {
+      if (!types.includes(r.action!)) continue;
+      const day = new Date(r.tsMs).toISOString().slice(0, 10);
+      const c = counts.get(`${day} ${r.action}`) ?? { day, type: r.action!, count: 0 };
+      c.count += 1;
+      counts.set(`${day} ${r.action}`, c);
     }
     return [...counts.values()];
   }

@@ -5,7 +5,8 @@ import { isCleanText } from "../lib/text";
 /** prev_hash of the first record. */
 export const GENESIS_HASH = "0".repeat(64);
 
-export type Decision = "allow" | "deny";
+/** approval_required: nothing is allowed yet; a human must approve this exact request first. */
+export type Decision = "allow" | "deny" | "approval_required";
 
 export interface PolicyRef {
   version: number | null;
@@ -35,6 +36,15 @@ export interface DecisionContent {
   skill: { name: string; version: string };
   decision: Decision;
   reasons: string[];
+  /**
+   * reason_codes[i] is the stable code of reasons[i] (see the README's table). Absent from
+   * records written before codes existed; their reasons are unchanged.
+   */
+  reason_codes?: string[];
+  /** The approval this decision asked for (approval_required), spent (allow) or refused to use (deny). */
+  approval?: DecisionApproval;
+  /** What the policy answered when an approval, given or refused, made the decision differ from it (approval_required). */
+  policy_decision?: Decision;
   policy: PolicyRef;
   bundles: Record<string, { revision: string }>;
   input: unknown;
@@ -45,6 +55,11 @@ export interface DecisionContent {
   masked?: string[];
   /** The Idempotency-Key the agent sent with the request, if any: a retry with it gets this decision again. */
   idempotency_key?: string;
+}
+
+/** What the policy answered, before an approval was looked at. */
+export function policyOutcome(d: Pick<DecisionContent, "decision" | "policy_decision">): Decision {
+  return d.policy_decision ?? d.decision;
 }
 
 /** Enough of a recorded decision to find it and read what it was about, for reports that list decisions. */
@@ -59,6 +74,28 @@ export interface DecisionRef {
 
 export function decisionRef(seq: number, d: DecisionContent): DecisionRef {
   return { seq, decision_id: d.decision_id, timestamp: d.timestamp, agent: { id: d.agent.id, name: d.agent.name }, action: d.action, resource: d.resource };
+}
+
+/** Who said yes or no to an approval: the credential that called, and the human it is or spoke for. */
+export interface ApproverRef {
+  actor: Actor;
+  human: { id: string; name: string; email: string } | null;
+}
+
+/**
+ * An approval as a decision record names it: asked for (status pending, with who may approve and
+ * until when), spent by this allow (status used, with who approved it and the decision that asked
+ * for it), or refused (the status it had, e.g. expired).
+ */
+export interface DecisionApproval {
+  id: string;
+  status: string;
+  expires_at: string;
+  /** The approval_required decision that asked for it. */
+  requested_decision_id?: string;
+  approvers?: { accountable_human: boolean; roles: string[]; humans: string[] };
+  approved_by?: ApproverRef;
+  approved_at?: string;
 }
 
 export interface ShadowResult {

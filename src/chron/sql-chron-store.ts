@@ -1,7 +1,7 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma, Tx } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash";
@@ -81,6 +81,23 @@ const COUNT_GROUPS = "agent_id, owner_id, action, policy_version, decision";
 function versionCounts(orgId: string | undefined, param: string): string {
   return `SELECT policy_version, COUNT(*) AS count FROM chron_records WHERE kind = 'decision'${orgId === undefined ? "" : ` AND org_id = ${param}`} GROUP BY policy_version ORDER BY policy_version`;
 }
+/** A row's UTC day, YYYY-MM-DD, in each dialect. */
+const SQLITE_DAY = "date(ts_ms / 1000, 'unixepoch')";
+const POSTGRES_DAY = "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+
+/** Events of the given types, per day; `day` is the dialect's expression for a row's UTC day. */
+function eventCountsSql(filter: ChronFilter, types: readonly string[], day: string, param: (i: number) => string): { sql: string; args: unknown[] } {
+  const w = where({ ...filter, kind: "event" }, 0, param);
+  const placeholders = types.map((_, i) => param(w.args.length + i + 1)).join(", ");
+  return {
+    sql: `SELECT ${day} AS day, action AS type, COUNT(*) AS count FROM chron_records WHERE ${w.sql} AND action IN (${placeholders}) GROUP BY ${day}, action`,
+    args: [...w.args, ...types],
+  };
+}
+
+type RawEventCount = { day: string; type: string; count: number | string | bigint };
+const eventCountFromRaw = (r: RawEventCount): EventCount => ({ day: r.day, type: r.type, count: Number(r.count) });
+
 type RawVersionCount = { policy_version: number | string | bigint | null; count: number | string | bigint };
 
 function versionCountFromRaw(r: RawVersionCount): { version: number | null; count: number } {
@@ -216,9 +233,15 @@ export class SqliteChronStore implements ChronStore {
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
     const w = where({ ...filter, kind: "decision" }, 0, () => "?");
     const rows = this.db
-      .prepare(`SELECT date(ts_ms / 1000, 'unixepoch') AS day, ${COUNT_GROUPS}, COUNT(*) AS count FROM chron_records WHERE ${w.sql} GROUP BY day, ${COUNT_GROUPS}`)
+      .prepare(`SELECT ${SQLITE_DAY} AS day, ${COUNT_GROUPS}, COUNT(*) AS count FROM chron_records WHERE ${w.sql} GROUP BY day, ${COUNT_GROUPS}`)
       .all(...w.args) as RawCount[];
     return rows.map(countFromRaw);
+  }
+
+  async eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]> {
+    if (types.length === 0) return [];
+    const q = eventCountsSql(filter, types, SQLITE_DAY, () => "?");
+    return (this.db.prepare(q.sql).all(...q.args) as RawEventCount[]).map(eventCountFromRaw);
   }
 
   /** A synchronous write, retried while another connection of this process holds the write lock. */
@@ -311,12 +334,18 @@ export class PostgresChronStore implements ChronStore {
 
   async decisionCounts(filter: ChronFilter): Promise<DecisionCount[]> {
     const w = where({ ...filter, kind: "decision" }, 0, (i) => `$${i}`);
-    const day = "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+    const day = POSTGRES_DAY;
     const { rows } = await this.pool.query<RawCount>(
       `SELECT ${day} AS day, ${COUNT_GROUPS}, COUNT(*) AS count FROM chron_records WHERE ${w.sql} GROUP BY ${day}, ${COUNT_GROUPS}`,
       w.args,
     );
     return rows.map(countFromRaw);
+  }
+
+  async eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]> {
+    if (types.length === 0) return [];
+    const q = eventCountsSql(filter, types, POSTGRES_DAY, (i) => `$${i}`);
+    return (await this.pool.query<RawEventCount>(q.sql, q.args)).rows.map(eventCountFromRaw);
   }
 
   async lastCheckpoint(): Promise<Checkpoint | null> {

@@ -15,6 +15,11 @@ export const DecisionRequestSchema = z
       .strict()
       .optional()
       .openapi({ description: "The user the agent acts for, when its token does not say (RFC 8693 act semantics)" }),
+    approval_id: z
+      .string()
+      .uuid()
+      .optional()
+      .openapi({ description: "An approval a human gave for exactly this request (from an earlier approval_required answer). The allow spends it: it is usable once." }),
   })
   .strict()
   .openapi("DecisionRequest", {
@@ -23,12 +28,35 @@ export const DecisionRequestSchema = z
 
 const PolicyRefView = z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), digest: z.string().nullable() });
 
+const HumanRef = z.object({ id: z.string(), name: z.string(), email: z.string() });
+
+export const DecisionApprovalView = z
+  .object({
+    id: z.string().uuid(),
+    status: z.enum(["pending", "approved", "rejected", "expired", "used"]),
+    expires_at: z.string(),
+    url: z.string().openapi({ description: "Poll here (GET, agent token) for the human's answer; ?wait=30 waits for it" }),
+    approvers: z
+      .object({ accountable_human: HumanRef.nullable(), roles: z.array(z.string()), humans: z.array(z.string()) })
+      .optional()
+      .openapi({ description: "Who may approve (approval_required only)" }),
+    approved_by: z
+      .object({ type: z.string(), id: z.string(), name: z.string(), human: HumanRef.nullable() })
+      .optional()
+      .openapi({ description: "Who approved (an allow that spent the approval)" }),
+  })
+  .openapi("DecisionApproval");
+
 export const DecisionResponseSchema = z
   .object({
     decision_id: z.string(),
-    decision: z.enum(["allow", "deny"]),
+    decision: z.enum(["allow", "deny", "approval_required"]).openapi({
+      description: "approval_required: not allowed yet; a human must approve this exact request, then ask again with approval_id",
+    }),
     allow: z.boolean(),
     reasons: z.array(z.string()),
+    reason_codes: z.array(z.string()).openapi({ description: "reason_codes[i] is the stable code of reasons[i]; see the README for the list. Treat an unknown code as a plain deny." }),
+    approval: DecisionApprovalView.optional(),
     policy: PolicyRefView,
     timestamp: z.string(),
     chron: z.object({ seq: z.number().int(), hash: z.string() }),
@@ -47,7 +75,10 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
       hotPath: true,
       body: DecisionRequestSchema,
       responses: {
-        200: { description: "Decided and recorded in Chron (allow or deny), or the answer first given under this Idempotency-Key", schema: DecisionResponseSchema },
+        200: {
+          description: "Decided and recorded in Chron (allow, deny, or approval_required), or the answer first given under this Idempotency-Key",
+          schema: DecisionResponseSchema,
+        },
         409: { description: "idempotency_key_reused: the Idempotency-Key was sent before with a different request" },
         503: { description: "Chron could not record the decision, so none was made" },
       },

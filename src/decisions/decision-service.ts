@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ChronContent, Decision, DecisionContent, PolicyRef, ShadowResult } from "../chron/record";
 import type { ChronRow } from "../chron/record";
+import { ApprovalSpecSchema, type ApprovalSpec } from "../approvals/model";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import type { OnBehalfOf } from "../identity/model";
 import type { Logger } from "../lib/logger";
@@ -16,6 +17,8 @@ export interface DecisionRequest {
   skill: { name: string; version: string };
   /** The user the agent acts for, when its token does not already say (RFC 8693 act semantics). */
   on_behalf_of?: OnBehalfOf;
+  /** An approval a human gave for exactly this request; it is spent by the allow. */
+  approval_id?: string;
 }
 
 /** The authenticated agent: who it is, by which credential, and for whom it acts. */
@@ -25,11 +28,24 @@ export interface Caller {
   onBehalfOf: OnBehalfOf | null;
 }
 
+/** The approval a decision asked for, spent, or refused, as the agent sees it. */
+export interface ApprovalReply {
+  id: string;
+  status: string;
+  expires_at: string;
+  /** Where the agent polls (GET, with ?wait=30 to wait for the human). */
+  url: string;
+  approvers?: { accountable_human: { id: string; name: string; email: string } | null; roles: string[]; humans: string[] };
+  approved_by?: { type: string; id: string; name: string; human: { id: string; name: string; email: string } | null };
+}
+
 export interface DecisionResponse {
   decision_id: string;
   decision: Decision;
   allow: boolean;
   reasons: string[];
+  reason_codes: string[];
+  approval?: ApprovalReply;
   policy: PolicyRef;
   timestamp: string;
   chron: { seq: number; hash: string };
@@ -44,6 +60,28 @@ export interface DecisionDeps {
   record(content: ChronContent): Promise<ChronRow>;
   /** Applied to the record after evaluation: the policy always sees the full input. */
   redact(content: DecisionContent): DecisionContent;
+  /** Where requests that need a human's approval go; without it they are denied. */
+  approvals?: ApprovalGate;
+}
+
+/** A decision recorded in Chron: its final content (before redaction), its row, and the approval it concerns. */
+export interface Settled {
+  content: DecisionContent;
+  row: ChronRow;
+  approval?: ApprovalReply;
+}
+
+/**
+ * Decides and records a request that the policy will allow only with a human's approval: asks for
+ * a new approval, or spends the one given if it is for exactly this request, or refuses it.
+ */
+export interface ApprovalGate {
+  settle(content: DecisionContent, spec: ApprovalSpec, approvalId: string | null, ctx: AgentContext): Promise<Settled>;
+}
+
+/** Thrown by the decision path and the approval gate when Chron cannot record: nothing was decided. */
+export function chronUnavailable(): ServiceUnavailableError {
+  return new ServiceUnavailableError("chron_unavailable", "the decision could not be recorded in Chron, so none was made; retry later");
 }
 
 export const DECISION_PATH = "claiim/decision";
@@ -67,42 +105,82 @@ export function policyInput(ctx: AgentContext, req: Omit<DecisionRequest, "on_be
   };
 }
 
-function isDecision(v: unknown): v is { allow: boolean; reasons: string[] } {
-  const d = v as { allow?: unknown; reasons?: unknown } | null;
-  return !!d && typeof d.allow === "boolean" && Array.isArray(d.reasons) && d.reasons.every((r) => typeof r === "string");
+/** A reason code: lower-case letters, digits and underscores, as the README's table lists them. */
+export const REASON_CODE = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** What the policy (with CLAIIM's guards on top) answered. */
+export interface Evaluation {
+  allow: boolean;
+  reasons: string[];
+  /** codes[i] is the stable code of reasons[i]. */
+  codes: string[];
+  /** Set when a human must approve this exact request first (allow is then false). */
+  approval: ApprovalSpec | null;
+}
+
+/** allow, deny, or approval_required: what the evaluation asks for, before any approval is looked at. */
+export function outcomeOf(e: Pick<Evaluation, "allow" | "approval">): Decision {
+  return e.allow ? "allow" : e.approval ? "approval_required" : "deny";
+}
+
+const denial = (code: string, reason: string): Evaluation => ({ allow: false, reasons: [reason], codes: [code], approval: null });
+
+/**
+ * The policy's answer, checked: {allow, reasons, reason_codes?, approval?}. Reasons without codes
+ * (policies written before codes) get `policy_reason`. Anything malformed is an error message.
+ */
+function readResult(v: unknown): Evaluation | string {
+  const d = v as { allow?: unknown; reasons?: unknown; reason_codes?: unknown; approval?: unknown } | null;
+  if (!d || typeof d.allow !== "boolean" || !Array.isArray(d.reasons) || !d.reasons.every((r) => typeof r === "string")) {
+    return "the policy did not return a decision of the form {allow, reasons}";
+  }
+  const reasons = d.reasons as string[];
+  let codes = reasons.map(() => "policy_reason");
+  if (d.reason_codes !== undefined) {
+    if (!Array.isArray(d.reason_codes) || d.reason_codes.length !== reasons.length || !d.reason_codes.every((c) => typeof c === "string" && REASON_CODE.test(c))) {
+      return "the policy's reason_codes are not one code (lower-case letters, digits, _) for each reason";
+    }
+    codes = d.reason_codes as string[];
+  }
+  if (d.approval === undefined) return { allow: d.allow, reasons, codes, approval: null };
+  if (d.allow) return "the policy both allowed and asked for an approval";
+  const approval = ApprovalSpecSchema.safeParse(d.approval);
+  if (!approval.success) return `the policy's approval is malformed: ${approval.error.issues[0].path.join(".") || "approval"}: ${approval.error.issues[0].message}`;
+  return { allow: false, reasons, codes, approval: approval.data };
 }
 
 /**
  * Evaluates, failing closed: no policy, a policy error or a malformed result is a deny with the
- * cause as its reason. Identity rules that no policy may waive are applied on top. Everything it
- * needs is in the input, so that a recorded input replays to the same answer.
+ * cause as its reason. Identity rules that no policy may waive are applied on top: they turn an
+ * allow, or a request for approval, into a deny. Everything it needs is in the input, so that a
+ * recorded input replays to the same answer.
  */
-export function evaluate(policy: ActivePolicy | null, input: PolicyInput): { allow: boolean; reasons: string[] } {
-  if (!policy) return { allow: false, reasons: ["no policy is active: CLAIIM denies every action until one is"] };
-  let result: unknown;
+export function evaluate(policy: ActivePolicy | null, input: PolicyInput): Evaluation {
+  if (!policy) return denial("no_policy_active", "no policy is active: CLAIIM denies every action until one is");
+  let raw: unknown;
   try {
-    result = policy.evaluate(input);
+    raw = policy.evaluate(input);
   } catch (err) {
-    return { allow: false, reasons: [`policy evaluation failed: ${(err as Error).message}`] };
+    return denial("evaluation_failed", `policy evaluation failed: ${(err as Error).message}`);
   }
-  if (!isDecision(result)) {
-    return { allow: false, reasons: ["policy evaluation failed: the policy did not return a decision of the form {allow, reasons}"] };
-  }
+  const result = readResult(raw);
+  if (typeof result === "string") return denial("evaluation_failed", `policy evaluation failed: ${result}`);
   const { agent, accountable_human: owner } = input;
-  const guards: string[] = [];
-  if (agent.status !== "active") guards.push(`agent ${agent.name} is ${agent.status}`);
-  if (!owner) guards.push(`agent ${agent.name} has no accountable human`);
-  else if (owner.status !== "active") guards.push(`accountable human ${owner.email} is ${owner.status}`);
-  if (result.allow && guards.length) return { allow: false, reasons: guards };
-  if (!result.allow && result.reasons.length === 0) return { allow: false, reasons: ["denied by policy, which gave no reason"] };
-  return { allow: result.allow, reasons: result.reasons };
+  const guards: Evaluation = { allow: false, reasons: [], codes: [], approval: null };
+  const guard = (code: string, reason: string) => (guards.reasons.push(reason), guards.codes.push(code));
+  if (agent.status !== "active") guard(`agent_${agent.status}`, `agent ${agent.name} is ${agent.status}`);
+  if (!owner) guard("owner_missing", `agent ${agent.name} has no accountable human`);
+  else if (owner.status !== "active") guard("owner_inactive", `accountable human ${owner.email} is ${owner.status}`);
+  if ((result.allow || result.approval) && guards.reasons.length) return guards;
+  if (!result.allow && result.reasons.length === 0) return denial("denied_without_reason", "denied by policy, which gave no reason");
+  return result;
 }
 
 /** What the shadow version would have decided; its reasons are kept only where it disagrees. */
-export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: boolean): ShadowResult {
+export function shadowResult(shadow: ActivePolicy, input: PolicyInput, outcome: Decision): ShadowResult {
   const result = evaluate(shadow, input);
-  const ref = { version: shadow.version, revision: shadow.revision, decision: result.allow ? ("allow" as const) : ("deny" as const) };
-  return result.allow === allow ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
+  const ref = { version: shadow.version, revision: shadow.revision, decision: outcomeOf(result) };
+  return ref.decision === outcome ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
 }
 
 /** The user the agent acts for: the token's, or the body's; both naming different users is refused. */
@@ -146,7 +224,10 @@ export class DecisionService {
     const policy = this.deps.activePolicy();
     const shadowPolicy = this.deps.shadowPolicy();
     const input = policyInput(ctx, req, onBehalfOf);
-    const { allow, reasons } = evaluate(policy, input);
+    let evaluation = evaluate(policy, input);
+    if (evaluation.approval && !this.deps.approvals) {
+      evaluation = { ...denial("approval_unavailable", "the policy asks for a human's approval, which this CLAIIM cannot take"), approval: null };
+    }
     const policyRef: PolicyRef = { version: policy?.version ?? null, revision: policy?.revision ?? null, digest: policy?.digest ?? null };
     const content: DecisionContent = {
       kind: "decision",
@@ -162,29 +243,36 @@ export class DecisionService {
       resource: req.resource,
       purpose: req.purpose,
       skill: { name: req.skill.name, version: req.skill.version },
-      decision: allow ? "allow" : "deny",
-      reasons,
+      decision: outcomeOf(evaluation),
+      reasons: evaluation.reasons,
+      reason_codes: evaluation.codes,
       policy: policyRef,
       bundles: policy ? { claiim: { revision: policy.revision } } : {},
       input,
     };
-    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, allow);
+    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, content.decision);
     if (idempotencyKey !== undefined) content.idempotency_key = idempotencyKey;
-    let row: ChronRow;
+    const settled = evaluation.approval ? await this.deps.approvals!.settle(content, evaluation.approval, req.approval_id ?? null, ctx) : await this.recordPlain(content);
+    const final = settled.content;
+    return {
+      decision_id: final.decision_id,
+      decision: final.decision,
+      allow: final.decision === "allow",
+      reasons: final.reasons,
+      reason_codes: final.reason_codes ?? [],
+      ...(settled.approval ? { approval: settled.approval } : {}),
+      policy: policyRef,
+      timestamp: final.timestamp,
+      chron: { seq: settled.row.seq, hash: settled.row.hash },
+    };
+  }
+
+  private async recordPlain(content: DecisionContent): Promise<Settled> {
     try {
-      row = await this.deps.record(this.deps.redact(content));
+      return { content, row: await this.deps.record(this.deps.redact(content)) };
     } catch (err) {
       this.logger.error("decision not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
-      throw new ServiceUnavailableError("chron_unavailable", "the decision could not be recorded in Chron, so none was made; retry later");
+      throw chronUnavailable();
     }
-    return {
-      decision_id: content.decision_id,
-      decision: content.decision,
-      allow,
-      reasons,
-      policy: policyRef,
-      timestamp: content.timestamp,
-      chron: { seq: row.seq, hash: row.hash },
-    };
   }
 }

@@ -20,6 +20,8 @@ import type { DecisionResponse } from "./decision-service";
 export interface IdempotencySettings {
   ttlMs: number;
   maxKeys: number;
+  /** Where approvals are polled: a reloaded approval_required answer names its approval's URL. */
+  publicUrl?: string;
 }
 
 export const DEFAULT_IDEMPOTENCY: IdempotencySettings = { ttlMs: 24 * 3600 * 1000, maxKeys: 100_000 };
@@ -66,9 +68,22 @@ export function parseIdempotencyKey(header: string | undefined): string | null {
   return key;
 }
 
-/** The response a recorded decision was given: every field of it is in the record. */
-export function responseOf(row: Pick<ChronRow, "seq" | "hash">, d: DecisionContent): DecisionResponse {
-  return { decision_id: d.decision_id, decision: d.decision, allow: d.decision === "allow", reasons: d.reasons, policy: d.policy, timestamp: d.timestamp, chron: { seq: row.seq, hash: row.hash } };
+/**
+ * The response a recorded decision was given, from its record: the approval it concerns comes
+ * back as it was then (id, status, expiry, where to poll); who may approve is in the approval.
+ */
+export function responseOf(row: Pick<ChronRow, "seq" | "hash">, d: DecisionContent, publicUrl = ""): DecisionResponse {
+  return {
+    decision_id: d.decision_id,
+    decision: d.decision,
+    allow: d.decision === "allow",
+    reasons: d.reasons,
+    reason_codes: d.reason_codes ?? [],
+    ...(d.approval ? { approval: { id: d.approval.id, status: d.approval.status, expires_at: d.approval.expires_at, url: `${publicUrl}/v1/approvals/${d.approval.id}` } } : {}),
+    policy: d.policy,
+    timestamp: d.timestamp,
+    chron: { seq: row.seq, hash: row.hash },
+  };
 }
 
 export class IdempotencyIndex {
@@ -142,7 +157,7 @@ export class IdempotencyIndex {
       const view: RequestView = { action: d.action, resource: d.resource, purpose: d.purpose, skill: d.skill, on_behalf_of: d.on_behalf_of?.subject ?? null };
       const id = `${d.agent.id}\0${d.idempotency_key}`;
       this.entries.delete(id);
-      this.entries.set(id, { fields, digest: digestOf(view, fields), expiresMs, response: this.compact(responseOf(row, d)) });
+      this.entries.set(id, { fields, digest: digestOf(view, fields), expiresMs, response: this.compact(responseOf(row, d, this.settings.publicUrl)) });
       loaded += 1;
     }
     this.trim();

@@ -1,6 +1,7 @@
 import type { AgentContext } from "../identity/identity-service";
 import type { ActivePolicy } from "../policy/policy-engine";
-import { evaluate, policyInput } from "./decision-service";
+import type { Decision } from "../chron/record";
+import { evaluate, outcomeOf, policyInput } from "./decision-service";
 
 export interface PermissionCell {
   skill: string;
@@ -8,7 +9,10 @@ export interface PermissionCell {
   action: string;
   resource: string;
   allow: boolean;
+  /** allow, deny, or approval_required (allowed once a human approves the exact request). */
+  decision: Decision;
   reasons: string[];
+  reason_codes: string[];
 }
 
 export interface PermissionsReport {
@@ -27,8 +31,8 @@ const PURPOSE = "effective-permissions report";
 
 /** The (action, resource) pairs that a skill's rules in the policy data name. */
 function declared(data: Record<string, unknown>, skill: string): { action: string; resource: string }[] {
-  const skills = ((data.claiim as Record<string, unknown> | undefined)?.skills ?? {}) as Record<string, { permits?: RuleData[]; forbids?: RuleData[] }>;
-  const rules = [...(skills[skill]?.permits ?? []), ...(skills[skill]?.forbids ?? [])];
+  const skills = ((data.claiim as Record<string, unknown> | undefined)?.skills ?? {}) as Record<string, { permits?: RuleData[]; forbids?: RuleData[]; requires_approval?: RuleData[] }>;
+  const rules = [...(skills[skill]?.permits ?? []), ...(skills[skill]?.forbids ?? []), ...(skills[skill]?.requires_approval ?? [])];
   const pairs = new Map<string, { action: string; resource: string }>();
   for (const rule of rules) {
     if (typeof rule.action !== "string" || !Array.isArray(rule.resources)) continue;
@@ -49,8 +53,8 @@ export function effectivePermissions(ctx: AgentContext, policy: ActivePolicy | n
   for (const skill of ctx.agent.skills) {
     for (const { action, resource } of policy ? declared(policy.data, skill.name) : []) {
       const request = { action, resource, purpose: PURPOSE, skill: { name: skill.name, version: skill.version } };
-      const { allow, reasons } = evaluate(policy, policyInput(ctx, request));
-      matrix.push({ skill: skill.name, version: skill.version, action, resource, allow, reasons });
+      const result = evaluate(policy, policyInput(ctx, request));
+      matrix.push({ skill: skill.name, version: skill.version, action, resource, allow: result.allow, decision: outcomeOf(result), reasons: result.reasons, reason_codes: result.codes });
     }
   }
   return {

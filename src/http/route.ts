@@ -7,8 +7,12 @@ import { MAX_JSON_DEPTH, textProblems } from "../lib/text";
 import { runInRequest } from "../lib/logger";
 import { rolesOf, type Principal, type Role } from "../identity/model";
 
-/** Who may call a route: anyone, API keys with one of these roles (admin always may), or agents. */
-export type Access = { public: true } | { roles: Role[] } | { agent: true };
+/**
+ * Who may call a route: anyone, API keys and humans with one of these roles (admin always may), or
+ * agents. A roles route may also admit every signed-in human (`humans`) or every agent (`agents`),
+ * when the service itself decides what each may do (approvals: the accountable human needs no role).
+ */
+export type Access = { public: true } | { roles: Role[]; humans?: true; agents?: true } | { agent: true };
 
 export interface Reply {
   status: number;
@@ -107,7 +111,11 @@ function authorize(access: Access, principal: Principal): void {
     return;
   }
   if ("roles" in access) {
-    if (principal.kind === "agent") throw new NotAllowedError("agent_not_allowed", "agent tokens can only ask for decisions about their own agent");
+    if (principal.kind === "agent") {
+      if (access.agents) return;
+      throw new NotAllowedError("agent_not_allowed", "agent tokens can only ask for decisions about their own agent");
+    }
+    if (principal.kind === "human" && access.humans) return;
     const held = rolesOf(principal);
     if (!held.includes("admin") && !held.some((r) => access.roles.includes(r))) {
       throw new NotAllowedError("role_not_allowed", `this operation needs one of the roles: admin, ${access.roles.join(", ")}`);
@@ -226,7 +234,12 @@ export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
       responses["415"] ??= { description: "The request body's encoding or charset is not supported", ...problem };
     }
     responses["503"] ??= { description: "A dependency (the database, Chron) cannot serve the request; nothing was changed or decided", ...problem };
-    const access = "public" in r.access ? "public" : "agent" in r.access ? "agent token" : `roles: admin, ${r.access.roles.join(", ")}`;
+    const access =
+      "public" in r.access
+        ? "public"
+        : "agent" in r.access
+          ? "agent token"
+          : `roles: admin, ${r.access.roles.join(", ")}${r.access.humans ? "; any signed-in human (the service decides)" : ""}${r.access.agents ? "; agent tokens (their own only)" : ""}`;
     registry.registerPath({
       method: r.method,
       path: r.path,

@@ -412,6 +412,10 @@ export class IdentityService {
     return this.serialised(async () => {
       const org = input.organization ? this.organizationBySlug(input.organization, scope) : null;
       if (scope.orgId !== null && !org) throw new NotAllowedError("organization_scope", "a key confined to one organisation can only create keys confined to it");
+      // An approver answers for one organisation's humans: its key is always confined to it.
+      if (input.role === "approver" && !org) {
+        throw new InputError("approver_key_needs_organization", "an approver key must be confined to one organisation", [{ path: "organization", message: "required for role approver" }]);
+      }
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
         throw new InputError("expiry_in_past", "expires_at must be in the future", [{ path: "expires_at", message: "in the past" }]);
       }

@@ -30,7 +30,18 @@ export const PermissionsView = z
     agent: z.object({ id: z.string(), name: z.string(), status: z.string() }),
     policy: z.object({ version: z.number().int(), revision: z.string() }).nullable(),
     purpose: z.string(),
-    matrix: z.array(z.object({ skill: z.string(), version: z.string(), action: z.string(), resource: z.string(), allow: z.boolean(), reasons: z.array(z.string()) })),
+    matrix: z.array(
+      z.object({
+        skill: z.string(),
+        version: z.string(),
+        action: z.string(),
+        resource: z.string(),
+        allow: z.boolean(),
+        decision: z.enum(["allow", "deny", "approval_required"]),
+        reasons: z.array(z.string()),
+        reason_codes: z.array(z.string()),
+      }),
+    ),
   })
   .openapi("EffectivePermissions");
 

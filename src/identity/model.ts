@@ -1,8 +1,9 @@
 // Identity domain types. Stores speak these, never Prisma or wire types.
 import type { Actor } from "../chron/record";
 
-export type Role = "admin" | "policy_author" | "agent_manager" | "auditor";
-export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor"];
+/** approver: approves or rejects agents' requests that need a human's approval, in one organisation. */
+export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver";
+export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver"];
 
 export type HumanStatus = "active" | "deactivated";
 export type AgentStatus = "active" | "suspended" | "retired";
@@ -89,7 +90,8 @@ export interface SigningKey {
 /** Who is calling. Agents can only ask for decisions about themselves. */
 export type Principal =
   | { kind: "api_key"; id: string; name: string; role: Role; orgId: string | null }
-  | { kind: "human"; issuer: string; subject: string; name: string; roles: Role[]; orgId: string | null }
+  /** email: the token's `email` claim, lower-cased; null when absent or when the token says email_verified: false. */
+  | { kind: "human"; issuer: string; subject: string; name: string; email: string | null; roles: Role[]; orgId: string | null }
   | { kind: "agent"; agentId: string; credentialId: string; orgId: string; onBehalfOf: OnBehalfOf | null };
 
 /** The user an agent acts for (RFC 8693 `act`: the token's subject is the user, the actor the agent). */

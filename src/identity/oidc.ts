@@ -80,6 +80,8 @@ export class OidcVerifier {
       }
     }
     const name = typeof payload.name === "string" ? payload.name : typeof payload.email === "string" ? payload.email : payload.sub!;
-    return { kind: "human", issuer: this.settings.issuer, subject: payload.sub!, name, roles, orgId };
+    // The email is how a signed-in human is recognised as a registered one (an accountable human, a listed approver).
+    const email = typeof payload.email === "string" && payload.email_verified !== false ? payload.email.toLowerCase() : null;
+    return { kind: "human", issuer: this.settings.issuer, subject: payload.sub!, name, email, roles, orgId };
   }
 }

@@ -46,7 +46,13 @@ const PolicyStatusView = z
   })
   .openapi("PolicyStatus", { description: "Modelled on OPA's bundle status" });
 
-const Tally = { evaluated: z.number().int(), disagreements: z.number().int(), allow_to_deny: z.number().int(), deny_to_allow: z.number().int() };
+const Tally = {
+  evaluated: z.number().int(),
+  disagreements: z.number().int(),
+  allow_to_deny: z.number().int(),
+  deny_to_allow: z.number().int(),
+  approval_changes: z.number().int().openapi({ description: "Neither allows; one denies where the other asks for a human's approval" }),
+};
 const DecisionRef = {
   seq: z.number().int(),
   decision_id: z.string(),
@@ -98,6 +104,7 @@ const ReplayViewSchema = z
     redacted: z.number().int(),
     allow_to_deny: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
     deny_to_allow: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
+    approval_changes: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
     truncated: z.boolean(),
   })
   .openapi("Replay");

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
-import { actorName, decisionRef, newEvent, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
-import { evaluate, type PolicyInput } from "../decisions/decision-service";
+import { actorName, decisionRef, newEvent, policyOutcome, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
+import { evaluate, outcomeOf, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
@@ -34,6 +34,8 @@ export interface ReplayView {
   redacted: number;
   allow_to_deny: { count: number; records: ReplayChange[] };
   deny_to_allow: { count: number; records: ReplayChange[] };
+  /** Neither version allows, but one denies where the other asks for a human's approval. */
+  approval_changes: { count: number; records: ReplayChange[] };
   /** True when more changes were found than `max_records` keeps per direction; the counts are complete. */
   truncated: boolean;
 }
@@ -115,6 +117,7 @@ export class ReplayRunner {
       redacted: 0,
       allow_to_deny: { count: 0, records: [] },
       deny_to_allow: { count: 0, records: [] },
+      approval_changes: { count: 0, records: [] },
       truncated: false,
     };
     // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
@@ -169,12 +172,14 @@ export class ReplayRunner {
     const redacted = wasRedacted(d);
     if (redacted) job.redacted += 1;
     const result = evaluate(policy, d.input as PolicyInput);
-    const decision = result.allow ? "allow" : "deny";
-    if (decision === d.decision) {
+    // Compared with what the recorded version answered, before any approval was looked at.
+    const recorded = policyOutcome(d);
+    const decision = outcomeOf(result);
+    if (decision === recorded) {
       job.unchanged += 1;
       return;
     }
-    const side = d.decision === "allow" ? job.allow_to_deny : job.deny_to_allow;
+    const side = recorded === "allow" ? job.allow_to_deny : decision === "allow" ? job.deny_to_allow : job.approval_changes;
     side.count += 1;
     if (side.records.length >= maxRecords) {
       job.truncated = true;
@@ -182,7 +187,7 @@ export class ReplayRunner {
     }
     side.records.push({
       ...decisionRef(seq, d),
-      recorded: { decision: d.decision, reasons: d.reasons, policy_version: d.policy.version },
+      recorded: { decision: recorded, reasons: d.reasons, policy_version: d.policy.version },
       replayed: { decision, reasons: result.reasons },
       redacted,
     });

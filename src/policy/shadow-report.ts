@@ -1,5 +1,5 @@
 import { scanRecords, type ChronFilter, type ChronStore } from "../chron/chron-store";
-import { decisionRef, type DecisionContent, type DecisionRef } from "../chron/record";
+import { decisionRef, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
 import { INTERACTIVE, Pacer, type LiveWork } from "../lib/pacer";
 
 export interface ShadowSample extends DecisionRef {
@@ -12,8 +12,12 @@ export interface ShadowSample extends DecisionRef {
 interface Tally {
   evaluated: number;
   disagreements: number;
+  /** The shadow would not have allowed what the active version allowed (it denies, or asks for an approval). */
   allow_to_deny: number;
+  /** The shadow would have allowed what the active version did not. */
   deny_to_allow: number;
+  /** Neither allows, but one denies where the other asks for a human's approval. */
+  approval_changes: number;
 }
 
 export type ShadowGroup = Tally & { samples: ShadowSample[] };
@@ -40,8 +44,10 @@ function tally(t: Tally, d: DecisionContent): void {
   t.evaluated += 1;
   if (d.shadow!.agrees) return;
   t.disagreements += 1;
-  if (d.decision === "allow") t.allow_to_deny += 1;
-  else t.deny_to_allow += 1;
+  // The shadow was compared with what the active version answered, before any approval was looked at.
+  if (policyOutcome(d) === "allow") t.allow_to_deny += 1;
+  else if (d.shadow!.decision === "allow") t.deny_to_allow += 1;
+  else t.approval_changes += 1;
 }
 
 /**
@@ -53,12 +59,12 @@ function tally(t: Tally, d: DecisionContent): void {
 export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q: ShadowReportQuery, live: LiveWork): Promise<ShadowReport> {
   const pacer = new Pacer(live, INTERACTIVE);
   const filter: ChronFilter = { kind: "decision", fromMs: q.fromMs, toMs: q.toMs, orgId: q.orgId };
-  const total: Tally = { evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0 };
+  const total: Tally = { evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0, approval_changes: 0 };
   const byAction = new Map<string, ShadowGroup & { action: string }>();
   const byAgent = new Map<string, ShadowGroup & { agent: { id: string; name: string } }>();
   const group = <G extends ShadowGroup>(map: Map<string, G>, key: string, make: () => Omit<G, keyof ShadowGroup>): G => {
     let g = map.get(key);
-    if (!g) map.set(key, (g = { ...make(), evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0, samples: [] } as unknown as G));
+    if (!g) map.set(key, (g = { ...make(), evaluated: 0, disagreements: 0, allow_to_deny: 0, deny_to_allow: 0, approval_changes: 0, samples: [] } as unknown as G));
     return g;
   };
   for await (const rows of scanRecords(chron, filter, PAGE)) {
@@ -73,7 +79,7 @@ export async function shadowReport(chron: Pick<ChronStore, "list" | "bounds">, q
         if (!d.shadow.agrees && g.samples.length < q.samplesPerGroup) {
           g.samples.push({
             ...decisionRef(row.seq, d),
-            decision: d.decision,
+            decision: policyOutcome(d),
             reasons: d.reasons,
             shadow_decision: d.shadow.decision,
             shadow_reasons: d.shadow.reasons ?? [],

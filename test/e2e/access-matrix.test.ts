@@ -1,7 +1,7 @@
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 
-type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "agent";
+type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "agent";
 
 /**
  * The specification, written out by hand: who may call each route. The test checks it against
@@ -37,6 +37,10 @@ const MAY: Record<string, Who[]> = {
   "DELETE /v1/api-keys/{id}": ["admin"],
   "POST /v1/decisions": ["agent"],
   "GET /v1/agent/permissions": ["agent"],
+  "GET /v1/approvals": ["admin", "auditor", "agent_manager", "approver", "agent"],
+  "GET /v1/approvals/{id}": ["admin", "auditor", "agent_manager", "approver", "agent"],
+  "POST /v1/approvals/{id}/approve": ["admin", "approver"],
+  "POST /v1/approvals/{id}/reject": ["admin", "approver"],
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
   "GET /v1/chron/export": ["admin", "auditor"],
@@ -87,6 +91,8 @@ describe.each(databaseKinds())("access on %s", (kind) => {
       org[slug] = { admin: admin.secret, keyId: admin.id, auditor, manager, human, agent, token };
     }
     creds.agent = org.acme.token;
+    // An approver key is always confined to one organisation.
+    creds.approver = (await s.http.post("/v1/api-keys").set(bearer(s.admin)).send({ name: "approver", role: "approver", organization: "acme" }).expect(201)).body.secret;
   });
   afterAll(async () => {
     await s?.stop();

@@ -107,7 +107,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect(JSON.stringify(stored)).not.toContain(token.split(".")[2]);
   });
 
-  test("staging is allowed, production is denied, and both are in Chron before the reply", async () => {
+  test("staging is allowed, production needs the accountable human's approval, and both are in Chron before the reply", async () => {
     const before = await decisionCount();
     const allow = (await decide(staging).expect(200)).body;
     expect(allow).toMatchObject({ decision: "allow", allow: true, policy: { version: 1 } });
@@ -115,12 +115,18 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect(await decisionCount()).toBe(before + 1);
 
     const deny = (await decide(production).expect(200)).body;
-    expect(deny).toMatchObject({ decision: "deny", allow: false, reasons: ["deploying to production requires a change approved by a human"] });
+    expect(deny).toMatchObject({
+      decision: "approval_required",
+      allow: false,
+      reasons: ["deploying to production requires a change approved by a human"],
+      reason_codes: ["approval_required"],
+      approval: { status: "pending", approvers: { accountable_human: { id: human.id, email: "alice@acme.example" }, roles: [], humans: [] } },
+    });
     expect(await decisionCount()).toBe(before + 2);
 
     const { records: rows } = await records(`?agent=${agent.id}`);
     const policy = (await s.http.get("/v1/policies/status").set(admin())).body;
-    const expected = (decisionId: string, request: typeof staging, decision: string, reasons: string[]) => ({
+    const expected = (decisionId: string, request: typeof staging, decision: string, reasons: string[], codes: string[]) => ({
       kind: "decision",
       decision_id: decisionId,
       path: "claiim/decision",
@@ -135,6 +141,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       skill: { name: "deploy", version: "1.2.0" },
       decision,
       reasons,
+      reason_codes: codes,
       policy: { version: 1, revision: policy.active_revision, digest: policy.active_digest },
       bundles: { claiim: { revision: policy.active_revision } },
       input: {
@@ -144,10 +151,17 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
         request,
       },
     });
-    const [a, d] = rows.slice(-2);
-    expect(a).toEqual({ ...expected(allow.decision_id, staging, "allow", allow.reasons), seq: allow.chron.seq, timestamp: allow.timestamp, prev_hash: expect.stringMatching(HEX64), hash: allow.chron.hash });
+    const [a, d] = rows.filter((r: { kind: string }) => r.kind === "decision").slice(-2);
+    expect(a).toEqual({ ...expected(allow.decision_id, staging, "allow", allow.reasons, ["permitted_by_skill"]), seq: allow.chron.seq, timestamp: allow.timestamp, prev_hash: expect.stringMatching(HEX64), hash: allow.chron.hash });
     expect(d).toEqual({
-      ...expected(deny.decision_id, production, "deny", ["deploying to production requires a change approved by a human"]),
+      ...expected(deny.decision_id, production, "approval_required", ["deploying to production requires a change approved by a human"], ["approval_required"]),
+      approval: {
+        id: deny.approval.id,
+        status: "pending",
+        expires_at: deny.approval.expires_at,
+        requested_decision_id: deny.decision_id,
+        approvers: { accountable_human: true, roles: [], humans: [] },
+      },
       seq: deny.chron.seq,
       timestamp: deny.timestamp,
       prev_hash: allow.chron.hash,
@@ -265,7 +279,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     const files = (await s.http.get("/v1/policies/1").set(admin()).expect(200)).body.files as Record<string, string>;
     const data = JSON.parse(files["claiim/data.json"]);
     data.skills.deploy.permits.push({ action: "deploy", resources: ["production"] });
-    data.skills.deploy.forbids = [];
+    data.skills.deploy.requires_approval = [];
     const published = await s.http
       .post("/v1/policies")
       .set(admin())
@@ -273,12 +287,12 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       .expect(201);
     expect(published.body).toMatchObject({ version: 2, active: false, created_by: expect.stringMatching(/^api_key:/) });
     expect(fs.existsSync(`${s.config.bundleDir}/2.tar.gz`)).toBe(true);
-    expect((await decide(production).expect(200)).body).toMatchObject({ decision: "deny", policy: { version: 1 } });
+    expect((await decide(production).expect(200)).body).toMatchObject({ decision: "approval_required", policy: { version: 1 } });
     await s.http.post("/v1/policies/2/activate").set(admin()).expect(200);
     const allowed = (await decide(production).expect(200)).body;
     expect(allowed).toMatchObject({ decision: "allow", policy: { version: 2, revision: published.body.revision } });
     await s.http.post("/v1/policies/1/activate").set(admin()).expect(200);
-    expect((await decide(production).expect(200)).body).toMatchObject({ decision: "deny", policy: { version: 1 } });
+    expect((await decide(production).expect(200)).body).toMatchObject({ decision: "approval_required", policy: { version: 1 } });
     const status = (await s.http.get("/v1/policies/status").set(admin()).expect(200)).body;
     const under = (v: number) => Number((await_counts as Record<number, number>)[v] ?? 0);
     const await_counts = Object.fromEntries(

@@ -64,7 +64,12 @@ describe.each(databaseKinds())("inventory and effective permissions on %s", (kin
     const cell = (action: string, resource: string) => report.matrix.find((c: { action: string; resource: string }) => c.action === action && c.resource === resource);
     expect(cell("deploy", "staging")).toMatchObject({ skill: "deploy", version: "1.2.0", allow: true });
     expect(cell("deploy", "staging/*")).toMatchObject({ allow: true });
-    expect(cell("deploy", "production")).toMatchObject({ allow: false, reasons: ["deploying to production requires a change approved by a human"] });
+    expect(cell("deploy", "production")).toMatchObject({
+      allow: false,
+      decision: "approval_required",
+      reasons: ["deploying to production requires a change approved by a human"],
+      reason_codes: ["approval_required"],
+    });
     expect(report.matrix).toHaveLength(4);
     expect((await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records"))[0].n).toBe(before);
 
@@ -80,7 +85,7 @@ describe.each(databaseKinds())("inventory and effective permissions on %s", (kin
   test("a new active policy changes the matrix without anyone editing it", async () => {
     const files = (await s.http.get("/v1/policies/1").set(admin()).expect(200)).body.files as Record<string, string>;
     const data = JSON.parse(files["claiim/data.json"]);
-    data.skills.deploy.forbids = [];
+    data.skills.deploy.requires_approval = [];
     data.skills.deploy.permits.push({ action: "deploy", resources: ["production"] });
     await s.http.post("/v1/policies").set(admin()).send({ files: { ...withoutTests(files), "claiim/data.json": JSON.stringify(data) }, message: "production ok", activate: true }).expect(201);
     const report = (await s.http.get(`/v1/agents/${ids["deploy-bot"]}/permissions`).set(admin()).expect(200)).body;

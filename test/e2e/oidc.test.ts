@@ -1,49 +1,6 @@
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { exportJWK, generateKeyPair, SignJWT, type JWK, type KeyLike } from "jose";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-
-/** A stand-in identity provider on loopback: it serves a JWKS and signs tokens, and can rotate. */
-class FakeIdp {
-  keys: { kid: string; privateKey: KeyLike; jwk: JWK }[] = [];
-  fetches = 0;
-  rotations = 0;
-  up = true;
-  private server = http.createServer((_req, res) => {
-    this.fetches += 1;
-    if (!this.up) return void res.writeHead(503).end();
-    res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ keys: this.keys.map((k) => k.jwk) }));
-  });
-  url = "";
-
-  async start(): Promise<void> {
-    await this.rotate();
-    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", () => r()));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/jwks`;
-  }
-  async rotate(): Promise<void> {
-    const { privateKey, publicKey } = await generateKeyPair("RS256");
-    this.rotations += 1;
-    const kid = `k${this.rotations}`;
-    this.keys = [{ kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" } }];
-  }
-  sign(claims: Record<string, unknown>, over: { iss?: string; aud?: string; exp?: number } = {}): Promise<string> {
-    const k = this.keys[0];
-    const now = Math.floor(Date.now() / 1000);
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: "RS256", kid: k.kid })
-      .setIssuer(over.iss ?? "https://idp.acme.example")
-      .setAudience(over.aud ?? "claiim-api")
-      .setSubject("00u-alice")
-      .setIssuedAt(now)
-      .setExpirationTime(over.exp ?? now + 300)
-      .sign(k.privateKey);
-  }
-  stop(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
+import { FakeIdp } from "../support/fake-idp";
 
 describe.each(databaseKinds())("humans signed in with the organisation's identity provider, on %s", (kind) => {
   let s: TestServer;

@@ -10,6 +10,7 @@ function flipped(files: Record<string, string>): Record<string, string> {
   const data = JSON.parse(files["claiim/data.json"]);
   data.skills.deploy.permits = [{ action: "deploy", resources: ["production"] }];
   data.skills.deploy.forbids = [{ action: "deploy", resources: ["staging"], reason: "staging is frozen for the migration" }];
+  data.skills.deploy.requires_approval = [];
   return { ...withoutTests(files), "claiim/data.json": JSON.stringify(data, null, 2) + "\n" };
 }
 
@@ -70,7 +71,10 @@ describe.each(databaseKinds())("shadow mode and replay on %s", (kind) => {
       recorded: { decision: "allow", policy_version: 1 },
       replayed: { decision: "deny", reasons: ["staging is frozen for the migration"] },
     });
-    expect(job.deny_to_allow).toEqual({ count: 1, records: [expect.objectContaining({ decision_id: denied.decision_id, replayed: { decision: "allow", reasons: expect.any(Array) } })] });
+    expect(job.deny_to_allow).toEqual({
+      count: 1,
+      records: [expect.objectContaining({ decision_id: denied.decision_id, recorded: expect.objectContaining({ decision: "approval_required" }), replayed: { decision: "allow", reasons: expect.any(Array) } })],
+    });
     expect({ decisions: await decisionCount(), status: (await s.http.get("/v1/policies/status").set(admin())).body.active_version }).toEqual(before);
     expect((await s.http.get("/v1/policies/replays").set(admin()).expect(200)).body.replays[0].id).toBe(job.id);
     const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records;
@@ -92,7 +96,7 @@ describe.each(databaseKinds())("shadow mode and replay on %s", (kind) => {
     const production = await decide("deploy-bot", "production");
     await decide("globex-bot", "staging");
     // Enforced: the active version's answers, with nothing of the shadow in the reply.
-    expect([staging.decision, production.decision]).toEqual(["allow", "deny"]);
+    expect([staging.decision, production.decision]).toEqual(["allow", "approval_required"]);
     expect(staging.policy.version).toBe(1);
     expect(JSON.stringify(staging)).not.toMatch(/shadow|frozen/);
     expect((await record(staging.decision_id)).shadow).toEqual({ version: v2, revision: expect.any(String), decision: "deny", agrees: false, reasons: ["staging is frozen for the migration"] });
@@ -104,7 +108,7 @@ describe.each(databaseKinds())("shadow mode and replay on %s", (kind) => {
     // An auditor confined to acme sees acme's decisions only.
     const auditor = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "auditor", role: "auditor", organization: "acme" }).expect(201)).body.secret;
     const report = (await s.http.get("/v1/policies/shadow/report?samples=1").set({ Authorization: `Bearer ${auditor}` }).expect(200)).body;
-    expect(report).toMatchObject({ shadow_version: v2, from: started.since, to: null, evaluated: 3, disagreements: 3, allow_to_deny: 2, deny_to_allow: 1 });
+    expect(report).toMatchObject({ shadow_version: v2, from: started.since, to: null, evaluated: 3, disagreements: 3, allow_to_deny: 2, deny_to_allow: 1, approval_changes: 0 });
     expect(report.by_action).toEqual([expect.objectContaining({ action: "deploy", evaluated: 3, disagreements: 3, samples: [expect.objectContaining({ decision_id: staging.decision_id, shadow_decision: "deny" })] })]);
     expect(report.by_agent.map((g: { agent: { name: string }; disagreements: number }) => [g.agent.name, g.disagreements])).toEqual([["deploy-bot", 2], ["release-bot", 1]]);
 

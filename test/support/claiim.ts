@@ -14,8 +14,8 @@ export interface TestServer {
   config: Config;
   admin: string;
   http: ReturnType<typeof request>;
-  /** Stops the server, keeping the database, and starts a new one on it. */
-  restart(): Promise<void>;
+  /** Stops the server, keeping the database, and starts a new one on it (after `downMs`, if given). */
+  restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -52,9 +52,10 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
     config,
     admin,
     http: request(claiim.url),
-    async restart() {
+    async restart(downMs = 0) {
       await claiim.close();
       running = false;
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       claiim = await startClaiim({ ...config, port: 0 }, logger);
       running = true;
       server.claiim = claiim;

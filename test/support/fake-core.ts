@@ -9,13 +9,14 @@ import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
 import { FakePolicyStore } from "../../src/policy/fake-policy-store";
 import { FakeChronStore } from "../../src/chron/fake-chron-store";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
+import { FakeApprovalStore } from "./fake-approval-store";
 
 const ROOT = path.resolve(__dirname, "../..");
 export const OPA_BIN = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
 
 export interface FakeApp {
   core: Core;
-  stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore };
+  stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore; approval: FakeApprovalStore };
   http: ReturnType<typeof request>;
   admin: string;
 }
@@ -28,7 +29,7 @@ export async function fakeApp(): Promise<FakeApp> {
     ROOT,
   );
   const logger = createLogger("silent");
-  const stores = { identity: new FakeIdentityStore(), policy: new FakePolicyStore(), chron: new FakeChronStore() };
+  const stores = { identity: new FakeIdentityStore(), policy: new FakePolicyStore(), chron: new FakeChronStore(), approval: new FakeApprovalStore() };
   const core = await createCore(config, stores, new OpaCliCompiler(OPA_BIN), logger, async () => true);
   const admin = fs.readFileSync(core.bootstrapCredentialFile!, "utf8").trim();
   return { core, stores, http: request(createHttpApp(core, config, logger)), admin };

@@ -5,7 +5,7 @@ import { seal, type DecisionContent } from "../../src/chron/record";
 const view: RequestView = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" }, on_behalf_of: null };
 
 function answer(id: string): DecisionResponse {
-  return { decision_id: id, decision: "allow", allow: true, reasons: ["ok"], policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" }, timestamp: new Date().toISOString(), chron: { seq: 1, hash: "h" } };
+  return { decision_id: id, decision: "allow", allow: true, reasons: ["ok"], reason_codes: ["policy_reason"], policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" }, timestamp: new Date().toISOString(), chron: { seq: 1, hash: "h" } };
 }
 
 function counter() {

@@ -252,13 +252,13 @@ describe("PolicyService with the real OPA compiler", () => {
 });
 
 describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses", () => {
-  let evaluate: (input: unknown) => { allow: boolean; reasons: string[] };
+  let evaluate: (input: unknown) => { allow: boolean; reasons: string[]; reason_codes: string[]; approval?: unknown };
 
   beforeAll(async () => {
     const { engine, service } = await setup();
     await service.start(REGO);
     const active = engine.active()!;
-    evaluate = (input) => active.evaluate(input) as { allow: boolean; reasons: string[] };
+    evaluate = (input) => active.evaluate(input) as { allow: boolean; reasons: string[]; reason_codes: string[] };
   });
 
   const input = (skill: string, action: string, resource: string, over: Record<string, unknown> = {}) => ({
@@ -268,33 +268,42 @@ describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses"
     ...over,
   });
 
+  const byHuman = { approvers: { accountable_human: true }, ttl_seconds: 3600 };
   test.each([
-    ["DevOps", "deploy", "deploy", "staging", true, 'skill "deploy" permits "deploy" on "staging"'],
-    ["DevOps", "deploy", "deploy", "production", false, "deploying to production requires a change approved by a human"],
-    ["Support", "customer-support", "draft_response", "ticket/7", true, 'skill "customer-support" permits "draft_response" on "ticket/7"'],
-    ["Support", "customer-support", "send_response", "ticket/7", false, "a customer response must be reviewed by a human before it is sent"],
-    ["Finance", "finance-reporting", "read_report", "report/q3", true, 'skill "finance-reporting" permits "read_report" on "report/q3"'],
-    ["Finance", "finance-reporting", "execute_payment", "vendor/42", false, "payments are executed by a human in finance, never by an agent"],
-    ["HR", "hr-assistant", "summarize_document", "policy-doc/leave", true, 'skill "hr-assistant" permits "summarize_document" on "policy-doc/leave"'],
-    ["HR", "hr-assistant", "update_employee_record", "employee/9", false, "employee records are sensitive: only HR staff may change them"],
-    ["Legal", "legal-analysis", "analyze_document", "document/nda", true, 'skill "legal-analysis" permits "analyze_document" on "document/nda"'],
-    ["Legal", "legal-analysis", "disclose_externally", "document/nda", false, "external disclosure requires sign-off by counsel"],
-    ["Code review", "code-review", "comment_pull_request", "repo/api", true, 'skill "code-review" permits "comment_pull_request" on "repo/api"'],
-    ["Code review", "code-review", "merge_pull_request", "repo/api", false, "merging requires approval by a human reviewer"],
-  ])("%s: %s %s on %s", (_domain, skill, action, resource, allow, reason) => {
-    expect(evaluate(input(skill, action, resource))).toEqual({ allow, reasons: [reason] });
+    ["DevOps", "deploy", "deploy", "staging", "permitted_by_skill", 'skill "deploy" permits "deploy" on "staging"'],
+    ["DevOps", "deploy", "deploy", "production", "approval_required", "deploying to production requires a change approved by a human"],
+    ["Support", "customer-support", "draft_response", "ticket/7", "permitted_by_skill", 'skill "customer-support" permits "draft_response" on "ticket/7"'],
+    ["Support", "customer-support", "send_response", "ticket/7", "approval_required", "a customer response must be reviewed by a human before it is sent"],
+    ["Finance", "finance-reporting", "read_report", "report/q3", "permitted_by_skill", 'skill "finance-reporting" permits "read_report" on "report/q3"'],
+    ["Finance", "finance-reporting", "execute_payment", "vendor/42", "forbidden_by_skill", "payments are executed by a human in finance, never by an agent"],
+    ["HR", "hr-assistant", "summarize_document", "policy-doc/leave", "permitted_by_skill", 'skill "hr-assistant" permits "summarize_document" on "policy-doc/leave"'],
+    ["HR", "hr-assistant", "update_employee_record", "employee/9", "forbidden_by_skill", "employee records are sensitive: only HR staff may change them"],
+    ["Legal", "legal-analysis", "analyze_document", "document/nda", "permitted_by_skill", 'skill "legal-analysis" permits "analyze_document" on "document/nda"'],
+    ["Legal", "legal-analysis", "disclose_externally", "document/nda", "forbidden_by_skill", "external disclosure requires sign-off by counsel"],
+    ["Code review", "code-review", "comment_pull_request", "repo/api", "permitted_by_skill", 'skill "code-review" permits "comment_pull_request" on "repo/api"'],
+    ["Code review", "code-review", "merge_pull_request", "repo/api", "forbidden_by_skill", "merging requires approval by a human reviewer"],
+  ])("%s: %s %s on %s is %s", (_domain, skill, action, resource, code, reason) => {
+    const expected = { allow: code === "permitted_by_skill", reasons: [reason], reason_codes: [code], ...(code === "approval_required" ? { approval: byHuman } : {}) };
+    expect(evaluate(input(skill, action, resource))).toEqual(expected);
   });
 
   test("identity denials read the same in WebAssembly as in opa test", () => {
     const suspended = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "suspended", organization: "acme", skills: { deploy: { version: "1.0.0" } } } });
-    expect(evaluate(suspended)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'] });
+    expect(evaluate(suspended)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
     const orphan = input("deploy", "deploy", "staging", { accountable_human: null });
-    expect(evaluate(orphan)).toEqual({ allow: false, reasons: ['agent "bot" has no accountable human'] });
+    expect(evaluate(orphan)).toEqual({ allow: false, reasons: ['agent "bot" has no accountable human'], reason_codes: ["owner_missing"] });
     const unregistered = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "active", organization: "acme", skills: {} } });
-    expect(evaluate(unregistered)).toEqual({ allow: false, reasons: ['skill "deploy" is not registered for agent "bot"'] });
+    expect(evaluate(unregistered)).toEqual({ allow: false, reasons: ['skill "deploy" is not registered for agent "bot"'], reason_codes: ["skill_not_registered"] });
     const version = input("deploy", "deploy", "staging");
     (version.request.skill as { version: string }).version = "2.0.0";
-    expect(evaluate(version)).toEqual({ allow: false, reasons: ['skill "deploy" version "2.0.0" is not the registered version "1.0.0"'] });
-    expect(evaluate(input("deploy", "delete", "staging"))).toEqual({ allow: false, reasons: ['no rule permits action "delete" on resource "staging" under skill "deploy"'] });
+    expect(evaluate(version)).toEqual({ allow: false, reasons: ['skill "deploy" version "2.0.0" is not the registered version "1.0.0"'], reason_codes: ["skill_version_mismatch"] });
+    expect(evaluate(input("deploy", "delete", "staging"))).toEqual({
+      allow: false,
+      reasons: ['no rule permits action "delete" on resource "staging" under skill "deploy"'],
+      reason_codes: ["no_rule_permits"],
+    });
+    // A suspended agent asking for production is denied outright: no approval can lift a denial.
+    const suspendedProd = input("deploy", "deploy", "production", { agent: { id: "a", name: "bot", status: "suspended", organization: "acme", skills: { deploy: { version: "1.0.0" } } } });
+    expect(evaluate(suspendedProd)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
   });
 });

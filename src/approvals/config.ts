@@ -1,0 +1,62 @@
+import fs from "node:fs";
+import path from "node:path";
+import type { WebhookSettings } from "./webhook";
+
+export interface ApprovalConfig {
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  webhook: WebhookSettings | null;
+}
+
+function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive whole number of seconds, got ${raw}`);
+  return value;
+}
+
+/** A Standard Webhooks secret: whsec_ and the base64 of 24 to 64 bytes. */
+function webhookSecret(env: NodeJS.ProcessEnv, cwd: string): string {
+  const file = env.CLAIIM_APPROVAL_WEBHOOK_SECRET_FILE;
+  if (env.CLAIIM_APPROVAL_WEBHOOK_SECRET && file) throw new Error("set CLAIIM_APPROVAL_WEBHOOK_SECRET or CLAIIM_APPROVAL_WEBHOOK_SECRET_FILE, not both");
+  const secret = (file ? fs.readFileSync(path.resolve(cwd, file), "utf8") : (env.CLAIIM_APPROVAL_WEBHOOK_SECRET ?? "")).trim();
+  if (!secret) throw new Error("CLAIIM_APPROVAL_WEBHOOK_URL needs CLAIIM_APPROVAL_WEBHOOK_SECRET (or _FILE): a Standard Webhooks secret, whsec_<base64>");
+  const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  const bytes = m ? Buffer.from(m[1], "base64").length : 0;
+  if (!m || bytes < 24 || bytes > 64) throw new Error("the approval webhook secret must be whsec_ followed by the base64 of 24 to 64 random bytes (openssl rand -base64 32)");
+  return secret;
+}
+
+/**
+ * CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS, CLAIIM_APPROVAL_MAX_TTL_SECONDS, and the webhook that tells a
+ * human an approval waits: CLAIIM_APPROVAL_WEBHOOK_URL, its secret, CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS
+ * (the waits before each retry, comma-separated) and CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS.
+ */
+export function approvalConfig(env: NodeJS.ProcessEnv, cwd: string): ApprovalConfig {
+  const defaultTtlSeconds = seconds(env, "CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS", 3600);
+  const maxTtlSeconds = seconds(env, "CLAIIM_APPROVAL_MAX_TTL_SECONDS", 86400);
+  if (defaultTtlSeconds > maxTtlSeconds) throw new Error("CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS exceeds CLAIIM_APPROVAL_MAX_TTL_SECONDS");
+  const url = env.CLAIIM_APPROVAL_WEBHOOK_URL;
+  if (!url) {
+    if (env.CLAIIM_APPROVAL_WEBHOOK_SECRET || env.CLAIIM_APPROVAL_WEBHOOK_SECRET_FILE) throw new Error("an approval webhook secret is set but CLAIIM_APPROVAL_WEBHOOK_URL is not");
+    return { defaultTtlSeconds, maxTtlSeconds, webhook: null };
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error("CLAIIM_APPROVAL_WEBHOOK_URL is not a URL");
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new Error("CLAIIM_APPROVAL_WEBHOOK_URL must be http: or https:");
+  const retries = (env.CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS ?? "5,30,120,600,1800").split(",").filter((s) => s.trim() !== "");
+  const retrySeconds = retries.map(Number);
+  if (retrySeconds.some((s) => !Number.isFinite(s) || s < 0) || retrySeconds.length > 20) {
+    throw new Error("CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS must be at most 20 comma-separated numbers of seconds, e.g. 5,30,120");
+  }
+  return {
+    defaultTtlSeconds,
+    maxTtlSeconds,
+    webhook: { url, secret: webhookSecret(env, cwd), retrySeconds, timeoutMs: seconds(env, "CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 10) * 1000, concurrency: 4 },
+  };
+}

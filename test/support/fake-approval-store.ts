@@ -1,0 +1,30 @@
+import { ApprovalStateConflict, type ApprovalStore, type Transition } from "../../src/approvals/approval-store";
+import type { Approval, ApprovalStatus, WebhookDelivery } from "../../src/approvals/model";
+
+const copy = <T>(v: T): T => structuredClone(v);
+
+/** In-memory approvals for service tests; it checks transitions as the database does. */
+export class FakeApprovalStore implements ApprovalStore {
+  rows = new Map<string, Approval>();
+
+  async listRecent(since: Date): Promise<Approval[]> {
+    return [...this.rows.values()].filter((a) => a.status === "pending" || a.status === "approved" || a.expiresAt >= since).map(copy);
+  }
+  async find(id: string): Promise<Approval | null> {
+    const a = this.rows.get(id);
+    return a ? copy(a) : null;
+  }
+  async insert(a: Approval): Promise<void> {
+    if (this.rows.has(a.id)) throw new Error("duplicate approval");
+    this.rows.set(a.id, copy(a));
+  }
+  async transition(id: string, from: readonly ApprovalStatus[], to: Transition, _tx: unknown, unexpiredAt?: Date): Promise<void> {
+    const a = this.rows.get(id);
+    if (!a || !from.includes(a.status) || (unexpiredAt && a.expiresAt <= unexpiredAt)) throw new ApprovalStateConflict(`approval ${id} moved`);
+    this.rows.set(id, { ...a, ...copy(to) } as Approval);
+  }
+  async saveWebhook(id: string, webhook: WebhookDelivery): Promise<void> {
+    const a = this.rows.get(id);
+    if (a) a.webhook = copy(webhook);
+  }
+}
