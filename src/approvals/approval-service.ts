@@ -1,3 +1,4 @@
+import type { CodeWith } from "../lib/problems";
 import { randomUUID } from "node:crypto";
 import type { Recorder } from "../chron/chron-store";
 import { canonicalize } from "../lib/canonical";
@@ -365,7 +366,7 @@ export class ApprovalService implements ApprovalGate {
    * organisation.
    */
   check(a: Approval, p: Principal, relayFor?: string): Check {
-    const deny = (code: string, message: string): Check => ({ ok: false, error: new NotAllowedError(code, message) });
+    const deny = (code: CodeWith<403>, message: string): Check => ({ ok: false, error: new NotAllowedError(code, message) });
     const requester = a.request.on_behalf_of?.subject.toLowerCase();
     const named = (h: Human | undefined): boolean =>
       !!h && h.orgId === a.orgId && h.status === "active" && ((a.approvers.accountable_human && h.id === a.ownerId) || a.approvers.humans.includes(h.email));

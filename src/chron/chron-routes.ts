@@ -131,7 +131,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         const fromMs = query.from ? Date.parse(query.from) : undefined;
         const toMs = query.to ? Date.parse(query.to) : undefined;
         if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) {
-          throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+          throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
         }
         const scope = scopeOf(principal!);
         const filter = {
@@ -164,7 +164,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
       handle: async ({ query, principal }) => {
         const fromMs = Date.parse(query.from);
         const toMs = Date.parse(query.to);
-        if (fromMs > toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+        if (fromMs > toMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
         const scope = scopeOf(principal!);
         const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined);
         const names = {

@@ -74,7 +74,7 @@ export class ChronRetention {
     // WARNING: nothing is deleted unless the archive verifies on its own and holds the whole range.
     const report = await verifyExport(ndjsonItems(file), this.keyFor);
     if (!report.ok || report.records !== upToSeq - kept.first + 1 || header.last_seq !== upToSeq) {
-      throw new ServiceUnavailableError("archive_invalid", `the archive ${path.basename(file)} does not verify (${report.problem?.message ?? "incomplete"}); nothing was deleted`);
+      throw new ServiceUnavailableError("archive_unverified", `the archive ${path.basename(file)} does not verify (${report.problem?.message ?? "incomplete"}); nothing was deleted`);
     }
     let pruned = 0;
     await this.record(

@@ -1,3 +1,4 @@
+import { isUniqueViolation } from "../db/duplicate";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma, Tx } from "../db/database";
@@ -142,12 +143,6 @@ function insertSql(rows: number, param: (i: number) => string): string {
   return `INSERT INTO chron_records (${COLUMNS}) VALUES ${tuples.join(", ")}`;
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  const e = err as { code?: string; meta?: { code?: string }; message?: string };
-  const code = e.meta?.code ?? e.code ?? "";
-  return code === "23505" || code === "2067" || code === "1555" || /UNIQUE constraint failed|unique constraint|duplicate key/i.test(e.message ?? "");
-}
-
 /**
  * Appends rows together with a state change, in one Prisma interactive transaction.
  * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe only because
@@ -253,7 +248,7 @@ export class SqliteChronStore implements ChronStore {
         return;
       } catch (err) {
         const code = (err as { code?: string }).code ?? "";
-        if (code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "SQLITE_CONSTRAINT_UNIQUE") throw new ChronConflictError((err as Error).message);
+        if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
         // Prisma's connection holds the write lock across an await (an effect's transaction): let it finish.
         if (code.startsWith("SQLITE_BUSY") && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));

@@ -1,5 +1,6 @@
 import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
+import { PROBLEM_CODES, type ProblemCode } from "../lib/problems";
 
 // WARNING: must run before any schema calls .openapi(); every module that defines schemas imports z from here.
 extendZodWithOpenApi(z);
@@ -12,7 +13,7 @@ export const Problem = z
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    code: z.string().openapi({ description: "Stable, machine-readable error code" }),
+    code: z.enum(PROBLEM_CODES as [ProblemCode, ...ProblemCode[]]).openapi({ description: "Stable, machine-readable error code; each has one status" }),
     instance: z.string().optional(),
     request_id: z.string().optional(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),

@@ -4,6 +4,7 @@ import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
 import { InputError, MethodNotAllowedError, NotAllowedError, type FieldError } from "../lib/errors";
 import { MAX_JSON_DEPTH, textProblems } from "../lib/text";
+import { PROBLEMS, type CodeWith, type ProblemCode } from "../lib/problems";
 import { runInRequest } from "../lib/logger";
 import { rolesOf, type Principal, type Role } from "../identity/model";
 
@@ -89,8 +90,9 @@ function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
   const errors = result.error.issues.flatMap(describeIssue);
   const first = errors[0];
   // A schema may name a more specific code for its own check (e.g. invalid_semver); it wins when all issues agree.
-  const codes = new Set(result.error.issues.map((i) => ((i as { params?: { code?: string } }).params?.code ?? "validation_failed")));
-  const code = codes.size === 1 ? [...codes][0] : "validation_failed";
+  const codes = new Set(result.error.issues.map((i) => (i as { params?: { code?: string } }).params?.code ?? "validation_failed"));
+  const only = codes.size === 1 ? [...codes][0] : "validation_failed";
+  const code: CodeWith<400> = only in PROBLEMS && PROBLEMS[only as ProblemCode] === 400 ? (only as CodeWith<400>) : "validation_failed";
   throw new InputError(code, `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
 }
 

@@ -1,3 +1,4 @@
+import { DuplicateKeyError } from "../db/duplicate";
 import { ConflictError } from "../lib/errors";
 import type { IdentityStore } from "./identity-store";
 import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
@@ -69,7 +70,7 @@ export class FakeIdentityStore implements IdentityStore {
     save(this.clients, client);
   }
   async useAssertion(key: string, expiresAt: Date) {
-    if (this.usedAssertions.has(key)) throw new ConflictError("assertion_replayed", "replayed");
+    if (this.usedAssertions.has(key)) throw new DuplicateKeyError("client assertion");
     this.usedAssertions.set(key, expiresAt);
   }
 }

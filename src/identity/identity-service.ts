@@ -51,7 +51,7 @@ export function hashSecret(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
 
-function notFound(what: string, ref: string): NotFoundError {
+function notFound(what: "organization" | "human" | "agent" | "credential" | "api_key", ref: string): NotFoundError {
   return new NotFoundError(`${what}_not_found`, `${what.replace("_", " ")} ${ref} does not exist`);
 }
 
@@ -512,9 +512,7 @@ export class IdentityService {
       ]);
     }
     if (human.status !== "active") {
-      throw new InputError("owner_inactive", `accountable human ${human.email} is ${human.status}; an agent needs an active accountable human`, [
-        { path: "owner", message: "accountable human is not active" },
-      ]);
+      throw new ConflictError("owner_inactive", `accountable human ${human.email} is ${human.status}; an agent needs an active accountable human`, { field: "owner" });
     }
     return human;
   }

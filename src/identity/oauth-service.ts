@@ -5,6 +5,8 @@ import type { Recorder } from "../chron/chron-store";
 import { newEvent, type Actor, type EventContent } from "../chron/record";
 import { AuthenticationError, ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
+import { DuplicateKeyError } from "../db/duplicate";
+import { PROBLEMS, type CodeWith } from "../lib/problems";
 import { isCleanText } from "../lib/text";
 import { hashSecret, type IdentityService, type Scope } from "./identity-service";
 import type { IdentityStore } from "./identity-store";
@@ -33,10 +35,10 @@ export interface TokenRequest {
   on_behalf_of?: string;
 }
 
-/** An RFC 6749 §5.2 error, as a problem that also carries `error` and `error_description`. */
-function oauthError(error: "invalid_request" | "invalid_client" | "invalid_grant" | "unsupported_grant_type", code: string, description: string) {
+/** An RFC 6749 §5.2 error, as a problem that also carries `error` and `error_description`; its code says its status. */
+function oauthError(error: "invalid_request" | "invalid_client" | "invalid_grant" | "unsupported_grant_type", code: CodeWith<400> | CodeWith<401>, description: string) {
   const extra = { error, error_description: description };
-  return error === "invalid_client" ? new AuthenticationError(code, description, extra) : new InputError(code, description, [], extra);
+  return PROBLEMS[code] === 401 ? new AuthenticationError(code as CodeWith<401>, description, extra) : new InputError(code as CodeWith<400>, description, [], extra);
 }
 
 /** Accepts public EC (P-256, P-384) and RSA (2048 bits or more) signing keys, and nothing private. */
@@ -153,7 +155,7 @@ export class OAuthService {
     await this.record([event], async (tx) => {
       if (assertion) await this.store.useAssertion(`${client.id}:${assertion.jti}`, assertion.expiresAt, tx);
     }).catch((err: unknown) => {
-      if (err instanceof ConflictError) throw oauthError("invalid_client", "assertion_replayed", "this client assertion (jti) was already used");
+      if (err instanceof DuplicateKeyError) throw oauthError("invalid_client", "assertion_replayed", "this client assertion (jti) was already used");
       throw err;
     });
     this.logger.info("access token issued", { agent_id: client.agentId, client_id: client.id, jti, method: client.method });
@@ -172,7 +174,7 @@ export class OAuthService {
 
   private async byAssertion(req: TokenRequest): Promise<{ client: AgentClient; assertion: { jti: string; expiresAt: Date } }> {
     if (req.client_assertion_type !== JWT_BEARER || !req.client_assertion) {
-      throw oauthError("invalid_request", "client_assertion_invalid", `send client_assertion_type=${JWT_BEARER} with a client_assertion`);
+      throw oauthError("invalid_request", "client_assertion_type_invalid", `send client_assertion_type=${JWT_BEARER} with a client_assertion`);
     }
     let clientId: string;
     let alg: string | undefined;

@@ -1,11 +1,13 @@
 import type { Prisma, Tx } from "../db/database";
+import { duplicateAs, isUniqueViolation } from "../db/duplicate";
 import { ConflictError } from "../lib/errors";
+import type { CodeWith } from "../lib/problems";
 import type { IdentityStore } from "./identity-store";
 import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization, Role, SigningKey } from "./model";
 
-function conflictOn(code: string, message: string) {
+function conflictOn(code: CodeWith<409>, message: string) {
   return (err: unknown): never => {
-    if ((err as { code?: string }).code === "P2002") throw new ConflictError(code, message);
+    if (isUniqueViolation(err)) throw new ConflictError(code, message);
     throw err;
   };
 }
@@ -89,6 +91,6 @@ export class PrismaIdentityStore implements IdentityStore {
 
   async useAssertion(key: string, expiresAt: Date, tx: Tx): Promise<void> {
     await tx.usedAssertion.deleteMany({ where: { expiresAt: { lt: new Date() } } });
-    await tx.usedAssertion.create({ data: { key, expiresAt } }).catch(conflictOn("assertion_replayed", "this client assertion (jti) was already used"));
+    await tx.usedAssertion.create({ data: { key, expiresAt } }).catch(duplicateAs("client assertion"));
   }
 }

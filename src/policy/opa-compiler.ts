@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { InputError, UnprocessableError } from "../lib/errors";
+import type { CodeWith } from "../lib/problems";
 import { createTwoFilesPatch } from "diff";
 import { readBundle, type BundleFiles } from "./bundle";
 
@@ -88,7 +89,7 @@ function parseOpaText(stderr: string): OpaProblem[] {
  * The problem code of a refusal, by the kind of mistake: Rego that does not parse, a rule and a
  * package claiming the same path, a builtin this runtime cannot execute; any other compile error.
  */
-function refusalCode(p: OpaProblem): string {
+function refusalCode(p: OpaProblem): CodeWith<422> {
   if (p.code === "rego_parse_error") return "policy_syntax_error";
   if (p.code === "rego_type_error" && /conflicts with/.test(p.message)) return "policy_package_conflict";
   if (p.code === "rego_type_error" && /^undefined function /.test(p.message)) return "policy_builtin_unsupported";

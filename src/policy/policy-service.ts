@@ -324,7 +324,7 @@ export class PolicyService {
     if (version === undefined) throw new NotFoundError("no_shadow", "no policy version is being shadowed; name the version of an earlier shadow, and from when");
     const fromMs = q.fromMs ?? (current?.version === version ? current.since.getTime() : undefined);
     if (fromMs === undefined) throw new InputError("shadow_window_required", `policy version ${version} is not the current shadow; say from when to report (from)`, [{ path: "from", message: "required" }]);
-    if (q.toMs !== undefined && q.toMs < fromMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+    if (q.toMs !== undefined && q.toMs < fromMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
     return shadowReport(this.chron, { version, fromMs, toMs: q.toMs, orgId: q.orgId ?? undefined, samplesPerGroup: q.samples }, this.live);
   }
 

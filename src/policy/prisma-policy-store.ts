@@ -1,12 +1,9 @@
+import { isUniqueViolation } from "../db/duplicate";
 import type { Prisma, Tx } from "../db/database";
 import { ConflictError } from "../lib/errors";
 import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "./policy-store";
 
 const STATE = "claiim";
-
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === "P2002";
-}
 
 export class PrismaPolicyStore implements PolicyStore {
   constructor(private readonly prisma: Prisma) {}

@@ -86,7 +86,7 @@ export class ReplayRunner {
 
   /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
   async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
-    if (req.fromMs > req.toMs) throw new InputError("time_range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+    if (req.fromMs > req.toMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
     const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;

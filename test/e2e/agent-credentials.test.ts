@@ -145,7 +145,7 @@ describe.each(databaseKinds())("agent credentials on %s", (kind) => {
       }
       // Within the tolerated skew (30 s here), a slightly early iat is fine.
       await withAssertion(await assertion({ iat: now + 10 })).expect(200);
-      expect((await token({ client_assertion_type: "urn:other", client_assertion: "x" }).expect(400)).body.code).toBe("client_assertion_invalid");
+      expect((await token({ client_assertion_type: "urn:other", client_assertion: "x" }).expect(400)).body.code).toBe("client_assertion_type_invalid");
     });
 
     test("on behalf of a user: the token says so (act), the policy sees it, and Chron records it next to the accountable human", async () => {

@@ -202,7 +202,7 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
     expect(day.by_policy_version).toEqual([{ version: 1, ...tally }]);
     const none = await s.http.get("/v1/chron/summary?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z").set(admin()).expect(200);
     expect(none.body).toMatchObject({ totals: { allow: 0, deny: 0, approval_required: 0 }, days: [] });
-    expect((await s.http.get("/v1/chron/summary?from=2001-01-01T00:00:00Z&to=2000-01-01T00:00:00Z").set(admin()).expect(400)).body.code).toBe("time_range_inverted");
+    expect((await s.http.get("/v1/chron/summary?from=2001-01-01T00:00:00Z&to=2000-01-01T00:00:00Z").set(admin()).expect(400)).body.code).toBe("range_inverted");
     expect((await s.http.get("/v1/chron/summary").set(admin()).expect(400)).body.errors.map((e: { path: string }) => e.path).sort()).toEqual(["from", "to"]);
   });
 

@@ -342,7 +342,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
     expect((await records(`?kind=decision&to=${encodeURIComponent(mid)}&limit=1000`)).records.length).toBe(decisions.filter((r) => r.timestamp < mid).length);
 
     const inverted = await s.http.get(`/v1/chron/records?from=${encodeURIComponent(mid)}&to=2000-01-01T00:00:00Z`).set(admin()).expect(400);
-    expect(inverted.body.code).toBe("time_range_inverted");
+    expect(inverted.body.code).toBe("range_inverted");
     expect((await s.http.get("/v1/chron/records?cursor=bogus").set(admin()).expect(400)).body.code).toBe("invalid_cursor");
     expect((await s.http.get("/v1/chron/records?decision=maybe").set(admin()).expect(400)).body.errors[0].path).toBe("decision");
   });

@@ -103,7 +103,7 @@ describe.each(databaseKinds())("agent lifecycle and accountability on %s", (kind
 
     const refused = await s.http.post(`/v1/agents/${agentId}/reactivate`).set(op()).send({ reason: "please" }).expect(409);
     expect(refused.body.code).toBe("owner_inactive");
-    expect((await s.http.post("/v1/agents").set(op()).send({ organization: "acme", name: "orphan-bot", owner: bob.id, skills: [skill] }).expect(400)).body.code).toBe("owner_inactive");
+    expect((await s.http.post("/v1/agents").set(op()).send({ organization: "acme", name: "orphan-bot", owner: bob.id, skills: [skill] }).expect(409)).body.code).toBe("owner_inactive");
     await s.http.post(`/v1/agents/${agentId}/transfer`).set(op()).send({ owner: alice.id, reason: "Alice takes over" }).expect(200);
     await s.http.post(`/v1/agents/${agentId}/reactivate`).set(op()).send({ reason: "new owner" }).expect(200);
     expect((await decide(v13)).decision).toBe("allow");

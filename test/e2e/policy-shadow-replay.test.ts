@@ -80,7 +80,7 @@ describe.each(databaseKinds())("shadow mode and replay on %s", (kind) => {
     const events = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin())).body.records;
     expect(events.find((e: { type: string }) => e.type === "policy.replay_started")).toMatchObject({ actor: { type: "api_key" }, subject: { type: "replay", id: job.id }, after: { version: v2, decisions: 4 } });
 
-    expect((await s.http.post(`/v1/policies/${v2}/replay`).set(admin()).send({ from, to: "2000-01-01T00:00:00Z" }).expect(400)).body.code).toBe("time_range_inverted");
+    expect((await s.http.post(`/v1/policies/${v2}/replay`).set(admin()).send({ from, to: "2000-01-01T00:00:00Z" }).expect(400)).body.code).toBe("range_inverted");
     expect((await s.http.post("/v1/policies/99/replay").set(admin()).send({ from }).expect(404)).body.code).toBe("policy_version_not_found");
     expect((await s.http.post(`/v1/policies/${v2}/replay`).set(admin()).send({ from: "yesterday" }).expect(400)).body.code).toBe("validation_failed");
     expect((await s.http.get("/v1/policies/replays/00000000-0000-4000-8000-000000000000").set(admin()).expect(404)).body.code).toBe("replay_not_found");

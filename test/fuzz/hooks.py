@@ -19,10 +19,8 @@ ABSENT = "00000000-0000-4000-8000-000000000000"
 # Refusals of schema-valid requests that no JSON Schema can foresee, each with why.
 SEMANTIC = {
     "range_inverted": "from/from_seq after to/to_seq: a relation between two fields",
-    "time_range_inverted": "from after to: a relation between two fields",
     "invalid_cursor": "a cursor is opaque: only one this server issued is valid",
     "owner_not_found": "the accountable human must exist in the organisation (server state)",
-    "owner_inactive": "the accountable human must be active (server state)",
     "expiry_in_past": "expires_at must be later than now (the clock)",
     "not_a_checkpoint": "retention must end at a signed checkpoint (server state)",
     "policy_empty": "a policy set needs a Rego module that is not a test (file names)",
@@ -32,7 +30,7 @@ SEMANTIC = {
     "duplicate_skill": "skill names must be distinct (a relation between array items)",
     "grant_type_unsupported": "OAuth: only client_credentials (RFC 6749 names the error)",
     "client_authentication_missing": "OAuth: the client authenticates by Basic, secret or assertion",
-    "client_assertion_invalid": "OAuth: the assertion must be a JWT the client signed",
+    "client_assertion_type_invalid": "OAuth: an assertion needs its type (RFC 7523), a relation between fields",
     "jwk_invalid": "the JWK must be a usable public key (its content)",
     "jwk_missing": "private_key_jwt needs a jwk (a relation between fields)",
     "jwk_unexpected": "client_secret takes no jwk (a relation between fields)",
