@@ -19,6 +19,7 @@ import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
 import { inventoryRoutes } from "./identity/inventory-routes";
+import { meRoutes } from "./identity/me-routes";
 import { OAuthService } from "./identity/oauth-service";
 import { OidcVerifier } from "./identity/oidc";
 import { oauthRoutes } from "./identity/oauth-routes";
@@ -153,6 +154,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
     ...inventoryRoutes(identity, engine),
+    ...meRoutes(identity),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...chronRoutes(chron, exporter, retention, identity),

@@ -68,8 +68,11 @@ export interface ChronStore {
   decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
-  /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */
-  list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]>;
+  /**
+   * Rows matching the filter with seq > afterSeq, at most `limit`, in chain order (`asc`) or
+   * newest first (`desc`; bound it from above with `filter.toSeq`).
+   */
+  list(filter: ChronFilter, afterSeq: number, limit: number, order?: "asc" | "desc"): Promise<ChronRow[]>;
 }
 
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */
