@@ -37,3 +37,4 @@ fi
 
 log "compiling TypeScript"
 tsc -p .
+bash scripts/build-console.sh

@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
+import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
 
 export type DatabaseKind = "sqlite" | "postgresql";
 
@@ -40,6 +41,8 @@ export interface Config {
   bodyLimits: { default: number; policy: number };
   /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
   bundleSigning: ExternalBundleKeys | null;
+  /** The web console at /console. */
+  console: ConsoleSettings;
 }
 
 /**
@@ -182,5 +185,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
     bundleSigning: bundleSigning(env, cwd),
+    console: consoleSettings(env, cwd),
   };
 }

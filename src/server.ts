@@ -38,6 +38,7 @@ import { ChronService } from "./chron/chron-service";
 import { chronRoutes } from "./chron/chron-routes";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
+import { consoleHandler } from "./console/console-handler";
 
 import { version as VERSION } from "../package.json";
 
@@ -167,7 +168,9 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
-  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger);
+  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger, [
+    consoleHandler(config.console, config.oidc, logger),
+  ]);
 }
 
 /** The composition root: every dependency is built here and nowhere else. */
