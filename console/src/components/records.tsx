@@ -1,7 +1,7 @@
 import { Link } from "wouter";
 import type { ChronRecord, Organization } from "../api";
 import { useApi } from "./hooks";
-import { DecisionBadge, Time } from "./ui";
+import { DecisionBadge, Time, Field } from "./ui";
 
 /** Decisions, each linking to its record: the dashboard's latest denials, an agent's recent decisions. */
 export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]; agentColumn: boolean }) {
@@ -45,16 +45,17 @@ export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]
 export function OrgSelect({ value, onChange }: { value: string; onChange(slug: string): void }) {
   const orgs = useApi<{ organizations: Organization[] }>("/v1/organizations");
   return (
-    <label>
-      Organisation
-      <select value={value} onChange={(e) => onChange(e.target.value)}>
-        <option value="">all</option>
-        {orgs.data?.organizations.map((o) => (
-          <option key={o.id} value={o.slug}>
-            {o.name} ({o.slug})
-          </option>
-        ))}
-      </select>
-    </label>
+    <Field label="Organisation">
+      {(id) => (
+        <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+          <option value="">all</option>
+          {orgs.data?.organizations.map((o) => (
+            <option key={o.id} value={o.slug}>
+              {o.name} ({o.slug})
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
   );
 }

@@ -1,4 +1,4 @@
-import { useState, type ReactNode } from "react";
+import { useId, useState, type ReactNode } from "react";
 import type { ApiError } from "../api";
 
 export function Problem({ error, what }: { error: ApiError | Error | null; what?: string }) {
@@ -87,15 +87,27 @@ export function Pager({ stack, next, onPage, label }: { stack: (string | null)[]
   );
 }
 
-export function Section({ title, children, actions, id }: { title: string; children: ReactNode; actions?: ReactNode; id?: string }) {
+/** A titled card; `busy` while what it shows is being replaced (aria-busy). */
+export function Section({ title, children, actions, id, busy }: { title: string; children: ReactNode; actions?: ReactNode; id?: string; busy?: boolean }) {
   const headingId = id ?? `h-${title.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
   return (
-    <section className="card" aria-labelledby={headingId}>
+    <section className="card" aria-labelledby={headingId} aria-busy={busy ?? false}>
       <div className="card-head">
         <h2 id={headingId}>{title}</h2>
         {actions}
       </div>
       {children}
     </section>
+  );
+}
+
+/** A labelled form field: the label names the control by id (a wrapping label would name it with its options too). */
+export function Field({ label, children }: { label: string; children(id: string): ReactNode }) {
+  const id = useId();
+  return (
+    <div className="field">
+      <label htmlFor={id}>{label}</label>
+      {children(id)}
+    </div>
   );
 }

@@ -70,7 +70,7 @@ export function AgentDetail() {
             </dl>
           </Section>
           {can(me, ["agent_manager"]) ? <Lifecycle agent={a} onChange={agent.reload} /> : null}
-          <Section title="Effective permissions">
+          <Section title="Effective permissions" busy={permissions.loading}>
             <Problem error={permissions.error} what="The permissions could not be computed" />
             {permissions.data ? (
               <>
@@ -112,6 +112,7 @@ export function AgentDetail() {
           </Section>
           <Section
             title="Recent decisions"
+            busy={decisions.loading}
             actions={
               auditor ? (
                 <Link className="button secondary" href={`/chron${query({ agent: a.id })}`}>

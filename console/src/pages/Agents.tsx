@@ -3,7 +3,7 @@ import { Link } from "wouter";
 import { query, type Agent } from "../api";
 import { OrgSelect } from "../components/records";
 import { useApi, useTitle } from "../components/hooks";
-import { Loading, Pager, Problem, Section, StatusBadge } from "../components/ui";
+import { Loading, Pager, Problem, Section, StatusBadge, Field } from "../components/ui";
 
 const PAGE_SIZE = 25;
 
@@ -26,21 +26,23 @@ export function Agents() {
   return (
     <>
       <h1>Agents</h1>
-      <Section title="Inventory" actions={<Pager label="Agent pages" stack={stack} next={page.data?.next_cursor ?? null} onPage={setStack} />}>
+      <Section title="Inventory" busy={page.loading} actions={<Pager label="Agent pages" stack={stack} next={page.data?.next_cursor ?? null} onPage={setStack} />}>
         <form className="filters" onSubmit={(e) => e.preventDefault()} aria-label="Find agents">
-          <label>
-            Name contains
-            <input type="search" value={text} onChange={(e) => setText(e.target.value)} />
-          </label>
-          <label>
-            Status
-            <select value={status} onChange={(e) => setStatus(e.target.value)}>
-              <option value="">any</option>
-              <option value="active">active</option>
-              <option value="suspended">suspended</option>
-              <option value="retired">retired</option>
-            </select>
-          </label>
+          <Field label="Name contains">
+            {(id) => (
+              <input id={id} type="search" value={text} onChange={(e) => setText(e.target.value)} />
+            )}
+          </Field>
+          <Field label="Status">
+            {(id) => (
+              <select id={id} value={status} onChange={(e) => setStatus(e.target.value)}>
+                <option value="">any</option>
+                <option value="active">active</option>
+                <option value="suspended">suspended</option>
+                <option value="retired">retired</option>
+              </select>
+            )}
+          </Field>
           <OrgSelect value={organization} onChange={setOrganization} />
         </form>
         <Problem error={page.error} what="The agents could not be read" />

@@ -146,16 +146,16 @@ export function Dashboard() {
     <>
       <div className="page-head">
         <h1>Dashboard</h1>
-        <label className="inline">
-          Window{" "}
-          <select value={days} onChange={(e) => setDays(Number(e.target.value))}>
+        <div className="field inline">
+          <label htmlFor="dashboard-window">Window</label>
+          <select id="dashboard-window" value={days} onChange={(e) => setDays(Number(e.target.value))}>
             {RANGES.map((r) => (
               <option key={r} value={r}>
                 last {r} days
               </option>
             ))}
           </select>
-        </label>
+        </div>
       </div>
       <p className="muted">
         Decisions recorded in Chron from <Time at={span.from} /> to <Time at={span.to} />
@@ -192,6 +192,7 @@ export function Dashboard() {
       ) : null}
       <Section
         title="Latest denials"
+        busy={denials.loading}
         actions={
           <Link href={`/chron${query({ kind: "decision", decision: "deny" })}`} className="button secondary">
             All denials

@@ -4,7 +4,7 @@ import { ApiError, download, query, type Agent, type ChronRecord, type Human, ty
 import { OrgSelect } from "../components/records";
 import { useApi, useTitle } from "../components/hooks";
 import { Picker } from "../components/picker";
-import { Command, DecisionBadge, Loading, Pager, Problem, Section, Time } from "../components/ui";
+import { Command, DecisionBadge, Loading, Pager, Problem, Section, Time, Field } from "../components/ui";
 import { useFirstBad, VerifyBanner } from "../components/verify";
 
 /** The explorer's filters: the API's own, kept in the address so a view can be linked to. */
@@ -74,45 +74,52 @@ export function Explorer() {
             items={(r) => (r as { humans: Human[] }).humans}
             option={(h) => ({ id: h.id, label: h.email, detail: `${h.name} · ${h.organization}` })}
           />
-          <label>
-            Action or event type
-            <input type="text" value={form.action ?? ""} onChange={(e) => set("action", e.target.value)} placeholder="deploy, agent.suspended…" />
-          </label>
-          <label>
-            Decision
-            <select value={form.decision ?? ""} onChange={(e) => set("decision", e.target.value)}>
-              <option value="">any</option>
-              <option value="allow">allow</option>
-              <option value="deny">deny</option>
-            </select>
-          </label>
-          <label>
-            Kind
-            <select value={form.kind ?? ""} onChange={(e) => set("kind", e.target.value)}>
-              <option value="">any</option>
-              <option value="decision">decision</option>
-              <option value="event">event (a change)</option>
-            </select>
-          </label>
-          <label>
-            Policy version
-            <input type="number" min={1} value={form.policy_version ?? ""} onChange={(e) => set("policy_version", e.target.value)} />
-          </label>
-          <label>
-            From (UTC)
-            <input type="datetime-local" step={1} value={toLocal(form.from)} onChange={(e) => set("from", toRfc3339(e.target.value))} />
-          </label>
-          <label>
-            To, exclusive (UTC)
-            <input type="datetime-local" step={1} value={toLocal(form.to)} onChange={(e) => set("to", toRfc3339(e.target.value))} />
-          </label>
-          <label>
-            Order
-            <select value={form.order === "asc" ? "asc" : "desc"} onChange={(e) => set("order", e.target.value === "asc" ? "asc" : null)}>
-              <option value="desc">newest first</option>
-              <option value="asc">oldest first (chain order)</option>
-            </select>
-          </label>
+          <Field label="Action or event type">
+            {(id) => (
+              <input id={id} type="text" value={form.action ?? ""} onChange={(e) => set("action", e.target.value)} placeholder="deploy, agent.suspended…" />
+            )}
+          </Field>
+          <Field label="Decision">
+            {(id) => (
+              <select id={id} value={form.decision ?? ""} onChange={(e) => set("decision", e.target.value)}>
+                <option value="">any</option>
+                <option value="allow">allow</option>
+                <option value="deny">deny</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Kind">
+            {(id) => (
+              <select id={id} value={form.kind ?? ""} onChange={(e) => set("kind", e.target.value)}>
+                <option value="">any</option>
+                <option value="decision">decision</option>
+                <option value="event">event (a change)</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Policy version">
+            {(id) => (
+              <input id={id} type="number" min={1} value={form.policy_version ?? ""} onChange={(e) => set("policy_version", e.target.value)} />
+            )}
+          </Field>
+          <Field label="From (UTC)">
+            {(id) => (
+              <input id={id} type="datetime-local" step={1} value={toLocal(form.from)} onChange={(e) => set("from", toRfc3339(e.target.value))} />
+            )}
+          </Field>
+          <Field label="To, exclusive (UTC)">
+            {(id) => (
+              <input id={id} type="datetime-local" step={1} value={toLocal(form.to)} onChange={(e) => set("to", toRfc3339(e.target.value))} />
+            )}
+          </Field>
+          <Field label="Order">
+            {(id) => (
+              <select id={id} value={form.order === "asc" ? "asc" : "desc"} onChange={(e) => set("order", e.target.value === "asc" ? "asc" : null)}>
+                <option value="desc">newest first</option>
+                <option value="asc">oldest first (chain order)</option>
+              </select>
+            )}
+          </Field>
           <div className="filter-actions">
             <button type="submit">Apply filters</button>
             <button type="button" className="secondary" onClick={() => navigate("/chron")}>
@@ -121,7 +128,7 @@ export function Explorer() {
           </div>
         </form>
       </Section>
-      <Section title="Records" actions={<Pager label="Record pages" stack={stack} next={page.data?.next_cursor ?? null} onPage={setStack} />}>
+      <Section title="Records" busy={page.loading} actions={<Pager label="Record pages" stack={stack} next={page.data?.next_cursor ?? null} onPage={setStack} />}>
         <Problem error={page.error} what="The records could not be read" />
         {page.loading && !page.data ? <Loading what="Reading Chron" /> : null}
         {page.data ? <RecordTable records={page.data.records} firstBad={firstBad} /> : null}

@@ -2,7 +2,7 @@ import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { Link } from "wouter";
 import { ApiError, postJson, query, type PolicyDiff, type PolicyStatus, type PolicyVersion, type RecordPage, type Replay, type ShadowReport } from "../api";
 import { useApi, useTitle } from "../components/hooks";
-import { Loading, Problem, Section, Time } from "../components/ui";
+import { Loading, Problem, Section, Time, Field } from "../components/ui";
 import { can, useSession } from "../session";
 
 export function Policies() {
@@ -10,16 +10,10 @@ export function Policies() {
   const { me } = useSession();
   const status = useApi<PolicyStatus>("/v1/policies/status");
   const versions = useApi<{ versions: PolicyVersion[] }>("/v1/policies");
-  // Who activated each version is in Chron (policy.activated events), which auditors read.
-  const activations = useApi<RecordPage>(can(me, ["auditor"]) ? `/v1/chron/records${query({ kind: "event", action: "policy.activated", order: "desc", limit: 200 })}` : null);
-  const activatedBy = useMemo(() => {
-    const map = new Map<string, { who: string; at: string }[]>();
-    for (const r of activations.data?.records ?? []) {
-      const v = r.subject?.id ?? "";
-      map.set(v, [...(map.get(v) ?? []), { who: r.actor?.name ?? "?", at: r.timestamp }]);
-    }
-    return map;
-  }, [activations.data]);
+  // Who published and who activated each version, by name, is in Chron (policy.* events), which auditors read.
+  const auditor = can(me, ["auditor"]);
+  const published = usePolicyEvents(auditor, "policy.published");
+  const activatedBy = usePolicyEvents(auditor, "policy.activated");
   const s = status.data;
   const list = versions.data?.versions ?? [];
 
@@ -93,10 +87,10 @@ export function Policies() {
                     <td>{v.parent ?? "—"}</td>
                     <td>{v.message}</td>
                     <td>
-                      {v.created_by}, <Time at={v.created_at} />
+                      {published.get(String(v.version))?.[0]?.who ?? v.created_by}, <Time at={v.created_at} />
                     </td>
                     <td>
-                      {!can(me, ["auditor"]) ? (
+                      {!auditor ? (
                         <span className="muted">in Chron (auditor role)</span>
                       ) : (activatedBy.get(String(v.version)) ?? []).length === 0 ? (
                         <span className="muted">never</span>
@@ -128,18 +122,32 @@ export function Policies() {
   );
 }
 
+/** Chron's events of one type about policy versions, newest first, by version: who and when. */
+function usePolicyEvents(enabled: boolean, type: string): Map<string, { who: string; at: string }[]> {
+  const events = useApi<RecordPage>(enabled ? `/v1/chron/records${query({ kind: "event", action: type, order: "desc", limit: 200 })}` : null);
+  return useMemo(() => {
+    const map = new Map<string, { who: string; at: string }[]>();
+    for (const r of events.data?.records ?? []) {
+      const v = r.subject?.id ?? "";
+      map.set(v, [...(map.get(v) ?? []), { who: r.actor?.name ?? "?", at: r.timestamp }]);
+    }
+    return map;
+  }, [events.data]);
+}
+
 function VersionSelect({ label, versions, value, onChange }: { label: string; versions: PolicyVersion[]; value: string; onChange(v: string): void }) {
   return (
-    <label>
-      {label}
-      <select value={value} onChange={(e) => onChange(e.target.value)}>
-        {versions.map((v) => (
-          <option key={v.version} value={v.version}>
-            version {v.version}
-          </option>
-        ))}
-      </select>
-    </label>
+    <Field label={label}>
+      {(id) => (
+        <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+          {versions.map((v) => (
+            <option key={v.version} value={v.version}>
+              version {v.version}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
   );
 }
 
@@ -190,7 +198,6 @@ function DiffView({ versions }: { versions: PolicyVersion[] }) {
                 {c.diff.split("\n").map((line, i) => (
                   <span key={i} className={line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : line.startsWith("@@") ? "hunk" : undefined}>
                     {line}
-                    {"\n"}
                   </span>
                 ))}
               </pre>
@@ -371,14 +378,15 @@ function StartReplay({ versions, onStarted }: { versions: PolicyVersion[]; onSta
   return (
     <form className="filters" onSubmit={submit} aria-label="Start a replay">
       <VersionSelect label="Version" versions={versions} value={version} onChange={setVersion} />
-      <label>
-        Over the last
-        <select value={days} onChange={(e) => setDays(e.target.value)}>
-          <option value="1">day</option>
-          <option value="7">7 days</option>
-          <option value="30">30 days</option>
-        </select>
-      </label>
+      <Field label="Over the last">
+        {(id) => (
+          <select id={id} value={days} onChange={(e) => setDays(e.target.value)}>
+            <option value="1">day</option>
+            <option value="7">7 days</option>
+            <option value="30">30 days</option>
+          </select>
+        )}
+      </Field>
       <div className="filter-actions">
         <button type="submit" disabled={busy}>
           Start replay
