@@ -76,7 +76,7 @@ describe("the console in Chromium", () => {
     await expect(w.page.getByTestId("total-decisions").textContent()).resolves.toBe(String(seeded.totals.allow + seeded.totals.deny));
     // Each breakdown is drawn, and its numbers are in a table too.
     for (const figure of ["Per day (UTC)", "Decisions by agent", "Decisions by accountable human", "Decisions by action", "Decisions by policy version"]) {
-      await expect(w.page.getByRole("figure", { name: figure }).locator(".recharts-bar-rectangle").count()).resolves.toBeGreaterThan(0);
+      await w.page.getByRole("figure", { name: figure }).locator(".recharts-bar-rectangle").first().waitFor();
     }
     const byAgent = w.page.getByRole("figure", { name: "Decisions by agent" });
     await byAgent.getByText("Table").click();
@@ -87,7 +87,12 @@ describe("the console in Chromium", () => {
     await expect(denials.count()).resolves.toBe(10);
     await expect(denials.first().textContent()).resolves.toMatch(/review-bot.*merge_pull_request.*merging requires approval by a human reviewer/);
     await byAgent.getByText("Table").click();
-    await check(w.page, "02-dashboard", "docs/images/console-dashboard.png");
+    await check(w.page, "02-dashboard");
+    // The same counts over the last 7 days (all of them are today's).
+    await w.page.getByLabel("Window").selectOption("7");
+    await until(async () => (await w.page.getByRole("figure", { name: "Per day (UTC)" }).locator("tbody tr").count()) === 7);
+    await expect(w.page.getByTestId("total-allows").textContent()).resolves.toBe(String(seeded.totals.allow));
+    await check(w.page, "02-dashboard-7-days", "docs/images/console-dashboard.png");
     // The accessibility check finds what it should: an unlabelled field and a button without a name.
     await w.page.evaluate(() => document.querySelector("main")!.insertAdjacentHTML("beforeend", '<div id="broken"><input type="text"><button></button></div>'));
     expect(await seriousViolations(w.page)).toEqual([expect.stringMatching(/^button-name \(critical\)/), expect.stringMatching(/^label \(critical\)/)]);
@@ -113,11 +118,16 @@ describe("the console in Chromium", () => {
     await signIn(w, seeded.keys.auditor);
     await w.page.getByRole("link", { name: "Chron explorer" }).click();
     await w.page.locator('[data-testid=verify-banner][data-state="valid"]').waitFor();
-    const agent = w.page.getByRole("combobox", { name: "Agent" });
-    await agent.fill("deploy");
-    await w.page.getByRole("option", { name: /deploy-bot/ }).click();
+    // With the keyboard only: type part of the name, arrow down to the match, Enter to pick, Enter to apply.
     await w.page.getByLabel("Decision", { exact: true }).selectOption("deny");
-    await w.page.getByRole("button", { name: "Apply filters" }).click();
+    const agent = w.page.getByRole("combobox", { name: "Agent" });
+    await agent.pressSequentially("deploy");
+    await w.page.getByRole("option", { name: /deploy-bot/ }).waitFor();
+    await agent.press("ArrowDown");
+    await expect(w.page.getByRole("option", { name: /deploy-bot/ }).getAttribute("aria-selected")).resolves.toBe("true");
+    await agent.press("Enter");
+    await expect(agent.inputValue()).resolves.toBe("deploy-bot");
+    await agent.press("Enter");
     await w.page.waitForURL(/decision=deny/);
     const rows = (await region(w.page, "Records")).locator("tbody tr");
     await expect(rows.count()).resolves.toBe(seeded.agents["deploy-bot"].denies);
@@ -144,7 +154,7 @@ describe("the console in Chromium", () => {
     await rows.first().getByRole("link", { name: `#${newest}` }).click();
     await w.page.getByRole("heading", { name: `Record #${newest}` }).waitFor();
     await expect(w.page.getByTestId("hash-check").textContent()).resolves.toBe("matches");
-    await expect(w.page.getByText("link intact").count()).resolves.toBe(1);
+    await w.page.getByText("link intact").waitFor();
     await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/deploying to production requires a change approved by a human/);
     await w.page.getByRole("link", { name: `Record #${newest - 1}` }).click();
     await w.page.getByRole("heading", { name: `Record #${newest - 1}` }).waitFor();
@@ -166,7 +176,9 @@ describe("the console in Chromium", () => {
     await expect(banner.textContent()).resolves.toContain(`Chain broken at record #${seq}: hash mismatch`);
     await expect(banner.evaluate((el) => getComputedStyle(el).backgroundColor)).resolves.toBe("rgb(255, 235, 233)");
     await go(w.page, `/chron?agent=${seeded.agents["deploy-bot"].id}&order=asc`);
-    await expect(cell(w.page, seq).getByText("first bad record").count()).resolves.toBe(1);
+    await region(w.page, "Records");
+    await cell(w.page, seq).getByText("first bad record").waitFor();
+    await expect(w.page.getByText("first bad record").count()).resolves.toBe(1);
     await check(w.page, "06-explorer-tampered");
     await banner.getByRole("link", { name: `Open record #${seq}` }).click();
     await w.page.getByText("This is the first bad record").waitFor();
@@ -200,7 +212,7 @@ describe("the console in Chromium", () => {
       expect.stringMatching(/deploy.*production.*deny.*approved by a human/),
       expect.stringMatching(/deploy.*production\/\*.*deny/),
     ]);
-    await expect(w.page.getByText("Reading Chron needs the auditor role.").count()).resolves.toBe(1);
+    await w.page.getByText("Reading Chron needs the auditor role.").waitFor();
     await w.page.getByRole("textbox", { name: "Reason" }).fill("incident 42: unexpected deploys");
     await w.page.getByRole("button", { name: "Suspend agent" }).click();
     await w.page.getByText("deploy-bot is now suspended.").waitFor();
@@ -255,7 +267,7 @@ describe("the console in Chromium", () => {
     await w.page.getByRole("link", { name: "Policies" }).click();
     await expect(w.page.getByTestId("active-version").textContent()).resolves.toMatch(/^version 1/);
     await expect(w.page.getByTestId("shadow-version").textContent()).resolves.toMatch(/^version 2 since/);
-    const versions = w.page.getByRole("region", { name: "Versions" }).locator("tbody tr");
+    const versions = (await region(w.page, "Versions")).locator("tbody tr");
     const column = async (row: number, n: number) => (await versions.nth(row).locator(`td:nth-child(${n})`).textContent())!;
     await expect(versions.count()).resolves.toBe(2);
     expect([await column(0, 1), await column(0, 3), await column(0, 4), await column(0, 5), await column(0, 6)]).toEqual([
@@ -279,7 +291,7 @@ describe("the console in Chromium", () => {
     await expect(w.page.getByTestId("shadow-report").textContent()).resolves.toMatch(
       new RegExp(`${seeded.totals.allow + seeded.totals.deny} decisions evaluated, ${seeded.agents["support-bot"].allows} disagreements \\(${seeded.agents["support-bot"].allows} allow→deny, 0 deny→allow\\)`),
     );
-    const replay = w.page.getByTestId("replays").locator("tbody tr").first();
+    const replay = (await region(w.page, "Replays")).getByTestId("replays").locator("tbody tr").first();
     await expect(replay.locator("td").allTextContents()).resolves.toEqual([
       "2",
       expect.any(String),
@@ -360,6 +372,15 @@ describe("the console in Chromium", () => {
     });
   });
 });
+
+/** Waits (10 s at most) until `done` holds, for what the page shows after an answer comes. */
+async function until(done: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error("the page did not get there in 10 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

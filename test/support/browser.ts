@@ -76,7 +76,14 @@ export async function shot(page: Page, name: string, also?: string): Promise<voi
   const file = path.join(ARTEFACTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   // CLAIIM_UPDATE_README_SCREENSHOTS=1 refreshes the README's pictures (the visible part of the page).
-  if (also && process.env.CLAIIM_UPDATE_README_SCREENSHOTS === "1") await page.screenshot({ path: path.join(ROOT, also) });
+  if (also && process.env.CLAIIM_UPDATE_README_SCREENSHOTS === "1") {
+    await page.mouse.move(0, 0);
+    await page.evaluate(() => {
+      (document.activeElement as HTMLElement | null)?.blur();
+      window.scrollTo(0, 0);
+    });
+    await page.screenshot({ path: path.join(ROOT, also) });
+  }
 }
 
 export interface AxeViolation {

@@ -36,7 +36,11 @@ export function Picker<T>({ label, value, onChange, searchPath, itemPath, items,
 
   // Name the id given (from the address, or picked): fetch it once.
   useEffect(() => {
-    if (!value) return void setNamed(null);
+    if (!value) {
+      // Cleared from outside (the filters were reset): the name goes too.
+      if (named) setText("");
+      return void setNamed(null);
+    }
     if (named?.id === value) return;
     const abort = new AbortController();
     getJson<unknown>(itemPath(value), abort.signal).then(
@@ -79,6 +83,7 @@ export function Picker<T>({ label, value, onChange, searchPath, itemPath, items,
     setText(o?.label ?? "");
     setOpen(false);
     setOptions([]);
+    setActive(-1);
     onChange(o?.id ?? null);
   };
 
@@ -94,7 +99,7 @@ export function Picker<T>({ label, value, onChange, searchPath, itemPath, items,
           aria-autocomplete="list"
           aria-expanded={open && options.length > 0}
           aria-controls={listId}
-          aria-activedescendant={active >= 0 ? `${listId}-${active}` : undefined}
+          aria-activedescendant={open && active >= 0 && active < options.length ? `${listId}-${active}` : undefined}
           placeholder="Type a name"
           value={text}
           onChange={(e) => {

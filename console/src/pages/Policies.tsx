@@ -62,7 +62,7 @@ export function Policies() {
           ) : null}
         </Section>
       ) : null}
-      <Section title="Versions">
+      <Section title="Versions" busy={versions.loading || published.loading || activatedBy.loading}>
         <Problem error={versions.error} what="The versions could not be read" />
         {versions.loading && !versions.data ? <Loading /> : null}
         {list.length ? (
@@ -87,16 +87,16 @@ export function Policies() {
                     <td>{v.parent ?? "—"}</td>
                     <td>{v.message}</td>
                     <td>
-                      {published.get(String(v.version))?.[0]?.who ?? v.created_by}, <Time at={v.created_at} />
+                      {published.byVersion.get(String(v.version))?.[0]?.who ?? v.created_by}, <Time at={v.created_at} />
                     </td>
                     <td>
                       {!auditor ? (
                         <span className="muted">in Chron (auditor role)</span>
-                      ) : (activatedBy.get(String(v.version)) ?? []).length === 0 ? (
+                      ) : (activatedBy.byVersion.get(String(v.version)) ?? []).length === 0 ? (
                         <span className="muted">never</span>
                       ) : (
                         <ul className="plain">
-                          {activatedBy.get(String(v.version))!.map((a) => (
+                          {activatedBy.byVersion.get(String(v.version))!.map((a) => (
                             <li key={a.at}>
                               {a.who}, <Time at={a.at} />
                             </li>
@@ -123,9 +123,9 @@ export function Policies() {
 }
 
 /** Chron's events of one type about policy versions, newest first, by version: who and when. */
-function usePolicyEvents(enabled: boolean, type: string): Map<string, { who: string; at: string }[]> {
+function usePolicyEvents(enabled: boolean, type: string): { byVersion: Map<string, { who: string; at: string }[]>; loading: boolean } {
   const events = useApi<RecordPage>(enabled ? `/v1/chron/records${query({ kind: "event", action: type, order: "desc", limit: 200 })}` : null);
-  return useMemo(() => {
+  const byVersion = useMemo(() => {
     const map = new Map<string, { who: string; at: string }[]>();
     for (const r of events.data?.records ?? []) {
       const v = r.subject?.id ?? "";
@@ -133,6 +133,7 @@ function usePolicyEvents(enabled: boolean, type: string): Map<string, { who: str
     }
     return map;
   }, [events.data]);
+  return { byVersion, loading: events.loading };
 }
 
 function VersionSelect({ label, versions, value, onChange }: { label: string; versions: PolicyVersion[]; value: string; onChange(v: string): void }) {
@@ -262,7 +263,7 @@ function Replays({ versions, canStart }: { versions: PolicyVersion[]; canStart: 
   }, [running, replays.reload]);
   const [open, setOpen] = useState<string | null>(null);
   return (
-    <Section title="Replays">
+    <Section title="Replays" busy={replays.loading}>
       <p className="muted">What a version would have decided on recorded decisions. Replays are kept in memory: a restart forgets them.</p>
       {canStart && versions.length ? <StartReplay versions={versions} onStarted={replays.reload} /> : null}
       <Problem error={replays.error} what="The replays could not be read" />
