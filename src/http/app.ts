@@ -24,7 +24,8 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
       logger.info("request", {
         request_id: requestId,
         method: req.method,
-        path: req.path,
+        // req.originalUrl: a router mounted at a path (the console) strips req.path to what is below it.
+        path: req.originalUrl.split("?")[0],
         status: res.statusCode,
         duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
         principal: principal ? principalName(principal) : undefined,

@@ -238,6 +238,35 @@ describe("the console in Chromium", () => {
     await check(w.page, "10-agent-as-auditor");
   });
 
+  test("a key revoked while signed in ends the session at the next call, and says why", async () => {
+    const { id, secret } = (await s.http.post("/v1/api-keys").set({ Authorization: `Bearer ${s.admin}` }).send({ name: "short-lived", role: "auditor" }).expect(201)).body;
+    const w = await watch();
+    await signIn(w, secret);
+    await s.http.delete(`/v1/api-keys/${id}`).set({ Authorization: `Bearer ${s.admin}` }).expect(200);
+    await w.page.getByRole("link", { name: "Agents" }).click();
+    await w.page.getByRole("textbox", { name: "API key" }).waitFor();
+    await expect(w.page.getByRole("status").first().textContent()).resolves.toMatch(/Signed out: .*api_key_revoked/);
+  });
+
+  test("text from the trail is shown as text: markup in a reason neither runs nor loads anything", async () => {
+    const agent = seeded.agents["review-bot"].id;
+    const markup = '<img src="https://attacker.example/x.png" onerror="window.__pwned = 1"><script>window.__pwned = 2</script>';
+    const as = { Authorization: `Bearer ${s.admin}` };
+    await s.http.post(`/v1/agents/${agent}/suspend`).set(as).send({ reason: markup }).expect(200);
+    try {
+      const w = await watch();
+      await signIn(w, seeded.keys.auditor);
+      await go(w.page, `/agents/${agent}`);
+      await w.page.getByText(markup).first().waitFor();
+      await go(w.page, `/chron?agent=${agent}&action=agent.suspended`);
+      await (await region(w.page, "Records")).getByText(markup).waitFor();
+      expect(await w.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+      await expect(w.page.locator("main img").count()).resolves.toBe(0);
+    } finally {
+      await s.http.post(`/v1/agents/${agent}/reactivate`).set(as).send({ reason: "test over" }).expect(200);
+    }
+  });
+
   test("a key confined to one organisation sees only that organisation, everywhere", async () => {
     const w = await watch();
     await signIn(w, seeded.keys.globexAuditor);
