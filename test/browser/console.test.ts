@@ -147,6 +147,11 @@ describe("the console in Chromium", () => {
     expect(verified).toMatchObject({ code: 0, out: expect.stringMatching(/^OK/) });
     const lines = fs.readFileSync(file, "utf8").trim().split("\n");
     expect(lines.length).toBe(seeded.agents["deploy-bot"].denies + 2);
+    const [csv] = await Promise.all([w.page.waitForEvent("download"), w.page.getByRole("button", { name: "Export CSV" }).click()]);
+    expect(csv.suggestedFilename()).toMatch(/\.csv$/);
+    const csvFile = path.join(w.downloads, csv.suggestedFilename());
+    await csv.saveAs(csvFile);
+    expect(await claiimVerify(csvFile, jwks)).toMatchObject({ code: 0, out: expect.stringMatching(/^OK/) });
     await check(w.page, "04-explorer-export");
 
     // Open the newest denial: its fields, its hash recomputed in the browser, the link to its predecessor.
