@@ -21,6 +21,7 @@ import { ChronExporter } from "../src/chron/export";
 import { ndjsonItems, verifyExport } from "../src/chron/export-verifier";
 import type { DecisionContent } from "../src/chron/record";
 import { generate, publish, SigningKeys } from "../src/identity/signing-keys";
+import { measureConsoleQueries } from "./console-queries";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RECORDS = Number(process.env.BENCH_CHRON_RECORDS ?? 1_000_000);
@@ -95,6 +96,8 @@ async function main(): Promise<void> {
     await checkpointer.idle();
   });
   console.log(`fill      ${fill.seconds.toFixed(1)} s (${Math.round(RECORDS / fill.seconds).toLocaleString("en")} records/s, batches of ${BATCH})`);
+
+  await measureConsoleQueries(chron, RECORDS, { fromMs: Date.parse(decision(0).timestamp), toMs: Date.parse(decision(RECORDS - 1).timestamp) });
 
   const file = path.join(dir, "export.ndjson");
   const exported = await measure(async () => {

@@ -39,3 +39,4 @@ log "compiling TypeScript"
 # The SDK first: CLAIIM's own code (the MCP gateway) and the tests use it as the package @claiim/sdk.
 tsc -p sdk/typescript
 tsc -p .
+bash scripts/build-console.sh

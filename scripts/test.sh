@@ -26,12 +26,19 @@ fi
 # The Python examples (test/e2e/examples.test.ts) and the Python SDK's tests run in this venv.
 bash scripts/python-env.sh
 export CLAIIM_TEST_PYTHON="$ROOT/.tools/venv/bin/python"
+browser=()
+if [ "${CLAIIM_TEST_SKIP_BROWSER:-}" = 1 ]; then
+  log "CLAIIM_TEST_SKIP_BROWSER=1: the console's browser tests do not run"
+  browser=(--testPathIgnorePatterns /test/browser/)
+else
+  bash scripts/ensure-chromium.sh
+fi
 
 log "jest"
 mkdir -p .tools
 rm -f .tools/jest-results.json
 status=0
-jest --ci --json --outputFile=.tools/jest-results.json "$@" || status=$?
+jest --ci --json --outputFile=.tools/jest-results.json "${browser[@]}" "$@" || status=$?
 # One plain closing line that any CI can read.
 if [ -f .tools/jest-results.json ]; then
   node -e 'const r = require("./.tools/jest-results.json");

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
+import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
 
 export type DatabaseKind = "sqlite" | "postgresql";
 
@@ -45,6 +46,8 @@ export interface Config {
   idempotency: { ttlSeconds: number; maxKeys: number };
   /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
   approvals: ApprovalConfig;
+  /** The web console at /console. */
+  console: ConsoleSettings;
 }
 
 /**
@@ -189,5 +192,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: intEnv(env, "CLAIIM_IDEMPOTENCY_TTL_SECONDS", 24 * 3600), maxKeys: intEnv(env, "CLAIIM_IDEMPOTENCY_MAX_KEYS", 100_000) },
     approvals: approvalConfig(env, cwd),
+    console: consoleSettings(env, cwd),
   };
 }

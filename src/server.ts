@@ -19,6 +19,7 @@ import { IdentityService } from "./identity/identity-service";
 import { Authenticator } from "./identity/authenticator";
 import { identityRoutes } from "./identity/identity-routes";
 import { inventoryRoutes } from "./identity/inventory-routes";
+import { meRoutes } from "./identity/me-routes";
 import { OAuthService } from "./identity/oauth-service";
 import { OidcVerifier } from "./identity/oidc";
 import { oauthRoutes } from "./identity/oauth-routes";
@@ -45,6 +46,7 @@ import { ApprovalService } from "./approvals/approval-service";
 import { approvalRoutes } from "./approvals/approval-routes";
 import type { Directory } from "./approvals/views";
 import { ALL_ORGANIZATIONS } from "./identity/identity-service";
+import { consoleHandler } from "./console/console-handler";
 
 import { version as VERSION } from "../package.json";
 
@@ -196,6 +198,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
     ...inventoryRoutes(identity, engine),
+    ...meRoutes(identity),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
     ...agentRoutes(identity, engine),
@@ -210,7 +213,9 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
-  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger);
+  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger, [
+    consoleHandler(config.console, config.oidc, logger),
+  ]);
 }
 
 /** The composition root: every dependency is built here and nowhere else. */

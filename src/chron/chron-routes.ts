@@ -48,8 +48,13 @@ const ListQuery = z
     agent: z.string().uuid().optional(),
     owner: z.string().uuid().optional(),
     decision: z.enum(["allow", "deny", "approval_required"]).optional(),
+    action: z.string().min(1).max(200).optional().openapi({ description: "A decision's action, or an event's type (e.g. policy.activated)" }),
+    policy_version: z.coerce.number().int().min(1).optional(),
     from: z.string().datetime({ offset: true }).optional().openapi({ description: "Inclusive lower bound (RFC 3339)" }),
     to: z.string().datetime({ offset: true }).optional().openapi({ description: "Exclusive upper bound (RFC 3339)" }),
+    from_seq: z.coerce.number().int().min(1).optional(),
+    to_seq: z.coerce.number().int().min(1).optional(),
+    order: z.enum(["asc", "desc"]).default("asc").openapi({ description: "asc: oldest first (chain order); desc: newest first. A cursor belongs to one order" }),
     cursor: z.string().max(200).optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
   })
@@ -122,7 +127,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
     route({
       method: "get",
       path: "/v1/chron/records",
-      summary: "List Chron records, oldest first, with cursor paging",
+      summary: "List Chron records, oldest first (or newest first with order=desc), with cursor paging",
       tags: ["chron"],
       access: { roles: ["auditor"] },
       query: ListQuery,
@@ -133,6 +138,9 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) {
           throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
         }
+        if (query.from_seq !== undefined && query.to_seq !== undefined && query.from_seq > query.to_seq) {
+          throw new InputError("range_inverted", "from_seq must not be above to_seq", [{ path: "from_seq", message: "above to_seq" }]);
+        }
         const scope = scopeOf(principal!);
         const filter = {
           kind: query.kind,
@@ -141,10 +149,14 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
           agentId: query.agent,
           ownerId: query.owner,
           decision: query.decision,
+          action: query.action,
+          policyVersion: query.policy_version,
+          fromSeq: query.from_seq,
+          toSeq: query.to_seq,
           fromMs,
           toMs,
         };
-        return { status: 200, body: await chron.list(filter, query.cursor, query.limit) };
+        return { status: 200, body: await chron.list(filter, query.cursor, query.limit, query.order) };
       },
     }),
     route({

@@ -77,18 +77,23 @@ export interface VerifyScope {
 
 const VERIFY_PAGE = 1000;
 
-export function encodeCursor(seq: number): string {
-  return Buffer.from(JSON.stringify({ after: seq })).toString("base64url");
+/**
+ * A page's cursor: the last seq it held, and which way the pages go. Cursors of the oldest-first
+ * listing ({"after": seq}) are the ones issued before newest-first existed, and stay valid.
+ */
+export function encodeCursor(seq: number, order: "asc" | "desc" = "asc"): string {
+  return Buffer.from(JSON.stringify(order === "asc" ? { after: seq } : { before: seq })).toString("base64url");
 }
 
-export function decodeCursor(cursor: string): number {
+export function decodeCursor(cursor: string, order: "asc" | "desc" = "asc"): number {
   try {
-    const after = (JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { after?: unknown }).after;
-    if (typeof after === "number" && Number.isSafeInteger(after) && after >= 0) return after;
+    const parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { after?: unknown; before?: unknown };
+    const seq = order === "asc" ? parsed.after : parsed.before;
+    if (typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 0) return seq;
   } catch {
     // reported below
   }
-  throw new InputError("invalid_cursor", "cursor is not one this server issued", [{ path: "cursor", message: "invalid cursor" }]);
+  throw new InputError("invalid_cursor", "cursor is not one this server issued for this order", [{ path: "cursor", message: "invalid cursor" }]);
 }
 
 export class ChronService {
@@ -100,12 +105,18 @@ export class ChronService {
     private readonly live: LiveWork = new LiveWork(),
   ) {}
 
-  async list(filter: ChronFilter, cursor: string | undefined, limit: number): Promise<ListResult> {
-    const rows = await this.store.list(filter, cursor ? decodeCursor(cursor) : 0, limit + 1);
+  /** A page of records, oldest first (`asc`, chain order) or newest first (`desc`). */
+  async list(filter: ChronFilter, cursor: string | undefined, limit: number, order: "asc" | "desc" = "asc"): Promise<ListResult> {
+    let rows;
+    if (order === "asc") rows = await this.store.list(filter, cursor ? decodeCursor(cursor) : 0, limit + 1);
+    else {
+      const below = Math.min(filter.toSeq ?? Infinity, cursor ? decodeCursor(cursor, "desc") - 1 : Infinity);
+      rows = await this.store.list(Number.isFinite(below) ? { ...filter, toSeq: below } : filter, 0, limit + 1, "desc");
+    }
     const page = rows.slice(0, limit);
     return {
       records: page.map(toRecord),
-      next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1].seq) : null,
+      next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1].seq, order) : null,
     };
   }
 

@@ -76,8 +76,11 @@ export interface ChronStore {
   eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]>;
   /** Appends rows, and applies the effect, in one transaction: all of it or none. */
   append(rows: ChronRow[], effect?: Effect): Promise<void>;
-  /** Rows matching the filter with seq > afterSeq, ascending, at most `limit`. */
-  list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]>;
+  /**
+   * Rows matching the filter with seq > afterSeq, at most `limit`, in chain order (`asc`) or
+   * newest first (`desc`; bound it from above with `filter.toSeq`).
+   */
+  list(filter: ChronFilter, afterSeq: number, limit: number, order?: "asc" | "desc"): Promise<ChronRow[]>;
   /** The last `limit` rows matching the filter, ascending. */
   latest(filter: ChronFilter, limit: number): Promise<ChronRow[]>;
 }

@@ -31,7 +31,7 @@ export class FakeChronStore implements ChronStore {
     this.rows.push(...rows.map((r) => ({ ...r })));
   }
 
-  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+  async list(filter: ChronFilter, afterSeq: number, limit: number, order: "asc" | "desc" = "asc"): Promise<ChronRow[]> {
     return this.rows
       .filter(
         (r) =>
@@ -48,7 +48,7 @@ export class FakeChronStore implements ChronStore {
           (filter.fromMs === undefined || r.tsMs >= filter.fromMs) &&
           (filter.toMs === undefined || r.tsMs < filter.toMs),
       )
-      .sort((a, b) => a.seq - b.seq)
+      .sort((a, b) => (order === "asc" ? a.seq - b.seq : b.seq - a.seq))
       .slice(0, limit);
   }
 

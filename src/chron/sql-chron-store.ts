@@ -259,10 +259,10 @@ export class SqliteChronStore implements ChronStore {
     }
   }
 
-  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+  async list(filter: ChronFilter, afterSeq: number, limit: number, order: "asc" | "desc" = "asc"): Promise<ChronRow[]> {
     const w = where(filter, afterSeq, () => "?");
     const rows = this.db
-      .prepare(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq LIMIT ?`)
+      .prepare(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq ${order === "desc" ? "DESC" : "ASC"} LIMIT ?`)
       .all(...w.args, limit) as RawRow[];
     return rows.map(fromRaw);
   }
@@ -352,10 +352,10 @@ export class PostgresChronStore implements ChronStore {
     return rows[0] ? checkpointFromRaw(rows[0]) : null;
   }
 
-  async list(filter: ChronFilter, afterSeq: number, limit: number): Promise<ChronRow[]> {
+  async list(filter: ChronFilter, afterSeq: number, limit: number, order: "asc" | "desc" = "asc"): Promise<ChronRow[]> {
     const w = where(filter, afterSeq, (i) => `$${i}`);
     const { rows } = await this.pool.query<RawRow>(
-      `SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq LIMIT $${w.args.length + 1}`,
+      `SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq ${order === "desc" ? "DESC" : "ASC"} LIMIT $${w.args.length + 1}`,
       [...w.args, limit],
     );
     return rows.map(fromRaw);

@@ -7,7 +7,8 @@ import { notFoundHandler, problemHandler } from "./problem";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logger): express.Express {
+/** `extra` handlers (the web console) come after the API's routes and before the 404. */
+export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logger, extra: express.RequestHandler[] = []): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -23,7 +24,8 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
       logger.info("request", {
         request_id: requestId,
         method: req.method,
-        path: req.path,
+        // req.originalUrl: a router mounted at a path (the console) strips req.path to what is below it.
+        path: req.originalUrl.split("?")[0],
         status: res.statusCode,
         duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
         principal: principal ? principalName(principal) : undefined,
@@ -32,6 +34,7 @@ export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logge
     next();
   });
   mount(app, routes, mounting);
+  for (const handler of extra) app.use(handler);
   app.use(notFoundHandler());
   app.use(problemHandler(logger));
   return app;

@@ -1,5 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
+import { matches, pageOf, PageQuery } from "../http/paging";
 import type { IdentityService } from "./identity-service";
 import { actorOf, ROLES, scopeOf, type Agent, type AgentCredential, type ApiKey, type Human, type Organization, type Principal } from "./model";
 
@@ -154,9 +155,13 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       summary: "List humans",
       tags: ["identity"],
       access: { roles: ["agent_manager", "auditor"] },
-      query: z.object({ organization: Slug.optional() }).strict(),
-      responses: { 200: { description: "Humans", schema: z.object({ humans: z.array(HumanView) }) } },
-      handle: ({ query, principal }) => ({ status: 200, body: { humans: identity.listHumans(scopeOf(principal!), orgIdOf(principal, query.organization)).map(humanView) } }),
+      query: z.object({ organization: Slug.optional(), ...PageQuery }).strict(),
+      responses: { 200: { description: "Humans, by email", schema: z.object({ humans: z.array(HumanView), next_cursor: z.string().nullable() }) } },
+      handle: ({ query, principal }) => {
+        const found = identity.listHumans(scopeOf(principal!), orgIdOf(principal, query.organization)).filter((h) => matches(query.q, h.name, h.email));
+        const page = pageOf(found, (h) => `${h.email}\u0000${h.id}`, query);
+        return { status: 200, body: { humans: page.items.map(humanView), next_cursor: page.next_cursor } };
+      },
     }),
     route({
       method: "get",
@@ -232,17 +237,22 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       tags: ["identity"],
       access: { roles: ["agent_manager", "auditor"] },
       query: z
-        .object({ organization: Slug.optional(), owner: z.string().uuid().optional(), status: z.enum(["active", "suspended", "retired"]).optional(), skill: Name.optional() })
+        .object({
+          organization: Slug.optional(),
+          owner: z.string().uuid().optional(),
+          status: z.enum(["active", "suspended", "retired"]).optional(),
+          skill: Name.optional(),
+          ...PageQuery,
+        })
         .strict(),
-      responses: { 200: { description: "Agents", schema: z.object({ agents: z.array(AgentView) }) } },
-      handle: ({ query, principal }) => ({
-        status: 200,
-        body: {
-          agents: identity
-            .listAgents(scopeOf(principal!), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
-            .map(agentView),
-        },
-      }),
+      responses: { 200: { description: "Agents, by name", schema: z.object({ agents: z.array(AgentView), next_cursor: z.string().nullable() }) } },
+      handle: ({ query, principal }) => {
+        const found = identity
+          .listAgents(scopeOf(principal!), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
+          .filter((a) => matches(query.q, a.name));
+        const page = pageOf(found, (a) => `${a.name}\u0000${a.id}`, query);
+        return { status: 200, body: { agents: page.items.map(agentView), next_cursor: page.next_cursor } };
+      },
     }),
     route({
       method: "get",

@@ -88,6 +88,7 @@ export const PROBLEMS = {
   bundle_not_found: 404,
   replay_not_found: 404,
   no_shadow: 404,
+  console_not_built: 404,
   // 405
   method_not_allowed: 405,
   // 409: the request conflicts with the state it meets.
