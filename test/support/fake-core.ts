@@ -5,11 +5,11 @@ import request from "supertest";
 import { loadConfig } from "../../src/config";
 import { createLogger } from "../../src/lib/logger";
 import { createCore, createHttpApp, type Core } from "../../src/server";
-import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
-import { FakePolicyStore } from "../../src/policy/fake-policy-store";
-import { FakeChronStore } from "../../src/chron/fake-chron-store";
+import { FakeIdentityStore } from "./fakes/identity-store";
+import { FakePolicyStore } from "./fakes/policy-store";
+import { FakeChronStore } from "./fakes/chron-store";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
-import { FakeApprovalStore } from "./fake-approval-store";
+import { FakeApprovalStore } from "./fakes/approval-store";
 
 const ROOT = path.resolve(__dirname, "../..");
 export const OPA_BIN = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
@@ -29,7 +29,10 @@ export async function fakeApp(): Promise<FakeApp> {
     ROOT,
   );
   const logger = createLogger("silent");
-  const stores = { identity: new FakeIdentityStore(), policy: new FakePolicyStore(), chron: new FakeChronStore(), approval: new FakeApprovalStore() };
+  const identity = new FakeIdentityStore();
+  const policy = new FakePolicyStore();
+  const approval = new FakeApprovalStore();
+  const stores = { identity, policy, approval, chron: new FakeChronStore().joins(identity, policy, approval) };
   const core = await createCore(config, stores, new OpaCliCompiler(OPA_BIN), logger, async () => true);
   const admin = fs.readFileSync(core.bootstrapCredentialFile!, "utf8").trim();
   return { core, stores, http: request(createHttpApp(core, config, logger)), admin };

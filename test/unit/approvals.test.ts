@@ -5,7 +5,7 @@ import { DecisionService, type DecisionRequest } from "../../src/decisions/decis
 import type { Agent, Human, Organization, Principal } from "../../src/identity/model";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
-import { FakeApprovalStore } from "../support/fake-approval-store";
+import { FakeApprovalStore } from "../support/fakes/approval-store";
 import { fakeChron } from "../support/recorder";
 
 const now = new Date();
@@ -69,8 +69,8 @@ const needsApproval = (approval: PolicyAnswer = { approvers: { accountable_human
     : { allow: true, reasons: ["ok"], reason_codes: ["permitted_by_skill"] };
 
 function harness(options: { settings?: Partial<ApprovalSettings>; policy?: (input: unknown) => unknown; store?: FakeApprovalStore; chron?: ReturnType<typeof fakeChron> } = {}) {
-  const chron = options.chron ?? fakeChron();
   const store = options.store ?? new FakeApprovalStore();
+  const chron = options.chron ?? fakeChron(store);
   const settings: ApprovalSettings = {
     defaultTtlSeconds: 3600,
     maxTtlSeconds: 86400,

@@ -5,7 +5,7 @@ import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { Authenticator } from "../../src/identity/authenticator";
 import { OAuthService } from "../../src/identity/oauth-service";
-import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
+import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { IdentityService } from "../../src/identity/identity-service";
 import { SigningKeys } from "../../src/identity/signing-keys";
 import { createLogger } from "../../src/lib/logger";
@@ -15,7 +15,7 @@ const settings = { issuer: "claiim", audience: "claiim", agentTokenTtlSeconds: 6
 
 async function setup() {
   const store = new FakeIdentityStore();
-  const chron = fakeChron();
+  const chron = fakeChron(store);
   const keys = new SigningKeys("agent-token");
   const identity = new IdentityService(store, keys, settings, chron.record, createLogger("silent"));
   await identity.start();

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { decodeJwt } from "jose";
-import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
+import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { SigningKeys } from "../../src/identity/signing-keys";
 import { readBundle, writeBundle, type BundleFiles } from "../../src/policy/bundle";
 import { BundleSigner, opaFileHash } from "../../src/policy/bundle-signing";

@@ -1,6 +1,6 @@
 import { ChronWriter } from "../../src/chron/chron-writer";
 import { ChronService } from "../../src/chron/chron-service";
-import { FakeChronStore } from "../../src/chron/fake-chron-store";
+import { FakeChronStore } from "../support/fakes/chron-store";
 import { scanRecords } from "../../src/chron/chron-store";
 import { LiveWork } from "../../src/lib/pacer";
 import { GENESIS_HASH, recordHash, seal, type DecisionContent } from "../../src/chron/record";

@@ -3,15 +3,15 @@ import os from "node:os";
 import * as tar from "tar";
 import path from "node:path";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
-import { FakePolicyStore } from "../../src/policy/fake-policy-store";
+import { FakePolicyStore } from "../support/fakes/policy-store";
 import { PolicyEngine } from "../../src/policy/policy-engine";
 import { PolicyService, readPolicyDir } from "../../src/policy/policy-service";
 import { contentDigest, fileSha256, readBundle, revisionOf, writeBundle } from "../../src/policy/bundle";
 import { createLogger } from "../../src/lib/logger";
 import { OPA_BIN } from "../support/fake-core";
 import { fakeChron, TESTER } from "../support/recorder";
-import { FakeIdentityStore } from "../../src/identity/fake-identity-store";
-import { FakeChronStore } from "../../src/chron/fake-chron-store";
+import { FakeIdentityStore } from "../support/fakes/identity-store";
+import { FakeChronStore } from "../support/fakes/chron-store";
 import { SigningKeys } from "../../src/identity/signing-keys";
 import { BundleSigner } from "../../src/policy/bundle-signing";
 
@@ -21,8 +21,8 @@ async function setup() {
   const store = new FakePolicyStore();
   const engine = new PolicyEngine();
   const bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bundles-"));
-  const chron = fakeChron();
   const keyStore = new FakeIdentityStore();
+  const chron = fakeChron(store, keyStore);
   const signer = new BundleSigner(new SigningKeys("bundle-signing"), keyStore, chron.record);
   await signer.start();
   const service = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir, record: chron.record, logger: createLogger("silent"), chron: chron.store });

@@ -1,8 +1,15 @@
-import type { Tx } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
-import type { ChainHead, ChronRow } from "./record";
+import type { Tx } from "../../../src/db/database";
+import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "../../../src/chron/chron-store";
+import type { ChainHead, ChronRow } from "../../../src/chron/record";
+import type { Transactional } from "./transactional";
 
-/** In-memory Chron for service tests. `failNext` makes the next append fail like a dead database. */
+/**
+ * In-memory Chron for service tests. `failNext` makes the next append fail like a dead database.
+ * An append with an effect is a transaction over the stores that joined it (`joins`): if the
+ * effect or the insert fails, every one of them is put back as it was, as a database rolls back.
+ * Like the database, it holds each seq and each id once, and offers no way to change or delete a
+ * row but retention's prune (tests that tamper with `rows` play the database's owner).
+ */
 export class FakeChronStore implements ChronStore {
   rows: ChronRow[] = [];
   checkpointRows: Checkpoint[] = [];
@@ -10,13 +17,20 @@ export class FakeChronStore implements ChronStore {
   /** Rows this store cannot hold: an append that carries one fails whole, as a database refuses a statement. */
   refuses: ((row: ChronRow) => boolean) | null = null;
   appendCalls = 0;
+  private participants: Transactional[] = [];
+
+  /** The stores whose writes an effect's transaction covers. */
+  joins(...stores: Transactional[]): this {
+    this.participants.push(...stores);
+    return this;
+  }
 
   async head(): Promise<ChainHead | null> {
     const last = this.rows[this.rows.length - 1];
     return last ? { seq: last.seq, hash: last.hash } : null;
   }
 
-  /** Effects run first, against fake stores that ignore the transaction handle. */
+  /** The effect runs first, then the insert; either failing undoes both. */
   async append(rows: ChronRow[], effect?: Effect): Promise<void> {
     this.appendCalls += 1;
     if (this.failNext) {
@@ -24,11 +38,19 @@ export class FakeChronStore implements ChronStore {
       this.failNext = null;
       throw err;
     }
-    if (this.refuses && rows.some(this.refuses)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
-    const taken = new Set(this.rows.map((r) => r.seq));
-    if (rows.some((r) => taken.has(r.seq))) throw new ChronConflictError("seq taken");
-    if (effect) await effect(undefined as unknown as Tx);
-    this.rows.push(...rows.map((r) => ({ ...r })));
+    const saved = effect ? this.participants.map((p) => p.snapshot()) : [];
+    try {
+      if (effect) await effect(undefined as unknown as Tx);
+      if (this.refuses && rows.some(this.refuses)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
+      const seqs = new Set(this.rows.map((r) => r.seq));
+      const ids = new Set(this.rows.map((r) => r.id));
+      if (rows.some((r) => seqs.has(r.seq))) throw new ChronConflictError("seq taken");
+      if (rows.some((r) => ids.has(r.id))) throw Object.assign(new Error("UNIQUE constraint failed: chron_records.id"), { code: "SQLITE_CONSTRAINT_UNIQUE" });
+      this.rows.push(...rows.map((r) => ({ ...r })));
+    } catch (err) {
+      this.participants.forEach((p, i) => p.restore(saved[i]));
+      throw err;
+    }
   }
 
   async list(filter: ChronFilter, afterSeq: number, limit: number, order: "asc" | "desc" = "asc"): Promise<ChronRow[]> {

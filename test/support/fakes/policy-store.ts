@@ -1,9 +1,13 @@
-import { ConflictError } from "../lib/errors";
-import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "./policy-store";
+import { fieldsOf, type Transactional } from "./transactional";
+import { ConflictError } from "../../../src/lib/errors";
+import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "../../../src/policy/policy-store";
 
-export class FakePolicyStore implements PolicyStore {
+export class FakePolicyStore implements PolicyStore, Transactional {
   bundles = new Map<number, StoredBundle>();
   current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null, shadow: null };
+  private readonly saved = fieldsOf(this as FakePolicyStore, ["bundles", "current"]);
+  snapshot = () => this.saved.snapshot();
+  restore = (s: unknown) => this.saved.restore(s);
 
   async latestVersion(): Promise<number> {
     return Math.max(0, ...this.bundles.keys());

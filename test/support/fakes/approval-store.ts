@@ -1,11 +1,16 @@
-import { ApprovalStateConflict, type ApprovalStore, type Transition } from "../../src/approvals/approval-store";
-import type { Approval, ApprovalStatus, WebhookDelivery } from "../../src/approvals/model";
+import { ApprovalStateConflict, type ApprovalStore, type Transition } from "../../../src/approvals/approval-store";
+import type { Approval, ApprovalStatus, WebhookDelivery } from "../../../src/approvals/model";
+
+import { fieldsOf, type Transactional } from "./transactional";
 
 const copy = <T>(v: T): T => structuredClone(v);
 
 /** In-memory approvals for service tests; it checks transitions as the database does. */
-export class FakeApprovalStore implements ApprovalStore {
+export class FakeApprovalStore implements ApprovalStore, Transactional {
   rows = new Map<string, Approval>();
+  private readonly saved = fieldsOf(this as FakeApprovalStore, ["rows"]);
+  snapshot = () => this.saved.snapshot();
+  restore = (s: unknown) => this.saved.restore(s);
 
   async listRecent(since: Date): Promise<Approval[]> {
     return [...this.rows.values()].filter((a) => a.status === "pending" || a.status === "approved" || a.expiresAt >= since).map(copy);

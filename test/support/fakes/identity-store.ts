@@ -1,7 +1,9 @@
-import { DuplicateKeyError } from "../db/duplicate";
-import { ConflictError } from "../lib/errors";
-import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
+import { DuplicateKeyError } from "../../../src/db/duplicate";
+import { ConflictError } from "../../../src/lib/errors";
+import type { IdentityStore } from "../../../src/identity/identity-store";
+import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "../../../src/identity/model";
+
+import { fieldsOf, type Transactional } from "./transactional";
 
 const copy = <T>(v: T): T => structuredClone(v);
 
@@ -12,7 +14,7 @@ function save<T extends { id: string }>(list: T[], item: T): void {
 }
 
 /** In-memory identities for service and route tests. */
-export class FakeIdentityStore implements IdentityStore {
+export class FakeIdentityStore implements IdentityStore, Transactional {
   orgs: Organization[] = [];
   humans: Human[] = [];
   agents: Agent[] = [];
@@ -21,6 +23,9 @@ export class FakeIdentityStore implements IdentityStore {
   signingKeys: SigningKey[] = [];
   clients: AgentClient[] = [];
   usedAssertions = new Map<string, Date>();
+  private readonly saved = fieldsOf(this as FakeIdentityStore, ["orgs", "humans", "agents", "credentials", "apiKeys", "signingKeys", "clients", "usedAssertions"]);
+  snapshot = () => this.saved.snapshot();
+  restore = (s: unknown) => this.saved.restore(s);
 
   async listOrganizations() {
     return copy(this.orgs);
