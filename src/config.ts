@@ -1,7 +1,9 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
+import { oneOf, optionalText, parseEnv, text, wholeNumber } from "./lib/env";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
 
@@ -80,27 +82,42 @@ export function databaseKindOf(url: string): DatabaseKind {
   throw new Error(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL), got ${url.split(":")[0]}:`);
 }
 
-function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
-  return value;
-}
-
-function nonNegativeEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number of seconds, got ${raw}`);
-  return value;
-}
-
-function required(env: NodeJS.ProcessEnv, name: string): string {
-  const value = env[name];
-  if (!value) throw new Error(`${name} is required when CLAIIM_OIDC_ISSUER is set`);
-  return value;
-}
+/**
+ * Every variable CLAIIM reads, declared once with its type and default (README: Configuration).
+ * Parsed with zod at start-up; every wrong one is named in one error.
+ */
+const ENV = {
+  PORT: wholeNumber(8080, 0).refine((p) => p <= 65535, "must be a port number (0 to 65535)"),
+  HOST: text("127.0.0.1"),
+  DATABASE_URL: optionalText(),
+  CLAIIM_DATA_DIR: text("data"),
+  CLAIIM_ARCHIVE_DIR: optionalText(),
+  CLAIIM_REGO_DIR: text("rego"),
+  CLAIIM_BUNDLE_DIR: text("bundles"),
+  OPA_BIN: optionalText(),
+  CLAIIM_ISSUER: text("claiim"),
+  CLAIIM_AUDIENCE: text("claiim"),
+  CLAIIM_AGENT_TOKEN_TTL_SECONDS: wholeNumber(30 * 24 * 3600),
+  CLAIIM_ACCESS_TOKEN_TTL_SECONDS: wholeNumber(300),
+  CLAIIM_CLOCK_SKEW_SECONDS: wholeNumber(60),
+  CLAIIM_KEY_OVERLAP_SECONDS: z.string().regex(/^\d+$/, "must be a whole number of seconds").transform(Number).optional(),
+  CLAIIM_PUBLIC_URL: optionalText(),
+  CLAIIM_OIDC_ISSUER: optionalText(),
+  CLAIIM_OIDC_AUDIENCE: optionalText(),
+  CLAIIM_OIDC_JWKS_URL: optionalText(),
+  CLAIIM_OIDC_ROLES_CLAIM: text("claiim_roles"),
+  CLAIIM_OIDC_ORG_CLAIM: text("claiim_org"),
+  CLAIIM_OIDC_JWKS_COOLDOWN_SECONDS: wholeNumber(30, 0),
+  CLAIIM_OIDC_JWKS_CACHE_SECONDS: wholeNumber(600),
+  LOG_LEVEL: oneOf(["silent", "error", "warn", "info", "http", "verbose", "debug", "silly"], "info"),
+  CLAIIM_CHRON_MAX_BATCH: wholeNumber(256),
+  CLAIIM_CHECKPOINT_EVERY_RECORDS: wholeNumber(1000),
+  CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(60),
+  CLAIIM_EXPORT_JSON_MAX_RECORDS: wholeNumber(10000),
+  CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
+  CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
+  CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
+};
 
 function bundleSigning(env: NodeJS.ProcessEnv, cwd: string): ExternalBundleKeys | null {
   if (!env.CLAIIM_BUNDLE_SIGNING_KEY_FILE) {
@@ -147,50 +164,52 @@ function redactionRules(env: NodeJS.ProcessEnv, cwd: string): RedactionRule[] {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
-  const dataDir = path.resolve(cwd, env.CLAIIM_DATA_DIR ?? "data");
-  const databaseUrl = env.DATABASE_URL ?? `file:${path.join(dataDir, "claiim.db")}`;
-  const port = env.PORT === undefined ? 8080 : Number(env.PORT);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
+  const e = parseEnv(ENV, env);
+  const dataDir = path.resolve(cwd, e.CLAIIM_DATA_DIR);
+  const databaseUrl = e.DATABASE_URL ?? `file:${path.join(dataDir, "claiim.db")}`;
+  if (e.CLAIIM_OIDC_ISSUER && (!e.CLAIIM_OIDC_AUDIENCE || !e.CLAIIM_OIDC_JWKS_URL)) {
+    throw new Error("configuration: CLAIIM_OIDC_AUDIENCE and CLAIIM_OIDC_JWKS_URL are required when CLAIIM_OIDC_ISSUER is set");
+  }
   return {
-    port,
-    host: env.HOST ?? "127.0.0.1",
+    port: e.PORT,
+    host: e.HOST,
     databaseUrl,
     databaseKind: databaseKindOf(databaseUrl),
     dataDir,
-    archiveDir: path.resolve(cwd, env.CLAIIM_ARCHIVE_DIR ?? path.join(dataDir, "archives")),
-    regoDir: path.resolve(cwd, env.CLAIIM_REGO_DIR ?? "rego"),
-    bundleDir: path.resolve(cwd, env.CLAIIM_BUNDLE_DIR ?? "bundles"),
-    opaBin: env.OPA_BIN || (fs.existsSync(path.join(cwd, ".tools/bin/opa")) ? path.join(cwd, ".tools/bin/opa") : "opa"),
-    issuer: env.CLAIIM_ISSUER ?? "claiim",
-    audience: env.CLAIIM_AUDIENCE ?? "claiim",
-    agentTokenTtlSeconds: intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
-    accessTokenTtlSeconds: intEnv(env, "CLAIIM_ACCESS_TOKEN_TTL_SECONDS", 300),
-    clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
-    keyOverlapSeconds: intEnv(env, "CLAIIM_KEY_OVERLAP_SECONDS", intEnv(env, "CLAIIM_AGENT_TOKEN_TTL_SECONDS", 30 * 24 * 3600)),
-    publicUrl: (env.CLAIIM_PUBLIC_URL ?? `http://${env.HOST ?? "127.0.0.1"}:${port || 8080}`).replace(/\/+$/, ""),
+    archiveDir: path.resolve(cwd, e.CLAIIM_ARCHIVE_DIR ?? path.join(dataDir, "archives")),
+    regoDir: path.resolve(cwd, e.CLAIIM_REGO_DIR),
+    bundleDir: path.resolve(cwd, e.CLAIIM_BUNDLE_DIR),
+    opaBin: e.OPA_BIN ?? (fs.existsSync(path.join(cwd, ".tools/bin/opa")) ? path.join(cwd, ".tools/bin/opa") : "opa"),
+    issuer: e.CLAIIM_ISSUER,
+    audience: e.CLAIIM_AUDIENCE,
+    agentTokenTtlSeconds: e.CLAIIM_AGENT_TOKEN_TTL_SECONDS,
+    accessTokenTtlSeconds: e.CLAIIM_ACCESS_TOKEN_TTL_SECONDS,
+    clockSkewSeconds: e.CLAIIM_CLOCK_SKEW_SECONDS,
+    keyOverlapSeconds: e.CLAIIM_KEY_OVERLAP_SECONDS ?? e.CLAIIM_AGENT_TOKEN_TTL_SECONDS,
+    publicUrl: (e.CLAIIM_PUBLIC_URL ?? `http://${e.HOST}:${e.PORT || 8080}`).replace(/\/+$/, ""),
     redaction: redactionRules(env, cwd),
-    oidc: env.CLAIIM_OIDC_ISSUER
+    oidc: e.CLAIIM_OIDC_ISSUER
       ? {
-          issuer: env.CLAIIM_OIDC_ISSUER,
-          audience: required(env, "CLAIIM_OIDC_AUDIENCE"),
-          jwksUrl: required(env, "CLAIIM_OIDC_JWKS_URL"),
-          rolesClaim: env.CLAIIM_OIDC_ROLES_CLAIM ?? "claiim_roles",
-          orgClaim: env.CLAIIM_OIDC_ORG_CLAIM ?? "claiim_org",
-          clockSkewSeconds: intEnv(env, "CLAIIM_CLOCK_SKEW_SECONDS", 60),
-          jwksCooldownSeconds: nonNegativeEnv(env, "CLAIIM_OIDC_JWKS_COOLDOWN_SECONDS", 30),
-          jwksCacheSeconds: intEnv(env, "CLAIIM_OIDC_JWKS_CACHE_SECONDS", 600),
+          issuer: e.CLAIIM_OIDC_ISSUER,
+          audience: e.CLAIIM_OIDC_AUDIENCE!,
+          jwksUrl: e.CLAIIM_OIDC_JWKS_URL!,
+          rolesClaim: e.CLAIIM_OIDC_ROLES_CLAIM,
+          orgClaim: e.CLAIIM_OIDC_ORG_CLAIM,
+          clockSkewSeconds: e.CLAIIM_CLOCK_SKEW_SECONDS,
+          jwksCooldownSeconds: e.CLAIIM_OIDC_JWKS_COOLDOWN_SECONDS,
+          jwksCacheSeconds: e.CLAIIM_OIDC_JWKS_CACHE_SECONDS,
         }
       : null,
-    logLevel: env.LOG_LEVEL ?? "info",
+    logLevel: e.LOG_LEVEL,
     chron: {
-      maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256),
-      checkpointEveryRecords: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_RECORDS", 1000),
-      checkpointEverySeconds: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_SECONDS", 60),
-      jsonExportMax: intEnv(env, "CLAIIM_EXPORT_JSON_MAX_RECORDS", 10000),
+      maxBatch: e.CLAIIM_CHRON_MAX_BATCH,
+      checkpointEveryRecords: e.CLAIIM_CHECKPOINT_EVERY_RECORDS,
+      checkpointEverySeconds: e.CLAIIM_CHECKPOINT_EVERY_SECONDS,
+      jsonExportMax: e.CLAIIM_EXPORT_JSON_MAX_RECORDS,
     },
-    bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
+    bodyLimits: { default: 64 * 1024, policy: e.CLAIIM_POLICY_MAX_BYTES },
     bundleSigning: bundleSigning(env, cwd),
-    idempotency: { ttlSeconds: intEnv(env, "CLAIIM_IDEMPOTENCY_TTL_SECONDS", 24 * 3600), maxKeys: intEnv(env, "CLAIIM_IDEMPOTENCY_MAX_KEYS", 100_000) },
+    idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
   };

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { parseEnv, wholeNumber } from "../lib/env";
 import type { WebhookSettings } from "./webhook";
 
 export interface ApprovalConfig {
@@ -8,13 +9,11 @@ export interface ApprovalConfig {
   webhook: WebhookSettings | null;
 }
 
-function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive whole number of seconds, got ${raw}`);
-  return value;
-}
+const ENV = {
+  CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS: wholeNumber(3600),
+  CLAIIM_APPROVAL_MAX_TTL_SECONDS: wholeNumber(86400),
+  CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS: wholeNumber(10),
+};
 
 /** A Standard Webhooks secret: whsec_ and the base64 of 24 to 64 bytes. */
 function webhookSecret(env: NodeJS.ProcessEnv, cwd: string): string {
@@ -34,8 +33,9 @@ function webhookSecret(env: NodeJS.ProcessEnv, cwd: string): string {
  * (the waits before each retry, comma-separated) and CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS.
  */
 export function approvalConfig(env: NodeJS.ProcessEnv, cwd: string): ApprovalConfig {
-  const defaultTtlSeconds = seconds(env, "CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS", 3600);
-  const maxTtlSeconds = seconds(env, "CLAIIM_APPROVAL_MAX_TTL_SECONDS", 86400);
+  const e = parseEnv(ENV, env);
+  const defaultTtlSeconds = e.CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS;
+  const maxTtlSeconds = e.CLAIIM_APPROVAL_MAX_TTL_SECONDS;
   if (defaultTtlSeconds > maxTtlSeconds) throw new Error("CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS exceeds CLAIIM_APPROVAL_MAX_TTL_SECONDS");
   const url = env.CLAIIM_APPROVAL_WEBHOOK_URL;
   if (!url) {
@@ -57,6 +57,6 @@ export function approvalConfig(env: NodeJS.ProcessEnv, cwd: string): ApprovalCon
   return {
     defaultTtlSeconds,
     maxTtlSeconds,
-    webhook: { url, secret: webhookSecret(env, cwd), retrySeconds, timeoutMs: seconds(env, "CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 10) * 1000, concurrency: 4 },
+    webhook: { url, secret: webhookSecret(env, cwd), retrySeconds, timeoutMs: e.CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS * 1000, concurrency: 4 },
   };
 }

@@ -1,4 +1,5 @@
 import path from "node:path";
+import { oneOf, parseEnv } from "../lib/env";
 
 /** The web console: where its built files are, and how it signs humans in with OIDC. */
 export interface ConsoleSettings {
@@ -23,8 +24,7 @@ export interface ConsoleOidc {
 export function consoleSettings(env: NodeJS.ProcessEnv, cwd: string): ConsoleSettings {
   const clientId = env.CLAIIM_CONSOLE_OIDC_CLIENT_ID;
   if (clientId && !env.CLAIIM_OIDC_ISSUER) throw new Error("CLAIIM_CONSOLE_OIDC_CLIENT_ID needs CLAIIM_OIDC_ISSUER (and its audience and JWKS)");
-  const token = env.CLAIIM_CONSOLE_OIDC_TOKEN ?? "access_token";
-  if (token !== "access_token" && token !== "id_token") throw new Error(`CLAIIM_CONSOLE_OIDC_TOKEN must be access_token or id_token, got ${token}`);
+  const { CLAIIM_CONSOLE_OIDC_TOKEN: token } = parseEnv({ CLAIIM_CONSOLE_OIDC_TOKEN: oneOf(["access_token", "id_token"] as const, "access_token") }, env);
   return {
     dir: path.resolve(cwd, env.CLAIIM_CONSOLE_DIR ?? "dist/console"),
     oidc: clientId

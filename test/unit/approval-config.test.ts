@@ -30,6 +30,6 @@ describe("approval configuration", () => {
     expect(approvalConfig({ ...base, CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS: "" }, "/").webhook!.retrySeconds).toEqual([]);
     expect(() => approvalConfig({ ...base, CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS: "5,soon" }, "/")).toThrow(/RETRY_SECONDS/);
     expect(() => approvalConfig({ CLAIIM_APPROVAL_DEFAULT_TTL_SECONDS: "7200", CLAIIM_APPROVAL_MAX_TTL_SECONDS: "3600" }, "/")).toThrow(/exceeds/);
-    expect(() => approvalConfig({ CLAIIM_APPROVAL_MAX_TTL_SECONDS: "-1" }, "/")).toThrow(/positive/);
+    expect(() => approvalConfig({ CLAIIM_APPROVAL_MAX_TTL_SECONDS: "-1" }, "/")).toThrow(/CLAIIM_APPROVAL_MAX_TTL_SECONDS must be a whole number, at least 1/);
   });
 });
