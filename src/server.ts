@@ -45,10 +45,10 @@ import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { ApprovalService } from "./approvals/approval-service";
 import { approvalRoutes } from "./approvals/approval-routes";
 import type { Directory } from "./approvals/views";
-import { ALL_ORGANIZATIONS } from "./identity/identity-service";
 import { consoleHandler } from "./console/console-handler";
 
 import { version as VERSION } from "../package.json";
+import { ALL_ORGANIZATIONS } from "./shared/principal";
 
 /** A running CLAIIM: its services, its HTTP server and its database. */
 export interface Claiim extends Omit<Core, "authenticator"> {

@@ -1,10 +1,10 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import type { IdentityService } from "../identity/identity-service";
-import { scopeOf } from "../identity/model";
 import type { ApprovalService } from "./approval-service";
 import { APPROVAL_STATUSES, type Approval, type ApprovalStatus } from "./model";
 import { approvalView, type Directory } from "./views";
+import { scopeOf } from "../shared/principal";
 
 const HumanRef = z.object({ id: z.string(), name: z.string(), email: z.string() });
 const Status = z.enum(APPROVAL_STATUSES as [ApprovalStatus, ...ApprovalStatus[]]);
@@ -88,7 +88,7 @@ export function approvalRoutes(approvals: ApprovalService, identity: IdentitySer
         503: { description: "Chron could not record the answer, so it was not taken" },
       },
       handle: async ({ params, body, principal }) => {
-        const done = verdict === "approve" ? approvals.approve(params.id, principal!, body.reason, body.on_behalf_of) : approvals.reject(params.id, principal!, body.reason, body.on_behalf_of);
+        const done = verdict === "approve" ? approvals.approve(params.id, principal, body.reason, body.on_behalf_of) : approvals.reject(params.id, principal, body.reason, body.on_behalf_of);
         return { status: 200, body: view(await done) };
       },
     });
@@ -113,8 +113,8 @@ export function approvalRoutes(approvals: ApprovalService, identity: IdentitySer
         .strict(),
       responses: { 200: { description: "Approvals the caller may read", schema: z.object({ approvals: z.array(ApprovalViewSchema) }) } },
       handle: ({ query, principal }) => {
-        const orgId = query.organization ? identity.organizationBySlug(query.organization, scopeOf(principal!)).id : undefined;
-        const list = approvals.list({ status: query.status, orgId, agentId: query.agent, approver: query.approver, limit: query.limit }, principal!);
+        const orgId = identity.organizationFilter(scopeOf(principal), query.organization);
+        const list = approvals.list({ status: query.status, orgId, agentId: query.agent, approver: query.approver, limit: query.limit }, principal);
         return { status: 200, body: { approvals: list.map(view) } };
       },
     }),
@@ -141,7 +141,7 @@ export function approvalRoutes(approvals: ApprovalService, identity: IdentitySer
         // A caller that hangs up stops the wait.
         const gone = new AbortController();
         res.once("close", () => gone.abort());
-        return { status: 200, body: view(await approvals.wait(params.id, principal!, query.wait, gone.signal)) };
+        return { status: 200, body: view(await approvals.wait(params.id, principal, query.wait, gone.signal)) };
       },
     }),
     answer("approve"),

@@ -5,14 +5,14 @@ import { canonicalize } from "../lib/canonical";
 import type { ApproverRef, DecisionApproval, DecisionContent } from "../chron/record";
 import { chronUnavailable, type ApprovalGate, type ApprovalReply, type Settled } from "../decisions/decision-service";
 import type { AgentContext } from "../identity/identity-service";
-import { SYSTEM } from "../identity/identity-service";
-import { actorOf, rolesOf, type Human, type Principal, type Role } from "../identity/model";
+import { type Human } from "../identity/model";
 import { ConflictError, NotAllowedError, NotFoundError, ServiceUnavailableError, type ClaiimError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
 import { mismatches, OPEN_STATUSES, type Approval, type ApprovalSpec, type ApprovalStatus, type BoundRequest } from "./model";
 import { approvalEvent, approvalUrls, approverView, approversView, type Directory } from "./views";
 import { WebhookNotifier, type WebhookSettings } from "./webhook";
+import { actorOf, type Principal, type Role, rolesOf, SYSTEM } from "../shared/principal";
 
 export interface ApprovalSettings {
   /** When the policy names no ttl_seconds. */

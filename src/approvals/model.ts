@@ -1,7 +1,7 @@
 // Approval domain types. Stores speak these, never Prisma or wire types.
 import type { ApproverRef } from "../chron/record";
-import { ROLES, type Role } from "../identity/model";
 import { z } from "../http/openapi";
+import { type Role, ROLES } from "../shared/principal";
 
 /**
  * pending → approved | rejected | expired; approved → used | expired. Used, rejected and expired

@@ -1,8 +1,9 @@
 // How approvals are shown: in Chron events, in the API, and in the webhook's payload.
-import { newEvent, type Actor, type ApproverRef, type EventContent } from "../chron/record";
+import { newEvent, type ApproverRef, type EventContent } from "../chron/record";
 import type { AgentContext } from "../identity/identity-service";
 import type { Human, Organization } from "../identity/model";
 import type { Approval } from "./model";
+import type { Actor } from "../shared/principal";
 
 /** What the approvals feature reads of identities; all of it from memory. */
 export interface Directory {

@@ -1,10 +1,10 @@
 import { Webhook } from "standardwebhooks";
 import type { Recorder } from "../chron/chron-store";
-import { SYSTEM } from "../identity/identity-service";
 import type { Logger } from "../lib/logger";
 import type { ApprovalStore } from "./approval-store";
 import type { Approval, WebhookDelivery } from "./model";
 import { approvalEvent, webhookPayload, webhookView, type Directory } from "./views";
+import { SYSTEM } from "../shared/principal";
 
 export interface WebhookSettings {
   url: string;

@@ -1,11 +1,12 @@
 import { z } from "../http/openapi";
+import { seqWindow, timeWindow } from "../shared/windows";
 import { route, type RouteSpec } from "../http/route";
-import { InputError, NotAllowedError } from "../lib/errors";
+import { NotAllowedError } from "../lib/errors";
 import type { ChronRetention } from "./retention";
 import type { ChronExporter } from "./export";
 import type { IdentityService } from "../identity/identity-service";
-import { actorOf, scopeOf } from "../identity/model";
 import type { ChronService } from "./chron-service";
+import { actorOf, scopeOf } from "../shared/principal";
 
 const ChronRecordView = z
   .object({
@@ -77,8 +78,8 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         409: { description: "Already pruned, or a run in progress" },
       },
       handle: async ({ body, principal }) => {
-        if (scopeOf(principal!).orgId !== null) throw new NotAllowedError("organization_scope", "retention spans the whole chain; only a key not confined to one organisation may run it");
-        return { status: 200, body: await retention.prune(body.up_to_seq, body.reason, actorOf(principal!)) };
+        if (scopeOf(principal).orgId !== null) throw new NotAllowedError("organization_scope", "retention spans the whole chain; only a key not confined to one organisation may run it");
+        return { status: 200, body: await retention.prune(body.up_to_seq, body.reason, actorOf(principal)) };
       },
     }),
     route({
@@ -105,21 +106,17 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         .strict(),
       responses: { 200: { description: "Header line, records, trailer line (an error line if the stream fails midway)" } },
       handle: async ({ query, principal }) => {
-        const scope = scopeOf(principal!);
-        const fromMs = query.from ? Date.parse(query.from) : undefined;
-        const toMs = query.to ? Date.parse(query.to) : undefined;
-        if ((fromMs !== undefined && toMs !== undefined && fromMs > toMs) || (query.from_seq !== undefined && query.to_seq !== undefined && query.from_seq > query.to_seq)) {
-          throw new InputError("range_inverted", "the lower bound of the range is above its upper bound", [{ path: query.from ? "from" : "from_seq", message: "above the upper bound" }]);
-        }
+        const { fromMs, toMs } = timeWindow(query.from, query.to);
+        seqWindow(query.from_seq, query.to_seq);
         // A credential confined to one organisation exports that organisation's records, with proofs.
-        const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined);
+        const orgId = identity.organizationFilter(scopeOf(principal), query.organization);
         const selection = { kind: query.kind, orgId, agentId: query.agent, ownerId: query.owner, action: query.action, decision: query.decision, policyVersion: query.policy_version };
         const { format: _format, ...given } = query;
         const filters = Object.fromEntries(Object.entries({ ...given, organization: orgId ? identity.organization(orgId)?.slug : undefined }).filter(([, v]) => v !== undefined)) as Record<
           string,
           string | number
         >;
-        const { header, body } = await exporter.prepare({ fromMs, toMs, fromSeq: query.from_seq, toSeq: query.to_seq }, selection, query.format, actorOf(principal!), filters);
+        const { header, body } = await exporter.prepare({ fromMs, toMs, fromSeq: query.from_seq, toSeq: query.to_seq }, selection, query.format, actorOf(principal), filters);
         const name = `chron-${header.first_seq ?? 0}-${header.last_seq ?? 0}.${query.format}`;
         return { status: 200, contentType: EXPORT_TYPES[query.format], headers: { "Content-Disposition": `attachment; filename="${name}"` }, stream: body };
       },
@@ -133,19 +130,12 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
       query: ListQuery,
       responses: { 200: { description: "A page of records", schema: z.object({ records: z.array(ChronRecordView), next_cursor: z.string().nullable() }) } },
       handle: async ({ query, principal }) => {
-        const fromMs = query.from ? Date.parse(query.from) : undefined;
-        const toMs = query.to ? Date.parse(query.to) : undefined;
-        if (fromMs !== undefined && toMs !== undefined && fromMs > toMs) {
-          throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
-        }
-        if (query.from_seq !== undefined && query.to_seq !== undefined && query.from_seq > query.to_seq) {
-          throw new InputError("range_inverted", "from_seq must not be above to_seq", [{ path: "from_seq", message: "above to_seq" }]);
-        }
-        const scope = scopeOf(principal!);
+        const { fromMs, toMs } = timeWindow(query.from, query.to);
+        seqWindow(query.from_seq, query.to_seq);
         const filter = {
           kind: query.kind,
           // A credential confined to one organisation sees only that organisation's records.
-          orgId: query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined),
+          orgId: identity.organizationFilter(scopeOf(principal), query.organization),
           agentId: query.agent,
           ownerId: query.owner,
           decision: query.decision,
@@ -174,11 +164,8 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         .strict(),
       responses: { 200: { description: "Counts per day" } },
       handle: async ({ query, principal }) => {
-        const fromMs = Date.parse(query.from);
-        const toMs = Date.parse(query.to);
-        if (fromMs > toMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
-        const scope = scopeOf(principal!);
-        const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : (scope.orgId ?? undefined);
+        const { fromMs, toMs } = timeWindow(query.from, query.to);
+        const orgId = identity.organizationFilter(scopeOf(principal), query.organization);
         const names = {
           agent: (id: string) => identity.agentContext(id)?.agent.name ?? null,
           human: (id: string) => {
@@ -200,7 +187,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
       tags: ["chron"],
       access: { roles: ["auditor"] },
       responses: { 200: { description: "Verification result (valid or not)", schema: VerifyView } },
-      handle: async ({ principal }) => ({ status: 200, body: await chron.verify(scopeOf(principal!)) }),
+      handle: async ({ principal }) => ({ status: 200, body: await chron.verify(scopeOf(principal)) }),
     }),
   ];
 }

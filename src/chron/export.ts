@@ -8,7 +8,8 @@ import { MerkleFrontier, MerkleTree } from "./merkle";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import type { ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
-import { GENESIS_HASH, newEvent, toRecord, type Actor } from "./record";
+import { GENESIS_HASH, newEvent, toRecord } from "./record";
+import type { Actor } from "../shared/principal";
 
 export type ExportFormat = "ndjson" | "csv" | "json";
 

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { canonicalize, sha256Hex } from "../lib/canonical";
 import { isCleanText } from "../lib/text";
+import type { Actor } from "../shared/principal";
 
 /** prev_hash of the first record. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -105,17 +106,6 @@ export interface ShadowResult {
   agrees: boolean;
   /** Only where the shadow disagrees with the decision made. */
   reasons?: string[];
-}
-
-export interface Actor {
-  type: "api_key" | "human" | "agent" | "system";
-  id: string;
-  name: string;
-}
-
-/** How an actor is named in state that records who did something (`api_key:<id>`). */
-export function actorName(actor: Actor): string {
-  return `${actor.type}:${actor.id}`;
 }
 
 /**

@@ -8,7 +8,8 @@ import type { Logger } from "../lib/logger";
 import type { ChronStore, Recorder } from "./chron-store";
 import type { ChronExporter } from "./export";
 import { ndjsonItems, verifyExport } from "./export-verifier";
-import { newEvent, type Actor } from "./record";
+import { newEvent } from "./record";
+import type { Actor } from "../shared/principal";
 
 export interface PruneResult {
   archive: { file: string; sha256: string; records: number; first_seq: number; last_seq: number };

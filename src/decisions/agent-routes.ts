@@ -23,7 +23,6 @@ export function agentRoutes(identity: IdentityService, engine: PolicyEngine): Ro
       access: { agent: true },
       responses: { 200: { description: "The agent's own skills and allow/deny matrix", schema: OwnPermissionsView } },
       handle: ({ principal }) => {
-        if (principal?.kind !== "agent") throw new Error("unreachable: route is agent-only");
         const ctx = identity.agentContext(principal.agentId);
         if (!ctx) throw new NotFoundError("agent_not_found", "the token's agent no longer exists");
         const report = effectivePermissions(ctx, engine.active());

@@ -1,6 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { SkillRef } from "../identity/identity-routes";
+import { SkillRef } from "../shared/vocabulary";
 import type { DecisionService } from "./decision-service";
 import { parseIdempotencyKey } from "./idempotency";
 
@@ -83,7 +83,6 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
         503: { description: "Chron could not record the decision, so none was made" },
       },
       handle: async ({ body, principal, req }) => {
-        if (principal?.kind !== "agent") throw new Error("unreachable: route is agent-only");
         const key = parseIdempotencyKey(req.get("idempotency-key"));
         if (key === null) return { status: 200, body: await decisions.decide(principal, body) };
         const { response, replayed } = await decisions.decideOnce(principal, body, key);

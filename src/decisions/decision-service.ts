@@ -3,12 +3,12 @@ import type { ChronContent, Decision, DecisionContent, PolicyRef, ShadowResult }
 import type { ChronRow } from "../chron/record";
 import { ApprovalSpecSchema, type ApprovalSpec } from "../approvals/model";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
-import type { OnBehalfOf } from "../identity/model";
 import type { Logger } from "../lib/logger";
 import { LiveWork } from "../lib/pacer";
 import type { AgentContext } from "../identity/identity-service";
 import type { ActivePolicy } from "../policy/policy-engine";
 import { IdempotencyIndex, type RequestView } from "./idempotency";
+import type { OnBehalfOf } from "../shared/principal";
 
 export interface DecisionRequest {
   action: string;

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import express from "express";
 import type { Logger } from "../lib/logger";
-import { principalName, type Principal } from "../identity/model";
 import { mount, type Mounting, type RouteSpec } from "./route";
 import { notFoundHandler, problemHandler } from "./problem";
+import { type Principal, principalName } from "../shared/principal";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 

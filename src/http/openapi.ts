@@ -1,9 +1,6 @@
-import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
-import { z } from "zod";
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
+import { z } from "../lib/zod";
 import { PROBLEM_CODES, type ProblemCode } from "../lib/problems";
-
-// WARNING: must run before any schema calls .openapi(); every module that defines schemas imports z from here.
-extendZodWithOpenApi(z);
 
 export { z };
 

@@ -6,14 +6,25 @@ import { InputError, MethodNotAllowedError, NotAllowedError, type FieldError } f
 import { MAX_JSON_DEPTH, textProblems } from "../lib/text";
 import { PROBLEMS, type CodeWith, type ProblemCode } from "../lib/problems";
 import { runInRequest } from "../lib/logger";
-import { rolesOf, type Principal, type Role } from "../identity/model";
+import { type Principal, type Role, rolesOf } from "../shared/principal";
 
 /**
  * Who may call a route: anyone, API keys and humans with one of these roles (admin always may), or
  * agents. A roles route may also admit every signed-in human (`humans`) or every agent (`agents`),
  * when the service itself decides what each may do (approvals: the accountable human needs no role).
  */
-export type Access = { public: true } | { roles: Role[]; humans?: true; agents?: true } | { agent: true };
+export type Access = { public: true } | { roles: readonly Role[]; humans?: true; agents?: true } | { agent: true };
+
+export type AgentPrincipal = Extract<Principal, { kind: "agent" }>;
+/** API keys and signed-in humans: the credentials that hold roles. */
+export type StaffPrincipal = Exclude<Principal, { kind: "agent" }>;
+
+/**
+ * What a route's handler is given as its caller, from its access: nobody on a public route, the
+ * agent on an agent route, a key or a human on a roles route (any principal when it admits agents).
+ * The mounting checks it before the handler runs, so the handler never checks again.
+ */
+export type PrincipalFor<A extends Access> = A extends { public: true } ? null : A extends { agent: true } ? AgentPrincipal : A extends { agents: true } ? Principal : StaffPrincipal;
 
 export interface Reply {
   status: number;
@@ -24,22 +35,22 @@ export interface Reply {
   contentType?: string;
 }
 
-export interface Context<B, Q, P> {
+export interface Context<B, Q, P, Pr = Principal | null> {
   body: B;
   query: Q;
   params: P;
-  principal: Principal | null;
+  principal: Pr;
   req: Request;
   res: Response;
 }
 
-export interface RouteSpec<B = unknown, Q = unknown, P = unknown> {
+export interface RouteSpec<B = unknown, Q = unknown, P = unknown, A extends Access = Access> {
   method: "get" | "post" | "put" | "patch" | "delete";
   /** OpenAPI form, e.g. /v1/agents/{id}. */
   path: string;
   summary: string;
   tags: string[];
-  access: Access;
+  access: A;
   body?: ZodType<B>;
   query?: ZodType<Q>;
   params?: ZodType<P>;
@@ -54,11 +65,11 @@ export interface RouteSpec<B = unknown, Q = unknown, P = unknown> {
   hotPath?: boolean;
   /** `alsoAs`: other media types the same status may be sent as (e.g. text/csv), as text. */
   responses: Record<number, { description: string; schema?: ZodType; contentType?: string; alsoAs?: string[] }>;
-  handle(ctx: Context<B, Q, P>): Promise<Reply> | Reply;
+  handle(ctx: Context<B, Q, P, PrincipalFor<A>>): Promise<Reply> | Reply;
 }
 
-/** Lets a list of routes with different body types be declared in one array. */
-export function route<B = undefined, Q = undefined, P = undefined>(spec: RouteSpec<B, Q, P>): RouteSpec {
+/** Lets a list of routes with different body types and accesses be declared in one array. */
+export function route<B = undefined, Q = undefined, P = undefined, const A extends Access = Access>(spec: RouteSpec<B, Q, P, A>): RouteSpec {
   return spec as unknown as RouteSpec;
 }
 

@@ -1,10 +1,10 @@
 import jwt from "jsonwebtoken";
 import { AuthenticationError } from "../lib/errors";
 import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
-import type { OnBehalfOf, Principal } from "./model";
 import type { OAuthService } from "./oauth-service";
 import type { OidcVerifier } from "./oidc";
 import type { SigningKeys } from "./signing-keys";
+import type { OnBehalfOf, Principal } from "../shared/principal";
 
 /**
  * A verified CLAIIM token: an agent credential (its jti names the credential) or an access token

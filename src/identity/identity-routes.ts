@@ -2,26 +2,10 @@ import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { matches, pageOf, PageQuery } from "../http/paging";
 import type { IdentityService } from "./identity-service";
-import { actorOf, ROLES, scopeOf, type Agent, type AgentCredential, type ApiKey, type Human, type Organization, type Principal } from "./model";
+import { Email, Name, SkillRef, Slug } from "../shared/vocabulary";
+import { type Agent, type AgentCredential, type ApiKey, type Human, type Organization } from "./model";
+import { actorOf, type Principal, ROLES, scopeOf } from "../shared/principal";
 
-// semver.org's regular expression for a semantic version.
-export const SEMVER =
-  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
-
-export const Slug = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62})$/, "lowercase letters, digits and dashes, at most 63");
-export const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, '.', '_' and '-', at most 64");
-export const SkillRef = z
-  .object({
-    name: Name,
-    version: z
-      .string()
-      .refine((v) => SEMVER.test(v), { message: "a semantic version such as 1.2.0", params: { code: "invalid_semver" } })
-      .openapi({ pattern: SEMVER.source, example: "1.2.0" }),
-  })
-  .strict()
-  .openapi("SkillRef");
-/** An e-mail address as CLAIIM accepts it; the document carries the same pattern. */
-export const Email = z.string().max(320).regex(z.regexes.email, "an e-mail address such as alice@acme.example");
 const Id = z.object({ id: z.string().uuid() });
 const Reason = z.object({ reason: z.string().min(1).max(1000) }).strict();
 
@@ -101,8 +85,8 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
     expires_at: k.expiresAt?.toISOString() ?? null,
     revoked_at: k.revokedAt?.toISOString() ?? null,
   });
-  const who = (p: Principal | null) => ({ actor: actorOf(p!), scope: scopeOf(p!) });
-  const orgIdOf = (p: Principal | null, slug?: string) => (slug ? identity.organizationBySlug(slug, scopeOf(p!)).id : undefined);
+  const who = (p: Principal) => ({ actor: actorOf(p), scope: scopeOf(p) });
+  const orgIdOf = (p: Principal, slug?: string) => (slug ? identity.organizationBySlug(slug, scopeOf(p)).id : undefined);
 
   return [
     route({
@@ -134,7 +118,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       tags: ["identity"],
       access: { roles: ["auditor", "agent_manager", "policy_author"] },
       responses: { 200: { description: "Organisations", schema: z.object({ organizations: z.array(OrganizationView) }) } },
-      handle: ({ principal }) => ({ status: 200, body: { organizations: identity.listOrganizations(scopeOf(principal!)).map(orgView) } }),
+      handle: ({ principal }) => ({ status: 200, body: { organizations: identity.listOrganizations(scopeOf(principal)).map(orgView) } }),
     }),
     route({
       method: "post",
@@ -158,7 +142,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       query: z.object({ organization: Slug.optional(), ...PageQuery }).strict(),
       responses: { 200: { description: "Humans, by email", schema: z.object({ humans: z.array(HumanView), next_cursor: z.string().nullable() }) } },
       handle: ({ query, principal }) => {
-        const found = identity.listHumans(scopeOf(principal!), orgIdOf(principal, query.organization)).filter((h) => matches(query.q, h.name, h.email));
+        const found = identity.listHumans(scopeOf(principal), orgIdOf(principal, query.organization)).filter((h) => matches(query.q, h.name, h.email));
         const page = pageOf(found, (h) => `${h.email}\u0000${h.id}`, query);
         return { status: 200, body: { humans: page.items.map(humanView), next_cursor: page.next_cursor } };
       },
@@ -171,7 +155,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The human", schema: HumanView }, 404: { description: "Unknown human" } },
-      handle: ({ params, principal }) => ({ status: 200, body: humanView(identity.human(params.id, scopeOf(principal!))) }),
+      handle: ({ params, principal }) => ({ status: 200, body: humanView(identity.human(params.id, scopeOf(principal))) }),
     }),
     route({
       method: "post",
@@ -248,7 +232,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       responses: { 200: { description: "Agents, by name", schema: z.object({ agents: z.array(AgentView), next_cursor: z.string().nullable() }) } },
       handle: ({ query, principal }) => {
         const found = identity
-          .listAgents(scopeOf(principal!), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
+          .listAgents(scopeOf(principal), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
           .filter((a) => matches(query.q, a.name));
         const page = pageOf(found, (a) => `${a.name}\u0000${a.id}`, query);
         return { status: 200, body: { agents: page.items.map(agentView), next_cursor: page.next_cursor } };
@@ -262,7 +246,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The agent", schema: AgentView }, 404: { description: "Unknown agent" } },
-      handle: ({ params, principal }) => ({ status: 200, body: agentView(identity.agent(params.id, scopeOf(principal!))) }),
+      handle: ({ params, principal }) => ({ status: 200, body: agentView(identity.agent(params.id, scopeOf(principal))) }),
     }),
     route({
       method: "patch",
@@ -369,7 +353,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "Credentials", schema: z.object({ credentials: z.array(CredentialView) }) } },
-      handle: ({ params, principal }) => ({ status: 200, body: { credentials: identity.listCredentials(params.id, scopeOf(principal!)).map(credentialView) } }),
+      handle: ({ params, principal }) => ({ status: 200, body: { credentials: identity.listCredentials(params.id, scopeOf(principal)).map(credentialView) } }),
     }),
     route({
       method: "delete",
@@ -417,7 +401,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       tags: ["identity"],
       access: { roles: [] },
       responses: { 200: { description: "Keys", schema: z.object({ api_keys: z.array(ApiKeyView) }) } },
-      handle: ({ principal }) => ({ status: 200, body: { api_keys: identity.listApiKeys(scopeOf(principal!)).map(apiKeyView) } }),
+      handle: ({ principal }) => ({ status: 200, body: { api_keys: identity.listApiKeys(scopeOf(principal)).map(apiKeyView) } }),
     }),
     route({
       method: "delete",

@@ -3,12 +3,13 @@ import fs from "node:fs";
 import path from "node:path";
 import jwt from "jsonwebtoken";
 import type { Tx } from "../db/database";
-import { newEvent, type Actor, type EventContent } from "../chron/record";
+import { newEvent, type EventContent } from "../chron/record";
 import type { Recorder } from "../chron/chron-store";
 import { ConflictError, InputError, NotAllowedError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization, Role } from "./model";
+import { ALL_ORGANIZATIONS, SYSTEM, type Actor, type Role, type Scope } from "../shared/principal";
+import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization } from "./model";
 import { generate, loadOrCreateKeys, type SigningKeys } from "./signing-keys";
 
 export interface TokenSettings {
@@ -23,15 +24,6 @@ export interface AgentContext {
   organization: Organization;
   owner: Human | null;
 }
-
-/** The organisation a caller is confined to; null for a key that spans all of them. */
-export interface Scope {
-  orgId: string | null;
-}
-
-export const ALL_ORGANIZATIONS: Scope = { orgId: null };
-
-export const SYSTEM: Actor = { type: "system", id: "claiim", name: "CLAIIM" };
 
 export interface AgentFilter {
   orgId?: string;
@@ -132,6 +124,14 @@ export class IdentityService {
     const org = this.orgsBySlug.get(slug);
     if (!org || !this.visible(scope, org.id)) throw notFound("organization", slug);
     return org;
+  }
+
+  /**
+   * The organisation a request is about: the one it names (not found unless the scope may see
+   * it), else the one the caller is confined to, else none (every organisation).
+   */
+  organizationFilter(scope: Scope, slug?: string): string | undefined {
+    return slug ? this.organizationBySlug(slug, scope).id : (scope.orgId ?? undefined);
   }
 
   // --- humans ---

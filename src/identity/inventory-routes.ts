@@ -4,8 +4,8 @@ import { route, type RouteSpec } from "../http/route";
 import { effectivePermissions } from "../decisions/permissions";
 import type { PolicyEngine } from "../policy/policy-engine";
 import type { IdentityService } from "./identity-service";
-import { Name, Slug } from "./identity-routes";
-import { scopeOf } from "./model";
+import { Name, Slug } from "../shared/vocabulary";
+import { scopeOf } from "../shared/principal";
 
 const InventoryRow = z
   .object({
@@ -66,7 +66,7 @@ export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine)
         200: { description: "The inventory (JSON, or CSV with format=csv)", schema: z.object({ generated_at: z.string(), count: z.number().int(), agents: z.array(InventoryRow) }), alsoAs: ["text/csv"] },
       },
       handle: ({ query, principal }) => {
-        const scope = scopeOf(principal!);
+        const scope = scopeOf(principal);
         const orgId = query.organization ? identity.organizationBySlug(query.organization, scope).id : undefined;
         const now = Date.now();
         const rows = identity.listAgents(scope, { orgId, ownerId: query.owner, status: query.status, skill: query.skill }).map((a) => {
@@ -108,7 +108,7 @@ export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine)
       params: z.object({ id: z.string().uuid() }),
       responses: { 200: { description: "Allow/deny matrix with reasons; nothing is recorded", schema: PermissionsView } },
       handle: ({ params, principal }) => {
-        identity.agent(params.id, scopeOf(principal!));
+        identity.agent(params.id, scopeOf(principal));
         return { status: 200, body: effectivePermissions(identity.agentContext(params.id)!, engine.active()) };
       },
     }),

@@ -3,8 +3,9 @@ import { route, type RouteSpec } from "../http/route";
 import { AuthenticationError } from "../lib/errors";
 import { isCleanText } from "../lib/text";
 import type { IdentityService } from "./identity-service";
-import { actorOf, scopeOf, type AgentClient } from "./model";
+import { type AgentClient } from "./model";
 import type { OAuthService } from "./oauth-service";
+import { actorOf, scopeOf } from "../shared/principal";
 
 const ClientView = z
   .object({
@@ -103,7 +104,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
         .strict(),
       responses: { 201: { description: "Registered", schema: ClientView.extend({ client_secret: z.string().optional() }) }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
-        const { client, secret } = await oauth.registerClient(params.id, body, actorOf(principal!), scopeOf(principal!));
+        const { client, secret } = await oauth.registerClient(params.id, body, actorOf(principal), scopeOf(principal));
         return { status: 201, headers: { "Cache-Control": "no-store" }, body: { ...view(client), ...(secret ? { client_secret: secret } : {}) } };
       },
     }),
@@ -115,7 +116,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       access: { roles: ["agent_manager", "auditor"] },
       params: z.object({ id: z.string().uuid() }),
       responses: { 200: { description: "Clients", schema: z.object({ clients: z.array(ClientView) }) } },
-      handle: ({ params, principal }) => ({ status: 200, body: { clients: oauth.listClients(params.id, scopeOf(principal!)).map(view) } }),
+      handle: ({ params, principal }) => ({ status: 200, body: { clients: oauth.listClients(params.id, scopeOf(principal)).map(view) } }),
     }),
     route({
       method: "delete",
@@ -125,7 +126,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       access: { roles: ["agent_manager"] },
       params: z.object({ id: z.string().uuid(), client_id: z.string().max(200) }),
       responses: { 200: { description: "Revoked", schema: ClientView } },
-      handle: async ({ params, principal }) => ({ status: 200, body: view(await oauth.revokeClient(params.id, params.client_id, actorOf(principal!), scopeOf(principal!))) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: view(await oauth.revokeClient(params.id, params.client_id, actorOf(principal), scopeOf(principal))) }),
     }),
     route({
       method: "post",
@@ -137,7 +138,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       responses: { 200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.object({ kid: z.string(), retires_at: z.string() }) }) } },
       handle: async ({ body, principal }) => ({
         status: 200,
-        body: await identity.rotateSigningKey(body.overlap_seconds ?? keyOverlapSeconds, body.reason ?? null, actorOf(principal!), scopeOf(principal!)),
+        body: await identity.rotateSigningKey(body.overlap_seconds ?? keyOverlapSeconds, body.reason ?? null, actorOf(principal), scopeOf(principal)),
       }),
     }),
   ];

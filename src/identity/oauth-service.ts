@@ -2,16 +2,17 @@ import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type JWK } from "jose";
 import jwt from "jsonwebtoken";
 import type { Recorder } from "../chron/chron-store";
-import { newEvent, type Actor, type EventContent } from "../chron/record";
+import { newEvent, type EventContent } from "../chron/record";
 import { AuthenticationError, ConflictError, InputError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { DuplicateKeyError } from "../db/duplicate";
 import { PROBLEMS, type CodeWith } from "../lib/problems";
 import { isCleanText } from "../lib/text";
-import { hashSecret, type IdentityService, type Scope } from "./identity-service";
+import { hashSecret, type IdentityService } from "./identity-service";
 import type { IdentityStore } from "./identity-store";
 import type { AgentClient, ClientMethod } from "./model";
 import type { SigningKeys } from "./signing-keys";
+import type { Actor, Scope } from "../shared/principal";
 
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /** RFC 7523 leaves the lifetime of an assertion to the server: short, since each is used once. */

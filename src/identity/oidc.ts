@@ -3,7 +3,7 @@ import type { OidcSettings } from "../config";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import { isCleanText } from "../lib/text";
 import type { IdentityService } from "./identity-service";
-import { ROLES, type Principal, type Role } from "./model";
+import { type Principal, type Role, ROLES } from "../shared/principal";
 
 const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 

@@ -3,7 +3,8 @@ import { duplicateAs, isUniqueViolation } from "../db/duplicate";
 import { ConflictError } from "../lib/errors";
 import type { CodeWith } from "../lib/problems";
 import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization, Role, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization, SigningKey } from "./model";
+import type { Role } from "../shared/principal";
 
 function conflictOn(code: CodeWith<409>, message: string) {
   return (err: unknown): never => {

@@ -2,12 +2,13 @@ import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
 import { isLosslessNumber, parse as parseLossless } from "lossless-json";
 import type { Recorder } from "../chron/chron-store";
-import { newEvent, type Actor } from "../chron/record";
+import { newEvent } from "../chron/record";
 import type { IdentityStore } from "../identity/identity-store";
 import { generate, jwkThumbprint, loadOrCreateKeys, publish, type SigningKeys } from "../identity/signing-keys";
 import type { ExternalBundleKeys } from "../config";
 import { ConflictError } from "../lib/errors";
 import type { BundleFiles } from "./bundle";
+import type { Actor } from "../shared/principal";
 
 /** OPA's name for a bundle's signature file. */
 export const SIGNATURES_FILE = ".signatures.json";

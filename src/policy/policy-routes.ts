@@ -1,18 +1,10 @@
 import { z } from "../http/openapi";
 import { route, type Reply, type RouteSpec } from "../http/route";
-import { actorOf, scopeOf, type Principal } from "../identity/model";
-import { NotAllowedError, NotFoundError } from "../lib/errors";
+import { NotFoundError } from "../lib/errors";
 import type { ReplayRunner } from "./replay";
-
-/** The policy applies to every organisation, so only a key that spans all of them may change it. */
-function changer(p: Principal | null) {
-  if (!p || p.orgId !== null) {
-    throw new NotAllowedError("organization_scope", "the policy applies to every organisation; only a key not confined to one may change it");
-  }
-  return actorOf(p);
-}
 import type { PolicyService } from "./policy-service";
 import { readPolicyArchive } from "./archive";
+import { actorOf, scopeOf } from "../shared/principal";
 
 const PolicyVersionView = z
   .object({
@@ -137,7 +129,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         409: { description: "Another version was published at the same moment (policy_version_taken)" },
         422: { description: "A gate refused the policy: opa check (opa_errors: file, row, column, message), the set's own tests (failing_tests), or opa build" },
       },
-      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, changer(principal)) }),
+      handle: async ({ body, principal }) => ({ status: 201, body: await policies.publish(body, actorOf(principal), scopeOf(principal)) }),
     }),
     route({
       method: "post",
@@ -156,7 +148,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       },
       handle: async ({ body, query, principal }) => {
         const files = await readPolicyArchive(body, { maxBytes: maxBytes * 4, maxEntries: 1000 });
-        return { status: 201, body: await policies.publish({ files, message: query.message, activate: query.activate === "true" }, changer(principal)) };
+        return { status: 201, body: await policies.publish({ files, message: query.message, activate: query.activate === "true" }, actorOf(principal), scopeOf(principal)) };
       },
     }),
     route({
@@ -191,7 +183,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Status", schema: PolicyStatusView } },
-      handle: async ({ principal }) => ({ status: 200, body: await policies.status(scopeOf(principal!).orgId) }),
+      handle: async ({ principal }) => ({ status: 200, body: await policies.status(scopeOf(principal).orgId) }),
     }),
     route({
       method: "put",
@@ -206,7 +198,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         409: { description: "The version is the active one (shadow_is_active)" },
         422: { description: "The stored bundle failed verification (policy_load_failed)" },
       },
-      handle: async ({ body, principal }) => ({ status: 200, body: await policies.setShadow(body.version, changer(principal)) }),
+      handle: async ({ body, principal }) => ({ status: 200, body: await policies.setShadow(body.version, actorOf(principal), scopeOf(principal)) }),
     }),
     route({
       method: "delete",
@@ -216,7 +208,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author"] },
       responses: { 204: { description: "Stopped" }, 404: { description: "Nothing is shadowed (no_shadow)" } },
       handle: async ({ principal }) => {
-        await policies.stopShadow(changer(principal));
+        await policies.stopShadow(actorOf(principal), scopeOf(principal));
         return { status: 204 };
       },
     }),
@@ -241,7 +233,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
           version: query.version,
           fromMs: query.from ? Date.parse(query.from) : undefined,
           toMs: query.to ? Date.parse(query.to) : undefined,
-          orgId: scopeOf(principal!).orgId,
+          orgId: scopeOf(principal).orgId,
           samples: query.samples,
         }),
       }),
@@ -266,7 +258,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       },
       handle: async ({ params, body, principal }): Promise<Reply> => {
         const window = { fromMs: Date.parse(body.from), toMs: body.to ? Date.parse(body.to) : Date.now() };
-        const job = await replays.start({ version: params.version, ...window, orgId: scopeOf(principal!).orgId, maxRecords: body.max_records }, actorOf(principal!));
+        const job = await replays.start({ version: params.version, ...window, orgId: scopeOf(principal).orgId, maxRecords: body.max_records }, actorOf(principal));
         return { status: 202, headers: { Location: `/v1/policies/replays/${job.id}` }, body: job };
       },
     }),
@@ -277,7 +269,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Replays", schema: z.object({ replays: z.array(ReplayViewSchema) }) } },
-      handle: async ({ principal }) => ({ status: 200, body: { replays: replays.list(scopeOf(principal!).orgId) } }),
+      handle: async ({ principal }) => ({ status: 200, body: { replays: replays.list(scopeOf(principal).orgId) } }),
     }),
     route({
       method: "get",
@@ -287,7 +279,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author", "auditor"] },
       params: z.object({ id: z.string().uuid() }),
       responses: { 200: { description: "The replay", schema: ReplayViewSchema }, 404: { description: "No such replay (replay_not_found)" } },
-      handle: async ({ params, principal }) => ({ status: 200, body: replays.get(params.id, scopeOf(principal!).orgId) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: replays.get(params.id, scopeOf(principal).orgId) }),
     }),
     route({
       method: "get",
@@ -325,7 +317,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.string().nullable() }) },
         409: { description: "The key is a file CLAIIM was given (bundle_signing_key_external)" },
       },
-      handle: async ({ body, principal }) => ({ status: 200, body: await policies.rotateSigningKey(changer(principal), body.reason ?? null) }),
+      handle: async ({ body, principal }) => ({ status: 200, body: await policies.rotateSigningKey(actorOf(principal), body.reason ?? null, scopeOf(principal)) }),
     }),
     route({
       method: "get",
@@ -368,7 +360,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author"] },
       params: Version,
       responses: { 200: { description: "Active", schema: PolicyVersionView }, 422: { description: "The stored bundle failed verification" } },
-      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, changer(principal)) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: await policies.activate(params.version, actorOf(principal), scopeOf(principal)) }),
     }),
   ];
 }

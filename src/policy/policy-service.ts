@@ -1,10 +1,11 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { createTwoFilesPatch } from "diff";
-import { ClaiimError, ConflictError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
+import { ClaiimError, ConflictError, InputError, NotAllowedError, NotFoundError, UnprocessableError } from "../lib/errors";
 import type { ChronStore, Recorder } from "../chron/chron-store";
-import { actorName, newEvent, type Actor } from "../chron/record";
+import { newEvent } from "../chron/record";
 import type { Logger } from "../lib/logger";
+import { checkWindow } from "../shared/windows";
 import { LiveWork } from "../lib/pacer";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
@@ -12,6 +13,7 @@ import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compile
 import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import { shadowReport, type ShadowReport } from "./shadow-report";
 import type { BundleSummary, PolicyStore, StoredBundle } from "./policy-store";
+import { type Actor, actorName, ALL_ORGANIZATIONS, type Scope } from "../shared/principal";
 
 export interface PublishRequest {
   files: PolicySources;
@@ -64,6 +66,11 @@ export interface ShadowView {
 }
 
 const BUNDLE_NAME = "claiim";
+
+/** The policy applies to every organisation, so only a credential that spans all of them may change it. */
+function mayChangePolicy(scope: Scope): void {
+  if (scope.orgId !== null) throw new NotAllowedError("organization_scope", "the policy applies to every organisation; only a key not confined to one may change it");
+}
 const BOOTSTRAP: Actor = { type: "system", id: "bootstrap", name: "reference policies on first start" };
 const STARTUP: Actor = { type: "system", id: "startup", name: "activation of the stored active version at start-up" };
 
@@ -125,7 +132,8 @@ export class PolicyService {
   }
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
-  publish(req: PublishRequest, actor: Actor): Promise<PolicyVersionView & { warnings: PolicyWarning[] }> {
+  publish(req: PublishRequest, actor: Actor, scope: Scope = ALL_ORGANIZATIONS): Promise<PolicyVersionView & { warnings: PolicyWarning[] }> {
+    mayChangePolicy(scope);
     return this.serialised(async () => {
       let files;
       let warnings: PolicyWarning[];
@@ -179,7 +187,8 @@ export class PolicyService {
     });
   }
 
-  activate(version: number, actor: Actor): Promise<PolicyVersionView> {
+  activate(version: number, actor: Actor, scope: Scope = ALL_ORGANIZATIONS): Promise<PolicyVersionView> {
+    mayChangePolicy(scope);
     return this.serialised(async () => {
       const stored = await this.store.get(version);
       if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
@@ -259,7 +268,8 @@ export class PolicyService {
    * Shadow mode: `version` is evaluated beside the active one on every decision, never enforced;
    * Chron records its result next to the real one. Verified like an activation before it runs.
    */
-  setShadow(version: number, actor: Actor): Promise<ShadowView> {
+  setShadow(version: number, actor: Actor, scope: Scope = ALL_ORGANIZATIONS): Promise<ShadowView> {
+    mayChangePolicy(scope);
     return this.serialised(async () => {
       if (this.engine.active()?.version === version) throw new ConflictError("shadow_is_active", `policy version ${version} is the active version; a shadow must differ from it`);
       const loaded = await this.load(version);
@@ -293,7 +303,8 @@ export class PolicyService {
     });
   }
 
-  stopShadow(actor: Actor): Promise<void> {
+  stopShadow(actor: Actor, scope: Scope = ALL_ORGANIZATIONS): Promise<void> {
+    mayChangePolicy(scope);
     return this.serialised(async () => {
       const state = await this.store.state();
       if (!state.shadow) throw new NotFoundError("no_shadow", "no policy version is being shadowed");
@@ -324,12 +335,13 @@ export class PolicyService {
     if (version === undefined) throw new NotFoundError("no_shadow", "no policy version is being shadowed; name the version of an earlier shadow, and from when");
     const fromMs = q.fromMs ?? (current?.version === version ? current.since.getTime() : undefined);
     if (fromMs === undefined) throw new InputError("shadow_window_required", `policy version ${version} is not the current shadow; say from when to report (from)`, [{ path: "from", message: "required" }]);
-    if (q.toMs !== undefined && q.toMs < fromMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+    checkWindow(fromMs, q.toMs, "from", "to");
     return shadowReport(this.chron, { version, fromMs, toMs: q.toMs, orgId: q.orgId ?? undefined, samplesPerGroup: q.samples }, this.live);
   }
 
   /** Bundle-signing keys: a new one signs from now on, and every earlier one keeps verifying. Serialised with publishing. */
-  rotateSigningKey(actor: Actor, reason: string | null): Promise<{ kid: string; previous: string | null }> {
+  rotateSigningKey(actor: Actor, reason: string | null, scope: Scope = ALL_ORGANIZATIONS): Promise<{ kid: string; previous: string | null }> {
+    mayChangePolicy(scope);
     return this.serialised(async () => {
       const rotated = await this.signer.rotate(actor, reason);
       this.logger.info("bundle-signing key rotated", { kid: rotated.kid, previous: rotated.previous, actor });

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
-import { actorName, decisionRef, newEvent, policyOutcome, type Actor, type DecisionContent, type DecisionRef } from "../chron/record";
+import { decisionRef, newEvent, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
 import { evaluate, outcomeOf, type PolicyInput } from "../decisions/decision-service";
-import { ConflictError, InputError, NotFoundError } from "../lib/errors";
+import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
+import { checkWindow } from "../shared/windows";
 import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
 import type { ActivePolicy } from "./policy-engine";
+import { type Actor, actorName } from "../shared/principal";
 
 export interface ReplayChange extends DecisionRef {
   recorded: { decision: string; reasons: string[]; policy_version: number | null };
@@ -86,7 +88,7 @@ export class ReplayRunner {
 
   /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
   async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
-    if (req.fromMs > req.toMs) throw new InputError("range_inverted", "from must not be later than to", [{ path: "from", message: "later than to" }]);
+    checkWindow(req.fromMs, req.toMs, "from", "to");
     const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;

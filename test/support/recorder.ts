@@ -2,8 +2,9 @@ import { ChronWriter } from "../../src/chron/chron-writer";
 import { FakeChronStore } from "./fakes/chron-store";
 import type { Transactional } from "./fakes/transactional";
 import type { Recorder } from "../../src/chron/chron-store";
-import type { Actor, EventContent } from "../../src/chron/record";
+import type { EventContent } from "../../src/chron/record";
 import { createLogger } from "../../src/lib/logger";
+import type { Actor } from "../../src/shared/principal";
 
 export const TESTER: Actor = { type: "api_key", id: "k-test", name: "tester" };
 export const ALL = { orgId: null };

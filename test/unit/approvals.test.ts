@@ -2,11 +2,12 @@ import { ApprovalService, type ApprovalSettings } from "../../src/approvals/appr
 import type { Directory } from "../../src/approvals/views";
 import type { DecisionContent, EventContent } from "../../src/chron/record";
 import { DecisionService, type DecisionRequest } from "../../src/decisions/decision-service";
-import type { Agent, Human, Organization, Principal } from "../../src/identity/model";
+import type { Agent, Human, Organization } from "../../src/identity/model";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { FakeApprovalStore } from "../support/fakes/approval-store";
 import { fakeChron } from "../support/recorder";
+import type { Principal } from "../../src/shared/principal";
 
 const now = new Date();
 const org = (id: string, slug: string): Organization => ({ id, slug, name: slug, createdAt: now });
