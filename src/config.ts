@@ -40,6 +40,23 @@ export interface Config {
   bodyLimits: { default: number; policy: number };
   /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
   bundleSigning: ExternalBundleKeys | null;
+  /** Bounds of every policy evaluation (decisions, shadow, replay, the budget gate), and the workers that run them. */
+  evaluation: EvaluationSettings;
+}
+
+export interface EvaluationSettings {
+  /** Deadline of one evaluation, in milliseconds. */
+  timeoutMs: number;
+  /** WebAssembly memory maximum of a policy, and heap limit of an evaluation worker, in bytes. */
+  maxMemoryBytes: number;
+  /** Evaluation worker threads. */
+  workers: number;
+  /** A shadow or a replay is stopped after this many of its evaluations exceeded the bounds. */
+  tripsToStop: number;
+  /** How many of the last recorded decisions the budget gate evaluates a candidate on. */
+  budgetSamples: number;
+  /** OPA's builtin module (built by make setup); null: look in .tools/. */
+  referenceModule: string | null;
 }
 
 /**
@@ -84,7 +101,7 @@ function nonNegativeEnv(env: NodeJS.ProcessEnv, name: string, fallback: number):
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number of seconds, got ${raw}`);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, got ${raw}`);
   return value;
 }
 
@@ -182,5 +199,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
     bundleSigning: bundleSigning(env, cwd),
+    evaluation: {
+      timeoutMs: intEnv(env, "CLAIIM_EVAL_TIMEOUT_MS", 100),
+      maxMemoryBytes: intEnv(env, "CLAIIM_EVAL_MAX_MEMORY_MB", 256) * 1024 * 1024,
+      workers: intEnv(env, "CLAIIM_EVAL_WORKERS", 2),
+      tripsToStop: intEnv(env, "CLAIIM_EVAL_TRIPS_TO_STOP", 3),
+      budgetSamples: nonNegativeEnv(env, "CLAIIM_BUDGET_SAMPLES", 1000),
+      referenceModule: env.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, env.CLAIIM_OPA_BUILTINS_WASM) : null,
+    },
   };
 }

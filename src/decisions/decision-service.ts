@@ -6,7 +6,8 @@ import type { OnBehalfOf } from "../identity/model";
 import type { Logger } from "../lib/logger";
 import { LiveWork } from "../lib/pacer";
 import type { AgentContext } from "../identity/identity-service";
-import type { ActivePolicy } from "../policy/policy-engine";
+import { evaluatePolicies, nanosOf, type ActivePolicy } from "../policy/policy-engine";
+import type { EvalOutcome } from "../policy/evaluation/pool";
 
 export interface DecisionRequest {
   action: string;
@@ -72,18 +73,18 @@ function isDecision(v: unknown): v is { allow: boolean; reasons: string[] } {
 }
 
 /**
- * Evaluates, failing closed: no policy, a policy error or a malformed result is a deny with the
+ * The decision from an evaluation's outcome, failing closed: no policy, a policy error, an
+ * evaluation stopped at its deadline or memory limit, or a malformed result is a deny with the
  * cause as its reason. Identity rules that no policy may waive are applied on top. Everything it
- * needs is in the input, so that a recorded input replays to the same answer.
+ * needs is in the input (and the recorded clock), so that a recorded input replays to the same answer.
  */
-export function evaluate(policy: ActivePolicy | null, input: PolicyInput): { allow: boolean; reasons: string[] } {
-  if (!policy) return { allow: false, reasons: ["no policy is active: CLAIIM denies every action until one is"] };
-  let result: unknown;
-  try {
-    result = policy.evaluate(input);
-  } catch (err) {
-    return { allow: false, reasons: [`policy evaluation failed: ${(err as Error).message}`] };
+export function decisionOf(policy: ActivePolicy | null, outcome: EvalOutcome | null | undefined, input: PolicyInput): { allow: boolean; reasons: string[] } {
+  if (!policy || !outcome) return { allow: false, reasons: ["no policy is active: CLAIIM denies every action until one is"] };
+  if (!outcome.ok) {
+    const why = outcome.kind === "timeout" || outcome.kind === "memory" ? "policy evaluation stopped" : "policy evaluation failed";
+    return { allow: false, reasons: [`${why}: ${outcome.message}`] };
   }
+  const result = outcome.value;
   if (!isDecision(result)) {
     return { allow: false, reasons: ["policy evaluation failed: the policy did not return a decision of the form {allow, reasons}"] };
   }
@@ -97,15 +98,21 @@ export function evaluate(policy: ActivePolicy | null, input: PolicyInput): { all
   return { allow: result.allow, reasons: result.reasons };
 }
 
+/** Evaluates a policy on an input at a recorded time (replay, permissions), failing closed. */
+export async function evaluate(policy: ActivePolicy | null, input: PolicyInput, nowNs: bigint): Promise<{ allow: boolean; reasons: string[] }> {
+  if (!policy) return decisionOf(null, null, input);
+  return decisionOf(policy, await policy.evaluate(input, nowNs), input);
+}
+
 /** What the shadow version would have decided; its reasons are kept only where it disagrees. */
-export function shadowResult(shadow: ActivePolicy, input: PolicyInput, allow: boolean): ShadowResult {
-  const result = evaluate(shadow, input);
+export function shadowResult(shadow: ActivePolicy, outcome: EvalOutcome, input: PolicyInput, allow: boolean): ShadowResult {
+  const result = decisionOf(shadow, outcome, input);
   const ref = { version: shadow.version, revision: shadow.revision, decision: result.allow ? ("allow" as const) : ("deny" as const) };
   return result.allow === allow ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
 }
 
 /**
- * The decision path: evaluate in-process, record in Chron, reply. The reply waits for the
+ * The decision path: evaluate (in the evaluation workers, within the deadline), record in Chron, reply. The reply waits for the
  * record's commit; if Chron cannot record, nothing is decided (503).
  */
 export class DecisionService {
@@ -128,12 +135,17 @@ export class DecisionService {
     const policy = this.deps.activePolicy();
     const shadowPolicy = this.deps.shadowPolicy();
     const input = policyInput(ctx, req, onBehalfOf);
-    const { allow, reasons } = evaluate(policy, input);
+    // WARNING: the recorded timestamp is the policy's clock (time.now_ns), so that a replay or a
+    // shadow evaluation reproduces this decision exactly.
+    const at = new Date();
+    const policies = [policy, shadowPolicy].filter((p): p is ActivePolicy => p !== null);
+    const outcomes = await evaluatePolicies(policies, input, nanosOf(at));
+    const { allow, reasons } = decisionOf(policy, policy ? outcomes[0] : null, input);
     const policyRef: PolicyRef = { version: policy?.version ?? null, revision: policy?.revision ?? null, digest: policy?.digest ?? null };
     const content: DecisionContent = {
       kind: "decision",
       decision_id: randomUUID(),
-      timestamp: new Date().toISOString(),
+      timestamp: at.toISOString(),
       path: DECISION_PATH,
       organization: { id: ctx.organization.id, slug: ctx.organization.slug },
       agent: { id: ctx.agent.id, name: ctx.agent.name, status: ctx.agent.status },
@@ -150,7 +162,7 @@ export class DecisionService {
       bundles: policy ? { claiim: { revision: policy.revision } } : {},
       input,
     };
-    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, allow);
+    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, outcomes[policy ? 1 : 0], input, allow);
     let row: ChronRow;
     try {
       row = await this.deps.record(this.deps.redact(content));
