@@ -34,11 +34,20 @@ function refuse(what: string, outcome: Extract<EvalOutcome, { ok: false }>, limi
 /** Evaluations in flight at once: the gate stops at the first one past a bound. */
 const CHUNK = 8;
 
+/**
+ * Evaluates the items a few at a time. An evaluation past a bound is evaluated once more before it
+ * counts: a policy that loops does so again, while a one-off delay (a busy machine, a worker just
+ * started) does not refuse a sound policy.
+ */
 async function inChunks<T>(items: T[], evaluate: (item: T) => Promise<EvalOutcome>, check: (item: T, outcome: EvalOutcome) => void): Promise<void> {
+  const tripped = (o: EvalOutcome) => !o.ok && o.kind !== "error";
   for (let i = 0; i < items.length; i += CHUNK) {
     const part = items.slice(i, i + CHUNK);
     const outcomes = await Promise.all(part.map(evaluate));
-    part.forEach((item, k) => check(item, outcomes[k]));
+    for (let k = 0; k < part.length; k++) {
+      const outcome = tripped(outcomes[k]) ? await evaluate(part[k]) : outcomes[k];
+      check(part[k], outcome);
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import { createTwoFilesPatch } from "diff";
 import { readBundle, type BundleFiles } from "./bundle";
 import { capabilitiesDocument, referenceNames } from "./runtime/capabilities";
 import { REFUSED } from "./runtime/builtins";
+import { mayHaveNumericRefs, rewriteNumericDataRefs, type ModuleAst } from "./numeric-data-refs";
 
 const run = promisify(execFile);
 
@@ -118,7 +119,7 @@ export class OpaCliCompiler implements PolicyCompiler {
     return this.inWorkspace(sources, async (src, out) => {
       const capabilities = await this.capabilities();
       await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
-      const files = await this.build(src, out, [ENTRYPOINT]);
+      const files = await this.build(src, out, [ENTRYPOINT], sources);
       const hasTests = Object.keys(sources).some((n) => n.endsWith("_test.rego"));
       if (gate) await gate(files, hasTests ? await this.testsIn(src, sources) : null);
       if (hasTests) await this.test(src);
@@ -153,9 +154,7 @@ export class OpaCliCompiler implements PolicyCompiler {
     if (!entrypoints.length) return null;
     const out = path.join(path.dirname(src), "tests.tar.gz");
     try {
-      const capabilities = await this.capabilities();
-      await run(this.opaBin, ["build", "-t", "wasm", ...entrypoints.flatMap((e) => ["-e", e]), "--capabilities", capabilities, "-o", out, "."], { cwd: src, maxBuffer: 16 * 1024 * 1024 });
-      return { files: await readBundle(await fs.readFile(out)), entrypoints };
+      return { files: await this.build(src, out, entrypoints, sources, true), entrypoints };
     } catch {
       // Tests may mock what WebAssembly cannot compile; `opa test` still runs them.
       return null;
@@ -167,13 +166,31 @@ export class OpaCliCompiler implements PolicyCompiler {
    * capabilities, without the other publish gates. The bundle's WebAssembly is what CLAIIM runs.
    */
   buildWasm(sources: PolicySources, entrypoints: string[]): Promise<BundleFiles> {
-    return this.inWorkspace(sources, (src, out) => this.build(src, out, entrypoints));
+    return this.inWorkspace(sources, (src, out) => this.build(src, out, entrypoints, sources));
   }
 
-  private async build(src: string, out: string, entrypoints: string[]): Promise<BundleFiles> {
+  private async build(src: string, out: string, entrypoints: string[], sources: PolicySources, withTests = false): Promise<BundleFiles> {
     const capabilities = await this.capabilities();
-    await this.opa(src, ["build", "-t", "wasm", ...entrypoints.flatMap((e) => ["-e", e]), "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."], "text");
-    return readBundle(await fs.readFile(out));
+    const args = ["build", "-t", "wasm", ...entrypoints.flatMap((e) => ["-e", e]), "--capabilities", capabilities, ...(withTests ? [] : ["--ignore", "*_test.rego"]), "-o", out, "."];
+    await this.opa(src, args, "text");
+    const files = await readBundle(await fs.readFile(out));
+    // Number segments of references into the bundle's data, as OPA's storage reads them (numeric-data-refs.ts).
+    const modules = Object.keys(sources).filter((n) => n.endsWith(".rego") && (withTests || !n.endsWith("_test.rego")));
+    if (!modules.some((n) => mayHaveNumericRefs(sources[n]))) return files;
+    const asts: Record<string, ModuleAst> = {};
+    for (const name of modules) {
+      const { stdout } = await run(this.opaBin, ["parse", "--format", "json", "--json-include", "locations,-comments", name], { cwd: src, maxBuffer: 64 * 1024 * 1024 });
+      asts[name] = JSON.parse(stdout) as ModuleAst;
+    }
+    const rewritten = rewriteNumericDataRefs(sources, asts, JSON.parse(files.get("data.json")?.toString("utf8") ?? "{}"));
+    if (!Object.keys(rewritten).length) return files;
+    try {
+      for (const [name, text] of Object.entries(rewritten)) await fs.writeFile(path.join(src, name), text);
+      await this.opa(src, args, "text");
+      return await readBundle(await fs.readFile(out));
+    } finally {
+      for (const name of Object.keys(rewritten)) await fs.writeFile(path.join(src, name), sources[name]);
+    }
   }
 
   regoBundle(sources: PolicySources, revision: string): Promise<Buffer> {

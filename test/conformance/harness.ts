@@ -84,6 +84,7 @@ export function needsNonStrictOracle(c: OpaCase): boolean {
  */
 export function opaEvalBindings(opaBin: string, c: OpaCase): Record<string, RegoValue>[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-oracle-"));
+  fs.mkdirSync(path.join(dir, "src"));
   try {
     for (const [name, text] of Object.entries(caseFiles(c))) {
       fs.mkdirSync(path.dirname(path.join(dir, "src", name)), { recursive: true });

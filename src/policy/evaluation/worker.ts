@@ -5,7 +5,7 @@
  * and ends itself.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { PolicyRuntime } from "../runtime/host";
+import { NeedsReference, PolicyRuntime } from "../runtime/host";
 import { MemoryLimitError, type WasmPolicy } from "../runtime/wasm-policy";
 import { writeJSON } from "../runtime/value";
 import type { FromWorker, ToWorker, WorkerOutcome, WorkerSetup } from "./protocol";
@@ -26,16 +26,32 @@ function retire(): never {
   process.exit(0);
 }
 
-function evaluate(policy: WasmPolicy | undefined, entrypoint: string, input: string | undefined, nowNs: bigint): WorkerOutcome {
-  const t0 = process.hrtime.bigint();
-  const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
+/** Marks the evaluation of (job, phase) as running from now, for the pool's watchdog. */
+function running(job: number, phase: number): void {
+  Atomics.store(started, 0, process.hrtime.bigint());
+  Atomics.store(slot, 1, phase);
+  Atomics.store(slot, 0, job);
+}
+
+function evaluate(policy: WasmPolicy | undefined, entrypoint: string, input: string | undefined, nowNs: bigint, job: number, phase: number): WorkerOutcome {
   if (!policy) return { ok: false, kind: "error", message: "the policy is not loaded in this worker", ms: 0 };
-  try {
-    const results = policy.evaluate(entrypoint, input, { nowNs });
-    return { ok: true, result: results.length ? writeJSON(results[0].result) : null, ms: ms() };
-  } catch (err) {
-    if (err instanceof MemoryLimitError) return { ok: false, kind: "memory", message: err.message, ms: ms() };
-    return { ok: false, kind: "error", message: err instanceof Error ? err.message : String(err), ms: ms() };
+  for (;;) {
+    running(job, phase);
+    const t0 = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
+    try {
+      const results = policy.evaluate(entrypoint, input, { nowNs });
+      return { ok: true, result: results.length ? writeJSON(results[0].result) : null, ms: ms() };
+    } catch (err) {
+      if (err instanceof NeedsReference && !runtime.referenceWarm()) {
+        // Not part of the evaluation: the watchdog sees this worker idle while the module starts.
+        Atomics.store(slot, 0, -1);
+        runtime.warmReference();
+        continue;
+      }
+      if (err instanceof MemoryLimitError) return { ok: false, kind: "memory", message: err.message, ms: ms() };
+      return { ok: false, kind: "error", message: err instanceof Error ? err.message : String(err), ms: ms() };
+    }
   }
 }
 
@@ -45,9 +61,7 @@ port.on("message", (msg: ToWorker) => {
       try {
         const policy = runtime.loadModule(msg.module, new Map(msg.overrides), msg.data);
         policies.set(msg.id, policy);
-        // OPA's builtin module starts here, not inside an evaluation and its deadline.
-        const reference = runtime.warmUp(policy);
-        post({ type: "loaded", id: msg.id, reference });
+        post({ type: "loaded", id: msg.id, reference: runtime.usesReference(policy) });
       } catch (err) {
         post({ type: "load-failed", id: msg.id, message: err instanceof Error ? err.message : String(err) });
       }
@@ -58,10 +72,7 @@ port.on("message", (msg: ToWorker) => {
     case "eval":
       for (const job of msg.jobs) {
         for (let phase = job.from; phase < job.policies.length; phase++) {
-          Atomics.store(started, 0, process.hrtime.bigint());
-          Atomics.store(slot, 1, phase);
-          Atomics.store(slot, 0, job.id);
-          const outcome = evaluate(policies.get(job.policies[phase]), job.entrypoint, job.input, job.nowNs);
+          const outcome = evaluate(policies.get(job.policies[phase]), job.entrypoint, job.input, job.nowNs, job.id, phase);
           Atomics.store(slot, 0, -1);
           post({ type: "result", job: job.id, phase, outcome });
           if (!outcome.ok && outcome.kind === "memory") retire();

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { COMPILER_HANDLED, NATIVE_TS, REFUSED } from "./builtins";
+import { COMPILER_HANDLED, COMPLETE_TS, REFUSED } from "./builtins";
 import { ReferenceBuiltins, referenceModulePath } from "./reference";
 
 interface OpaCapabilities {
@@ -55,7 +55,7 @@ export function builtinSupport(current: OpaCapabilities, reference: string[]): B
   const refused: Record<string, string> = {};
   for (const { name } of current.builtins) {
     if (REFUSED[name]) refused[name] = REFUSED[name];
-    else if (NATIVE_TS[name] || ref.has(name) || COMPILER_HANDLED.has(name) || (runtime.has(name) && !needsHost(name))) declared.push(name);
+    else if (COMPLETE_TS.has(name) || ref.has(name) || COMPILER_HANDLED.has(name) || (runtime.has(name) && !needsHost(name))) declared.push(name);
     else refused[name] = ref.size ? "CLAIIM has no implementation of it" : "OPA's builtin implementations (.tools/opa-builtins.wasm) are not built: run make setup with Go installed";
   }
   return { declared, refused };

@@ -3,10 +3,18 @@
  * implementations and the loading of compiled policies.
  */
 import fs from "node:fs";
-import { NATIVE_TS, REFUSED } from "./builtins";
+import { COMPLETE_TS, NATIVE_TS, REFUSED } from "./builtins";
 import { redirectNativeBuiltins } from "./native-overrides";
 import { ReferenceBuiltins } from "./reference";
-import { WasmPolicy, type Builtin } from "./wasm-policy";
+import { DELEGATE, Halt, WasmPolicy, type Builtin, type EvalContext } from "./wasm-policy";
+import type { RegoValue } from "./value";
+
+/** Thrown out of an evaluation that needs OPA's builtin module before it has started. */
+export class NeedsReference extends Halt {
+  constructor() {
+    super("OPA's builtin module is starting");
+  }
+}
 
 /** A policy module with CLAIIM's redirections (native-overrides.ts), compiled. */
 export function prepareModule(wasm: Uint8Array): { module: WebAssembly.Module; overrides: Map<number, string> } {
@@ -50,19 +58,40 @@ export class PolicyRuntime {
     return WasmPolicy.load(module, { dataText, overrides, maxMemoryBytes: this.limits.maxMemoryBytes, builtin: (name) => this.builtin(name) });
   }
 
-  /** Starts OPA's builtin module when the policy calls any of its builtins; true when it does. */
-  warmUp(policy: WasmPolicy): boolean {
-    const needs = policy.hostBuiltins.some((name) => !NATIVE_TS[name]);
-    if (needs && this.referenceAvailable()) this.referenceInstance().warm();
-    return needs;
+  /** True when the policy may call OPA's builtin module. */
+  usesReference(policy: WasmPolicy): boolean {
+    return policy.hostBuiltins.some((name) => !COMPLETE_TS.has(name)) || policy.overridden.some((name) => !COMPLETE_TS.has(name));
+  }
+
+  /** Starts OPA's builtin module now (about 0.3 s), outside any evaluation's deadline. */
+  warmReference(): void {
+    if (this.referenceAvailable()) this.referenceInstance().warm();
+  }
+
+  referenceWarm(): boolean {
+    return this.reference?.started() ?? false;
   }
 
   builtin(name: string): Builtin | undefined {
     if (REFUSED[name]) return undefined;
     const own = NATIVE_TS[name];
-    if (own) return own;
-    if (!this.referenceAvailable()) return undefined;
-    return (args, ctx) => this.referenceInstance().call(name, args, ctx);
+    const reference = this.referenceAvailable() ? (args: RegoValue[], ctx: EvalContext) => this.referenceCall(name, args, ctx) : null;
+    if (own && COMPLETE_TS.has(name)) return own;
+    if (own && reference) {
+      return (args, ctx) => {
+        const result = own(args, ctx);
+        return result === DELEGATE ? reference(args, ctx) : result;
+      };
+    }
+    return reference ?? undefined;
+  }
+
+  private referenceCall(name: string, args: RegoValue[], ctx: EvalContext): RegoValue | undefined {
+    const instance = this.referenceInstance();
+    // Starting the module takes longer than an evaluation may: the worker starts it outside the
+    // deadline and evaluates again (the outcome is the same: evaluation is deterministic).
+    if (!instance.started()) throw new NeedsReference();
+    return instance.call(name, args, ctx);
   }
 
   private referenceAvailable(): boolean {

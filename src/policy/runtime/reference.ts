@@ -73,6 +73,16 @@ export class ReferenceBuiltins {
     this.start();
   }
 
+  started(): boolean {
+    return this.exports !== null;
+  }
+
+  /** The same, compiled off the calling thread. */
+  static async compileAsync(file: string, maxMemoryBytes: number): Promise<WebAssembly.Module> {
+    const bytes = await fs.promises.readFile(file);
+    return WebAssembly.compile(withMemoryMaximum(bytes, Math.floor(maxMemoryBytes / 65536)));
+  }
+
   private start(): Exports {
     if (this.exports) return this.exports;
     const WASI = wasi();

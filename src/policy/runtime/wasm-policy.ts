@@ -21,7 +21,13 @@ export interface EvalContext {
   nowNs: bigint;
 }
 
-export type Builtin = (args: RegoValue[], ctx: EvalContext) => RegoValue | undefined;
+/**
+ * What a TypeScript builtin returns for arguments outside the domain it implements exactly: the
+ * call then goes to OPA's own implementation (reference.ts).
+ */
+export const DELEGATE: unique symbol = Symbol("delegate to OPA's implementation");
+
+export type Builtin = (args: RegoValue[], ctx: EvalContext) => RegoValue | undefined | typeof DELEGATE;
 
 /** An error that ends the evaluation instead of making the builtin call undefined. */
 export class Halt extends Error {}
@@ -77,6 +83,8 @@ export class WasmPolicy {
   private ctx: EvalContext = { nowNs: 0n };
   /** Names of the builtins the module calls on the host. */
   readonly hostBuiltins: string[];
+  /** Native builtins redirected to the host (native-overrides.ts) that the module contains. */
+  readonly overridden: string[];
 
   private constructor(module: WebAssembly.Module, options: WasmPolicyOptions) {
     const maximum = Math.max(2, Math.floor(options.maxMemoryBytes / WASM_PAGE));
@@ -118,6 +126,7 @@ export class WasmPolicy {
     // left to fail at every evaluation.
     if (missing.length) throw new PolicyError(`the policy calls builtins that CLAIIM does not implement: ${missing.sort().join(", ")}`);
     this.hostBuiltins = Object.keys(ids).sort();
+    this.overridden = [...(options.overrides ?? new Map()).values()];
     this.entrypointIds = this.dumpJSON(this.exports.entrypoints()) as Record<string, number>;
     this.dataHeapPtr = this.exports.opa_heap_ptr_get();
     this.dataAddr = this.loadJSON(options.dataText ?? "{}");
@@ -193,9 +202,10 @@ export class WasmPolicy {
     const entry = this.byId.get(id);
     if (!entry) throw new PolicyError(`the policy called builtin ${id}, which it did not declare`);
     const args = addrs.map((a) => this.dumpValue(a));
-    let result: RegoValue | undefined;
+    let result: RegoValue | undefined | typeof DELEGATE;
     try {
       result = entry.impl(args, this.ctx);
+      if (result === DELEGATE) throw new Halt(`${entry.name}: no implementation for these arguments`);
     } catch (err) {
       // Without strict builtin errors, OPA makes a failing builtin call undefined.
       if (err instanceof Halt || err instanceof PolicyError) throw err;

@@ -12,6 +12,7 @@
  * refused, with the reason given to the policy author.
  */
 import type { Builtin } from "../wasm-policy";
+import { stringBuiltins } from "./strings";
 import { timeBuiltins } from "./time";
 
 /** Refused builtins, and why: the refusal names the reason. */
@@ -30,7 +31,14 @@ export const REFUSED: Readonly<Record<string, string>> = {
  */
 export const COMPILER_HANDLED: ReadonlySet<string> = new Set(["rego.metadata.chain", "rego.metadata.rule", "print"]);
 
-/** CLAIIM's own implementations, by name. */
+/**
+ * CLAIIM's own implementations, by name. Some implement only the common case exactly and return
+ * DELEGATE for the rest, which OPA's implementation then handles; those not in COMPLETE_TS.
+ */
 export const NATIVE_TS: Readonly<Record<string, Builtin>> = {
   ...timeBuiltins,
+  ...stringBuiltins,
 };
+
+/** The TypeScript builtins that never delegate. */
+export const COMPLETE_TS: ReadonlySet<string> = new Set(["time.now_ns"]);
