@@ -166,13 +166,19 @@ export class ReplayRunner {
 
   private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {
     const pacer = new Pacer(this.live, this.settings);
+    // Records evaluated at once: doubling up to settings.chunk while none exceeds the bounds, back to
+    // one after one does, so that a version that keeps exceeding them stops at tripsToStop.
+    let width = 1;
     for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize, span)) {
       await pacer.tick();
-      for (let i = 0; i < rows.length; i += this.settings.chunk) {
-        const chunk = rows.slice(i, i + this.settings.chunk).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
+      for (let i = 0; i < rows.length; ) {
+        const tripsBefore = job.bounds_exceeded;
+        const chunk = rows.slice(i, i + width).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
+        i += chunk.length;
         // Each record is evaluated at the time it was decided (time.now_ns), within the same bounds as decisions.
         const outcomes = await Promise.all(chunk.map(({ d }) => (d.input ? policy.evaluate(d.input, nanosOf(d.timestamp)) : null)));
         chunk.forEach(({ seq, d }, k) => this.replayOne(job, policy, seq, d, outcomes[k], maxRecords));
+        width = job.bounds_exceeded > tripsBefore ? 1 : Math.min(width * 2, this.settings.chunk);
         if (job.bounds_exceeded >= this.settings.tripsToStop) {
           const message = `replay ${job.id} of policy version ${job.version} stopped: ${job.bounds_exceeded} evaluations exceeded the evaluation deadline or memory limit`;
           await this.onStopped(job, message).catch((err: Error) => this.logger.error("could not record the stopped replay", { id: job.id, error: err.message }));
