@@ -151,7 +151,7 @@ export class EvaluationPool {
    */
   async load(wasm: Uint8Array, data: string): Promise<PolicyHandle> {
     if (this.closed) throw new Error("the evaluation pool is closed");
-    const { module, overrides } = await prepareModuleAsync(wasm);
+    const { module, overrides } = await prepareModuleAsync(wasm, this.reference !== null);
     const id = this.nextImage++;
     const image: Image = { module, overrides: [...overrides], data };
     this.images.set(id, image);

@@ -16,15 +16,18 @@ export class NeedsReference extends Halt {
   }
 }
 
-/** A policy module with CLAIIM's redirections (native-overrides.ts), compiled. */
-export function prepareModule(wasm: Uint8Array): { module: WebAssembly.Module; overrides: Map<number, string> } {
-  const { bytes, overrides } = redirectNativeBuiltins(wasm);
+/**
+ * A policy module with CLAIIM's redirections (native-overrides.ts), compiled. The redirections need
+ * OPA's builtin module; without it, the library's own implementations stay.
+ */
+export function prepareModule(wasm: Uint8Array, redirect: boolean): { module: WebAssembly.Module; overrides: Map<number, string> } {
+  const { bytes, overrides } = redirect ? redirectNativeBuiltins(wasm) : { bytes: wasm, overrides: new Map<number, string>() };
   return { module: new WebAssembly.Module(bytes), overrides };
 }
 
 /** The same, compiled off the calling thread. */
-export async function prepareModuleAsync(wasm: Uint8Array): Promise<{ module: WebAssembly.Module; overrides: Map<number, string> }> {
-  const { bytes, overrides } = redirectNativeBuiltins(wasm);
+export async function prepareModuleAsync(wasm: Uint8Array, redirect: boolean): Promise<{ module: WebAssembly.Module; overrides: Map<number, string> }> {
+  const { bytes, overrides } = redirect ? redirectNativeBuiltins(wasm) : { bytes: wasm, overrides: new Map<number, string>() };
   return { module: await WebAssembly.compile(bytes), overrides };
 }
 
@@ -49,7 +52,7 @@ export class PolicyRuntime {
 
   /** Compiles the policy module and instantiates it with its data (JSON text). */
   load(wasm: Uint8Array, dataText: string | undefined): WasmPolicy {
-    const { module, overrides } = prepareModule(wasm);
+    const { module, overrides } = prepareModule(wasm, this.referenceAvailable());
     return this.loadModule(module, overrides, dataText);
   }
 
@@ -94,7 +97,7 @@ export class PolicyRuntime {
     return instance.call(name, args, ctx);
   }
 
-  private referenceAvailable(): boolean {
+  referenceAvailable(): boolean {
     if (this.referenceModule === undefined) {
       this.referenceModule = this.referenceFile && fs.existsSync(this.referenceFile) ? ReferenceBuiltins.compile(this.referenceFile, this.limits.maxMemoryBytes) : null;
     }

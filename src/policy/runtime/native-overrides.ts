@@ -13,6 +13,31 @@ import { PolicyError } from "./wasm-policy";
 const NATIVE_OVERRIDES: { builtin: string; fn: string; arity: number }[] = [
   { builtin: "format_int", fn: "opa_strings_format_int", arity: 2 },
   { builtin: "json.unmarshal", fn: "opa_json_unmarshal", arity: 1 },
+  // Found by the differential test against opa eval (test/differential): the library computes
+  // in exact decimals where OPA rounds through float64 or big.Float (abs, ceil, floor and round of
+  // large numbers, mixed float and big integer arithmetic, division), refuses integers written 1.0
+  // in bits.*, accepts what Go's base64 and JSON decoders refuse, and differs on empty inputs.
+  { builtin: "abs", fn: "opa_arith_abs", arity: 1 },
+  { builtin: "ceil", fn: "opa_arith_ceil", arity: 1 },
+  { builtin: "floor", fn: "opa_arith_floor", arity: 1 },
+  { builtin: "round", fn: "opa_arith_round", arity: 1 },
+  { builtin: "plus", fn: "opa_arith_plus", arity: 2 },
+  { builtin: "minus", fn: "opa_arith_minus", arity: 2 },
+  { builtin: "mul", fn: "opa_arith_multiply", arity: 2 },
+  { builtin: "div", fn: "opa_arith_divide", arity: 2 },
+  { builtin: "rem", fn: "opa_arith_rem", arity: 2 },
+  { builtin: "bits.and", fn: "opa_bits_and", arity: 2 },
+  { builtin: "bits.or", fn: "opa_bits_or", arity: 2 },
+  { builtin: "bits.xor", fn: "opa_bits_xor", arity: 2 },
+  { builtin: "bits.negate", fn: "opa_bits_negate", arity: 1 },
+  { builtin: "base64.decode", fn: "opa_base64_decode", arity: 1 },
+  { builtin: "base64.is_valid", fn: "opa_base64_is_valid", arity: 1 },
+  { builtin: "base64url.decode", fn: "opa_base64_url_decode", arity: 1 },
+  { builtin: "json.is_valid", fn: "opa_json_is_valid", arity: 1 },
+  { builtin: "object.union_n", fn: "builtin_object_union_n", arity: 1 },
+  { builtin: "regex.find_all_string_submatch_n", fn: "opa_regex_find_all_string_submatch", arity: 3 },
+  // Template strings print objects with their keys in insertion order; OPA prints them sorted.
+  { builtin: "internal.template_string", fn: "opa_template_string", arity: 1 },
 ];
 /** Builtin ids for the overrides, beyond any the compiler assigns. */
 const OVERRIDE_ID = 0x40000000;

@@ -12,6 +12,7 @@
  * refused, with the reason given to the policy author.
  */
 import type { Builtin } from "../wasm-policy";
+import { numberBuiltins } from "./numbers";
 import { stringBuiltins } from "./strings";
 import { timeBuiltins } from "./time";
 
@@ -38,6 +39,7 @@ export const COMPILER_HANDLED: ReadonlySet<string> = new Set(["rego.metadata.cha
 export const NATIVE_TS: Readonly<Record<string, Builtin>> = {
   ...timeBuiltins,
   ...stringBuiltins,
+  ...numberBuiltins,
 };
 
 /** The TypeScript builtins that never delegate. */

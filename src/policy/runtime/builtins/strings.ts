@@ -87,6 +87,31 @@ function sprintf(format: RegoValue, args: RegoValue): RegoValue | typeof DELEGAT
   return out + format.slice(last);
 }
 
+/**
+ * Template strings ($"…{x}…"): each part a string, or the set of the values of an expression;
+ * strings print as they are, other values as OPA prints them. An expression with no value or
+ * several (or text this does not quote as Go does) goes to OPA's implementation.
+ */
+function templateString(parts: RegoValue): RegoValue | typeof DELEGATE {
+  if (!Array.isArray(parts)) return DELEGATE;
+  let out = "";
+  for (const part of parts) {
+    let v = part;
+    if (v instanceof RegoSet) {
+      if (v.size !== 1) return DELEGATE;
+      v = v.sorted()[0];
+    }
+    if (typeof v === "string") out += v;
+    else {
+      const t = termText(v);
+      if (t === null) return DELEGATE;
+      out += t;
+    }
+  }
+  return out;
+}
+
 export const stringBuiltins: Record<string, Builtin> = {
   sprintf: ([format, args]) => sprintf(format, args),
+  "internal.template_string": ([parts]) => templateString(parts),
 };
