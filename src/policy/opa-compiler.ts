@@ -179,8 +179,14 @@ export class OpaCliCompiler implements PolicyCompiler {
     if (!modules.some((n) => mayHaveNumericRefs(sources[n]))) return files;
     const asts: Record<string, ModuleAst> = {};
     for (const name of modules) {
-      const { stdout } = await run(this.opaBin, ["parse", "--format", "json", "--json-include", "locations,-comments", name], { cwd: src, maxBuffer: 64 * 1024 * 1024 });
-      asts[name] = JSON.parse(stdout) as ModuleAst;
+      try {
+        const { stdout } = await run(this.opaBin, ["parse", "--format", "json", "--json-include", "locations,-comments", name], { cwd: src, maxBuffer: 64 * 1024 * 1024 });
+        asts[name] = JSON.parse(stdout) as ModuleAst;
+      } catch {
+        // `opa parse` cannot write some literals as JSON (a number written `.5`): such a module
+        // is built as written, and the build above stands.
+        return files;
+      }
     }
     const rewritten = rewriteNumericDataRefs(sources, asts, JSON.parse(files.get("data.json")?.toString("utf8") ?? "{}"));
     if (!Object.keys(rewritten).length) return files;

@@ -57,7 +57,8 @@ async function run(c: OpaCase, compiler: OpaCliCompiler, pool: Awaited<ReturnTyp
 
 beforeAll(async () => {
   const compiler = new OpaCliCompiler(OPA_BIN);
-  const pool = await testPool({ workers: 2, timeoutMs: 30_000 });
+  // One worker: each case loads its own policy, into every worker of the pool.
+  const pool = await testPool({ workers: 1, timeoutMs: 30_000 });
   let next = 0;
   const worker = async () => {
     while (next < cases.length) {

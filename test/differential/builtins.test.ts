@@ -101,7 +101,7 @@ const results = new Map<string, string[]>();
 
 beforeAll(async () => {
   const compiler = new OpaCliCompiler(OPA_BIN);
-  const pool = await testPool({ workers: 2, timeoutMs: 30_000 });
+  const pool = await testPool({ workers: 1, timeoutMs: 30_000 });
   let next = 0;
   const worker = async () => {
     while (next < declared.length) {
