@@ -26,6 +26,24 @@ if [ -n "${OPA_BIN:-}" ] && [ "$(opa_version_of "$opa")" != "$OPA_VERSION" ]; th
   log "warning: OPA_BIN is OPA $(opa_version_of "$opa"); CLAIIM is tested with $OPA_VERSION"
 fi
 
+# OPA's own builtin implementations, compiled to WebAssembly (src/policy/runtime/reference.ts):
+# CLAIIM evaluates the builtins that its TypeScript does not implement with them.
+ref_src="src/policy/runtime/reference"
+ref_out=".tools/opa-builtins.wasm"
+ref_sum="$(cat "$ref_src/main.go" "$ref_src/go.mod" "$ref_src/go.sum" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$ref_out" ] || [ "$(cat .tools/opa-builtins.sum 2>/dev/null)" != "$ref_sum" ]; then
+  if command -v go >/dev/null; then
+    log "building OPA's builtin implementations for WebAssembly into $ref_out (the first time takes a minute or two)"
+    mkdir -p .tools
+    (cd "$ref_src" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod go build -buildmode=c-shared -trimpath -ldflags="-s -w" -o "$ROOT/$ref_out.tmp" .)
+    mv "$ref_out.tmp" "$ref_out"
+    rm -f .tools/opa-builtins.json
+    echo "$ref_sum" > .tools/opa-builtins.sum
+  else
+    log "warning: Go is not installed, so $ref_out is not built: policies may use only the builtins CLAIIM implements itself"
+  fi
+fi
+
 node scripts/prisma-schemas.mjs --check
 stamp=".tools/prisma-generated"
 if [ ! -f "$stamp" ] || [ prisma/models.prisma -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -d src/generated ]; then
@@ -39,4 +57,7 @@ log "compiling TypeScript"
 # The SDK first: CLAIIM's own code (the MCP gateway) and the tests use it as the package @claiim/sdk.
 tsc -p sdk/typescript
 tsc -p .
+# The list of builtins the module implements, read from it once (it takes a fraction of a second).
+[ -f "$ref_out" ] && node -e 'require("./dist/src/policy/runtime/capabilities").referenceNames()'
+true
 bash scripts/build-console.sh

@@ -50,6 +50,23 @@ export interface Config {
   approvals: ApprovalConfig;
   /** The web console at /console. */
   console: ConsoleSettings;
+  /** Bounds of every policy evaluation (decisions, shadow, replay, the budget gate), and the workers that run them. */
+  evaluation: EvaluationSettings;
+}
+
+export interface EvaluationSettings {
+  /** Deadline of one evaluation, in milliseconds. */
+  timeoutMs: number;
+  /** WebAssembly memory maximum of a policy, and heap limit of an evaluation worker, in bytes. */
+  maxMemoryBytes: number;
+  /** Evaluation worker threads. */
+  workers: number;
+  /** A shadow or a replay is stopped after this many of its evaluations exceeded the bounds. */
+  tripsToStop: number;
+  /** How many of the last recorded decisions the budget gate evaluates a candidate on. */
+  budgetSamples: number;
+  /** OPA's builtin module (built by make setup); null: look in .tools/. */
+  referenceModule: string | null;
 }
 
 /**
@@ -117,6 +134,12 @@ const ENV = {
   CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
   CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
+  CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
+  CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
+  CLAIIM_EVAL_WORKERS: wholeNumber(2),
+  CLAIIM_EVAL_TRIPS_TO_STOP: wholeNumber(3),
+  CLAIIM_BUDGET_SAMPLES: wholeNumber(1000, 0),
+  CLAIIM_OPA_BUILTINS_WASM: optionalText(),
 };
 
 function bundleSigning(env: NodeJS.ProcessEnv, cwd: string): ExternalBundleKeys | null {
@@ -212,5 +235,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
+    evaluation: {
+      timeoutMs: e.CLAIIM_EVAL_TIMEOUT_MS,
+      maxMemoryBytes: e.CLAIIM_EVAL_MAX_MEMORY_MB * 1024 * 1024,
+      workers: e.CLAIIM_EVAL_WORKERS,
+      tripsToStop: e.CLAIIM_EVAL_TRIPS_TO_STOP,
+      budgetSamples: e.CLAIIM_BUDGET_SAMPLES,
+      referenceModule: e.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, e.CLAIIM_OPA_BUILTINS_WASM) : null,
+    },
   };
 }

@@ -25,6 +25,9 @@ import { OidcVerifier } from "./identity/oidc";
 import { oauthRoutes } from "./identity/oauth-routes";
 import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
 import { PolicyEngine } from "./policy/policy-engine";
+import { EvaluationPool } from "./policy/evaluation/pool";
+import { BudgetGate } from "./policy/budget";
+import { referenceModulePath } from "./policy/runtime/reference";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { PolicyStore } from "./policy/policy-store";
 import { PolicyService } from "./policy/policy-service";
@@ -112,7 +115,10 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   await identity.start();
   const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
 
-  const engine = new PolicyEngine();
+  // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
+  const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
+  await pool.start();
+  const engine = new PolicyEngine(pool);
   const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record, config.bundleSigning);
   await signer.start();
   const policies = new PolicyService({
@@ -126,6 +132,8 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     decisionCounts: (orgId) => stores.chron.decisionsByPolicyVersion(orgId),
     chron: stores.chron,
     live,
+    budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
+    tripsToStop: config.evaluation.tripsToStop,
   });
   await policies.start(config.regoDir);
   await checkpointer.start();
@@ -204,7 +212,11 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...agentRoutes(identity, engine),
     ...approvalRoutes(approvals, identity, directory, config.publicUrl),
     ...chronRoutes(chron, exporter, retention, identity),
-    ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
+    ...policyRoutes(
+      policies,
+      new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) => policies.replayStopped(job, message)),
+      config.bodyLimits.policy,
+    ),
   ];
   const registry = new OpenAPIRegistry();
   document(registry, routes);
@@ -258,6 +270,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
         await closed;
         await core.writer.close();
         await core.checkpointer.stop();
+        await core.engine.pool.close();
         await db.close();
       },
     };

@@ -22,10 +22,10 @@ export function agentRoutes(identity: IdentityService, engine: PolicyEngine): Ro
       tags: ["decisions"],
       access: { agent: true },
       responses: { 200: { description: "The agent's own skills and allow/deny matrix", schema: OwnPermissionsView } },
-      handle: ({ principal }) => {
+      handle: async ({ principal }) => {
         const ctx = identity.agentContext(principal.agentId);
         if (!ctx) throw new NotFoundError("agent_not_found", "the token's agent no longer exists");
-        const report = effectivePermissions(ctx, engine.active());
+        const report = await effectivePermissions(ctx, engine.active());
         return { status: 200, body: { ...report, skills: ctx.agent.skills.map((s) => ({ name: s.name, version: s.version })) } };
       },
     }),

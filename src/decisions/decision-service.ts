@@ -6,7 +6,8 @@ import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib
 import type { Logger } from "../lib/logger";
 import { LiveWork } from "../lib/pacer";
 import type { AgentContext } from "../identity/identity-service";
-import type { ActivePolicy } from "../policy/policy-engine";
+import { evaluatePolicies, nanosOf, type ActivePolicy } from "../policy/policy-engine";
+import type { EvalOutcome } from "../policy/evaluation/pool";
 import { IdempotencyIndex, type RequestView } from "./idempotency";
 import type { OnBehalfOf } from "../shared/principal";
 
@@ -150,20 +151,20 @@ function readResult(v: unknown): Evaluation | string {
 }
 
 /**
- * Evaluates, failing closed: no policy, a policy error or a malformed result is a deny with the
+ * The decision from an evaluation's outcome, failing closed: no policy, a policy error, an
+ * evaluation stopped at its deadline or memory limit, or a malformed result is a deny with the
  * cause as its reason. Identity rules that no policy may waive are applied on top: they turn an
- * allow, or a request for approval, into a deny. Everything it needs is in the input, so that a
- * recorded input replays to the same answer.
+ * allow, or a request for approval, into a deny. Everything it needs is in the input (and the
+ * recorded clock), so that a recorded input replays to the same answer.
  */
-export function evaluate(policy: ActivePolicy | null, input: PolicyInput): Evaluation {
-  if (!policy) return denial("no_policy_active", "no policy is active: CLAIIM denies every action until one is");
-  let raw: unknown;
-  try {
-    raw = policy.evaluate(input);
-  } catch (err) {
-    return denial("evaluation_failed", `policy evaluation failed: ${(err as Error).message}`);
+export function decisionOf(policy: ActivePolicy | null, outcome: EvalOutcome | null | undefined, input: PolicyInput): Evaluation {
+  if (!policy || !outcome) return denial("no_policy_active", "no policy is active: CLAIIM denies every action until one is");
+  if (!outcome.ok) {
+    return outcome.kind === "timeout" || outcome.kind === "memory"
+      ? denial("evaluation_stopped", `policy evaluation stopped: ${outcome.message}`)
+      : denial("evaluation_failed", `policy evaluation failed: ${outcome.message}`);
   }
-  const result = readResult(raw);
+  const result = readResult(outcome.value);
   if (typeof result === "string") return denial("evaluation_failed", `policy evaluation failed: ${result}`);
   const { agent, accountable_human: owner } = input;
   const guards: Evaluation = { allow: false, reasons: [], codes: [], approval: null };
@@ -176,9 +177,15 @@ export function evaluate(policy: ActivePolicy | null, input: PolicyInput): Evalu
   return result;
 }
 
+/** Evaluates a policy on an input at a recorded time (replay, permissions), failing closed. */
+export async function evaluate(policy: ActivePolicy | null, input: PolicyInput, nowNs: bigint): Promise<Evaluation> {
+  if (!policy) return decisionOf(null, null, input);
+  return decisionOf(policy, await policy.evaluate(input, nowNs), input);
+}
+
 /** What the shadow version would have decided; its reasons are kept only where it disagrees. */
-export function shadowResult(shadow: ActivePolicy, input: PolicyInput, outcome: Decision): ShadowResult {
-  const result = evaluate(shadow, input);
+export function shadowResult(shadow: ActivePolicy, evaluated: EvalOutcome, input: PolicyInput, outcome: Decision): ShadowResult {
+  const result = decisionOf(shadow, evaluated, input);
   const ref = { version: shadow.version, revision: shadow.revision, decision: outcomeOf(result) };
   return ref.decision === outcome ? { ...ref, agrees: true } : { ...ref, agrees: false, reasons: result.reasons };
 }
@@ -224,7 +231,12 @@ export class DecisionService {
     const policy = this.deps.activePolicy();
     const shadowPolicy = this.deps.shadowPolicy();
     const input = policyInput(ctx, req, onBehalfOf);
-    let evaluation = evaluate(policy, input);
+    // WARNING: the recorded timestamp is the policy's clock (time.now_ns), so that a replay or a
+    // shadow evaluation reproduces this decision exactly.
+    const at = new Date();
+    const policies = [policy, shadowPolicy].filter((p): p is ActivePolicy => p !== null);
+    const outcomes = await evaluatePolicies(policies, input, nanosOf(at));
+    let evaluation = decisionOf(policy, policy ? outcomes[0] : null, input);
     if (evaluation.approval && !this.deps.approvals) {
       evaluation = { ...denial("approval_unavailable", "the policy asks for a human's approval, which this CLAIIM cannot take"), approval: null };
     }
@@ -232,7 +244,7 @@ export class DecisionService {
     const content: DecisionContent = {
       kind: "decision",
       decision_id: randomUUID(),
-      timestamp: new Date().toISOString(),
+      timestamp: at.toISOString(),
       path: DECISION_PATH,
       organization: { id: ctx.organization.id, slug: ctx.organization.slug },
       agent: { id: ctx.agent.id, name: ctx.agent.name, status: ctx.agent.status },
@@ -250,7 +262,7 @@ export class DecisionService {
       bundles: policy ? { claiim: { revision: policy.revision } } : {},
       input,
     };
-    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, input, content.decision);
+    if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, outcomes[policy ? 1 : 0], input, content.decision);
     if (idempotencyKey !== undefined) content.idempotency_key = idempotencyKey;
     const settled = evaluation.approval ? await this.deps.approvals!.settle(content, evaluation.approval, req.approval_id ?? null, ctx) : await this.recordPlain(content);
     const final = settled.content;

@@ -1,5 +1,5 @@
 import type { AgentContext } from "../identity/identity-service";
-import type { ActivePolicy } from "../policy/policy-engine";
+import { nanosOf, type ActivePolicy } from "../policy/policy-engine";
 import type { Decision } from "../chron/record";
 import { evaluate, outcomeOf, policyInput } from "./decision-service";
 
@@ -48,15 +48,27 @@ function declared(data: Record<string, unknown>, skill: string): { action: strin
  * agent, as the decision path would evaluate it, over every action and resource pattern that the
  * policy's data declares for the agent's registered skills. Nothing is recorded: it decides nothing.
  */
-export function effectivePermissions(ctx: AgentContext, policy: ActivePolicy | null): PermissionsReport {
-  const matrix: PermissionCell[] = [];
+export async function effectivePermissions(ctx: AgentContext, policy: ActivePolicy | null): Promise<PermissionsReport> {
+  const cells: Promise<PermissionCell>[] = [];
+  const nowNs = nanosOf(new Date());
   for (const skill of ctx.agent.skills) {
     for (const { action, resource } of policy ? declared(policy.data, skill.name) : []) {
       const request = { action, resource, purpose: PURPOSE, skill: { name: skill.name, version: skill.version } };
-      const result = evaluate(policy, policyInput(ctx, request));
-      matrix.push({ skill: skill.name, version: skill.version, action, resource, allow: result.allow, decision: outcomeOf(result), reasons: result.reasons, reason_codes: result.codes });
+      cells.push(
+        evaluate(policy, policyInput(ctx, request), nowNs).then((result) => ({
+          skill: skill.name,
+          version: skill.version,
+          action,
+          resource,
+          allow: result.allow,
+          decision: outcomeOf(result),
+          reasons: result.reasons,
+          reason_codes: result.codes,
+        })),
+      );
     }
   }
+  const matrix = await Promise.all(cells);
   return {
     agent: { id: ctx.agent.id, name: ctx.agent.name, status: ctx.agent.status },
     policy: policy ? { version: policy.version, revision: policy.revision } : null,

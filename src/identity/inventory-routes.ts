@@ -107,9 +107,9 @@ export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine)
       access: { roles: ["agent_manager", "auditor"] },
       params: z.object({ id: z.string().uuid() }),
       responses: { 200: { description: "Allow/deny matrix with reasons; nothing is recorded", schema: PermissionsView } },
-      handle: ({ params, principal }) => {
+      handle: async ({ params, principal }) => {
         identity.agent(params.id, scopeOf(principal));
-        return { status: 200, body: effectivePermissions(identity.agentContext(params.id)!, engine.active()) };
+        return { status: 200, body: await effectivePermissions(identity.agentContext(params.id)!, engine.active()) };
       },
     }),
   ];

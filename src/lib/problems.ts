@@ -125,6 +125,7 @@ export const PROBLEMS = {
   policy_tests_failed: 422,
   policy_load_failed: 422,
   policy_activation_failed: 422,
+  policy_too_slow: 422,
   // 500: CLAIIM is at fault.
   internal_error: 500,
   // 503: a dependency cannot serve the request; nothing was changed or decided.

@@ -7,6 +7,9 @@ import { InputError, UnprocessableError } from "../lib/errors";
 import type { CodeWith } from "../lib/problems";
 import { createTwoFilesPatch } from "diff";
 import { readBundle, type BundleFiles } from "./bundle";
+import { capabilitiesDocument, referenceNames } from "./runtime/capabilities";
+import { REFUSED } from "./runtime/builtins";
+import { mayHaveNumericRefs, rewriteNumericDataRefs, type ModuleAst } from "./numeric-data-refs";
 
 const run = promisify(execFile);
 
@@ -37,13 +40,28 @@ export interface Compiled {
   warnings: PolicyWarning[];
 }
 
+/** The set's tests compiled to WebAssembly, one entrypoint per test rule, for the budget gate. */
+export interface TestsBuild {
+  files: BundleFiles;
+  entrypoints: string[];
+}
+
+/**
+ * Runs between the build and `opa test`, on the built bundle and the tests' build (null when the
+ * tests do not compile to WebAssembly): the budget gate, which refuses a policy that loops or
+ * explodes before `opa test` runs it without bounds.
+ */
+export type CompileGate = (files: BundleFiles, tests: TestsBuild | null) => Promise<void>;
+
 export interface PolicyCompiler {
   /**
    * Runs the publish gates in order and compiles: `opa check --strict` against the runtime's
-   * capabilities, `opa test` on the set's own tests, `opa build -t wasm`. Throws
-   * UnprocessableError with OPA's problems at the first gate that fails.
+   * capabilities, `opa build -t wasm`, the `gate` (the budget), `opa test` on the set's own tests.
+   * Throws UnprocessableError with OPA's problems at the first gate that fails.
    */
-  compile(sources: PolicySources): Promise<Compiled>;
+  compile(sources: PolicySources, gate?: CompileGate): Promise<Compiled>;
+  /** The set's tests compiled to WebAssembly (null when it has none, or they do not compile). */
+  buildTests(sources: PolicySources): Promise<TestsBuild | null>;
   /** A standard OPA bundle of the sources (Rego, not WebAssembly) stamped with `revision`, for OPA sidecars. */
   regoBundle(sources: PolicySources, revision: string): Promise<Buffer>;
 }
@@ -101,16 +119,89 @@ export class OpaCliCompiler implements PolicyCompiler {
 
   constructor(private readonly opaBin: string) {}
 
-  async compile(sources: PolicySources): Promise<Compiled> {
+  async compile(sources: PolicySources, gate?: CompileGate): Promise<Compiled> {
     checkSourcePaths(sources);
     return this.inWorkspace(sources, async (src, out) => {
       const capabilities = await this.capabilities();
       await this.opa(src, ["check", "--strict", "--format", "json", "--capabilities", capabilities, "."], "json");
-      if (Object.keys(sources).some((n) => n.endsWith("_test.rego"))) await this.test(src);
+      const files = await this.build(src, out, [ENTRYPOINT], sources);
+      const hasTests = Object.keys(sources).some((n) => n.endsWith("_test.rego"));
+      if (gate) await gate(files, hasTests ? await this.testsIn(src, sources) : null);
+      if (hasTests) await this.test(src);
       const warnings = await this.formatting(src, sources);
-      await this.opa(src, ["build", "-t", "wasm", "-e", ENTRYPOINT, "--capabilities", capabilities, "--ignore", "*_test.rego", "-o", out, "."], "text");
-      return { files: await readBundle(await fs.readFile(out)), warnings };
+      return { files, warnings };
     });
+  }
+
+  buildTests(sources: PolicySources): Promise<TestsBuild | null> {
+    if (!Object.keys(sources).some((n) => n.endsWith("_test.rego"))) return Promise.resolve(null);
+    return this.inWorkspace(sources, (src) => this.testsIn(src, sources));
+  }
+
+  /**
+   * The test rules (rules named test_… without arguments, as `opa test` finds them), each an
+   * entrypoint of one WebAssembly build with the tests included.
+   */
+  private async testsIn(src: string, sources: PolicySources): Promise<TestsBuild | null> {
+    const entrypoints: string[] = [];
+    for (const name of Object.keys(sources).filter((n) => n.endsWith(".rego"))) {
+      if (!/\btest_/.test(sources[name])) continue;
+      const { stdout } = await run(this.opaBin, ["parse", "--format", "json", name], { cwd: src, maxBuffer: 64 * 1024 * 1024 });
+      const module = JSON.parse(stdout) as { package: { path: { value: string }[] }; rules?: { head: { name?: string; args?: unknown[]; ref?: { value: unknown }[] } }[] };
+      const pkg = module.package.path.slice(1).map((t) => t.value);
+      for (const rule of module.rules ?? []) {
+        const ruleName = rule.head.name;
+        if (!ruleName?.startsWith("test_") || rule.head.args?.length || (rule.head.ref?.length ?? 1) > 1) continue;
+        const entrypoint = [...pkg, ruleName].join("/");
+        if (!entrypoints.includes(entrypoint)) entrypoints.push(entrypoint);
+      }
+    }
+    if (!entrypoints.length) return null;
+    const out = path.join(path.dirname(src), "tests.tar.gz");
+    try {
+      return { files: await this.build(src, out, entrypoints, sources, true), entrypoints };
+    } catch {
+      // Tests may mock what WebAssembly cannot compile; `opa test` still runs them.
+      return null;
+    }
+  }
+
+  /**
+   * `opa build -t wasm` of the sources (tests left out) for the given entrypoints, against CLAIIM's
+   * capabilities, without the other publish gates. The bundle's WebAssembly is what CLAIIM runs.
+   */
+  buildWasm(sources: PolicySources, entrypoints: string[]): Promise<BundleFiles> {
+    return this.inWorkspace(sources, (src, out) => this.build(src, out, entrypoints, sources));
+  }
+
+  private async build(src: string, out: string, entrypoints: string[], sources: PolicySources, withTests = false): Promise<BundleFiles> {
+    const capabilities = await this.capabilities();
+    const args = ["build", "-t", "wasm", ...entrypoints.flatMap((e) => ["-e", e]), "--capabilities", capabilities, ...(withTests ? [] : ["--ignore", "*_test.rego"]), "-o", out, "."];
+    await this.opa(src, args, "text");
+    const files = await readBundle(await fs.readFile(out));
+    // Number segments of references into the bundle's data, as OPA's storage reads them (numeric-data-refs.ts).
+    const modules = Object.keys(sources).filter((n) => n.endsWith(".rego") && (withTests || !n.endsWith("_test.rego")));
+    if (!modules.some((n) => mayHaveNumericRefs(sources[n]))) return files;
+    const asts: Record<string, ModuleAst> = {};
+    for (const name of modules) {
+      try {
+        const { stdout } = await run(this.opaBin, ["parse", "--format", "json", "--json-include", "locations,-comments", name], { cwd: src, maxBuffer: 64 * 1024 * 1024 });
+        asts[name] = JSON.parse(stdout) as ModuleAst;
+      } catch {
+        // `opa parse` cannot write some literals as JSON (a number written `.5`): such a module
+        // is built as written, and the build above stands.
+        return files;
+      }
+    }
+    const rewritten = rewriteNumericDataRefs(sources, asts, JSON.parse(files.get("data.json")?.toString("utf8") ?? "{}"));
+    if (!Object.keys(rewritten).length) return files;
+    try {
+      for (const [name, text] of Object.entries(rewritten)) await fs.writeFile(path.join(src, name), text);
+      await this.opa(src, args, "text");
+      return await readBundle(await fs.readFile(out));
+    } finally {
+      for (const name of Object.keys(rewritten)) await fs.writeFile(path.join(src, name), sources[name]);
+    }
   }
 
   regoBundle(sources: PolicySources, revision: string): Promise<Buffer> {
@@ -160,6 +251,10 @@ export class OpaCliCompiler implements PolicyCompiler {
         problems = parseOpaText(e.stderr ?? "");
       }
       const output = (e.stderr || e.stdout || "").trim();
+      for (const p of problems) {
+        const name = /^undefined function (\S+)/.exec(p.message)?.[1];
+        if (p.code === "rego_type_error" && name && REFUSED[name]) p.message = `${p.message}: CLAIIM refuses ${name} because ${REFUSED[name]}`;
+      }
       const first = problems.find((p) => refusalCode(p) !== "policy_compile_failed") ?? problems[0];
       throw new UnprocessableError(
         first ? refusalCode(first) : "policy_compile_failed",
@@ -208,16 +303,16 @@ export class OpaCliCompiler implements PolicyCompiler {
     return warnings;
   }
 
-  /** opa-wasm's own builtin list, with the language features of the OPA CLI in use. */
+  /**
+   * OPA's own capabilities (builtin declarations, features, future keywords), keeping the builtins
+   * that CLAIIM evaluates (see runtime/capabilities.ts).
+   */
   private capabilities(): Promise<string> {
     this.capabilitiesFile ??= (async () => {
-      const wasmCaps = JSON.parse(
-        await fs.readFile(path.join(path.dirname(require.resolve("@open-policy-agent/opa-wasm")), "..", "capabilities.json"), "utf8"),
-      ) as { builtins: unknown[]; wasm_abi_versions: unknown[] };
       const { stdout } = await run(this.opaBin, ["capabilities", "--current"], { maxBuffer: 16 * 1024 * 1024 });
-      const current = JSON.parse(stdout) as { features?: string[] };
+      const document = capabilitiesDocument(JSON.parse(stdout), referenceNames());
       const file = path.join(await fs.mkdtemp(path.join(os.tmpdir(), "claiim-caps-")), "capabilities.json");
-      await fs.writeFile(file, JSON.stringify({ builtins: wasmCaps.builtins, features: current.features ?? [], wasm_abi_versions: wasmCaps.wasm_abi_versions }));
+      await fs.writeFile(file, JSON.stringify(document));
       return file;
     })();
     this.capabilitiesFile.catch(() => (this.capabilitiesFile = null));

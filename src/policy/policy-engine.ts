@@ -1,9 +1,9 @@
-import { loadPolicy } from "@open-policy-agent/opa-wasm";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, type BundleFiles } from "./bundle";
+import type { EvalOutcome, EvaluationPool, PolicyHandle } from "./evaluation/pool";
 import { ENTRYPOINT } from "./opa-compiler";
 import type { StoredBundle } from "./policy-store";
 
-/** A bundle loaded into the WebAssembly runtime, ready to evaluate. */
+/** A bundle loaded into the evaluation workers, ready to evaluate. */
 export interface ActivePolicy {
   version: number;
   revision: string;
@@ -13,8 +13,13 @@ export interface ActivePolicy {
   signedBy: string;
   /** The bundle's data document (data.json), as the policy sees it under `data`. */
   data: Record<string, unknown>;
-  /** Evaluates the decision entrypoint. Synchronous; throws when the policy fails. */
-  evaluate(input: unknown): unknown;
+  /**
+   * Evaluates the decision entrypoint on `input` with the clock at `nowNs` (time.now_ns), within
+   * the evaluation bounds. Never rejects: a failure, a deadline or the memory limit is an outcome.
+   */
+  evaluate(input: unknown, nowNs: bigint): Promise<EvalOutcome>;
+  /** Gives back the workers' copy once nothing evaluates it any more (pooled policies only). */
+  release?(): void;
 }
 
 export class BundleIntegrityError extends Error {}
@@ -23,10 +28,75 @@ export class BundleIntegrityError extends Error {}
 export type BundleVerifier = (files: BundleFiles) => Promise<string>;
 
 /**
- * Checks a stored bundle end to end (archive hash, OPA signature, content digest, manifest
- * revision, entrypoint) and loads it. Nothing unverified reaches the runtime.
+ * A policy loaded in the evaluation pool. It is released from the workers when it has been retired
+ * (replaced, stopped, done with) and the last evaluation that took it has finished.
  */
-export async function instantiate(stored: StoredBundle, activatedAt: Date, verify: BundleVerifier): Promise<ActivePolicy> {
+export class PooledPolicy implements ActivePolicy {
+  private pending = 0;
+  private retired = false;
+
+  constructor(
+    readonly version: number,
+    readonly revision: string,
+    readonly digest: string,
+    readonly activatedAt: Date,
+    readonly signedBy: string,
+    readonly data: Record<string, unknown>,
+    readonly pool: EvaluationPool,
+    readonly handle: PolicyHandle,
+  ) {}
+
+  async evaluate(input: unknown, nowNs: bigint): Promise<EvalOutcome> {
+    return (await evaluatePolicies([this], input, nowNs))[0];
+  }
+
+  acquire(): void {
+    this.pending += 1;
+  }
+
+  done(): void {
+    this.pending -= 1;
+    if (this.retired && this.pending === 0) this.pool.release(this.handle);
+  }
+
+  release(): void {
+    if (this.retired) return;
+    this.retired = true;
+    if (this.pending === 0) this.pool.release(this.handle);
+  }
+}
+
+/**
+ * Evaluates several policies on one input and clock: in one job of the pool when they share it
+ * (the active version and its shadow, in the same worker), else one by one.
+ */
+export async function evaluatePolicies(policies: ActivePolicy[], input: unknown, nowNs: bigint): Promise<EvalOutcome[]> {
+  const pooled = policies.filter((p): p is PooledPolicy => p instanceof PooledPolicy);
+  if (pooled.length !== policies.length || new Set(pooled.map((p) => p.pool)).size > 1) {
+    return Promise.all(policies.map((p) => p.evaluate(input, nowNs)));
+  }
+  if (!pooled.length) return [];
+  for (const p of pooled) p.acquire();
+  try {
+    return await pooled[0].pool.evaluate(
+      pooled.map((p) => p.handle),
+      ENTRYPOINT,
+      JSON.stringify(input),
+      nowNs,
+    );
+  } finally {
+    for (const p of pooled) p.done();
+  }
+}
+
+/** The nanoseconds since the epoch of a recorded timestamp: time.now_ns for that decision. */
+export function nanosOf(at: Date | string): bigint {
+  const ms = typeof at === "string" ? Date.parse(at) : at.getTime();
+  return BigInt(ms) * 1_000_000n;
+}
+
+/** Checks a stored bundle end to end and returns its WebAssembly module and data; nothing unverified goes further. */
+export async function verifiedBundle(stored: StoredBundle, verify: BundleVerifier): Promise<{ wasm: Buffer; dataText: string; signedBy: string }> {
   const fail = (why: string): never => {
     throw new BundleIntegrityError(`policy version ${stored.version} refused: ${why}`);
   };
@@ -43,39 +113,41 @@ export async function instantiate(stored: StoredBundle, activatedAt: Date, verif
   if (!wasmEntry) fail(`manifest declares no WebAssembly module for ${ENTRYPOINT}`);
   const wasm = files.get(wasmEntry!.module.replace(/^\/+/, ""));
   if (!wasm) fail(`bundle has no ${wasmEntry!.module}`);
-  const dataFile = files.get("data.json");
-  const data = dataFile ? (JSON.parse(dataFile.toString("utf8")) as Record<string, unknown>) : {};
-  const policy = await loadPolicy(wasm!);
-  policy.setData(data);
-  const entrypoint = ENTRYPOINT;
-  return {
-    version: stored.version,
-    revision: stored.revision,
-    digest: stored.digest,
-    activatedAt,
-    signedBy,
-    data,
-    evaluate(input: unknown): unknown {
-      const results = policy.evaluate(input, entrypoint) as { result: unknown }[];
-      return results.length ? results[0].result : undefined;
-    },
-  };
+  return { wasm: wasm!, dataText: files.get("data.json")?.toString("utf8") ?? "{}", signedBy };
+}
+
+/**
+ * Checks a stored bundle end to end (archive hash, OPA signature, content digest, manifest
+ * revision, entrypoint) and loads it into the evaluation workers.
+ */
+export async function instantiate(stored: StoredBundle, activatedAt: Date, verify: BundleVerifier, pool: EvaluationPool): Promise<PooledPolicy> {
+  const { wasm, dataText, signedBy } = await verifiedBundle(stored, verify);
+  const data = JSON.parse(dataText) as Record<string, unknown>;
+  const handle = await pool.load(wasm, dataText).catch((err: Error) => {
+    throw new BundleIntegrityError(`policy version ${stored.version} does not load: ${err.message}`);
+  });
+  return new PooledPolicy(stored.version, stored.revision, stored.digest, activatedAt, signedBy, data, pool, handle);
 }
 
 /**
  * Holds the active policy, and the shadow evaluated beside it. Swapping is one reference
- * assignment; a request that took the previous reference finishes on it.
+ * assignment; a request that took the previous reference finishes on it, and the previous one
+ * leaves the workers after that.
  */
 export class PolicyEngine {
   private current: ActivePolicy | null = null;
   private shadowed: ActivePolicy | null = null;
+
+  constructor(readonly pool: EvaluationPool) {}
 
   active(): ActivePolicy | null {
     return this.current;
   }
 
   swap(next: ActivePolicy): void {
+    const previous = this.current;
     this.current = next;
+    if (previous && previous !== next && previous !== this.shadowed) previous.release?.();
   }
 
   shadow(): ActivePolicy | null {
@@ -83,6 +155,8 @@ export class PolicyEngine {
   }
 
   setShadow(next: ActivePolicy | null): void {
+    const previous = this.shadowed;
     this.shadowed = next;
+    if (previous && previous !== next && previous !== this.current) previous.release?.();
   }
 }

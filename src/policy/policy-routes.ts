@@ -30,11 +30,23 @@ const PolicyStatusView = z
     activated_by: z.string().nullable(),
     active_signed_by: z.string().nullable().openapi({ description: "kid of the bundle-signing key whose signature was verified when the active version was loaded" }),
     shadow: z
-      .object({ version: z.number().int(), revision: z.string().nullable(), since: z.string(), set_by: z.string(), evaluating: z.boolean() })
+      .object({ version: z.number().int(), revision: z.string().nullable(), since: z.string(), set_by: z.string(), evaluating: z.boolean(), bounds_exceeded: z.number().int() })
       .nullable()
-      .openapi({ description: "The version evaluated beside the active one; evaluating is false when it failed verification at start-up" }),
+      .openapi({ description: "The version evaluated beside the active one; evaluating is false when it failed verification at start-up; bounds_exceeded counts its evaluations stopped at the deadline or memory limit" }),
     errors: z.array(z.object({ message: z.string(), at: z.string() })),
     decisions: z.array(z.object({ version: z.number().int().nullable(), revision: z.string().nullable(), count: z.number().int() })),
+    evaluation: z
+      .object({
+        timeout_ms: z.number().int(),
+        max_memory_mb: z.number().int(),
+        workers: z.number().int(),
+        evaluations: z.number().int(),
+        timeouts: z.number().int(),
+        memory_exceeded: z.number().int(),
+        worker_restarts: z.number().int(),
+        queued: z.number().int(),
+      })
+      .openapi({ description: "The bounds of every evaluation, and how often they were reached since start-up" }),
   })
   .openapi("PolicyStatus", { description: "Modelled on OPA's bundle status" });
 
@@ -94,6 +106,7 @@ const ReplayViewSchema = z
     unchanged: z.number().int(),
     skipped: z.number().int(),
     redacted: z.number().int(),
+    bounds_exceeded: z.number().int().openapi({ description: "Evaluations stopped at the deadline or the memory limit; the replay stops after CLAIIM_EVAL_TRIPS_TO_STOP of them" }),
     allow_to_deny: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
     deny_to_allow: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),
     approval_changes: z.object({ count: z.number().int(), records: z.array(ReplayChange) }),

@@ -10,7 +10,10 @@ import { LiveWork } from "../lib/pacer";
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
 import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
-import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
+import { instantiate, PooledPolicy, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
+import type { BudgetGate } from "./budget";
+import type { PoolStats, TripEvent } from "./evaluation/pool";
+import type { ReplayView } from "./replay";
 import { shadowReport, type ShadowReport } from "./shadow-report";
 import type { BundleSummary, PolicyStore, StoredBundle } from "./policy-store";
 import { type Actor, actorName, ALL_ORGANIZATIONS, type Scope } from "../shared/principal";
@@ -52,8 +55,10 @@ export interface PolicyStatus {
   last_successful_activation: string | null;
   activated_by: string | null;
   /** Shadow mode; `evaluating` is false when the shadow failed verification at start-up. */
-  shadow: (Omit<ShadowView, "revision"> & { revision: string | null; evaluating: boolean }) | null;
+  shadow: (Omit<ShadowView, "revision"> & { revision: string | null; evaluating: boolean; bounds_exceeded: number }) | null;
   errors: { message: string; at: string }[];
+  /** The bounds of every evaluation, and how often they were reached since this process started. */
+  evaluation: { timeout_ms: number; max_memory_mb: number } & PoolStats;
   /** Decisions made under each revision, from Chron. */
   decisions: { version: number | null; revision: string | null; count: number }[];
 }
@@ -73,6 +78,7 @@ function mayChangePolicy(scope: Scope): void {
 }
 const BOOTSTRAP: Actor = { type: "system", id: "bootstrap", name: "reference policies on first start" };
 const STARTUP: Actor = { type: "system", id: "startup", name: "activation of the stored active version at start-up" };
+const BOUNDS: Actor = { type: "system", id: "evaluation-bounds", name: "the evaluation deadline and memory limit" };
 
 export async function readPolicyDir(dir: string): Promise<PolicySources> {
   const sources: PolicySources = {};
@@ -102,6 +108,10 @@ export interface PolicyServiceDeps {
   chron: Pick<ChronStore, "list" | "bounds">;
   /** Live decisions, which the shadow report gives way to. */
   live?: LiveWork;
+  /** The budget gate at publish and activation; none in tests that do not exercise it. */
+  budget?: BudgetGate;
+  /** A shadow is stopped after this many of its evaluations exceeded the evaluation bounds. */
+  tripsToStop?: number;
 }
 
 /**
@@ -123,23 +133,26 @@ export class PolicyService {
   private readonly verify: BundleVerifier;
   private readonly chron: Pick<ChronStore, "list" | "bounds">;
   private readonly live: LiveWork;
+  private readonly budget: BudgetGate | null;
+  private readonly tripsToStop: number;
+  /** Evaluations of the current shadow that exceeded the bounds. */
+  private shadowTrips = 0;
 
   constructor(deps: PolicyServiceDeps) {
     this.live = deps.live ?? new LiveWork();
     ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, bundleDir: this.bundleDir, record: this.record, logger: this.logger, chron: this.chron } = deps);
     this.decisionCounts = deps.decisionCounts ?? (async () => []);
     this.verify = (files) => this.signer.verify(files);
+    this.budget = deps.budget ?? null;
+    this.tripsToStop = deps.tripsToStop ?? 3;
+    this.engine.pool.onTrip((e) => this.tripped(e));
   }
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
   publish(req: PublishRequest, actor: Actor, scope: Scope = ALL_ORGANIZATIONS): Promise<PolicyVersionView & { warnings: PolicyWarning[] }> {
     mayChangePolicy(scope);
     return this.serialised(async () => {
-      let files;
-      let warnings: PolicyWarning[];
-      try {
-        ({ files, warnings } = await this.compiler.compile(req.files));
-      } catch (err) {
+      const refused = async (err: unknown): Promise<never> => {
         if (err instanceof ClaiimError) {
           await this.record([
             newEvent({
@@ -153,6 +166,21 @@ export class PolicyService {
           ]);
         }
         throw err;
+      };
+      let files;
+      let warnings: PolicyWarning[];
+      try {
+        const budget = this.budget;
+        ({ files, warnings } = await this.compiler.compile(
+          req.files,
+          budget
+            ? async (_built, tests) => {
+                if (tests) await budget.tests(tests);
+              }
+            : undefined,
+        ));
+      } catch (err) {
+        return refused(err);
       }
       const version = (await this.store.latestVersion()) + 1;
       const digest = contentDigest(files);
@@ -164,9 +192,15 @@ export class PolicyService {
       const parent = this.engine.active()?.version ?? null;
       const stored = { version, parent, revision, digest, fileSha256: fileSha256(bundle), bundle, sources: req.files, message: req.message, createdBy, createdAt };
       // Load before storing: a bundle that compiles but cannot run is refused like one that does not compile.
-      const loaded = await instantiate(stored, createdAt, this.verify).catch((err: Error) => {
+      const loaded = await instantiate(stored, createdAt, this.verify, this.engine.pool).catch((err: Error) => {
         throw new UnprocessableError("policy_load_failed", err.message);
       });
+      try {
+        await this.budget?.recent(loaded);
+      } catch (err) {
+        loaded.release();
+        return refused(err);
+      }
       await this.record(
         [
           newEvent({
@@ -183,6 +217,7 @@ export class PolicyService {
       await this.writeFile(version, bundle);
       this.logger.info("policy published", { version, revision, actor });
       if (req.activate) await this.activateLoaded(loaded, actor);
+      else loaded.release();
       return { ...this.view(stored), warnings };
     });
   }
@@ -195,7 +230,7 @@ export class PolicyService {
       const at = new Date();
       let loaded;
       try {
-        loaded = await instantiate(stored, at, this.verify);
+        loaded = await instantiate(stored, at, this.verify, this.engine.pool);
       } catch (err) {
         const message = (err as Error).message;
         await this.record(
@@ -213,6 +248,30 @@ export class PolicyService {
         );
         this.logger.error("policy activation refused", { version, error: (err as Error).message });
         throw new UnprocessableError("policy_activation_failed", (err as Error).message);
+      }
+      // The budget, on the version's own tests and on the latest decisions (not at start-up: the
+      // stored active version passed it when it was activated, and a slow one is bounded anyway).
+      if (actor !== STARTUP) {
+        try {
+          const tests = this.budget ? await this.compiler.buildTests(stored.sources) : null;
+          if (tests) await this.budget?.tests(tests);
+          await this.budget?.recent(loaded);
+        } catch (err) {
+          loaded.release();
+          if (err instanceof ClaiimError) {
+            await this.record([
+              newEvent({
+                type: "policy.activation_refused",
+                actor,
+                subject: { type: "policy", id: String(version), name: stored.revision },
+                reason: err.message,
+                before: { active_version: this.engine.active()?.version ?? null },
+                after: { code: err.code, active_version: this.engine.active()?.version ?? null },
+              }),
+            ]);
+          }
+          throw err;
+        }
       }
       await this.activateLoaded(loaded, actor);
       await this.checkFile(stored, actor).catch((err: Error) => this.logger.warn("could not check the bundle file", { version, error: err.message }));
@@ -289,6 +348,7 @@ export class PolicyService {
         (tx) => this.store.setShadow({ version, since, by }, tx),
       );
       this.engine.setShadow(loaded);
+      this.shadowTrips = 0;
       this.logger.info("policy shadow started", { version, actor });
       return { version, revision: loaded.revision, since: since.toISOString(), set_by: by };
     });
@@ -298,7 +358,7 @@ export class PolicyService {
   async load(version: number): Promise<ActivePolicy> {
     const stored = await this.store.get(version);
     if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
-    return instantiate(stored, new Date(), this.verify).catch((err: Error) => {
+    return instantiate(stored, new Date(), this.verify, this.engine.pool).catch((err: Error) => {
       throw new UnprocessableError("policy_load_failed", err.message);
     });
   }
@@ -399,17 +459,79 @@ export class PolicyService {
       last_successful_activation: active?.activatedAt.toISOString() ?? null,
       activated_by: active ? state.activatedBy : null,
       shadow: state.shadow
-        ? { version: state.shadow.version, revision: revisions.get(state.shadow.version) ?? null, since: state.shadow.since.toISOString(), set_by: state.shadow.by, evaluating: this.engine.shadow()?.version === state.shadow.version }
+        ? {
+            version: state.shadow.version,
+            revision: revisions.get(state.shadow.version) ?? null,
+            since: state.shadow.since.toISOString(),
+            set_by: state.shadow.by,
+            evaluating: this.engine.shadow()?.version === state.shadow.version,
+            bounds_exceeded: this.shadowTrips,
+          }
         : null,
       errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],
       decisions,
+      evaluation: { timeout_ms: this.engine.pool.limits.timeoutMs, max_memory_mb: Math.round(this.engine.pool.limits.maxMemoryBytes / 1048576), ...this.engine.pool.stats() },
     };
+  }
+
+  /**
+   * An evaluation exceeded the deadline or the memory limit. The active version's decision is then a
+   * recorded deny (decision-service.ts); a shadow that keeps doing so is stopped, recorded in Chron
+   * and reported in the status, so that it does not keep ending evaluation workers.
+   */
+  private tripped(e: TripEvent): void {
+    const shadow = this.engine.shadow();
+    if (!(shadow instanceof PooledPolicy) || shadow.handle.id !== e.handle) return;
+    this.shadowTrips += 1;
+    if (this.shadowTrips !== this.tripsToStop) return;
+    const message = `shadow policy version ${shadow.version} stopped: ${this.shadowTrips} of its evaluations exceeded the evaluation ${e.kind === "timeout" ? "deadline" : "memory limit"} (last: ${Math.round(e.ms)} ms)`;
+    void this.serialised(async () => {
+      if (this.engine.shadow() !== shadow) return;
+      const at = new Date();
+      await this.record(
+        [
+          newEvent({
+            type: "policy.shadow_stopped",
+            actor: BOUNDS,
+            subject: { type: "policy", id: String(shadow.version), name: shadow.revision },
+            reason: message,
+            before: { shadow_version: shadow.version },
+            after: { shadow_version: null, bounds_exceeded: this.shadowTrips },
+          }),
+        ],
+        async (tx) => {
+          await this.store.setShadow(null, tx);
+          await this.store.setError(message, at, tx);
+        },
+      );
+      this.engine.setShadow(null);
+      this.logger.error("shadow policy stopped: it keeps exceeding the evaluation bounds", { version: shadow.version, trips: this.shadowTrips });
+    }).catch((err: Error) => this.logger.error("could not stop the shadow policy", { error: err.message }));
+  }
+
+  /** A replay stopped for exceeding the evaluation bounds: recorded in Chron and reported in the status. */
+  async replayStopped(job: ReplayView, message: string): Promise<void> {
+    await this.record(
+      [
+        newEvent({
+          type: "policy.replay_stopped",
+          actor: BOUNDS,
+          subject: { type: "replay", id: job.id, name: job.revision },
+          reason: message,
+          before: { version: job.version, processed: job.progress.processed },
+          after: { bounds_exceeded: job.bounds_exceeded },
+        }),
+      ],
+      (tx) => this.store.setError(message, new Date(), tx),
+    );
+    this.logger.error("replay stopped: its version keeps exceeding the evaluation bounds", { id: job.id, version: job.version });
   }
 
   /** A shadow that no longer verifies is not evaluated; decisions are unaffected either way. */
   private async resumeShadow(version: number): Promise<void> {
     try {
       this.engine.setShadow(await this.load(version));
+      this.shadowTrips = 0;
     } catch (err) {
       const message = `shadow not evaluated: ${(err as Error).message}`;
       await this.record(

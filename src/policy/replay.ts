@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
 import { decisionRef, newEvent, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
-import { evaluate, outcomeOf, type PolicyInput } from "../decisions/decision-service";
+import { decisionOf, outcomeOf, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { checkWindow } from "../shared/windows";
 import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
-import type { ActivePolicy } from "./policy-engine";
+import type { EvalOutcome } from "./evaluation/pool";
+import { nanosOf, type ActivePolicy } from "./policy-engine";
 import { type Actor, actorName } from "../shared/principal";
 
 export interface ReplayChange extends DecisionRef {
@@ -34,6 +35,8 @@ export interface ReplayView {
   skipped: number;
   /** Replayed records whose input was redacted. */
   redacted: number;
+  /** Evaluations stopped at the deadline or the memory limit (each counted as a deny). */
+  bounds_exceeded: number;
   allow_to_deny: { count: number; records: ReplayChange[] };
   deny_to_allow: { count: number; records: ReplayChange[] };
   /** Neither version allows, but one denies where the other asks for a human's approval. */
@@ -55,9 +58,16 @@ export interface ReplaySettings extends PaceSettings {
   maxRunning: number;
   /** Finished replays kept for reading. */
   keepFinished: number;
+  /** A replay is stopped after this many evaluations exceeded the deadline or the memory limit. */
+  tripsToStop: number;
+  /** Records evaluated at once (in the evaluation workers) between two ticks of the pacer. */
+  chunk: number;
 }
 
-const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: 2, keepFinished: 50 };
+const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: 2, keepFinished: 50, tripsToStop: 3, chunk: 32 };
+
+/** A replay stopped because its version keeps exceeding the evaluation bounds. */
+class BoundsExceeded extends Error {}
 
 function wasRedacted(d: DecisionContent): boolean {
   return [...(d.erased ?? []), ...(d.masked ?? [])].some((p) => p === "/input" || p.startsWith("/input/"));
@@ -82,6 +92,8 @@ export class ReplayRunner {
     private readonly live: LiveWork,
     private readonly logger: Logger,
     settings: Partial<ReplaySettings> = {},
+    /** Told when a replay is stopped for exceeding the evaluation bounds (recorded in Chron, reported in the status). */
+    private readonly onStopped: (job: ReplayView, message: string) => Promise<void> = async () => undefined,
   ) {
     this.settings = { ...DEFAULTS, ...settings };
   }
@@ -117,6 +129,7 @@ export class ReplayRunner {
       unchanged: 0,
       skipped: 0,
       redacted: 0,
+      bounds_exceeded: 0,
       allow_to_deny: { count: 0, records: [] },
       deny_to_allow: { count: 0, records: [] },
       approval_changes: { count: 0, records: [] },
@@ -136,10 +149,12 @@ export class ReplayRunner {
     this.jobs.set(job.id, job);
     this.forgetOld();
     const startedAs = structuredClone(job);
-    void this.run(job, policy, filter, span, req.maxRecords).then(
-      () => this.finish(job, null),
-      (err: Error) => this.finish(job, err),
-    );
+    void this.run(job, policy, filter, span, req.maxRecords)
+      .then(
+        () => this.finish(job, null),
+        (err: Error) => this.finish(job, err),
+      )
+      .finally(() => policy.release?.());
     return startedAs;
   }
 
@@ -156,24 +171,39 @@ export class ReplayRunner {
 
   private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {
     const pacer = new Pacer(this.live, this.settings);
+    // Records evaluated at once: doubling up to settings.chunk while none exceeds the bounds, back to
+    // one after one does, so that a version that keeps exceeding them stops at tripsToStop.
+    let width = 1;
     for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize, span)) {
       await pacer.tick();
-      for (const row of rows) {
-        this.replayOne(job, policy, row.seq, JSON.parse(row.content) as DecisionContent, maxRecords);
+      for (let i = 0; i < rows.length; ) {
+        const tripsBefore = job.bounds_exceeded;
+        const chunk = rows.slice(i, i + width).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
+        i += chunk.length;
+        // Each record is evaluated at the time it was decided (time.now_ns), within the same bounds as decisions.
+        const outcomes = await Promise.all(chunk.map(({ d }) => (d.input ? policy.evaluate(d.input, nanosOf(d.timestamp)) : null)));
+        chunk.forEach(({ seq, d }, k) => this.replayOne(job, policy, seq, d, outcomes[k], maxRecords));
+        width = job.bounds_exceeded > tripsBefore ? 1 : Math.min(width * 2, this.settings.chunk);
+        if (job.bounds_exceeded >= this.settings.tripsToStop) {
+          const message = `replay ${job.id} of policy version ${job.version} stopped: ${job.bounds_exceeded} evaluations exceeded the evaluation deadline or memory limit`;
+          await this.onStopped(job, message).catch((err: Error) => this.logger.error("could not record the stopped replay", { id: job.id, error: err.message }));
+          throw new BoundsExceeded(message);
+        }
         await pacer.tick();
       }
     }
   }
 
-  private replayOne(job: ReplayView, policy: ActivePolicy, seq: number, d: DecisionContent, maxRecords: number): void {
+  private replayOne(job: ReplayView, policy: ActivePolicy, seq: number, d: DecisionContent, outcome: EvalOutcome | null, maxRecords: number): void {
     job.progress.processed += 1;
-    if (!d.input) {
+    if (!d.input || !outcome) {
       job.skipped += 1;
       return;
     }
     const redacted = wasRedacted(d);
     if (redacted) job.redacted += 1;
-    const result = evaluate(policy, d.input as PolicyInput);
+    if (!outcome.ok && outcome.kind !== "error") job.bounds_exceeded += 1;
+    const result = decisionOf(policy, outcome, d.input as PolicyInput);
     // Compared with what the recorded version answered, before any approval was looked at.
     const recorded = policyOutcome(d);
     const decision = outcomeOf(result);

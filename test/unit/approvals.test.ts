@@ -1,3 +1,4 @@
+import type { RegoValue } from "../../src/policy/runtime/value";
 import { ApprovalService, type ApprovalSettings } from "../../src/approvals/approval-service";
 import type { Directory } from "../../src/approvals/views";
 import type { DecisionContent, EventContent } from "../../src/chron/record";
@@ -86,7 +87,7 @@ function harness(options: { settings?: Partial<ApprovalSettings>; policy?: (inpu
   const logger = createLogger("silent");
   const approvals = new ApprovalService({ store, record: chron.record, redact: (c) => c, directory, logger }, settings);
   let evaluate = options.policy ?? needsApproval();
-  const policy: ActivePolicy = { version: 7, revision: "7-sha256:x", digest: "sha256:x", activatedAt: now, signedBy: "k", data: {}, evaluate: (i) => evaluate(i) };
+  const policy: ActivePolicy = { version: 7, revision: "7-sha256:x", digest: "sha256:x", activatedAt: now, signedBy: "k", data: {}, evaluate: async (i) => ({ ok: true, value: evaluate(i) as RegoValue, ms: 0 }) };
   const decisions = new DecisionService(
     { agentContext: (id) => directory.agentContext(id), activePolicy: () => policy, shadowPolicy: () => null, record: (c) => chron.writer.append(c), redact: (c) => c, approvals },
     logger,

@@ -3,6 +3,7 @@ import type { ChronContent, ChronRow, DecisionContent } from "../../src/chron/re
 import type { AgentContext } from "../../src/identity/identity-service";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { createLogger } from "../../src/lib/logger";
+import { outcomeOf } from "../support/pool";
 
 const now = new Date();
 function context(over: { status?: "active" | "suspended"; owner?: null | "deactivated" } = {}): AgentContext {
@@ -14,7 +15,7 @@ function context(over: { status?: "active" | "suspended"; owner?: null | "deacti
 }
 
 function policy(evaluate: (input: unknown) => unknown, version = 3): ActivePolicy {
-  return { version, revision: `${version}-sha256:abc`, digest: "sha256:abc", activatedAt: now, signedBy: "kid-test", data: {}, evaluate };
+  return { version, revision: `${version}-sha256:abc`, digest: "sha256:abc", activatedAt: now, signedBy: "kid-test", data: {}, evaluate: async (input) => outcomeOf(() => evaluate(input)) };
 }
 
 const request = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };

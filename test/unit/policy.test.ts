@@ -9,6 +9,7 @@ import { PolicyService, readPolicyDir } from "../../src/policy/policy-service";
 import { contentDigest, fileSha256, readBundle, revisionOf, writeBundle } from "../../src/policy/bundle";
 import { createLogger } from "../../src/lib/logger";
 import { OPA_BIN } from "../support/fake-core";
+import { testPool } from "../support/pool";
 import { fakeChron, TESTER } from "../support/recorder";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { FakeChronStore } from "../support/fakes/chron-store";
@@ -19,7 +20,7 @@ const REGO = path.resolve(__dirname, "../../rego");
 
 async function setup() {
   const store = new FakePolicyStore();
-  const engine = new PolicyEngine();
+  const engine = new PolicyEngine(await testPool());
   const bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bundles-"));
   const keyStore = new FakeIdentityStore();
   const chron = fakeChron(store, keyStore);
@@ -52,7 +53,7 @@ describe("PolicyService with the real OPA compiler", () => {
 
   test.each([
     ["policy_syntax_error", { "claiim/decision.rego": "package claiim\ndecision := {\n" }, "claiim/decision.rego", 3, "rego_parse_error"],
-    ["policy_builtin_unsupported", { "claiim/decision.rego": "package claiim\ndecision := time.now_ns()\n" }, "claiim/decision.rego", 2, "rego_type_error"],
+    ["policy_builtin_unsupported", { "claiim/decision.rego": 'package claiim\ndecision := http.send({"method": "get", "url": "http://example.com"})\n' }, "claiim/decision.rego", 2, "rego_type_error"],
     ["policy_compile_failed", { "claiim/decision.rego": 'package claiim\ndecision := {"allow": x}\n' }, "claiim/decision.rego", 2, "rego_unsafe_var_error"],
     [
       "policy_package_conflict",
@@ -211,7 +212,7 @@ describe("PolicyService with the real OPA compiler", () => {
     expect((await service.status()).shadow).toMatchObject({ version: 2, evaluating: true });
 
     // A restart resumes the shadow from the stored state.
-    const again = new PolicyEngine();
+    const again = new PolicyEngine(await testPool());
     await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine: again, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() }).start(REGO);
     expect([again.active()!.version, again.shadow()!.version]).toEqual([1, 2]);
 
@@ -231,7 +232,7 @@ describe("PolicyService with the real OPA compiler", () => {
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
     await service.setShadow(2, TESTER);
     store.bundles.get(2)!.fileSha256 = "sha256:forged";
-    const engine = new PolicyEngine();
+    const engine = new PolicyEngine(await testPool());
     const restarted = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() });
     await restarted.start(REGO);
     expect([engine.active()!.version, engine.shadow()]).toEqual([1, null]);
@@ -244,7 +245,7 @@ describe("PolicyService with the real OPA compiler", () => {
     const { store, service, signer } = await setup();
     await service.start(REGO);
     store.bundles.get(1)!.fileSha256 = "sha256:forged";
-    const engine = new PolicyEngine();
+    const engine = new PolicyEngine(await testPool());
     await new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() }).start(REGO);
     expect(engine.active()).toBeNull();
     expect(store.current.lastError).toMatch(/archive hash/);
@@ -252,13 +253,17 @@ describe("PolicyService with the real OPA compiler", () => {
 });
 
 describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses", () => {
-  let evaluate: (input: unknown) => { allow: boolean; reasons: string[]; reason_codes: string[]; approval?: unknown };
+  let evaluate: (input: unknown) => Promise<{ allow: boolean; reasons: string[]; reason_codes: string[]; approval?: unknown }>;
 
   beforeAll(async () => {
     const { engine, service } = await setup();
     await service.start(REGO);
     const active = engine.active()!;
-    evaluate = (input) => active.evaluate(input) as { allow: boolean; reasons: string[]; reason_codes: string[] };
+    evaluate = async (input) => {
+      const outcome = await active.evaluate(input, 0n);
+      if (!outcome.ok) throw new Error(outcome.message);
+      return outcome.value as { allow: boolean; reasons: string[]; reason_codes: string[] };
+    };
   });
 
   const input = (skill: string, action: string, resource: string, over: Record<string, unknown> = {}) => ({
@@ -282,28 +287,28 @@ describe("the reference policies, evaluated by the opa-wasm runtime CLAIIM uses"
     ["Legal", "legal-analysis", "disclose_externally", "document/nda", "forbidden_by_skill", "external disclosure requires sign-off by counsel"],
     ["Code review", "code-review", "comment_pull_request", "repo/api", "permitted_by_skill", 'skill "code-review" permits "comment_pull_request" on "repo/api"'],
     ["Code review", "code-review", "merge_pull_request", "repo/api", "forbidden_by_skill", "merging requires approval by a human reviewer"],
-  ])("%s: %s %s on %s is %s", (_domain, skill, action, resource, code, reason) => {
+  ])("%s: %s %s on %s is %s", async (_domain, skill, action, resource, code, reason) => {
     const expected = { allow: code === "permitted_by_skill", reasons: [reason], reason_codes: [code], ...(code === "approval_required" ? { approval: byHuman } : {}) };
-    expect(evaluate(input(skill, action, resource))).toEqual(expected);
+    expect(await evaluate(input(skill, action, resource))).toEqual(expected);
   });
 
-  test("identity denials read the same in WebAssembly as in opa test", () => {
+  test("identity denials read the same in WebAssembly as in opa test", async () => {
     const suspended = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "suspended", organization: "acme", skills: { deploy: { version: "1.0.0" } } } });
-    expect(evaluate(suspended)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
+    expect(await evaluate(suspended)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
     const orphan = input("deploy", "deploy", "staging", { accountable_human: null });
-    expect(evaluate(orphan)).toEqual({ allow: false, reasons: ['agent "bot" has no accountable human'], reason_codes: ["owner_missing"] });
+    expect(await evaluate(orphan)).toEqual({ allow: false, reasons: ['agent "bot" has no accountable human'], reason_codes: ["owner_missing"] });
     const unregistered = input("deploy", "deploy", "staging", { agent: { id: "a", name: "bot", status: "active", organization: "acme", skills: {} } });
-    expect(evaluate(unregistered)).toEqual({ allow: false, reasons: ['skill "deploy" is not registered for agent "bot"'], reason_codes: ["skill_not_registered"] });
+    expect(await evaluate(unregistered)).toEqual({ allow: false, reasons: ['skill "deploy" is not registered for agent "bot"'], reason_codes: ["skill_not_registered"] });
     const version = input("deploy", "deploy", "staging");
     (version.request.skill as { version: string }).version = "2.0.0";
-    expect(evaluate(version)).toEqual({ allow: false, reasons: ['skill "deploy" version "2.0.0" is not the registered version "1.0.0"'], reason_codes: ["skill_version_mismatch"] });
-    expect(evaluate(input("deploy", "delete", "staging"))).toEqual({
+    expect(await evaluate(version)).toEqual({ allow: false, reasons: ['skill "deploy" version "2.0.0" is not the registered version "1.0.0"'], reason_codes: ["skill_version_mismatch"] });
+    expect(await evaluate(input("deploy", "delete", "staging"))).toEqual({
       allow: false,
       reasons: ['no rule permits action "delete" on resource "staging" under skill "deploy"'],
       reason_codes: ["no_rule_permits"],
     });
     // A suspended agent asking for production is denied outright: no approval can lift a denial.
     const suspendedProd = input("deploy", "deploy", "production", { agent: { id: "a", name: "bot", status: "suspended", organization: "acme", skills: { deploy: { version: "1.0.0" } } } });
-    expect(evaluate(suspendedProd)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
+    expect(await evaluate(suspendedProd)).toEqual({ allow: false, reasons: ['agent "bot" is suspended, not active'], reason_codes: ["agent_suspended"] });
   });
 });

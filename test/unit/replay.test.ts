@@ -6,6 +6,7 @@ import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
 import { LiveWork } from "../../src/lib/pacer";
 import { fakeChron, TESTER } from "../support/recorder";
+import { outcomeOf } from "../support/pool";
 
 const now = new Date();
 
@@ -25,11 +26,12 @@ function policy(version: number, allowed: string, costMs = 0): ActivePolicy {
     activatedAt: now,
     signedBy: "kid",
     data: {},
-    evaluate: (input) => {
-      for (const end = performance.now() + costMs; performance.now() < end; );
-      const ok = (input as { request: { resource: string } }).request.resource === allowed;
-      return { allow: ok, reasons: ok ? [] : [`only ${allowed}`] };
-    },
+    evaluate: async (input) =>
+      outcomeOf(() => {
+        for (const end = performance.now() + costMs; performance.now() < end; );
+        const ok = (input as { request: { resource: string } }).request.resource === allowed;
+        return { allow: ok, reasons: ok ? [] : [`only ${allowed}`] };
+      }),
   };
 }
 
