@@ -20,7 +20,7 @@ import { Checkpointer, jwksKeys } from "../src/chron/checkpoints";
 import { ChronExporter } from "../src/chron/export";
 import { ndjsonItems, verifyExport } from "../src/chron/export-verifier";
 import type { DecisionContent } from "../src/chron/record";
-import { generate, publish, SigningKeys } from "../src/identity/signing-keys";
+import { generate, publish, SigningKeys } from "../src/keys/signing-keys";
 import { measureConsoleQueries } from "./console-queries";
 
 const ROOT = path.resolve(__dirname, "../..");

@@ -3,11 +3,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
+import type { DatabaseKind } from "./db/database";
+import type { OidcSettings } from "./identity/oidc";
+import type { ExternalBundleKeys } from "./policy/bundle-signing";
 import { oneOf, optionalText, parseEnv, text, wholeNumber } from "./lib/env";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
-
-export type DatabaseKind = "sqlite" | "postgresql";
 
 export interface Config {
   port: number;
@@ -69,29 +70,6 @@ export interface EvaluationSettings {
   referenceModule: string | null;
 }
 
-/**
- * CLAIIM_BUNDLE_SIGNING_KEY_FILE (an EC P-256 private key, PEM) signs bundles, and only it and the
- * public keys of CLAIIM_BUNDLE_TRUSTED_KEYS_FILE (a JWKS) verify them: whoever can write the
- * database, and read it, still cannot sign a bundle CLAIIM would load.
- */
-export interface ExternalBundleKeys {
-  privateKeyPem: string;
-  trusted: Record<string, string>[];
-}
-
-export interface OidcSettings {
-  issuer: string;
-  audience: string;
-  jwksUrl: string;
-  /** Claim holding the human's roles: an array, or a space-separated string. */
-  rolesClaim: string;
-  /** Claim holding the slug of the human's organisation, or "*" for all of them. */
-  orgClaim: string;
-  clockSkewSeconds: number;
-  /** Least time between two JWKS fetches (a token with an unknown kid triggers one). */
-  jwksCooldownSeconds: number;
-  jwksCacheSeconds: number;
-}
 
 export function databaseKindOf(url: string): DatabaseKind {
   if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";

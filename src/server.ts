@@ -1,3 +1,4 @@
+import { recordKeyCreation } from "./chron/key-events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
@@ -10,7 +11,7 @@ import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
 import type { IdentityStore } from "./identity/identity-store";
-import { loadOrCreateKeys, publish, SigningKeys } from "./identity/signing-keys";
+import { loadOrCreateKeys, publish, SigningKeys } from "./keys/signing-keys";
 import { Checkpointer } from "./chron/checkpoints";
 import { ChronExporter } from "./chron/export";
 import { redact } from "./chron/redaction";
@@ -42,7 +43,7 @@ import { chronRoutes } from "./chron/chron-routes";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
 import { IdempotencyIndex } from "./decisions/idempotency";
-import { agentRoutes } from "./decisions/agent-routes";
+import { permissionRoutes } from "./decisions/permission-routes";
 import type { ApprovalStore } from "./approvals/approval-store";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { ApprovalService } from "./approvals/approval-service";
@@ -99,7 +100,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const live = new LiveWork();
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
   const checkpointKeys = new SigningKeys("chron-checkpoint");
-  await loadOrCreateKeys(checkpointKeys, stores.identity, record);
+  await loadOrCreateKeys(checkpointKeys, stores.identity, recordKeyCreation(record));
   const checkpointer = new Checkpointer(
     stores.chron,
     checkpointKeys,
@@ -205,11 +206,11 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
-    ...inventoryRoutes(identity, engine),
+    ...inventoryRoutes(identity),
     ...meRoutes(identity),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
-    ...agentRoutes(identity, engine),
+    ...permissionRoutes(identity, engine),
     ...approvalRoutes(approvals, identity, directory, config.publicUrl),
     ...chronRoutes(chron, exporter, retention, identity),
     ...policyRoutes(

@@ -1,18 +1,19 @@
 import type { CodeWith } from "../lib/problems";
 import { randomUUID } from "node:crypto";
-import type { Recorder } from "../chron/chron-store";
+import { chronUnavailable, type Recorder } from "../chron/chron-store";
 import { canonicalize } from "../lib/canonical";
 import type { ApproverRef, DecisionApproval, DecisionContent } from "../chron/record";
-import { chronUnavailable, type ApprovalGate, type ApprovalReply, type Settled } from "../decisions/decision-service";
 import type { AgentContext } from "../identity/identity-service";
 import { type Human } from "../identity/model";
 import { ConflictError, NotAllowedError, NotFoundError, ServiceUnavailableError, type ClaiimError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
-import { mismatches, OPEN_STATUSES, type Approval, type ApprovalSpec, type ApprovalStatus, type BoundRequest } from "./model";
+import { mismatches, OPEN_STATUSES, type Approval, type ApprovalStatus, type BoundRequest } from "./model";
 import { approvalEvent, approvalUrls, approverView, approversView, type Directory } from "./views";
 import { WebhookNotifier, type WebhookSettings } from "./webhook";
 import { actorOf, type Principal, type Role, rolesOf, SYSTEM } from "../shared/principal";
+import type { ApprovalGate, ApprovalReply, Settled } from "./gate";
+import type { ApprovalSpec } from "../policy/approval-spec";
 
 export interface ApprovalSettings {
   /** When the policy names no ttl_seconds. */

@@ -1,7 +1,6 @@
 // Approval domain types. Stores speak these, never Prisma or wire types.
 import type { ApproverRef } from "../chron/record";
-import { z } from "../http/openapi";
-import { type Role, ROLES } from "../shared/principal";
+import type { Approvers } from "../policy/approval-spec";
 
 /**
  * pending → approved | rejected | expired; approved → used | expired. Used, rejected and expired
@@ -10,41 +9,6 @@ import { type Role, ROLES } from "../shared/principal";
 export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired" | "used";
 export const APPROVAL_STATUSES: readonly ApprovalStatus[] = ["pending", "approved", "rejected", "expired", "used"];
 export const OPEN_STATUSES: readonly ApprovalStatus[] = ["pending", "approved"];
-
-/** Who may approve: the agent's accountable human, holders of a role in the organisation, listed humans (emails). Never an agent. */
-export interface Approvers {
-  accountable_human: boolean;
-  roles: Role[];
-  humans: string[];
-}
-
-/** What a policy asks for when it answers approval_required. */
-export interface ApprovalSpec {
-  approvers: Approvers;
-  ttl_seconds: number | null;
-}
-
-/**
- * The policy's `approval` object, checked: a malformed one fails the evaluation (a deny), never
- * a looser approval. Emails are compared in lower case, as CLAIIM stores them.
- */
-export const ApprovalSpecSchema = z
-  .object({
-    approvers: z
-      .object({
-        accountable_human: z.boolean().default(false),
-        roles: z.array(z.enum(ROLES as [Role, ...Role[]])).max(10).default([]),
-        humans: z
-          .array(z.string().email().max(320).transform((e) => e.toLowerCase()))
-          .max(50)
-          .default([]),
-      })
-      .strict()
-      .refine((a) => a.accountable_human || a.roles.length > 0 || a.humans.length > 0, { message: "names no approver" })
-      .transform((a) => ({ ...a, roles: [...new Set(a.roles)], humans: [...new Set(a.humans)] })),
-    ttl_seconds: z.number().int().min(1).nullable().default(null),
-  })
-  .strict();
 
 /** What an approval is bound to: exactly this request, by this agent, for this user. */
 export interface BoundRequest {

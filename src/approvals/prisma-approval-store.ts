@@ -1,7 +1,8 @@
 import type { Prisma, Tx } from "../db/database";
 import { canonicalize } from "../lib/canonical";
 import { ApprovalStateConflict, type ApprovalStore, type Transition } from "./approval-store";
-import type { Approval, ApprovalStatus, Approvers, BoundRequest, WebhookDelivery, WebhookState } from "./model";
+import type { Approval, ApprovalStatus, BoundRequest, WebhookDelivery, WebhookState } from "./model";
+import type { Approvers } from "../policy/approval-spec";
 
 type Row = Awaited<ReturnType<Prisma["approval"]["findUnique"]>> & object;
 

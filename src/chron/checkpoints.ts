@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Logger } from "../lib/logger";
-import type { SigningKeys } from "../identity/signing-keys";
+import type { SigningKeys } from "../keys/signing-keys";
 import type { Checkpoint, ChronStore } from "./chron-store";
 import { MerkleFrontier } from "./merkle";
 import type { ChainHead, ChronRow } from "./record";

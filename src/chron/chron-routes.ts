@@ -4,7 +4,7 @@ import { route, type RouteSpec } from "../http/route";
 import { NotAllowedError } from "../lib/errors";
 import type { ChronRetention } from "./retention";
 import type { ChronExporter } from "./export";
-import type { IdentityService } from "../identity/identity-service";
+import type { Names } from "../shared/names";
 import type { ChronService } from "./chron-service";
 import { actorOf, scopeOf } from "../shared/principal";
 
@@ -63,7 +63,7 @@ const ListQuery = z
 
 const EXPORT_TYPES = { ndjson: "application/x-ndjson", csv: "text/csv; charset=utf-8", json: "application/json" } as const;
 
-export function chronRoutes(chron: ChronService, exporter: ChronExporter, retention: ChronRetention, identity: IdentityService): RouteSpec[] {
+export function chronRoutes(chron: ChronService, exporter: ChronExporter, retention: ChronRetention, names: Names): RouteSpec[] {
   return [
     route({
       method: "post",
@@ -109,10 +109,10 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         const { fromMs, toMs } = timeWindow(query.from, query.to);
         seqWindow(query.from_seq, query.to_seq);
         // A credential confined to one organisation exports that organisation's records, with proofs.
-        const orgId = identity.organizationFilter(scopeOf(principal), query.organization);
+        const orgId = names.organizationFilter(scopeOf(principal), query.organization);
         const selection = { kind: query.kind, orgId, agentId: query.agent, ownerId: query.owner, action: query.action, decision: query.decision, policyVersion: query.policy_version };
         const { format: _format, ...given } = query;
-        const filters = Object.fromEntries(Object.entries({ ...given, organization: orgId ? identity.organization(orgId)?.slug : undefined }).filter(([, v]) => v !== undefined)) as Record<
+        const filters = Object.fromEntries(Object.entries({ ...given, organization: orgId ? names.organizationSlug(orgId) : undefined }).filter(([, v]) => v !== undefined)) as Record<
           string,
           string | number
         >;
@@ -135,7 +135,7 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
         const filter = {
           kind: query.kind,
           // A credential confined to one organisation sees only that organisation's records.
-          orgId: identity.organizationFilter(scopeOf(principal), query.organization),
+          orgId: names.organizationFilter(scopeOf(principal), query.organization),
           agentId: query.agent,
           ownerId: query.owner,
           decision: query.decision,
@@ -165,19 +165,9 @@ export function chronRoutes(chron: ChronService, exporter: ChronExporter, retent
       responses: { 200: { description: "Counts per day" } },
       handle: async ({ query, principal }) => {
         const { fromMs, toMs } = timeWindow(query.from, query.to);
-        const orgId = identity.organizationFilter(scopeOf(principal), query.organization);
-        const names = {
-          agent: (id: string) => identity.agentContext(id)?.agent.name ?? null,
-          human: (id: string) => {
-            try {
-              return identity.human(id, { orgId: null }).email;
-            } catch {
-              return null;
-            }
-          },
-        };
-        const summary = await chron.summary({ fromMs, toMs, orgId }, names);
-        return { status: 200, body: { from: query.from, to: query.to, organization: orgId ? identity.organization(orgId)?.slug : null, ...summary } };
+        const orgId = names.organizationFilter(scopeOf(principal), query.organization);
+        const summary = await chron.summary({ fromMs, toMs, orgId }, { agent: (id) => names.agentName(id), human: (id) => names.humanEmail(id) });
+        return { status: 200, body: { from: query.from, to: query.to, organization: orgId ? names.organizationSlug(orgId) : null, ...summary } };
       },
     }),
     route({

@@ -1,4 +1,5 @@
 import type { Tx } from "../db/database";
+import { ServiceUnavailableError } from "../lib/errors";
 import type { ChainHead, ChronContent, ChronRow } from "./record";
 
 /**
@@ -19,6 +20,11 @@ export interface ChronFilter {
   policyVersion?: number;
   fromMs?: number;
   toMs?: number;
+}
+
+/** Thrown by the decision path and the approval gate when Chron cannot record: nothing was decided. */
+export function chronUnavailable(): ServiceUnavailableError {
+  return new ServiceUnavailableError("chron_unavailable", "the decision could not be recorded in Chron, so none was made; retry later");
 }
 
 /** Thrown when an append collides with a row another writer appended first. */

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import express, { type RequestHandler } from "express";
-import type { OidcSettings } from "../config";
+import type { OidcSettings } from "../identity/oidc";
 import { NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import type { ConsoleSettings } from "./console-settings";

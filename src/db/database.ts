@@ -6,7 +6,8 @@ import { PrismaBetterSQLite3 } from "@prisma/adapter-better-sqlite3";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient as SqlitePrismaClient, type Prisma as SqlitePrismaNamespace } from "../generated/prisma-sqlite/client";
 import { PrismaClient as PostgresPrismaClient } from "../generated/prisma-postgresql/client";
-import type { DatabaseKind } from "../config";
+
+export type DatabaseKind = "sqlite" | "postgresql";
 
 /**
  * The management-plane client. Both generated clients have the same model API; the SQLite one

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { canonicalize } from "../lib/canonical";
 import { ConflictError, InputError } from "../lib/errors";
 import type { ChronRow, DecisionContent } from "../chron/record";
-import type { DecisionResponse } from "./decision-service";
+import type { DecisionResponse } from "./model";
 
 /**
  * Idempotency-Key for POST /v1/decisions (draft-ietf-httpapi-idempotency-key-header): a retried

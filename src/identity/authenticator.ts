@@ -3,7 +3,7 @@ import { AuthenticationError } from "../lib/errors";
 import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
 import type { OAuthService } from "./oauth-service";
 import type { OidcVerifier } from "./oidc";
-import type { SigningKeys } from "./signing-keys";
+import type { SigningKeys } from "../keys/signing-keys";
 import type { OnBehalfOf, Principal } from "../shared/principal";
 
 /**

@@ -1,3 +1,5 @@
+import type { Names } from "../shared/names";
+import { recordKeyCreation } from "../chron/key-events";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -10,7 +12,7 @@ import type { Logger } from "../lib/logger";
 import type { IdentityStore } from "./identity-store";
 import { ALL_ORGANIZATIONS, SYSTEM, type Actor, type Role, type Scope } from "../shared/principal";
 import type { Agent, AgentCredential, AgentStatus, ApiKey, Human, Organization } from "./model";
-import { generate, loadOrCreateKeys, type SigningKeys } from "./signing-keys";
+import { generate, loadOrCreateKeys, type SigningKeys } from "../keys/signing-keys";
 
 export interface TokenSettings {
   issuer: string;
@@ -69,7 +71,7 @@ const apiKeyState = (k: ApiKey) => ({ name: k.name, prefix: k.prefix, role: k.ro
  * WARNING: the directory is this process's. Run one CLAIIM process per database until the
  * directory learns of changes made by another process.
  */
-export class IdentityService {
+export class IdentityService implements Names {
   private readonly orgs = new Map<string, Organization>();
   private readonly orgsBySlug = new Map<string, Organization>();
   private readonly humans = new Map<string, Human>();
@@ -88,7 +90,7 @@ export class IdentityService {
   ) {}
 
   async start(): Promise<void> {
-    await loadOrCreateKeys(this.keys, this.store, this.record);
+    await loadOrCreateKeys(this.keys, this.store, recordKeyCreation(this.record));
     for (const o of await this.store.listOrganizations()) this.putOrg(o);
     for (const h of await this.store.listHumans()) this.humans.set(h.id, h);
     for (const a of await this.store.listAgents()) this.agents.set(a.id, a);
@@ -132,6 +134,18 @@ export class IdentityService {
    */
   organizationFilter(scope: Scope, slug?: string): string | undefined {
     return slug ? this.organizationBySlug(slug, scope).id : (scope.orgId ?? undefined);
+  }
+
+  organizationSlug(id: string): string | undefined {
+    return this.orgs.get(id)?.slug;
+  }
+
+  agentName(id: string): string | null {
+    return this.agents.get(id)?.name ?? null;
+  }
+
+  humanEmail(id: string): string | null {
+    return this.humans.get(id)?.email ?? null;
   }
 
   // --- humans ---

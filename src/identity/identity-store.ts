@@ -1,18 +1,19 @@
 import type { Tx } from "../db/database";
-import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization } from "./model";
+import type { KeyStore } from "../keys/signing-keys";
 
 /**
  * Persistence of identities. Every write takes the transaction of the Chron commit that records
  * it (see ChronWriter.commit): a change and its record commit together or not at all. Writes
- * throw ConflictError on a duplicate.
+ * throw ConflictError on a duplicate. It keeps the signing keys too (a KeyStore), in the same
+ * database.
  */
-export interface IdentityStore {
+export interface IdentityStore extends KeyStore {
   listOrganizations(): Promise<Organization[]>;
   listHumans(): Promise<Human[]>;
   listAgents(): Promise<Agent[]>;
   listCredentials(): Promise<AgentCredential[]>;
   listApiKeys(): Promise<ApiKey[]>;
-  listSigningKeys(purpose: string): Promise<SigningKey[]>;
   listClients(): Promise<AgentClient[]>;
 
   createOrganization(org: Organization, tx: Tx): Promise<void>;
@@ -21,8 +22,7 @@ export interface IdentityStore {
   saveAgent(agent: Agent, tx: Tx): Promise<void>;
   saveCredential(credential: AgentCredential, tx: Tx): Promise<void>;
   saveApiKey(key: ApiKey, tx: Tx): Promise<void>;
-  saveSigningKey(key: SigningKey, tx: Tx): Promise<void>;
   saveClient(client: AgentClient, tx: Tx): Promise<void>;
-  /** Marks a client assertion used; throws ConflictError("assertion_replayed") if it already was. Forgets expired ones. */
+  /** Marks a client assertion used; throws DuplicateKeyError if it already was. Forgets expired ones. */
   useAssertion(key: string, expiresAt: Date, tx: Tx): Promise<void>;
 }

@@ -1,8 +1,6 @@
 import { stringify } from "csv-stringify/sync";
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import { effectivePermissions } from "../decisions/permissions";
-import type { PolicyEngine } from "../policy/policy-engine";
 import type { IdentityService } from "./identity-service";
 import { Name, Slug } from "../shared/vocabulary";
 import { scopeOf } from "../shared/principal";
@@ -25,27 +23,8 @@ const InventoryRow = z
   })
   .openapi("InventoryRow");
 
-export const PermissionsView = z
-  .object({
-    agent: z.object({ id: z.string(), name: z.string(), status: z.string() }),
-    policy: z.object({ version: z.number().int(), revision: z.string() }).nullable(),
-    purpose: z.string(),
-    matrix: z.array(
-      z.object({
-        skill: z.string(),
-        version: z.string(),
-        action: z.string(),
-        resource: z.string(),
-        allow: z.boolean(),
-        decision: z.enum(["allow", "deny", "approval_required"]),
-        reasons: z.array(z.string()),
-        reason_codes: z.array(z.string()),
-      }),
-    ),
-  })
-  .openapi("EffectivePermissions");
 
-export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine): RouteSpec[] {
+export function inventoryRoutes(identity: IdentityService): RouteSpec[] {
   return [
     route({
       method: "get",
@@ -97,19 +76,6 @@ export function inventoryRoutes(identity: IdentityService, engine: PolicyEngine)
           };
         }
         return { status: 200, body: { generated_at: new Date(now).toISOString(), count: rows.length, agents: rows } };
-      },
-    }),
-    route({
-      method: "get",
-      path: "/v1/agents/{id}/permissions",
-      summary: "What this agent may do: the active policy evaluated over every action and resource its data declares for the agent's skills",
-      tags: ["identity"],
-      access: { roles: ["agent_manager", "auditor"] },
-      params: z.object({ id: z.string().uuid() }),
-      responses: { 200: { description: "Allow/deny matrix with reasons; nothing is recorded", schema: PermissionsView } },
-      handle: async ({ params, principal }) => {
-        identity.agent(params.id, scopeOf(principal));
-        return { status: 200, body: await effectivePermissions(identity.agentContext(params.id)!, engine.active()) };
       },
     }),
   ];

@@ -72,13 +72,3 @@ export interface ApiKey {
   expiresAt: Date | null;
   revokedAt: Date | null;
 }
-
-export interface SigningKey {
-  kid: string;
-  purpose: string;
-  alg: "ES256";
-  privateKeyPem: string;
-  publicJwk: Record<string, string>;
-  createdAt: Date;
-  retiredAt: Date | null;
-}

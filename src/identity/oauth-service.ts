@@ -11,7 +11,7 @@ import { isCleanText } from "../lib/text";
 import { hashSecret, type IdentityService } from "./identity-service";
 import type { IdentityStore } from "./identity-store";
 import type { AgentClient, ClientMethod } from "./model";
-import type { SigningKeys } from "./signing-keys";
+import type { SigningKeys } from "../keys/signing-keys";
 import type { Actor, Scope } from "../shared/principal";
 
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -1,9 +1,23 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
-import type { OidcSettings } from "../config";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import { isCleanText } from "../lib/text";
 import type { IdentityService } from "./identity-service";
 import { type Principal, type Role, ROLES } from "../shared/principal";
+
+/** The organisation's identity provider, for humans (CLAIIM_OIDC_*). */
+export interface OidcSettings {
+  issuer: string;
+  audience: string;
+  jwksUrl: string;
+  /** Claim holding the human's roles: an array, or a space-separated string. */
+  rolesClaim: string;
+  /** Claim holding the slug of the human's organisation, or "*" for all of them. */
+  orgClaim: string;
+  clockSkewSeconds: number;
+  /** Least time between two JWKS fetches (a token with an unknown kid triggers one). */
+  jwksCooldownSeconds: number;
+  jwksCacheSeconds: number;
+}
 
 const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 

@@ -3,8 +3,9 @@ import { duplicateAs, isUniqueViolation } from "../db/duplicate";
 import { ConflictError } from "../lib/errors";
 import type { CodeWith } from "../lib/problems";
 import type { IdentityStore } from "./identity-store";
-import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization, SigningKey } from "./model";
+import type { Agent, AgentClient, AgentCredential, AgentStatus, ApiKey, ClientMethod, Human, HumanStatus, Organization } from "./model";
 import type { Role } from "../shared/principal";
+import type { SigningKey } from "../keys/signing-keys";
 
 function conflictOn(code: CodeWith<409>, message: string) {
   return (err: unknown): never => {

@@ -1,14 +1,23 @@
+import { recordKeyCreation } from "../chron/key-events";
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
 import { isLosslessNumber, parse as parseLossless } from "lossless-json";
 import type { Recorder } from "../chron/chron-store";
 import { newEvent } from "../chron/record";
-import type { IdentityStore } from "../identity/identity-store";
-import { generate, jwkThumbprint, loadOrCreateKeys, publish, type SigningKeys } from "../identity/signing-keys";
-import type { ExternalBundleKeys } from "../config";
+import { generate, jwkThumbprint, loadOrCreateKeys, publish, type SigningKeys, type KeyStore } from "../keys/signing-keys";
 import { ConflictError } from "../lib/errors";
 import type { BundleFiles } from "./bundle";
 import type { Actor } from "../shared/principal";
+
+/**
+ * CLAIIM_BUNDLE_SIGNING_KEY_FILE (an EC P-256 private key, PEM) signs bundles, and only it and the
+ * public keys of CLAIIM_BUNDLE_TRUSTED_KEYS_FILE (a JWKS) verify them: whoever can write the
+ * database, and read it, still cannot sign a bundle CLAIIM would load.
+ */
+export interface ExternalBundleKeys {
+  privateKeyPem: string;
+  trusted: Record<string, string>[];
+}
 
 /** OPA's name for a bundle's signature file. */
 export const SIGNATURES_FILE = ".signatures.json";
@@ -102,7 +111,7 @@ export class BundleSigner {
 
   constructor(
     private readonly keys: SigningKeys,
-    private readonly store: Pick<IdentityStore, "listSigningKeys" | "saveSigningKey">,
+    private readonly store: KeyStore,
     private readonly record: Recorder,
     private readonly external: ExternalBundleKeys | null = null,
   ) {}
@@ -113,7 +122,7 @@ export class BundleSigner {
    * first one on a new database.
    */
   async start(): Promise<void> {
-    if (!this.external) return loadOrCreateKeys(this.keys, this.store, this.record);
+    if (!this.external) return loadOrCreateKeys(this.keys, this.store, recordKeyCreation(this.record));
     const jwk = createPublicKey(this.external.privateKeyPem).export({ format: "jwk" }) as Record<string, string>;
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
     this.keys.load([{ kid: jwkThumbprint(publicJwk), purpose: this.keys.purpose, alg: "ES256", privateKeyPem: this.external.privateKeyPem, publicJwk, createdAt: new Date(0), retiredAt: null }]);

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
 import { decisionRef, newEvent, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
-import { decisionOf, outcomeOf, type PolicyInput } from "../decisions/decision-service";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { checkWindow } from "../shared/windows";
@@ -9,6 +8,7 @@ import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pace
 import type { EvalOutcome } from "./evaluation/pool";
 import { nanosOf, type ActivePolicy } from "./policy-engine";
 import { type Actor, actorName } from "../shared/principal";
+import { decisionOf, outcomeOf, type PolicyInput } from "./decision-policy";
 
 export interface ReplayChange extends DecisionRef {
   recorded: { decision: string; reasons: string[]; policy_version: number | null };

@@ -4,12 +4,12 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import request from "supertest";
-import type { OidcSettings } from "../../src/config";
 import { consoleHandler, contentSecurityPolicy } from "../../src/console/console-handler";
 import { consoleSettings } from "../../src/console/console-settings";
 import { checkMetadata } from "../../src/console/oidc-discovery";
 import { createApp } from "../../src/http/app";
 import { createLogger } from "../../src/lib/logger";
+import type { OidcSettings } from "../../src/identity/oidc";
 
 // How CLAIIM serves the console's files: headers, the SPA fallback, what it refuses to serve, and
 // how it learns the identity provider's endpoints. The built console itself is tested in a browser.

@@ -2,10 +2,11 @@ import fs from "node:fs";
 import type { Writable } from "node:stream";
 import path from "node:path";
 import request from "supertest";
-import { databaseKindOf, loadConfig, type Config, type DatabaseKind } from "../../src/config";
+import { databaseKindOf, loadConfig, type Config } from "../../src/config";
 import { createLogger } from "../../src/lib/logger";
 import { startClaiim, type Claiim } from "../../src/server";
 import { freshDatabase, type TestDatabase } from "./databases";
+import type { DatabaseKind } from "../../src/db/database";
 
 const ROOT = path.resolve(__dirname, "../..");
 

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
-import type { DatabaseKind } from "../../src/config";
 import { withDatabase } from "./global-setup";
+import type { DatabaseKind } from "../../src/db/database";
 
 /** The providers end-to-end tests run on: both, unless CLAIIM_TEST_SKIP_PG=1 said otherwise. */
 export function databaseKinds(): DatabaseKind[] {

@@ -2,13 +2,14 @@ import type { RegoValue } from "../../src/policy/runtime/value";
 import { ApprovalService, type ApprovalSettings } from "../../src/approvals/approval-service";
 import type { Directory } from "../../src/approvals/views";
 import type { DecisionContent, EventContent } from "../../src/chron/record";
-import { DecisionService, type DecisionRequest } from "../../src/decisions/decision-service";
+import { DecisionService } from "../../src/decisions/decision-service";
 import type { Agent, Human, Organization } from "../../src/identity/model";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
 import { FakeApprovalStore } from "../support/fakes/approval-store";
 import { fakeChron } from "../support/recorder";
 import type { Principal } from "../../src/shared/principal";
+import type { DecisionRequest } from "../../src/decisions/model";
 
 const now = new Date();
 const org = (id: string, slug: string): Organization => ({ id, slug, name: slug, createdAt: now });

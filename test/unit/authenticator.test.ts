@@ -7,7 +7,7 @@ import { Authenticator } from "../../src/identity/authenticator";
 import { OAuthService } from "../../src/identity/oauth-service";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { IdentityService } from "../../src/identity/identity-service";
-import { SigningKeys } from "../../src/identity/signing-keys";
+import { SigningKeys } from "../../src/keys/signing-keys";
 import { createLogger } from "../../src/lib/logger";
 import { ALL, fakeChron, TESTER } from "../support/recorder";
 

@@ -6,7 +6,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { decodeJwt } from "jose";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
-import { SigningKeys } from "../../src/identity/signing-keys";
+import { SigningKeys } from "../../src/keys/signing-keys";
 import { readBundle, writeBundle, type BundleFiles } from "../../src/policy/bundle";
 import { BundleSigner, opaFileHash } from "../../src/policy/bundle-signing";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";

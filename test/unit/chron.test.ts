@@ -9,7 +9,7 @@ import { createLogger } from "../../src/lib/logger";
 import { Checkpointer, jwksKeys } from "../../src/chron/checkpoints";
 import { ChronExporter } from "../../src/chron/export";
 import { verifyExport } from "../../src/chron/export-verifier";
-import { generate, publish, SigningKeys } from "../../src/identity/signing-keys";
+import { generate, publish, SigningKeys } from "../../src/keys/signing-keys";
 
 const logger = createLogger("silent");
 

@@ -1,5 +1,5 @@
 import { IdentityService } from "../../src/identity/identity-service";
-import { SigningKeys } from "../../src/identity/signing-keys";
+import { SigningKeys } from "../../src/keys/signing-keys";
 import { createLogger } from "../../src/lib/logger";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { ALL, fakeChron, TESTER } from "../support/recorder";

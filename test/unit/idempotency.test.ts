@@ -1,6 +1,6 @@
 import { IdempotencyIndex, parseIdempotencyKey, type RequestView } from "../../src/decisions/idempotency";
-import type { DecisionResponse } from "../../src/decisions/decision-service";
 import { seal, type DecisionContent } from "../../src/chron/record";
+import type { DecisionResponse } from "../../src/decisions/model";
 
 const view: RequestView = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" }, on_behalf_of: null };
 

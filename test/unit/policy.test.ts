@@ -13,7 +13,7 @@ import { testPool } from "../support/pool";
 import { fakeChron, TESTER } from "../support/recorder";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { FakeChronStore } from "../support/fakes/chron-store";
-import { SigningKeys } from "../../src/identity/signing-keys";
+import { SigningKeys } from "../../src/keys/signing-keys";
 import { BundleSigner } from "../../src/policy/bundle-signing";
 
 const REGO = path.resolve(__dirname, "../../rego");

@@ -1,5 +1,4 @@
 import type { DecisionContent } from "../../src/chron/record";
-import { policyInput } from "../../src/decisions/decision-service";
 import type { AgentContext } from "../../src/identity/identity-service";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
@@ -7,6 +6,7 @@ import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
 import { LiveWork } from "../../src/lib/pacer";
 import { fakeChron, TESTER } from "../support/recorder";
 import { outcomeOf } from "../support/pool";
+import { policyInput } from "../../src/policy/decision-policy";
 
 const now = new Date();
 

@@ -1,9 +1,10 @@
 import { DuplicateKeyError } from "../../../src/db/duplicate";
 import { ConflictError } from "../../../src/lib/errors";
 import type { IdentityStore } from "../../../src/identity/identity-store";
-import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization, SigningKey } from "../../../src/identity/model";
+import type { Agent, AgentClient, AgentCredential, ApiKey, Human, Organization } from "../../../src/identity/model";
 
 import { fieldsOf, type Transactional } from "./transactional";
+import type { SigningKey } from "../../../src/keys/signing-keys";
 
 const copy = <T>(v: T): T => structuredClone(v);
 

@@ -1,7 +1,7 @@
 import type { AgentContext } from "../identity/identity-service";
-import { nanosOf, type ActivePolicy } from "../policy/policy-engine";
+import { nanosOf, type ActivePolicy } from "./policy-engine";
 import type { Decision } from "../chron/record";
-import { evaluate, outcomeOf, policyInput } from "./decision-service";
+import { evaluate, outcomeOf, policyInput } from "./decision-policy";
 
 export interface PermissionCell {
   skill: string;

@@ -1,8 +1,17 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import type { Recorder } from "../chron/chron-store";
-import { newEvent } from "../chron/record";
-import type { IdentityStore } from "./identity-store";
-import type { SigningKey } from "./model";
+import type { Tx } from "../db/database";
+
+/** An ES256 key pair of CLAIIM's, for one purpose (agent tokens, Chron checkpoints, bundles). */
+export interface SigningKey {
+  kid: string;
+  purpose: string;
+  alg: "ES256";
+  privateKeyPem: string;
+  publicJwk: Record<string, string>;
+  createdAt: Date;
+  /** From then on the key neither signs nor verifies; null while it is the signing key. May lie in the future (rotation overlap). */
+  retiredAt: Date | null;
+}
 
 export interface LoadedKey {
   kid: string;
@@ -72,23 +81,24 @@ export function publish(k: Pick<LoadedKey, "kid" | "alg" | "publicJwk">): Record
   return { ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" };
 }
 
-/** Loads the stored keys of this purpose, first creating one (recorded in Chron) when none signs. */
-export async function loadOrCreateKeys(
-  keys: SigningKeys,
-  store: Pick<IdentityStore, "listSigningKeys" | "saveSigningKey">,
-  record: Recorder,
-): Promise<void> {
+/** Where signing keys are kept (the database, today): every key ever made, by purpose. */
+export interface KeyStore {
+  listSigningKeys(purpose: string): Promise<SigningKey[]>;
+  saveSigningKey(key: SigningKey, tx: Tx): Promise<void>;
+}
+
+/**
+ * How a new key is committed: `save` within the transaction that also records its creation (the
+ * caller records it in Chron, which this module, below Chron, does not know).
+ */
+export type OnKeyCreated = (key: SigningKey, save: (tx: Tx) => Promise<void>) => Promise<unknown>;
+
+/** Loads the stored keys of this purpose, first creating one (recorded by `onCreated`) when none signs. */
+export async function loadOrCreateKeys(keys: SigningKeys, store: KeyStore, onCreated: OnKeyCreated): Promise<void> {
   let stored = await store.listSigningKeys(keys.purpose);
   if (!stored.some((k) => k.retiredAt === null)) {
     const key = generate(keys.purpose);
-    const event = newEvent({
-      type: "signing_key.created",
-      actor: { type: "system", id: "claiim", name: "CLAIIM" },
-      subject: { type: "signing_key", id: key.kid, name: key.purpose },
-      before: null,
-      after: { kid: key.kid, alg: key.alg, purpose: key.purpose },
-    });
-    await record([event], (tx) => store.saveSigningKey(key, tx));
+    await onCreated(key, (tx) => store.saveSigningKey(key, tx));
     stored = [...stored, key];
   }
   keys.load(stored);
