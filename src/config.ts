@@ -45,6 +45,8 @@ export interface Config {
   bodyLimits: { default: number; policy: number };
   /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
   bundleSigning: ExternalBundleKeys | null;
+  /** How long a stop waits for requests in flight before it cuts their connections. */
+  shutdownTimeoutSeconds: number;
   /** How long, and how many, Idempotency-Keys of decisions are remembered. */
   idempotency: { ttlSeconds: number; maxKeys: number };
   /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
@@ -112,6 +114,7 @@ const ENV = {
   CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
   CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
+  CLAIIM_SHUTDOWN_TIMEOUT_SECONDS: wholeNumber(30),
   CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
   CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
   CLAIIM_EVAL_WORKERS: wholeNumber(2),
@@ -211,6 +214,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimits: { default: 64 * 1024, policy: e.CLAIIM_POLICY_MAX_BYTES },
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },
+    shutdownTimeoutSeconds: e.CLAIIM_SHUTDOWN_TIMEOUT_SECONDS,
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
     evaluation: {

@@ -1,228 +1,32 @@
-import { recordKeyCreation } from "./chron/key-events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
 import { openDatabase, databaseAnswers, type Database } from "./db/database";
 import { createLogger, type Logger } from "./lib/logger";
-import { LiveWork } from "./lib/pacer";
 import { createApp } from "./http/app";
-import { document, type RouteSpec } from "./http/route";
-import { generateDocument, OpenAPIRegistry } from "./http/openapi";
-import { systemRoutes } from "./http/system-routes";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
-import type { IdentityStore } from "./identity/identity-store";
-import { loadOrCreateKeys, publish, SigningKeys } from "./keys/signing-keys";
-import { Checkpointer } from "./chron/checkpoints";
-import { ChronExporter } from "./chron/export";
-import { redact } from "./chron/redaction";
-import { ChronRetention } from "./chron/retention";
-import { IdentityService } from "./identity/identity-service";
-import { Authenticator } from "./identity/authenticator";
-import { identityRoutes } from "./identity/identity-routes";
-import { inventoryRoutes } from "./identity/inventory-routes";
-import { meRoutes } from "./identity/me-routes";
-import { OAuthService } from "./identity/oauth-service";
-import { OidcVerifier } from "./identity/oidc";
-import { oauthRoutes } from "./identity/oauth-routes";
-import { OpaCliCompiler, type PolicyCompiler } from "./policy/opa-compiler";
-import { PolicyEngine } from "./policy/policy-engine";
-import { EvaluationPool } from "./policy/evaluation/pool";
-import { BudgetGate } from "./policy/budget";
-import { referenceModulePath } from "./policy/runtime/reference";
+import { OpaCliCompiler } from "./policy/opa-compiler";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
-import type { PolicyStore } from "./policy/policy-store";
-import { PolicyService } from "./policy/policy-service";
-import { BundleSigner } from "./policy/bundle-signing";
-import { ReplayRunner } from "./policy/replay";
-import { policyRoutes } from "./policy/policy-routes";
-import type { ChronStore, Recorder } from "./chron/chron-store";
+import type { ChronStore } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
-import { ChronWriter } from "./chron/chron-writer";
-import { ChronService } from "./chron/chron-service";
-import { chronRoutes } from "./chron/chron-routes";
-import { DecisionService } from "./decisions/decision-service";
-import { decisionRoutes } from "./decisions/decision-routes";
-import { IdempotencyIndex } from "./decisions/idempotency";
-import { permissionRoutes } from "./decisions/permission-routes";
-import type { ApprovalStore } from "./approvals/approval-store";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
-import { ApprovalService } from "./approvals/approval-service";
-import { approvalRoutes } from "./approvals/approval-routes";
-import type { Directory } from "./approvals/views";
 import { consoleHandler } from "./console/console-handler";
+import { buildCore, type Core } from "./core";
 
-import { version as VERSION } from "../package.json";
-import { ALL_ORGANIZATIONS } from "./shared/principal";
+export { buildCore, createCore, type Core, type Stores } from "./core";
 
 /** A running CLAIIM: its services, its HTTP server and its database. */
-export interface Claiim extends Omit<Core, "authenticator"> {
+export interface Claiim extends Omit<Core, "authenticator" | "start" | "stop"> {
   url: string;
   server: Server;
   db: Database;
   logger: Logger;
+  /** Stops, bounded by CLAIIM_SHUTDOWN_TIMEOUT_SECONDS: readiness first, then requests, then the services in reverse order of start. */
   close(): Promise<void>;
 }
 
 export function createChronStore(db: Database): ChronStore {
   return db.kind === "sqlite" ? new SqliteChronStore(db.sqlite, db.prisma) : new PostgresChronStore(db.pool, db.prisma);
-}
-
-export interface Stores {
-  identity: IdentityStore;
-  policy: PolicyStore;
-  chron: ChronStore;
-  approval: ApprovalStore;
-}
-
-export interface Core {
-  identity: IdentityService;
-  policies: PolicyService;
-  engine: PolicyEngine;
-  chron: ChronService;
-  writer: ChronWriter;
-  checkpointer: Checkpointer;
-  approvals: ApprovalService;
-  routes: RouteSpec[];
-  authenticator: Authenticator;
-  /** Path of the bootstrap administrator credential, when this start created it. */
-  bootstrapCredentialFile: string | null;
-}
-
-/**
- * Builds and starts every service on the given stores: Prisma and SQL ones in production, fakes in
- * route tests. `databaseAnswers` feeds readiness.
- */
-export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
-  const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-  // Every change of state is committed by the single Chron writer, with its record.
-  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
-  // Decisions count themselves here; verification, reports and replays give way to them.
-  const live = new LiveWork();
-  const record: Recorder = (contents, effect) => writer.commit(contents, effect);
-  const checkpointKeys = new SigningKeys("chron-checkpoint");
-  await loadOrCreateKeys(checkpointKeys, stores.identity, recordKeyCreation(record));
-  const checkpointer = new Checkpointer(
-    stores.chron,
-    checkpointKeys,
-    { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
-    logger,
-  );
-  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
-  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live);
-  const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
-
-  const signingKeys = new SigningKeys("agent-token");
-  const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, record, logger);
-  await identity.start();
-  const bootstrapCredentialFile = await identity.ensureBootstrapAdmin(config.dataDir);
-
-  // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
-  const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
-  await pool.start();
-  const engine = new PolicyEngine(pool);
-  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record, config.bundleSigning);
-  await signer.start();
-  const policies = new PolicyService({
-    store: stores.policy,
-    compiler,
-    engine,
-    signer,
-    bundleDir: config.bundleDir,
-    record,
-    logger,
-    decisionCounts: (orgId) => stores.chron.decisionsByPolicyVersion(orgId),
-    chron: stores.chron,
-    live,
-    budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
-    tripsToStop: config.evaluation.tripsToStop,
-  });
-  await policies.start(config.regoDir);
-  await checkpointer.start();
-  writer.onCommit((rows) => checkpointer.committed(rows));
-
-  // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
-  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys, publicUrl: config.publicUrl });
-  const reloadStarted = Date.now();
-  const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
-  logger.info("idempotency keys reloaded from Chron", { keys: reloaded, ms: Date.now() - reloadStarted });
-  // What approvals read of identities, from the in-memory directory.
-  const directory: Directory = {
-    agentContext: (id) => identity.agentContext(id),
-    human: (id) => {
-      try {
-        return identity.human(id, ALL_ORGANIZATIONS);
-      } catch {
-        return undefined;
-      }
-    },
-    humanByEmail: (orgId, email) => identity.listHumans({ orgId }, orgId).find((h) => h.email === email),
-    organization: (id) => identity.organization(id),
-  };
-  const approvals = new ApprovalService(
-    { store: stores.approval, record, redact: (content) => redact(content, config.redaction), directory, logger },
-    {
-      ...config.approvals,
-      keepClosedSeconds: 24 * 3600,
-      maxOpenPerAgent: 100,
-      maxWaiters: 1000,
-      publicUrl: config.publicUrl,
-      userAgent: `CLAIIM/${VERSION}`,
-    },
-  );
-  await approvals.start();
-
-  const decisions = new DecisionService(
-    {
-      agentContext: (id) => identity.agentContext(id),
-      activePolicy: () => engine.active(),
-      shadowPolicy: () => engine.shadow(),
-      record: (content) => writer.append(content),
-      redact: (content) => redact(content, config.redaction),
-      approvals,
-    },
-    logger,
-    live,
-    idempotency,
-  );
-  const oauth = new OAuthService(
-    stores.identity,
-    identity,
-    signingKeys,
-    {
-      issuer: config.issuer,
-      audience: config.audience,
-      accessTokenTtlSeconds: config.accessTokenTtlSeconds,
-      clockSkewSeconds: config.clockSkewSeconds,
-      tokenEndpoint: `${config.publicUrl}/oauth/token`,
-    },
-    record,
-    logger,
-  );
-  await oauth.start();
-  const authenticator = new Authenticator(identity, oauth, signingKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, identity) : null);
-
-  let openapi: unknown = null;
-  const routes: RouteSpec[] = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
-    // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
-    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
-    ...inventoryRoutes(identity),
-    ...meRoutes(identity),
-    ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
-    ...decisionRoutes(decisions),
-    ...permissionRoutes(identity, engine),
-    ...approvalRoutes(approvals, identity, directory, config.publicUrl),
-    ...chronRoutes(chron, exporter, retention, identity),
-    ...policyRoutes(
-      policies,
-      new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) => policies.replayStopped(job, message)),
-      config.bodyLimits.policy,
-    ),
-  ];
-  const registry = new OpenAPIRegistry();
-  document(registry, routes);
-  openapi = generateDocument(registry, VERSION);
-  return { identity, policies, engine, chron, writer, checkpointer, approvals, routes, authenticator, bootstrapCredentialFile };
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
@@ -231,52 +35,69 @@ export function createHttpApp(core: Core, config: Config, logger: Logger) {
   ]);
 }
 
-/** The composition root: every dependency is built here and nowhere else. */
+/** Opens the database, builds and starts the core on it, and listens. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
+  const core = buildCore(
+    config,
+    { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) },
+    new OpaCliCompiler(config.opaBin),
+    logger,
+    () => databaseAnswers(db),
+  );
   try {
-    const core = await createCore(
-      config,
-      { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) },
-      new OpaCliCompiler(config.opaBin),
-      logger,
-      () => databaseAnswers(db),
-    );
-    const { authenticator: _authenticator, ...services } = core;
-    const app = createHttpApp(core, config, logger);
-    const server = createServer(app);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.port, config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-    logger.info("CLAIIM listening", { url, database: config.databaseKind, policy_version: core.engine.active()?.version ?? null });
-
-    return {
-      ...services,
-      url,
-      server,
-      db,
-      logger,
-      async close() {
-        // Long-polls answer now, and webhook deliveries stop, so that the server can close.
-        await core.approvals.stop();
-        // In-flight requests finish (and their Chron records commit) before the writer closes.
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        await closed;
-        await core.writer.close();
-        await core.checkpointer.stop();
-        await core.engine.pool.close();
-        await db.close();
-      },
-    };
+    await core.start();
   } catch (err) {
+    await core.stop().catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;
   }
+  const server = createServer(createHttpApp(core, config, logger));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  logger.info("CLAIIM listening", { url, database: config.databaseKind, policy_version: core.engine.active()?.version ?? null });
+
+  const { authenticator: _authenticator, start: _start, stop: _stop, ...services } = core;
+  return {
+    ...services,
+    get bootstrapCredentialFile() {
+      return core.bootstrapCredentialFile;
+    },
+    get stopping() {
+      return core.stopping;
+    },
+    url,
+    server,
+    db,
+    logger,
+    close: () => stopClaiim(core, server, db, config.shutdownTimeoutSeconds * 1000, logger),
+  };
+}
+
+/**
+ * The bounded stop: readiness answers 503 at once; in-flight requests (and their Chron records)
+ * get until the deadline to finish, then their connections are cut; then the services stop in the
+ * reverse order of their start, and the database closes.
+ */
+async function stopClaiim(core: Core, server: Server, db: Database, timeoutMs: number, logger: Logger): Promise<void> {
+  core.stopping = true;
+  const started = Date.now();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const deadline = new Promise<"late">((resolve) => setTimeout(() => resolve("late"), timeoutMs).unref());
+  if ((await Promise.race([closed, deadline])) === "late") {
+    logger.warn("requests still in flight at the shutdown deadline; closing their connections", { timeout_ms: timeoutMs });
+    server.closeAllConnections();
+    await closed;
+  }
+  await core.stop();
+  await db.close();
+  logger.info("CLAIIM stopped", { ms: Date.now() - started });
 }

@@ -1,6 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import type { IdentityService } from "../identity/identity-service";
+import type { IdentityDirectory } from "../identity/directory";
 import type { ApprovalService } from "./approval-service";
 import { APPROVAL_STATUSES, type Approval, type ApprovalStatus } from "./model";
 import { approvalView, type Directory } from "./views";
@@ -66,7 +66,7 @@ const Answer = z
   })
   .strict();
 
-export function approvalRoutes(approvals: ApprovalService, identity: IdentityService, directory: Directory, publicUrl: string): RouteSpec[] {
+export function approvalRoutes(approvals: ApprovalService, identity: IdentityDirectory, directory: Directory, publicUrl: string): RouteSpec[] {
   const view = (a: Approval) => approvalView(a, directory, publicUrl);
   const answer = (verdict: "approve" | "reject") =>
     route({

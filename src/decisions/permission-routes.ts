@@ -1,7 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { NotFoundError } from "../lib/errors";
-import type { IdentityService } from "../identity/identity-service";
+import type { IdentityDirectory } from "../identity/directory";
 import type { PolicyEngine } from "../policy/policy-engine";
 import { effectivePermissions } from "../policy/permissions";
 import { scopeOf } from "../shared/principal";
@@ -34,7 +34,7 @@ const OwnPermissionsView = PermissionsView.extend({ skills: z.array(z.object({ n
  * token's, never a path or query parameter, so an agent can learn nothing about another agent or
  * organisation.
  */
-export function permissionRoutes(identity: IdentityService, engine: PolicyEngine): RouteSpec[] {
+export function permissionRoutes(identity: IdentityDirectory, engine: PolicyEngine): RouteSpec[] {
   return [
     route({
       method: "get",

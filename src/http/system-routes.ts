@@ -5,6 +5,8 @@ import { ServiceUnavailableError } from "../lib/errors";
 export interface Readiness {
   policyVersion(): number | null;
   databaseAnswers(): Promise<boolean>;
+  /** True once CLAIIM has begun to stop: not ready, so that load balancers send no more. */
+  stopping(): boolean;
 }
 
 export function systemRoutes(readiness: Readiness, openapi: () => unknown): RouteSpec[] {
@@ -29,6 +31,7 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
         503: { description: "Not ready" },
       },
       handle: async () => {
+        if (readiness.stopping()) throw new ServiceUnavailableError("not_ready", "CLAIIM is stopping");
         const version = readiness.policyVersion();
         if (version === null) throw new ServiceUnavailableError("not_ready", "no policy bundle is active");
         if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");

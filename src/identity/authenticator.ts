@@ -1,6 +1,8 @@
 import jwt from "jsonwebtoken";
 import { AuthenticationError } from "../lib/errors";
-import { API_KEY_PREFIX, type IdentityService, type TokenSettings } from "./identity-service";
+import type { IdentityDirectory } from "./directory";
+import { API_KEY_PREFIX } from "./secrets";
+import type { TokenSettings } from "./tokens";
 import type { OAuthService } from "./oauth-service";
 import type { OidcVerifier } from "./oidc";
 import type { SigningKeys } from "../keys/signing-keys";
@@ -37,7 +39,7 @@ export class Authenticator {
   private readonly verified = new Map<string, VerifiedToken>();
 
   constructor(
-    private readonly identity: IdentityService,
+    private readonly identity: IdentityDirectory,
     private readonly oauth: OAuthService,
     private readonly keys: SigningKeys,
     private readonly tokens: TokenSettings,

@@ -2,6 +2,8 @@ import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { matches, pageOf, PageQuery } from "../http/paging";
 import type { IdentityService } from "./identity-service";
+import type { CredentialService } from "./credential-service";
+import type { ApiKeyService } from "./api-key-service";
 import { Email, Name, SkillRef, Slug } from "../shared/vocabulary";
 import { type Agent, type AgentCredential, type ApiKey, type Human, type Organization } from "./model";
 import { actorOf, type Principal, ROLES, scopeOf } from "../shared/principal";
@@ -48,12 +50,16 @@ const IssuedCredential = z
   .object({ credential_id: z.string(), token: z.string(), token_type: z.literal("Bearer"), kid: z.string(), expires_at: z.string() })
   .openapi("IssuedAgentCredential");
 
-export function identityRoutes(identity: IdentityService, jwks: () => { keys: Record<string, string>[] }): RouteSpec[] {
-  const slugOf = (orgId: string | null) => (orgId ? (identity.organization(orgId)?.slug ?? orgId) : null);
+export function identityRoutes(
+  { identity, credentials, apiKeys }: { identity: IdentityService; credentials: CredentialService; apiKeys: ApiKeyService },
+  jwks: () => { keys: Record<string, string>[] },
+): RouteSpec[] {
+  const directory = identity.directory;
+  const slugOf = (orgId: string | null) => (orgId ? (directory.organization(orgId)?.slug ?? orgId) : null);
   const orgView = (o: Organization) => ({ id: o.id, slug: o.slug, name: o.name, created_at: o.createdAt.toISOString() });
   const humanView = (h: Human) => ({ id: h.id, organization: slugOf(h.orgId)!, name: h.name, email: h.email, status: h.status, created_at: h.createdAt.toISOString() });
   const agentView = (a: Agent) => {
-    const owner = identity.agentContext(a.id)?.owner;
+    const owner = directory.agentContext(a.id)?.owner;
     return {
       id: a.id,
       organization: slugOf(a.orgId)!,
@@ -86,7 +92,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
     revoked_at: k.revokedAt?.toISOString() ?? null,
   });
   const who = (p: Principal) => ({ actor: actorOf(p), scope: scopeOf(p) });
-  const orgIdOf = (p: Principal, slug?: string) => (slug ? identity.organizationBySlug(slug, scopeOf(p)).id : undefined);
+  const orgIdOf = (p: Principal, slug?: string) => (slug ? directory.organizationBySlug(slug, scopeOf(p)).id : undefined);
 
   return [
     route({
@@ -118,7 +124,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       tags: ["identity"],
       access: { roles: ["auditor", "agent_manager", "policy_author"] },
       responses: { 200: { description: "Organisations", schema: z.object({ organizations: z.array(OrganizationView) }) } },
-      handle: ({ principal }) => ({ status: 200, body: { organizations: identity.listOrganizations(scopeOf(principal)).map(orgView) } }),
+      handle: ({ principal }) => ({ status: 200, body: { organizations: directory.listOrganizations(scopeOf(principal)).map(orgView) } }),
     }),
     route({
       method: "post",
@@ -142,7 +148,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       query: z.object({ organization: Slug.optional(), ...PageQuery }).strict(),
       responses: { 200: { description: "Humans, by email", schema: z.object({ humans: z.array(HumanView), next_cursor: z.string().nullable() }) } },
       handle: ({ query, principal }) => {
-        const found = identity.listHumans(scopeOf(principal), orgIdOf(principal, query.organization)).filter((h) => matches(query.q, h.name, h.email));
+        const found = directory.listHumans(scopeOf(principal), orgIdOf(principal, query.organization)).filter((h) => matches(query.q, h.name, h.email));
         const page = pageOf(found, (h) => `${h.email}\u0000${h.id}`, query);
         return { status: 200, body: { humans: page.items.map(humanView), next_cursor: page.next_cursor } };
       },
@@ -155,7 +161,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The human", schema: HumanView }, 404: { description: "Unknown human" } },
-      handle: ({ params, principal }) => ({ status: 200, body: humanView(identity.human(params.id, scopeOf(principal))) }),
+      handle: ({ params, principal }) => ({ status: 200, body: humanView(directory.human(params.id, scopeOf(principal))) }),
     }),
     route({
       method: "post",
@@ -231,7 +237,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
         .strict(),
       responses: { 200: { description: "Agents, by name", schema: z.object({ agents: z.array(AgentView), next_cursor: z.string().nullable() }) } },
       handle: ({ query, principal }) => {
-        const found = identity
+        const found = directory
           .listAgents(scopeOf(principal), { orgId: orgIdOf(principal, query.organization), ownerId: query.owner, status: query.status, skill: query.skill })
           .filter((a) => matches(query.q, a.name));
         const page = pageOf(found, (a) => `${a.name}\u0000${a.id}`, query);
@@ -246,7 +252,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "The agent", schema: AgentView }, 404: { description: "Unknown agent" } },
-      handle: ({ params, principal }) => ({ status: 200, body: agentView(identity.agent(params.id, scopeOf(principal))) }),
+      handle: ({ params, principal }) => ({ status: 200, body: agentView(directory.agent(params.id, scopeOf(principal))) }),
     }),
     route({
       method: "patch",
@@ -337,7 +343,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       responses: { 201: { description: "Issued", schema: IssuedCredential }, 404: { description: "Unknown agent" }, 409: { description: "Retired agent (agent_retired)" } },
       handle: async ({ params, body, principal }) => {
         const { actor, scope } = who(principal);
-        const { credential, token } = await identity.issueCredential(params.id, body.ttl_seconds, actor, scope);
+        const { credential, token } = await credentials.issueCredential(params.id, body.ttl_seconds, actor, scope);
         return {
           status: 201,
           headers: { "Cache-Control": "no-store" },
@@ -353,7 +359,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       access: { roles: ["agent_manager", "auditor"] },
       params: Id,
       responses: { 200: { description: "Credentials", schema: z.object({ credentials: z.array(CredentialView) }) } },
-      handle: ({ params, principal }) => ({ status: 200, body: { credentials: identity.listCredentials(params.id, scopeOf(principal)).map(credentialView) } }),
+      handle: ({ params, principal }) => ({ status: 200, body: { credentials: directory.listCredentials(params.id, scopeOf(principal)).map(credentialView) } }),
     }),
     route({
       method: "delete",
@@ -365,7 +371,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       responses: { 200: { description: "Revoked", schema: CredentialView }, 404: { description: "Unknown credential" } },
       handle: async ({ params, principal }) => {
         const { actor, scope } = who(principal);
-        return { status: 200, body: credentialView(await identity.revokeCredential(params.id, params.credential_id, actor, scope)) };
+        return { status: 200, body: credentialView(await credentials.revokeCredential(params.id, params.credential_id, actor, scope)) };
       },
     }),
     route({
@@ -386,7 +392,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       handle: async ({ body, principal }) => {
         const { actor, scope } = who(principal);
         const organization = body.organization ?? (scope.orgId ? slugOf(scope.orgId) : null);
-        const { key, secret } = await identity.createApiKey(
+        const { key, secret } = await apiKeys.createApiKey(
           { name: body.name, role: body.role as ApiKey["role"], organization, expiresAt: body.expires_at ? new Date(body.expires_at) : null },
           actor,
           scope,
@@ -401,7 +407,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       tags: ["identity"],
       access: { roles: [] },
       responses: { 200: { description: "Keys", schema: z.object({ api_keys: z.array(ApiKeyView) }) } },
-      handle: ({ principal }) => ({ status: 200, body: { api_keys: identity.listApiKeys(scopeOf(principal)).map(apiKeyView) } }),
+      handle: ({ principal }) => ({ status: 200, body: { api_keys: directory.listApiKeys(scopeOf(principal)).map(apiKeyView) } }),
     }),
     route({
       method: "delete",
@@ -413,7 +419,7 @@ export function identityRoutes(identity: IdentityService, jwks: () => { keys: Re
       responses: { 200: { description: "Revoked", schema: ApiKeyView }, 404: { description: "Unknown key" } },
       handle: async ({ params, principal }) => {
         const { actor, scope } = who(principal);
-        return { status: 200, body: apiKeyView(await identity.revokeApiKey(params.id, actor, scope)) };
+        return { status: 200, body: apiKeyView(await apiKeys.revokeApiKey(params.id, actor, scope)) };
       },
     }),
   ];

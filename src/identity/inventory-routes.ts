@@ -1,7 +1,7 @@
 import { stringify } from "csv-stringify/sync";
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import type { IdentityService } from "./identity-service";
+import type { IdentityDirectory } from "./directory";
 import { Name, Slug } from "../shared/vocabulary";
 import { scopeOf } from "../shared/principal";
 
@@ -24,7 +24,7 @@ const InventoryRow = z
   .openapi("InventoryRow");
 
 
-export function inventoryRoutes(identity: IdentityService): RouteSpec[] {
+export function inventoryRoutes(identity: IdentityDirectory): RouteSpec[] {
   return [
     route({
       method: "get",

@@ -1,6 +1,6 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
-import type { IdentityService } from "./identity-service";
+import type { IdentityDirectory } from "./directory";
 import { actorOf, rolesOf } from "../shared/principal";
 
 const MeView = z
@@ -17,7 +17,7 @@ const MeView = z
  * Who the caller is, as CLAIIM sees them: what a client (the console) needs to show only what the
  * API will let this credential do. It grants nothing; every route still checks for itself.
  */
-export function meRoutes(identity: IdentityService): RouteSpec[] {
+export function meRoutes(identity: IdentityDirectory): RouteSpec[] {
   return [
     route({
       method: "get",

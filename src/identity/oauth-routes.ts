@@ -2,7 +2,7 @@ import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { AuthenticationError } from "../lib/errors";
 import { isCleanText } from "../lib/text";
-import type { IdentityService } from "./identity-service";
+import type { CredentialService } from "./credential-service";
 import { type AgentClient } from "./model";
 import type { OAuthService } from "./oauth-service";
 import { actorOf, scopeOf } from "../shared/principal";
@@ -53,7 +53,7 @@ function basicCredentials(header: string | undefined): { id: string; secret: str
   return { id, secret };
 }
 
-export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyOverlapSeconds: number): RouteSpec[] {
+export function oauthRoutes(oauth: OAuthService, credentials: CredentialService, keyOverlapSeconds: number): RouteSpec[] {
   const view = (c: AgentClient) => ({
     client_id: c.id,
     agent_id: c.agentId,
@@ -138,7 +138,7 @@ export function oauthRoutes(oauth: OAuthService, identity: IdentityService, keyO
       responses: { 200: { description: "Rotated", schema: z.object({ kid: z.string(), previous: z.object({ kid: z.string(), retires_at: z.string() }) }) } },
       handle: async ({ body, principal }) => ({
         status: 200,
-        body: await identity.rotateSigningKey(body.overlap_seconds ?? keyOverlapSeconds, body.reason ?? null, actorOf(principal), scopeOf(principal)),
+        body: await credentials.rotateSigningKey(body.overlap_seconds ?? keyOverlapSeconds, body.reason ?? null, actorOf(principal), scopeOf(principal)),
       }),
     }),
   ];

@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type JWK } from "jose";
-import jwt from "jsonwebtoken";
 import type { Recorder } from "../chron/chron-store";
 import { newEvent, type EventContent } from "../chron/record";
 import { AuthenticationError, ConflictError, InputError, NotFoundError } from "../lib/errors";
@@ -8,10 +7,12 @@ import type { Logger } from "../lib/logger";
 import { DuplicateKeyError } from "../db/duplicate";
 import { PROBLEMS, type CodeWith } from "../lib/problems";
 import { isCleanText } from "../lib/text";
-import { hashSecret, type IdentityService } from "./identity-service";
+import type { IdentityDirectory } from "./directory";
+import { hashSecret } from "./secrets";
+import type { TokenMinter } from "./tokens";
+import type { Serial } from "../lib/serial";
 import type { IdentityStore } from "./identity-store";
 import type { AgentClient, ClientMethod } from "./model";
-import type { SigningKeys } from "../keys/signing-keys";
 import type { Actor, Scope } from "../shared/principal";
 
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -70,11 +71,13 @@ export class OAuthService {
 
   constructor(
     private readonly store: IdentityStore,
-    private readonly identity: IdentityService,
-    private readonly keys: SigningKeys,
+    private readonly identity: IdentityDirectory,
+    private readonly minter: TokenMinter,
     private readonly settings: OAuthSettings,
     private readonly record: Recorder,
     private readonly logger: Logger,
+    /** Shared with the other identity changes: client registrations and revocations go one at a time with them. */
+    private readonly serial: Serial,
   ) {}
 
   async start(): Promise<void> {
@@ -85,7 +88,11 @@ export class OAuthService {
     return this.clients.get(id);
   }
 
-  async registerClient(agentId: string, input: { method: ClientMethod; jwk?: Record<string, unknown> }, actor: Actor, scope: Scope): Promise<{ client: AgentClient; secret: string | null }> {
+  registerClient(agentId: string, input: { method: ClientMethod; jwk?: Record<string, unknown> }, actor: Actor, scope: Scope): Promise<{ client: AgentClient; secret: string | null }> {
+    return this.serial.run(() => this.register(agentId, input, actor, scope));
+  }
+
+  private async register(agentId: string, input: { method: ClientMethod; jwk?: Record<string, unknown> }, actor: Actor, scope: Scope): Promise<{ client: AgentClient; secret: string | null }> {
     const agent = this.identity.agent(agentId, scope);
     if (agent.status === "retired") throw new ConflictError("agent_retired", `agent ${agent.name} is retired`);
     let secret: string | null = null;
@@ -116,7 +123,11 @@ export class OAuthService {
     return [...this.clients.values()].filter((c) => c.agentId === agentId);
   }
 
-  async revokeClient(agentId: string, clientId: string, actor: Actor, scope: Scope): Promise<AgentClient> {
+  revokeClient(agentId: string, clientId: string, actor: Actor, scope: Scope): Promise<AgentClient> {
+    return this.serial.run(() => this.revoke(agentId, clientId, actor, scope));
+  }
+
+  private async revoke(agentId: string, clientId: string, actor: Actor, scope: Scope): Promise<AgentClient> {
     this.identity.agent(agentId, scope);
     const before = this.clients.get(clientId);
     if (!before || before.agentId !== agentId) throw new NotFoundError("client_not_found", `client ${clientId} does not exist`);
@@ -134,19 +145,10 @@ export class OAuthService {
     const ctx = this.identity.agentContext(client.agentId);
     if (!ctx || ctx.agent.status !== "active") throw oauthError("invalid_grant", "agent_not_active", `the client's agent is ${ctx?.agent.status ?? "unknown"}, not active`);
 
-    const key = this.keys.current();
     const ttl = this.settings.accessTokenTtlSeconds;
     const jti = randomUUID();
     const obo = req.on_behalf_of;
-    const accessToken = jwt.sign({ org: ctx.organization.id, cid: client.id, ...(obo ? { act: { sub: client.agentId } } : {}) }, key.privateKey, {
-      algorithm: key.alg,
-      keyid: key.kid,
-      issuer: this.settings.issuer,
-      audience: this.settings.audience,
-      subject: obo ?? client.agentId,
-      jwtid: jti,
-      expiresIn: ttl,
-    });
+    const accessToken = this.minter.mint({ org: ctx.organization.id, cid: client.id, ...(obo ? { act: { sub: client.agentId } } : {}) }, { subject: obo ?? client.agentId, jwtid: jti, ttlSeconds: ttl });
     const expiresAt = new Date(Date.now() + ttl * 1000);
     const event = this.event("token.issued", { type: "agent", id: ctx.agent.id, name: ctx.agent.name }, client, null, {
       jti,

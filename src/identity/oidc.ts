@@ -1,7 +1,7 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import { AuthenticationError, InputError, ServiceUnavailableError } from "../lib/errors";
 import { isCleanText } from "../lib/text";
-import type { IdentityService } from "./identity-service";
+import type { IdentityDirectory } from "./directory";
 import { type Principal, type Role, ROLES } from "../shared/principal";
 
 /** The organisation's identity provider, for humans (CLAIIM_OIDC_*). */
@@ -33,7 +33,7 @@ export class OidcVerifier {
 
   constructor(
     private readonly settings: OidcSettings,
-    private readonly identity: IdentityService,
+    private readonly identity: IdentityDirectory,
   ) {
     this.jwks = createRemoteJWKSet(new URL(settings.jwksUrl), {
       cooldownDuration: settings.jwksCooldownSeconds * 1000,

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
 import { decisionRef, newEvent, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
-import { ConflictError, NotFoundError } from "../lib/errors";
+import { ConflictError, NotFoundError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { checkWindow } from "../shared/windows";
 import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
@@ -83,6 +83,9 @@ export class ReplayRunner {
   private readonly settings: ReplaySettings;
   /** Replays between the admission check and their registration, which awaits loading. */
   private starting = 0;
+  /** Set by stop(): running replays end at their next step, and no new one starts. */
+  private stopping = false;
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(
     private readonly chron: Pick<ChronStore, "list" | "bounds">,
@@ -101,6 +104,7 @@ export class ReplayRunner {
   /** Starts a replay and returns at once, with the replay as it starts; read its progress and result with `get`. */
   async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
     checkWindow(req.fromMs, req.toMs, "from", "to");
+    if (this.stopping) throw new ServiceUnavailableError("not_ready", "CLAIIM is stopping; replays cannot start");
     const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;
@@ -149,13 +153,23 @@ export class ReplayRunner {
     this.jobs.set(job.id, job);
     this.forgetOld();
     const startedAs = structuredClone(job);
-    void this.run(job, policy, filter, span, req.maxRecords)
+    const done = this.run(job, policy, filter, span, req.maxRecords)
       .then(
         () => this.finish(job, null),
         (err: Error) => this.finish(job, err),
       )
-      .finally(() => policy.release?.());
+      .finally(() => {
+        policy.release?.();
+        this.running.delete(done);
+      });
+    this.running.add(done);
     return startedAs;
+  }
+
+  /** Ends every running replay at its next step (each reports that CLAIIM stopped), and refuses new ones. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.running]);
   }
 
   /** A replay, seen by a caller confined to `orgId` only when it ran within that organisation. */
@@ -177,6 +191,7 @@ export class ReplayRunner {
     for await (const rows of scanRecords(this.chron, filter, this.settings.pageSize, span)) {
       await pacer.tick();
       for (let i = 0; i < rows.length; ) {
+        if (this.stopping) throw new Error("stopped: CLAIIM is stopping");
         const tripsBefore = job.bounds_exceeded;
         const chunk = rows.slice(i, i + width).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
         i += chunk.length;

@@ -9,8 +9,8 @@ describe("HTTP contract (routes on fake stores)", () => {
 
   beforeAll(async () => {
     app = await fakeApp();
-    auditor = (await app.core.identity.createApiKey({ name: "audit", role: "auditor", organization: null, expiresAt: null }, TESTER, ALL)).secret;
-    manager = (await app.core.identity.createApiKey({ name: "ops", role: "agent_manager", organization: null, expiresAt: null }, TESTER, ALL)).secret;
+    auditor = (await app.core.apiKeys.createApiKey({ name: "audit", role: "auditor", organization: null, expiresAt: null }, TESTER, ALL)).secret;
+    manager = (await app.core.apiKeys.createApiKey({ name: "ops", role: "agent_manager", organization: null, expiresAt: null }, TESTER, ALL)).secret;
   });
 
   test("unknown routes are problems too", async () => {
@@ -46,7 +46,7 @@ describe("HTTP contract (routes on fake stores)", () => {
   });
 
   test("revoked and expired API keys are refused", async () => {
-    const shortLived = await app.core.identity.createApiKey({ name: "old", role: "auditor", organization: null, expiresAt: new Date(Date.now() + 1000) }, TESTER, ALL);
+    const shortLived = await app.core.apiKeys.createApiKey({ name: "old", role: "auditor", organization: null, expiresAt: new Date(Date.now() + 1000) }, TESTER, ALL);
     const spy = jest.spyOn(Date, "now").mockReturnValue(Date.now() + 2000);
     try {
       expect((await app.http.get("/v1/agents").set(bearer(shortLived.secret)).expect(401)).body.code).toBe("api_key_expired");
@@ -98,7 +98,7 @@ describe("HTTP contract (routes on fake stores)", () => {
     const spy = jest.spyOn(app.stores.identity, "createOrganization").mockRejectedValueOnce(err);
     const res = await app.http.post("/v1/organizations").set(bearer(app.admin)).send({ slug: "down", name: "Down" }).expect(503);
     expect(res.body.code).toBe("database_unavailable");
-    expect(app.core.identity.listOrganizations(ALL).map((o) => o.slug)).not.toContain("down");
+    expect(app.core.directory.listOrganizations(ALL).map((o) => o.slug)).not.toContain("down");
     spy.mockRestore();
   });
 

@@ -6,7 +6,7 @@ import madge from "madge";
  * folders before it, never after. Shared vocabulary and infrastructure at the bottom; the
  * composition root (server.ts, config.ts, main.ts) at the top.
  */
-const LAYERS = ["lib", "shared", "http", "db", "keys", "chron", "identity", "policy", "approvals", "decisions", "console", "mcp", "cli", "types", "config.ts", "server.ts", "main.ts"];
+const LAYERS = ["lib", "shared", "http", "db", "keys", "chron", "identity", "policy", "approvals", "decisions", "console", "mcp", "cli", "types", "config.ts", "core.ts", "server.ts", "main.ts"];
 
 describe("architecture", () => {
   let graph: Record<string, string[]>;

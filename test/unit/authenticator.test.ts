@@ -4,27 +4,22 @@ import path from "node:path";
 import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { Authenticator } from "../../src/identity/authenticator";
-import { OAuthService } from "../../src/identity/oauth-service";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
-import { IdentityService } from "../../src/identity/identity-service";
 import { SigningKeys } from "../../src/keys/signing-keys";
-import { createLogger } from "../../src/lib/logger";
 import { ALL, fakeChron, TESTER } from "../support/recorder";
+import { identityServices, TOKEN_SETTINGS } from "../support/identity";
 
-const settings = { issuer: "claiim", audience: "claiim", agentTokenTtlSeconds: 600 };
+const settings = TOKEN_SETTINGS;
 
 async function setup() {
   const store = new FakeIdentityStore();
   const chron = fakeChron(store);
-  const keys = new SigningKeys("agent-token");
-  const identity = new IdentityService(store, keys, settings, chron.record, createLogger("silent"));
-  await identity.start();
+  const { identity, credentials, apiKeys, oauth, keys, auth, directory } = await identityServices(store, chron.record);
   await identity.createOrganization({ slug: "acme", name: "Acme" }, TESTER, ALL);
   await identity.createHuman({ organization: "acme", name: "Alice", email: "alice@x.example" }, TESTER, ALL);
   const agent = await identity.registerAgent({ organization: "acme", name: "bot", description: "", owner: "alice@x.example", skills: [{ name: "deploy", version: "1.2.0" }] }, TESTER, ALL);
-  const issued = await identity.issueCredential(agent.id, undefined, TESTER, ALL);
-  const oauth = new OAuthService(store, identity, keys, { ...settings, accessTokenTtlSeconds: 300, clockSkewSeconds: 60, tokenEndpoint: "http://claiim.test/oauth/token" }, chron.record, createLogger("silent"));
-  return { store, chron, keys, identity, oauth, agent, issued, auth: new Authenticator(identity, oauth, keys, settings) };
+  const issued = await credentials.issueCredential(agent.id, undefined, TESTER, ALL);
+  return { store, chron, keys, identity, credentials, apiKeys, directory, oauth, agent, issued, auth };
 }
 
 const bearer = (t: string) => `Bearer ${t}`;
@@ -53,9 +48,9 @@ describe("Authenticator", () => {
   });
 
   test("revocation applies at once, even to a token whose signature was already checked", async () => {
-    const { auth, identity, agent, issued } = await setup();
+    const { auth, credentials, agent, issued } = await setup();
     auth.authenticate(bearer(issued.token));
-    await identity.revokeCredential(agent.id, issued.credential.id, TESTER, ALL);
+    await credentials.revokeCredential(agent.id, issued.credential.id, TESTER, ALL);
     expect(() => auth.authenticate(bearer(issued.token))).toThrow(expect.objectContaining({ code: "credential_revoked" }));
   });
 
@@ -81,16 +76,15 @@ describe("Authenticator", () => {
   test("the signing key survives a restart; the bootstrap admin is created once", async () => {
     const { store, chron, keys, issued, oauth } = await setup();
     const again = new SigningKeys("agent-token");
-    const identity = new IdentityService(store, again, settings, chron.record, createLogger("silent"));
-    await identity.start();
+    const restarted = await identityServices(store, chron.record, again);
     expect(again.current().kid).toBe(keys.current().kid);
-    expect((await new Authenticator(identity, oauth, again, settings).authenticate(bearer(issued.token))).kind).toBe("agent");
+    expect((await new Authenticator(restarted.directory, oauth, again, settings).authenticate(bearer(issued.token))).kind).toBe("agent");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-auth-"));
-    const file = await identity.ensureBootstrapAdmin(dir);
+    const file = await restarted.apiKeys.ensureBootstrapAdmin(dir);
     expect(file).toBe(path.join(dir, "bootstrap-admin.token"));
-    expect(await identity.ensureBootstrapAdmin(dir)).toBeNull();
+    expect(await restarted.apiKeys.ensureBootstrapAdmin(dir)).toBeNull();
     const secret = fs.readFileSync(file!, "utf8").trim();
-    expect(new Authenticator(identity, oauth, again, settings).authenticate(bearer(secret))).toMatchObject({ kind: "api_key", role: "admin" });
+    expect(new Authenticator(restarted.directory, oauth, again, settings).authenticate(bearer(secret))).toMatchObject({ kind: "api_key", role: "admin" });
     expect(store.apiKeys[0].secretHash).not.toBe(secret);
   });
 });

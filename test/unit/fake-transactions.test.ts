@@ -1,6 +1,4 @@
-import { IdentityService } from "../../src/identity/identity-service";
-import { SigningKeys } from "../../src/keys/signing-keys";
-import { createLogger } from "../../src/lib/logger";
+import { identityServices } from "../support/identity";
 import { FakeIdentityStore } from "../support/fakes/identity-store";
 import { ALL, fakeChron, TESTER } from "../support/recorder";
 
@@ -8,8 +6,7 @@ describe("fake stores are faithful to transactions", () => {
   test("a change whose effect fails halfway leaves every store as it was, and records nothing", async () => {
     const store = new FakeIdentityStore();
     const chron = fakeChron(store);
-    const identity = new IdentityService(store, new SigningKeys("agent-token"), { issuer: "i", audience: "a", agentTokenTtlSeconds: 60 }, chron.record, createLogger("silent"));
-    await identity.start();
+    const { identity, directory } = await identityServices(store, chron.record);
     await identity.createOrganization({ slug: "acme", name: "Acme" }, TESTER, ALL);
     const bob = await identity.createHuman({ organization: "acme", name: "Bob", email: "bob@x.example" }, TESTER, ALL);
     for (const name of ["a1", "a2"]) await identity.registerAgent({ organization: "acme", name, description: "", owner: bob.id, skills: [{ name: "deploy", version: "1.0.0" }] }, TESTER, ALL);
@@ -25,6 +22,6 @@ describe("fake stores are faithful to transactions", () => {
     expect(store.humans.find((h) => h.id === bob.id)?.status).toBe("active");
     expect(store.agents.map((a) => a.status)).toEqual(["active", "active"]);
     expect(chron.store.rows).toHaveLength(recorded);
-    expect(identity.human(bob.id, ALL).status).toBe("active");
+    expect(directory.human(bob.id, ALL).status).toBe("active");
   });
 });

@@ -1,0 +1,245 @@
+// The composition root: every service is built here, and nowhere else, on the stores it is given
+// (Prisma and SQL ones in production, fakes in route tests). Building does no I/O; start() then
+// brings the services up in order, and stop() takes them down in the reverse order.
+import type { Config } from "./config";
+import type { Logger } from "./lib/logger";
+import { LiveWork } from "./lib/pacer";
+import { Serial } from "./lib/serial";
+import { document, type RouteSpec } from "./http/route";
+import { generateDocument, OpenAPIRegistry } from "./http/openapi";
+import { systemRoutes } from "./http/system-routes";
+import { loadOrCreateKeys, publish, SigningKeys } from "./keys/signing-keys";
+import type { ChronStore, Recorder } from "./chron/chron-store";
+import { ChronWriter } from "./chron/chron-writer";
+import { Checkpointer } from "./chron/checkpoints";
+import { ChronService } from "./chron/chron-service";
+import { ChronExporter } from "./chron/export";
+import { ChronRetention } from "./chron/retention";
+import { redact } from "./chron/redaction";
+import { recordKeyCreation } from "./chron/key-events";
+import { chronRoutes } from "./chron/chron-routes";
+import type { IdentityStore } from "./identity/identity-store";
+import { IdentityDirectory } from "./identity/directory";
+import { IdentityService } from "./identity/identity-service";
+import { CredentialService } from "./identity/credential-service";
+import { ApiKeyService } from "./identity/api-key-service";
+import { TokenMinter } from "./identity/tokens";
+import { OAuthService } from "./identity/oauth-service";
+import { OidcVerifier } from "./identity/oidc";
+import { Authenticator } from "./identity/authenticator";
+import { identityRoutes } from "./identity/identity-routes";
+import { inventoryRoutes } from "./identity/inventory-routes";
+import { meRoutes } from "./identity/me-routes";
+import { oauthRoutes } from "./identity/oauth-routes";
+import type { PolicyCompiler } from "./policy/opa-compiler";
+import { PolicyEngine } from "./policy/policy-engine";
+import { EvaluationPool } from "./policy/evaluation/pool";
+import { BudgetGate } from "./policy/budget";
+import { referenceModulePath } from "./policy/runtime/reference";
+import type { PolicyStore } from "./policy/policy-store";
+import { PolicyService } from "./policy/policy-service";
+import { BundleSigner } from "./policy/bundle-signing";
+import { ReplayRunner } from "./policy/replay";
+import { policyRoutes } from "./policy/policy-routes";
+import type { ApprovalStore } from "./approvals/approval-store";
+import { ApprovalService } from "./approvals/approval-service";
+import { approvalRoutes } from "./approvals/approval-routes";
+import type { Directory } from "./approvals/views";
+import { DecisionService } from "./decisions/decision-service";
+import { decisionRoutes } from "./decisions/decision-routes";
+import { IdempotencyIndex } from "./decisions/idempotency";
+import { permissionRoutes } from "./decisions/permission-routes";
+import { ALL_ORGANIZATIONS } from "./shared/principal";
+
+import { version as VERSION } from "../package.json";
+
+export interface Stores {
+  identity: IdentityStore;
+  policy: PolicyStore;
+  chron: ChronStore;
+  approval: ApprovalStore;
+}
+
+export interface Core {
+  directory: IdentityDirectory;
+  identity: IdentityService;
+  credentials: CredentialService;
+  apiKeys: ApiKeyService;
+  oauth: OAuthService;
+  policies: PolicyService;
+  engine: PolicyEngine;
+  replays: ReplayRunner;
+  chron: ChronService;
+  writer: ChronWriter;
+  checkpointer: Checkpointer;
+  approvals: ApprovalService;
+  decisions: DecisionService;
+  routes: RouteSpec[];
+  authenticator: Authenticator;
+  /** Path of the bootstrap administrator credential, when start() created it. */
+  bootstrapCredentialFile: string | null;
+  /** True from the moment stop() begins: readiness answers 503 first, so balancers look elsewhere. */
+  stopping: boolean;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Builds every service and route; nothing runs and nothing is read until start(). */
+export function buildCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Core {
+  const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
+  // Every change of state is committed by the single Chron writer, with its record.
+  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
+  // Decisions count themselves here; verification, reports and replays give way to them.
+  const live = new LiveWork();
+  const record: Recorder = (contents, effect) => writer.commit(contents, effect);
+
+  const checkpointKeys = new SigningKeys("chron-checkpoint");
+  const checkpointer = new Checkpointer(stores.chron, checkpointKeys, { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds }, logger);
+  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
+  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live);
+  const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
+
+  // Identity changes of every kind go one at a time, so that each one's "before" is exact.
+  const serial = new Serial();
+  const directory = new IdentityDirectory();
+  const identity = new IdentityService(directory, stores.identity, record, logger, serial);
+  const tokenKeys = new SigningKeys("agent-token");
+  const minter = new TokenMinter(tokenKeys, tokenSettings);
+  const credentials = new CredentialService(identity, stores.identity, tokenKeys, minter, record, logger, serial);
+  const apiKeys = new ApiKeyService(directory, stores.identity, record, serial);
+  const oauthSettings = {
+    issuer: config.issuer,
+    audience: config.audience,
+    accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+    clockSkewSeconds: config.clockSkewSeconds,
+    tokenEndpoint: `${config.publicUrl}/oauth/token`,
+  };
+  const oauth = new OAuthService(stores.identity, directory, minter, oauthSettings, record, logger, serial);
+  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null);
+
+  // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
+  const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
+  const engine = new PolicyEngine(pool);
+  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record, config.bundleSigning);
+  const policies = new PolicyService({
+    store: stores.policy,
+    compiler,
+    engine,
+    signer,
+    bundleDir: config.bundleDir,
+    record,
+    logger,
+    decisionCounts: (orgId) => stores.chron.decisionsByPolicyVersion(orgId),
+    chron: stores.chron,
+    live,
+    budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
+    tripsToStop: config.evaluation.tripsToStop,
+  });
+  const replays = new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) =>
+    policies.replayStopped(job, message),
+  );
+
+  // What approvals read of identities, from the in-memory directory.
+  const approvalDirectory: Directory = {
+    agentContext: (id) => directory.agentContext(id),
+    human: (id) => {
+      try {
+        return directory.human(id, ALL_ORGANIZATIONS);
+      } catch {
+        return undefined;
+      }
+    },
+    humanByEmail: (orgId, email) => directory.humanInOrganization(orgId, email),
+    organization: (id) => directory.organization(id),
+  };
+  const approvalSettings = { ...config.approvals, keepClosedSeconds: 24 * 3600, maxOpenPerAgent: 100, maxWaiters: 1000, publicUrl: config.publicUrl, userAgent: `CLAIIM/${VERSION}` };
+  const approvals = new ApprovalService({ store: stores.approval, record, redact: (content) => redact(content, config.redaction), directory: approvalDirectory, logger }, approvalSettings);
+
+  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys, publicUrl: config.publicUrl });
+  const decisions = new DecisionService(
+    {
+      agentContext: (id) => directory.agentContext(id),
+      activePolicy: () => engine.active(),
+      shadowPolicy: () => engine.shadow(),
+      record: (content) => writer.append(content),
+      redact: (content) => redact(content, config.redaction),
+      approvals,
+    },
+    logger,
+    live,
+    idempotency,
+  );
+
+  let openapi: unknown = null;
+  const core: Core = {
+    directory,
+    identity,
+    credentials,
+    apiKeys,
+    oauth,
+    policies,
+    engine,
+    replays,
+    chron,
+    writer,
+    checkpointer,
+    approvals,
+    decisions,
+    routes: [],
+    authenticator,
+    bootstrapCredentialFile: null,
+    stopping: false,
+    async start() {
+      await loadOrCreateKeys(checkpointKeys, stores.identity, recordKeyCreation(record));
+      await credentials.start();
+      await directory.load(stores.identity);
+      core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
+      await pool.start();
+      await signer.start();
+      await policies.start(config.regoDir);
+      // The checkpointer reads what was committed so far, then follows every commit.
+      await checkpointer.start();
+      writer.onCommit((rows) => checkpointer.committed(rows));
+      // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
+      const reloadStarted = Date.now();
+      const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
+      logger.info("idempotency keys reloaded from Chron", { keys: reloaded, ms: Date.now() - reloadStarted });
+      await approvals.start();
+      await oauth.start();
+    },
+    async stop() {
+      core.stopping = true;
+      // Long-polls answer now and webhook deliveries stop; running replays end at their next step.
+      await approvals.stop();
+      await replays.stop();
+      // What is queued commits; then nothing more is written.
+      await writer.close();
+      await checkpointer.stop();
+      await pool.close();
+    },
+  };
+  core.routes = [
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping }, () => openapi),
+    // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
+    ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
+    ...inventoryRoutes(directory),
+    ...meRoutes(directory),
+    ...oauthRoutes(oauth, credentials, config.keyOverlapSeconds),
+    ...decisionRoutes(decisions),
+    ...permissionRoutes(directory, engine),
+    ...approvalRoutes(approvals, directory, approvalDirectory, config.publicUrl),
+    ...chronRoutes(chron, exporter, retention, directory),
+    ...policyRoutes(policies, replays, config.bodyLimits.policy),
+  ];
+  const registry = new OpenAPIRegistry();
+  document(registry, core.routes);
+  openapi = generateDocument(registry, VERSION);
+  return core;
+}
+
+/** Builds and starts: a core ready to serve. */
+export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
+  const core = buildCore(config, stores, compiler, logger, databaseAnswers);
+  await core.start();
+  return core;
+}
