@@ -96,7 +96,8 @@ describe.each(databaseKinds())("evaluation bounds on %s", (kind) => {
     expect(refused.body).toMatchObject({ code: "policy_too_slow", decision_id: canary.decision_id });
     expect((await status()).active_version).not.toBe(version);
     expect((await events("policy.activation_refused")).pop()).toMatchObject({ subject: { id: String(version) }, after: { code: "policy_too_slow" } });
-    expect(recent.decision).toBe("deny");
+    // Production deploys ask for a human's approval: the gate used that recorded input all the same.
+    expect(recent.decision).toBe("approval_required");
   });
 
   test("a shadow that keeps exceeding the deadline is stopped, in Chron and in the status; the active version decides meanwhile", async () => {
@@ -139,7 +140,9 @@ describe.each(databaseKinds())("evaluation bounds on %s", (kind) => {
   test("time.now_ns is the decision's recorded timestamp, so a shadow and a replay reproduce the decision", async () => {
     await activate(1).expect(200);
     const files = withoutTests(reference);
-    files["claiim/decision.rego"] = files["claiim/decision.rego"].replace("decision := {\"allow\": true, \"reasons\": [permit_reason]}", 'decision := {"allow": true, "reasons": [permit_reason, sprintf("at %d", [time.now_ns()])]}');
+    const permit = 'decision := {"allow": true, "reasons": [permit_reason], "reason_codes": ["permitted_by_skill"]}';
+    expect(files["claiim/decision.rego"]).toContain(permit);
+    files["claiim/decision.rego"] = files["claiim/decision.rego"].replace(permit, 'decision := {"allow": true, "reasons": [permit_reason, sprintf("at %d", [time.now_ns()])], "reason_codes": ["permitted_by_skill", "clock"]}');
     const { version } = (await publish(files, true).expect(201)).body;
     await s.http.put("/v1/policies/shadow").set(admin()).send({ version: 1 }).expect(200);
     const from = new Date(Date.now() - 1000).toISOString();
