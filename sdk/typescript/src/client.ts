@@ -82,7 +82,10 @@ export interface PermissionCell {
   action: string;
   resource: string;
   allow: boolean;
+  /** allow, deny, or approval_required (allowed once a human approves the exact request). */
+  decision?: string;
   reasons: string[];
+  reason_codes?: string[];
 }
 
 /** GET /v1/agent/permissions: the agent's registered skills and what the active policy lets it do. */
