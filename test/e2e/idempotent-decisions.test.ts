@@ -89,11 +89,12 @@ describe.each(databaseKinds())("idempotent decisions on %s", (kind) => {
 
   test("after a restart, a retry still gets the first answer (keys come back from Chron), and a different body is still 409", async () => {
     const key = newKey();
-    const deny = await decide({ ...staging, resource: "production" }, key).expect(200);
+    // No rule permits it: a plain deny (production asks for a human's approval since issue 13).
+    const deny = await decide({ ...staging, resource: "mainframe" }, key).expect(200);
     expect(deny.body.decision).toBe("deny");
     await s.restart();
     token = await accessToken(s, bot);
-    const again = await decide({ ...staging, resource: "production" }, key).expect(200);
+    const again = await decide({ ...staging, resource: "mainframe" }, key).expect(200);
     expect(again.headers["idempotent-replayed"]).toBe("true");
     expect(again.body).toEqual(deny.body);
     expect((await decide(staging, key).expect(409)).body.code).toBe("idempotency_key_reused");

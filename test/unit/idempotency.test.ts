@@ -132,7 +132,7 @@ describe("IdempotencyIndex", () => {
     expect(index.load(rows)).toBe(2);
     const c = counter();
     const first = await index.run("a-1", "k-1", view, c.decide);
-    expect(first).toEqual({ replayed: true, response: { decision_id: "rec-1", decision: "deny", allow: false, reasons: ["no"], policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" }, timestamp: new Date(now - 1000).toISOString(), chron: { seq: 1, hash: rows[0].hash } } });
+    expect(first).toEqual({ replayed: true, response: { decision_id: "rec-1", decision: "deny", allow: false, reasons: ["no"], reason_codes: [], policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" }, timestamp: new Date(now - 1000).toISOString(), chron: { seq: 1, hash: rows[0].hash } } });
     await expect(index.run("a-1", "k-1", { ...view, purpose: "changed" }, c.decide)).rejects.toMatchObject({ code: "idempotency_key_reused" });
     // The purpose was erased from the record: it cannot be compared, the rest still binds the key.
     expect(await index.run("a-1", "k-2", { ...view, purpose: "anything" }, c.decide)).toMatchObject({ replayed: true, response: { decision_id: "rec-2" } });
