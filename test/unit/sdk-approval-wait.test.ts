@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { ApprovalRequiredError, Claiim, ClaiimError, DeniedError, ProtocolError, RequestError } from "@claiim/sdk";
 
 /**
@@ -74,13 +75,15 @@ describe("@claiim/sdk waiting for an approval, on scripted answers", () => {
     expect(calls.find((c) => c.url.includes("/v1/approvals/"))!.url).toBe("http://claiim.test/v1/approvals/ap-1?wait=5");
   });
 
-  test("polls that come back pending at once do not spin; the timeout still holds", async () => {
+  test("polls that come back pending at once do not spin; the timeout still holds; nothing is left listening on the caller's signal", async () => {
     const { client, polls } = scripted({ decisions: [required()], polls: Array.from({ length: 50 }, () => poll({})) });
+    const caller = new AbortController();
     const started = Date.now();
-    const err = await client.guard(request, () => 1, { waitForApproval: { timeoutMs: 2500 } }).catch((e: unknown) => e);
+    const err = await client.guard(request, () => 1, { waitForApproval: { timeoutMs: 2500 }, signal: caller.signal }).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: "ApprovalTimeoutError", code: "approval_pending", approval: { id: "ap-1", status: "pending" } });
     expect(Date.now() - started).toBeGreaterThanOrEqual(2400);
     expect(polls().length).toBeLessThanOrEqual(4);
+    expect(getEventListeners(caller.signal, "abort")).toHaveLength(0);
   });
 
   test("a poll that fails on the network is retried; a 404 is a RequestError; neither is an allow", async () => {
