@@ -169,6 +169,24 @@ async def test_async_expired_raises_approval_expired_error(claiim_server, bot, s
     assert [r["decision"] for r in trail(claiim_server, bot, err.approval["id"])] == ["approval_required"]
 
 
+def test_sync_expired_raises_approval_expired_error(claiim_server, bot, short_approvals):
+    with client(claiim_server, bot) as claiim:
+        with pytest.raises(ApprovalExpiredError) as caught:
+            claiim.decide(**deploy("production/short", "nobody answers, sync"), wait_for_approval=30)
+    assert caught.value.code == "approval_expired" and claiim_server.approval_row(caught.value.approval["id"])["status"] == "expired"
+
+
+@pytest.mark.anyio
+async def test_async_rejected_raises_approval_rejected_error(claiim_server, bot, answer):
+    human, answered = answer_when_pending(claiim_server, bot, answer, "async freeze", "reject", "no")
+    async with aclient(claiim_server, bot) as claiim:
+        with pytest.raises(ApprovalRejectedError) as caught:
+            await claiim.decide(**deploy("production", "async freeze"), wait_for_approval=30)
+    await asyncio.to_thread(human.join)
+    assert caught.value.approval["id"] == answered["id"] and caught.value.approval["status"] == "rejected"
+    assert [r["decision"] for r in trail(claiim_server, bot, answered["id"])] == ["approval_required"]
+
+
 @pytest.mark.anyio
 async def test_async_cancellation_ends_the_wait_at_once_and_leaves_the_approval_unused(claiim_server, bot, answer):
     ran = []
