@@ -303,6 +303,8 @@ export class McpGateway {
         decision = await waitForHuman(this.claiim, decision, this.config.wait_for_approval_seconds, ctx, this.logger);
         this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId, approval_id: decision.approval?.id });
       }
+      // A client that cancelled meanwhile gets nothing run for it, not even on an allow (which CLAIIM recorded).
+      if (decision.allowed && ctx.signal?.aborted) return { decision, message: `${kind} "${name}" was not called: the client cancelled the request (CLAIIM had allowed it, decision ${decision.decisionId})` };
       if (decision.allowed) return { allowed: decision };
       return { decision, message: describe(kind, name, decision) };
     } catch (err) {
