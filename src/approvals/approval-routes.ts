@@ -1,6 +1,7 @@
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import type { IdentityDirectory } from "../identity/directory";
+import { Email } from "../shared/vocabulary";
 import type { ApprovalService } from "./approval-service";
 import { APPROVAL_STATUSES, type Approval, type ApprovalStatus } from "./model";
 import { approvalView, type Directory } from "./views";
@@ -57,11 +58,8 @@ const IdParams = z.object({ id: z.string().uuid() }).strict();
 const Answer = z
   .object({
     reason: z.string().min(1).max(1000),
-    on_behalf_of: z
-      .string()
-      .email()
-      .max(320)
-      .optional()
+    // The same e-mail rule as the humans it names (a pattern the OpenAPI document states, unlike format: email).
+    on_behalf_of: Email.optional()
       .openapi({ description: "Approver keys only: the email of the human whose answer this key relays (a chat or e-mail bridge); that human must be an approver of the request" }),
   })
   .strict();
@@ -105,7 +103,7 @@ export function approvalRoutes(approvals: ApprovalService, identity: IdentityDir
           organization: z.string().optional(),
           agent: z.string().uuid().optional(),
           approver: z
-            .union([z.literal("me"), z.string().email().max(320)])
+            .union([z.literal("me"), Email])
             .optional()
             .openapi({ description: "An email: approvals that name this human as approver; me: those the caller may answer" }),
           limit: z.coerce.number().int().min(1).max(1000).default(100),

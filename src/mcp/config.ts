@@ -74,6 +74,13 @@ export const GatewayConfigSchema = z
     unmapped_prompts: Unmapped.default("pass"),
     /** How long the agent's permissions (for listing) are reused before CLAIIM is asked again. */
     permissions_cache_seconds: z.number().int().min(0).max(3600).default(5),
+    /**
+     * When CLAIIM answers approval_required: 0 (the default) returns a tool error naming the approval
+     * at once, and the client calls again with _meta "io.claiim/approval_id"; more waits that many
+     * seconds for the human within the call, then uses the approval. Keep it under the MCP host's
+     * request timeout, unless the host resets it on progress notifications.
+     */
+    wait_for_approval_seconds: z.number().int().min(0).max(3600).default(0),
   })
   .strict();
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;

@@ -25,11 +25,12 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Decision, DecisionRequest, Permissions } from "@claiim/sdk";
 import type { Logger } from "../lib/logger";
+import { approvalText, ApprovalWaitError, META_APPROVAL_ID, waitForHuman, waitOutcome, type ApprovalWaiter, type RequestContext } from "./approvals";
 import { globMatch, resourceOf, type GatewayConfig, type Governed, type UpstreamConfig } from "./config";
 
-/** What the gateway needs of CLAIIM: the agent's decisions and its own permissions (a @claiim/sdk client). */
-export interface Asker {
-  decide(request: DecisionRequest): Promise<Decision>;
+/** What the gateway needs of CLAIIM: the agent's decisions, its waits for approvals, and its own permissions (a @claiim/sdk client). */
+export interface Asker extends ApprovalWaiter {
+  decide(request: DecisionRequest, options?: { approvalId?: string }): Promise<Decision>;
   permissions(): Promise<Permissions>;
 }
 
@@ -56,12 +57,25 @@ type Meta = Record<string, unknown> | undefined;
 
 function describe(kind: Kind, name: string, d: Decision): string {
   const reasons = d.reasons.map((r) => r.message).join("; ") || "no reason given";
-  const approval = d.approval ? ` Approval ${d.approval.id} is pending${d.approval.url ? ` (${d.approval.url})` : ""}.` : "";
+  const approval = d.decision === "approval_required" && d.approval ? ` ${approvalText(d.approval)}` : "";
   return `CLAIIM did not allow ${kind} "${name}" (${d.decision}): ${reasons}. decision_id ${d.decisionId}.${approval}`;
+}
+
+/** A wait for the human that ended without an approval to use; a timed-out one can still be used later. */
+function describeWait(kind: Kind, name: string, err: ApprovalWaitError): string {
+  const reasons = err.reasons.map((r) => r.message).join("; ");
+  const later = err.code === "approval_pending" ? ` ${approvalText(err.approval)}` : "";
+  return `CLAIIM did not allow ${kind} "${name}" (${err.code}): ${reasons}. decision_id ${err.decisionId}.${later}`;
 }
 
 function decisionMeta(d: Decision | null): Record<string, unknown> {
   return d ? { [META_DECISION]: { decision_id: d.decisionId, decision: d.decision, reasons: d.reasons, ...(d.approval ? { approval: d.approval } : {}) } } : {};
+}
+
+/** What a request handler knows of the request: its cancellation, its progress token, and how to notify its client. */
+function contextOf(meta: Meta, extra: { signal: AbortSignal; sendNotification: RequestContext["notify"] }): RequestContext {
+  const token = meta?.progressToken;
+  return { signal: extra.signal, notify: extra.sendNotification, ...(typeof token === "string" || typeof token === "number" ? { progressToken: token } : {}) };
 }
 
 async function allPages<T>(list: (cursor: string | undefined) => Promise<{ nextCursor?: string } & T>, items: (page: T) => unknown[]): Promise<unknown[]> {
@@ -133,14 +147,14 @@ export class McpGateway {
       const [tools, permissions] = await Promise.all([this.listTools(), this.permissionsForListing()]);
       return { tools: tools.filter((t) => this.config.tools[t.name] && this.listable(this.config.tools[t.name], permissions)) };
     });
-    server.setRequestHandler(CallToolRequestSchema, async (req) => this.callTool(req.params.name, req.params.arguments ?? {}, req.params._meta));
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(req.params.name, req.params.arguments ?? {}, req.params._meta, contextOf(req.params._meta, extra)));
 
     if (capabilities.prompts) {
       server.setRequestHandler(ListPromptsRequestSchema, async () => {
         const [prompts, permissions] = await Promise.all([this.listPrompts(), this.permissionsForListing()]);
         return { prompts: prompts.filter((p) => (this.config.prompts[p.name] ? this.listable(this.config.prompts[p.name], permissions) : this.config.unmapped_prompts === "pass")) };
       });
-      server.setRequestHandler(GetPromptRequestSchema, async (req) => this.getPrompt(req.params.name, req.params.arguments ?? {}, req.params._meta));
+      server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => this.getPrompt(req.params.name, req.params.arguments ?? {}, req.params._meta, contextOf(req.params._meta, extra)));
     }
     if (capabilities.resources) {
       server.setRequestHandler(ListResourcesRequestSchema, async () => {
@@ -157,7 +171,7 @@ export class McpGateway {
           .flat() as ResourceTemplate[];
         return { resourceTemplates: templates.filter((t) => this.config.unmapped_resources === "pass" || this.config.resources.some((g) => globMatch(g.uri, t.uriTemplate))) };
       });
-      server.setRequestHandler(ReadResourceRequestSchema, async (req) => this.readResource(req.params.uri, req.params._meta));
+      server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => this.readResource(req.params.uri, req.params._meta, contextOf(req.params._meta, extra)));
     }
     this.servers.add(server);
     server.onclose = () => this.servers.delete(server);
@@ -248,15 +262,18 @@ export class McpGateway {
     const skill = this.skillFor(g, p);
     if (!skill) return false;
     const fixed = typeof g.resource === "string" || request.uri !== undefined ? resourceOf(g.resource, request) : null;
-    return p.matrix.some((c) => c.allow && c.skill === skill.name && c.action === g.action && (fixed === null || globMatch(c.resource, fixed)));
+    // A call that needs a human's approval is listed: calling it is how the approval is asked for.
+    return p.matrix.some((c) => (c.allow || c.decision === "approval_required") && c.skill === skill.name && c.action === g.action && (fixed === null || globMatch(c.resource, fixed)));
   }
 
   /**
    * Asks CLAIIM about one governed call. Returns the allow, or why not: a deny (or any other
    * outcome), or a refusal before asking (no resource in the request, no such skill, CLAIIM
-   * unreachable or refusing the agent's credentials).
+   * unreachable or refusing the agent's credentials). With the request metadata's approval id,
+   * CLAIIM is asked with that approval; with wait_for_approval_seconds, an approval_required answer
+   * is waited for, and the answer is CLAIIM's decision made with the approval.
    */
-  private async ask(kind: Kind, name: string, g: Governed, request: { arguments?: Record<string, unknown>; uri?: string }, meta: Meta): Promise<{ allowed: Decision } | Refusal> {
+  private async ask(kind: Kind, name: string, g: Governed, request: { arguments?: Record<string, unknown>; uri?: string }, meta: Meta, ctx: RequestContext = {}): Promise<{ allowed: Decision } | Refusal> {
     const resource = resourceOf(g.resource, request);
     if (resource === null) {
       return { decision: null, message: `${kind} "${name}" was not called: its resource comes from ${typeof g.resource === "string" ? "" : g.resource.from}, which the request does not give as a string` };
@@ -271,19 +288,28 @@ export class McpGateway {
     if (!skill) return { decision: null, message: `${kind} "${name}" was not called: the agent has no skill ${g.skill ? `"${g.skill}"` : `that names action "${g.action}"`}` };
     const purposeMeta = meta?.[META_PURPOSE];
     const oboMeta = meta?.[META_ON_BEHALF_OF];
+    const approvalId = meta?.[META_APPROVAL_ID];
+    if (approvalId !== undefined && (typeof approvalId !== "string" || !approvalId)) {
+      return { decision: null, message: `${kind} "${name}" was not called: _meta "${META_APPROVAL_ID}" must be the id of the approval (a string)` };
+    }
     const purpose = (typeof purposeMeta === "string" && purposeMeta) || g.purpose || this.config.purpose || `MCP ${kind} ${name}`;
     try {
-      const decision = await this.claiim.decide({
-        action: g.action,
-        resource,
-        purpose,
-        skill,
-        ...(typeof oboMeta === "string" && oboMeta ? { on_behalf_of: oboMeta } : {}),
-      });
+      let decision = await this.claiim.decide(
+        { action: g.action, resource, purpose, skill, ...(typeof oboMeta === "string" && oboMeta ? { on_behalf_of: oboMeta } : {}) },
+        approvalId ? { approvalId } : {},
+      );
       this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId });
+      if (decision.decision === "approval_required" && decision.approval && this.config.wait_for_approval_seconds > 0) {
+        decision = await waitForHuman(this.claiim, decision, this.config.wait_for_approval_seconds, ctx, this.logger);
+        this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId, approval_id: decision.approval?.id });
+      }
+      // A client that cancelled meanwhile gets nothing run for it, not even on an allow (which CLAIIM recorded).
+      if (decision.allowed && ctx.signal?.aborted) return { decision, message: `${kind} "${name}" was not called: the client cancelled the request (CLAIIM had allowed it, decision ${decision.decisionId})` };
       if (decision.allowed) return { allowed: decision };
       return { decision, message: describe(kind, name, decision) };
     } catch (err) {
+      if (err instanceof ApprovalWaitError) return { decision: waitOutcome(err), message: describeWait(kind, name, err) };
+      if (ctx.signal?.aborted) return { decision: null, message: `${kind} "${name}" was not called: the client cancelled the request` };
       this.logger.warn("CLAIIM could not decide; the call is refused", { kind, name, error: (err as Error).message });
       return { decision: null, message: `${kind} "${name}" was not called: CLAIIM could not decide (${(err as Error).message})` };
     }
@@ -292,31 +318,31 @@ export class McpGateway {
   /** Our own keys are for the gateway; the rest (a progress token, say) goes on to the upstream. */
   private forwardMeta(meta: Meta): Meta {
     if (!meta) return undefined;
-    const { [META_PURPOSE]: _p, [META_ON_BEHALF_OF]: _o, ...rest } = meta;
+    const { [META_PURPOSE]: _p, [META_ON_BEHALF_OF]: _o, [META_APPROVAL_ID]: _a, ...rest } = meta;
     return Object.keys(rest).length ? rest : undefined;
   }
 
-  private async callTool(name: string, args: Record<string, unknown>, meta: Meta): Promise<CallToolResult> {
+  private async callTool(name: string, args: Record<string, unknown>, meta: Meta, ctx: RequestContext): Promise<CallToolResult> {
     const g = this.config.tools[name];
     const refused = (message: string, decision: Decision | null = null): CallToolResult => ({ isError: true, content: [{ type: "text", text: message }], _meta: decisionMeta(decision) });
     if (!g) return refused(`tool "${name}" is not one this agent may call through CLAIIM: it is not in the gateway's configuration`);
     if (!this.tools.has(name)) await this.listTools();
     const target = this.tools.get(name);
     if (!target) return refused(`tool "${name}" is not offered by any upstream server (or by more than one)`);
-    const answer = await this.ask("tool", name, g, { arguments: args }, meta);
+    const answer = await this.ask("tool", name, g, { arguments: args }, meta, ctx);
     if (!("allowed" in answer)) return refused(answer.message, answer.decision);
     const result = (await target.upstream.client.callTool({ name, arguments: args, _meta: this.forwardMeta(meta) })) as CallToolResult;
     return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(answer.allowed) } };
   }
 
-  private async getPrompt(name: string, args: Record<string, string>, meta: Meta) {
+  private async getPrompt(name: string, args: Record<string, string>, meta: Meta, ctx: RequestContext) {
     if (!this.prompts.has(name)) await this.listPrompts();
     const target = this.prompts.get(name);
     if (!target) throw new McpError(ErrorCode.InvalidParams, `no upstream server offers prompt "${name}"`);
     const g = this.config.prompts[name];
     let decision: Decision | null = null;
     if (g) {
-      const answer = await this.ask("prompt", name, g, { arguments: args }, meta);
+      const answer = await this.ask("prompt", name, g, { arguments: args }, meta, ctx);
       if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
       decision = answer.allowed;
     } else if (this.config.unmapped_prompts === "deny") throw new McpError(DENIED_ERROR_CODE, `prompt "${name}" is not in the gateway's configuration, which denies unmapped prompts`);
@@ -324,7 +350,7 @@ export class McpGateway {
     return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(decision) } };
   }
 
-  private async readResource(uri: string, meta: Meta) {
+  private async readResource(uri: string, meta: Meta, ctx: RequestContext) {
     if (!this.resourceOwners.has(uri)) await this.listResources();
     const withResources = this.upstreams.filter((u) => u.capabilities.resources);
     // A URI no list named (from a template) goes to the one upstream that has resources, if only one has.
@@ -333,7 +359,7 @@ export class McpGateway {
     const g = this.resourceRule(uri);
     let decision: Decision | null = null;
     if (g) {
-      const answer = await this.ask("resource", uri, g, { uri }, meta);
+      const answer = await this.ask("resource", uri, g, { uri }, meta, ctx);
       if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
       decision = answer.allowed;
     } else if (this.config.unmapped_resources === "deny") throw new McpError(DENIED_ERROR_CODE, `resource ${uri} is not in the gateway's configuration, which denies unmapped resources`);

@@ -10,6 +10,7 @@ import { startTestServer, type TestServer } from "../support/claiim";
 import { FakeIdp } from "../support/fake-idp";
 import { withoutTests } from "../support/policies";
 import { sql } from "../support/sql";
+import { until } from "../support/until";
 import { WebhookReceiver } from "../support/webhook-receiver";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -18,16 +19,6 @@ const production = (purpose: string) => ({ action: "deploy", resource: "producti
 const sendReply = (purpose: string) => ({ action: "send_response", resource: "ticket/7", purpose, skill: { name: "customer-support", version: "2.0.0" } });
 
 type Rec = { seq: number; kind: string; type?: string; decision?: string; reason_codes?: string[]; subject?: { id: string }; approval?: Record<string, unknown>; actor?: Record<string, unknown>; after?: Record<string, unknown>; decision_id?: string };
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 15000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.each(databaseKinds())("human approval on %s", (kind) => {
   let s: TestServer;

@@ -8,7 +8,9 @@ import { failWrites } from "../support/sql";
 
 const TOKEN_TTL_SECONDS = 2;
 const staging = { action: "deploy", resource: "staging", purpose: "release 1.4.0", skill: DEPLOY_SKILL };
-const production = { ...staging, resource: "production" };
+/** No rule of the deploy skill permits it: a plain deny (production asks for a human's approval; see sdk-approvals.test.ts). */
+const forbidden = { ...staging, resource: "mainframe" };
+const FORBIDDEN_REASON = 'no rule permits action "deploy" on resource "mainframe" under skill "deploy"';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(databaseKinds())("the TypeScript SDK against CLAIIM on %s", (kind) => {
@@ -36,26 +38,26 @@ describe.each(databaseKinds())("the TypeScript SDK against CLAIIM on %s", (kind)
     let seen: Decision | null = null;
     const result = await claiim.guard(staging, (d) => ((seen = d), "deployed"));
     expect(result).toBe("deployed");
-    expect(seen).toMatchObject({ decision: "allow", allowed: true, replayed: false, reasons: [{ message: 'skill "deploy" permits "deploy" on "staging"' }] });
+    expect(seen).toMatchObject({ decision: "allow", allowed: true, replayed: false, reasons: [{ message: 'skill "deploy" permits "deploy" on "staging"', code: "permitted_by_skill" }] });
     const records = await decisionRecords(s, bot.agentId);
     const record = records.find((r) => r.decision_id === seen!.decisionId)!;
     expect(record).toMatchObject({ decision: "allow", seq: seen!.chron!.seq, hash: seen!.chron!.hash, idempotency_key: expect.stringMatching(/^[0-9a-f-]{36}$/) });
   });
 
-  test("deny: guard throws DeniedError with the reasons and the decision_id, and never runs the action", async () => {
+  test("deny: guard throws DeniedError with the reasons, their codes and the decision_id, and never runs the action", async () => {
     let ran = false;
     const err = await client()
-      .guard(production, () => (ran = true))
+      .guard(forbidden, () => (ran = true))
       .catch((e: unknown) => e);
     expect(ran).toBe(false);
     expect(err).toBeInstanceOf(DeniedError);
     const denied = err as DeniedError;
-    expect(denied.reasons).toEqual([{ message: "deploying to production requires a change approved by a human" }]);
+    expect(denied.reasons).toEqual([{ message: FORBIDDEN_REASON, code: "no_rule_permits" }]);
     expect(denied.approval).toBeNull();
     const record = (await decisionRecords(s, bot.agentId)).find((r) => r.decision_id === denied.decisionId);
-    expect(record).toMatchObject({ decision: "deny", resource: "production" });
+    expect(record).toMatchObject({ decision: "deny", resource: "mainframe", reason_codes: ["no_rule_permits"] });
     // decide() itself reports a deny as a decision, not an error.
-    expect(await client().decide(production)).toMatchObject({ decision: "deny", allowed: false });
+    expect(await client().decide(forbidden)).toMatchObject({ decision: "deny", allowed: false });
   });
 
   test("the token is refreshed across its expiry, one fetch at a time", async () => {
@@ -111,7 +113,7 @@ describe.each(databaseKinds())("the TypeScript SDK against CLAIIM on %s", (kind)
       await claiim.accessToken();
       const seen = proxy.decisionKeys.length;
       proxy.loseNext(2, how);
-      const decision = await claiim.decide(production);
+      const decision = await claiim.decide(forbidden);
       expect(decision).toMatchObject({ decision: "deny", replayed: true });
       const keys = proxy.decisionKeys.slice(seen);
       expect(keys).toHaveLength(3);

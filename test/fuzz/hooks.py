@@ -35,6 +35,7 @@ SEMANTIC = {
     "jwk_missing": "private_key_jwt needs a jwk (a relation between fields)",
     "jwk_unexpected": "client_secret takes no jwk (a relation between fields)",
     "on_behalf_of_mismatch": "the body's user must match the token's (the credential)",
+    "approver_key_needs_organization": "an approver key must name its organisation (a relation between fields: role and organization)",
     "already_pruned": "retention below what is kept (server state)",
     "archive_invalid": "the upload must be a gzipped tar (binary content)",
     "archive_path_invalid": "archive entries must stay inside the set (binary content)",

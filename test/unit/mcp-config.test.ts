@@ -35,6 +35,7 @@ describe("MCP gateway configuration", () => {
     expect(() => loadGatewayConfig(write({ upstreams: {} }))).toThrow(/upstreams/);
     expect(() => loadGatewayConfig(write({ upstreams: { a: { command: "x" } }, tools: { t: { action: "deploy", resource: { from: "body.x" } } } }))).toThrow(/tools\.t\.resource/);
     expect(() => loadGatewayConfig(write({ upstreams: { a: { command: "x" } }, client_secret: "oops" }))).toThrow(/client_secret/);
-    expect(loadGatewayConfig(write({ upstreams: { a: { url: "http://127.0.0.1:1/mcp" } } })).config).toMatchObject({ unmapped_resources: "pass", tools: {} });
+    expect(loadGatewayConfig(write({ upstreams: { a: { url: "http://127.0.0.1:1/mcp" } } })).config).toMatchObject({ unmapped_resources: "pass", tools: {}, wait_for_approval_seconds: 0 });
+    for (const wait of [-1, 1.5, 3601, "30"]) expect(() => loadGatewayConfig(write({ upstreams: { a: { command: "x" } }, wait_for_approval_seconds: wait }))).toThrow(/wait_for_approval_seconds/);
   });
 });

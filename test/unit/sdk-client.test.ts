@@ -44,10 +44,27 @@ describe("@claiim/sdk on scripted answers", () => {
     await expect(client.guard(request, () => 1)).rejects.toMatchObject({ name: "DeniedError", code: "quarantine" });
   });
 
-  test("reasons keep their codes when CLAIIM gives them", async () => {
+  test("reasons keep their codes when CLAIIM gives them: reason_codes[i] is the code of reasons[i]", async () => {
     const { client } = scripted([{ status: 200, body: answer("deny", false, { reasons: [{ message: "change needed", code: "change_required" }, "plain"] }) }]);
     const d = await client.decide(request);
     expect(d.reasons).toEqual([{ message: "change needed", code: "change_required" }, { message: "plain" }]);
+    const zipped = scripted([{ status: 200, body: answer("deny", false, { reasons: ["a", "b"], reason_codes: ["no_rule_permits", "forbidden_by_skill"] }) }]);
+    expect((await zipped.client.decide(request)).reasons).toEqual([
+      { message: "a", code: "no_rule_permits" },
+      { message: "b", code: "forbidden_by_skill" },
+    ]);
+    // Codes that do not line up with the reasons are not guessed at.
+    const skewed = scripted([{ status: 200, body: answer("deny", false, { reasons: ["a", "b"], reason_codes: ["only_one"] }) }]);
+    expect((await skewed.client.decide(request)).reasons).toEqual([{ message: "a" }, { message: "b" }]);
+  });
+
+  test("a deny that names an approval (used, rejected) is a DeniedError, not an ApprovalRequiredError", async () => {
+    const approval = { id: "ap-1", status: "used", expires_at: "2030-01-01T00:00:00Z", url: "http://claiim.test/v1/approvals/ap-1" };
+    const { client } = scripted([{ status: 200, body: answer("deny", false, { approval, reason_codes: ["approval_used"] }) }]);
+    const err = await client.guard(request, () => 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeniedError);
+    expect(err).not.toBeInstanceOf(ApprovalRequiredError);
+    expect(err).toMatchObject({ approval, reasons: [{ message: "why", code: "approval_used" }] });
   });
 
   test("503s and network errors are retried with the same Idempotency-Key; a deny is not retried", async () => {

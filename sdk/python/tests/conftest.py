@@ -11,10 +11,11 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import httpx
 import pytest
@@ -45,6 +46,23 @@ class Server:
     def heal_chron_writes(self) -> None:
         with sqlite3.connect(self.db_file) as db:
             db.execute("DROP TRIGGER IF EXISTS pytest_chron_fails")
+
+    def approval_row(self, approval_id: str) -> Dict[str, Any]:
+        """The approval as stored, read from the database itself."""
+        with sqlite3.connect(self.db_file) as db:
+            row = db.execute("SELECT status, used_by_decision_id FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+        return {"status": row[0], "used_by_decision_id": row[1]}
+
+    def pending_approval(self, agent_id: str, purpose: str, timeout: float = 15.0) -> str:
+        """The id of the approval pending for this agent's request with this purpose, once there is one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            approvals = self.http.get("/v1/approvals", params={"agent": agent_id, "status": "pending"}).raise_for_status().json()["approvals"]
+            found = [a["id"] for a in approvals if a["request"]["purpose"] == purpose]
+            if found:
+                return found[0]
+            time.sleep(0.025)
+        raise AssertionError(f"no approval pending for {purpose!r}")
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +121,37 @@ def bot(claiim_server: Server) -> Dict[str, str]:
     human = http.post("/v1/humans", json={"organization": slug, "name": "Alice Ops", "email": f"alice@{slug}.example"}).raise_for_status().json()
     agent = http.post("/v1/agents", json={"organization": slug, "name": "deploy-bot", "owner": human["id"], "skills": [{"name": "deploy", "version": "1.2.0"}]}).raise_for_status().json()
     client = http.post(f"/v1/agents/{agent['id']}/clients", json={"method": "client_secret"}).raise_for_status().json()
-    return {"agent_id": agent["id"], "client_id": client["client_id"], "client_secret": client["client_secret"]}
+    return {"agent_id": agent["id"], "client_id": client["client_id"], "client_secret": client["client_secret"], "slug": slug, "owner_email": f"alice@{slug}.example"}
+
+
+#: Production deploys need the accountable human's approval; production/short ones too, but it lapses after this many seconds.
+SHORT_TTL_SECONDS = 2
+
+
+@pytest.fixture(scope="session")
+def short_approvals(claiim_server: Server) -> None:
+    """Activates the reference policy with one more approval rule, for production/short, that expires after SHORT_TTL_SECONDS."""
+    http = claiim_server.http
+    files = http.get("/v1/policies/1").raise_for_status().json()["files"]
+    data = json.loads(files["claiim/data.json"])
+    data["skills"]["deploy"]["requires_approval"].insert(0, {"action": "deploy", "resources": ["production/short"], "reason": "a short-lived production change needs a human", "ttl_seconds": SHORT_TTL_SECONDS})
+    # The reference tests assert the reference data, so they stay out of this version.
+    files = {name: text for name, text in files.items() if not name.endswith("_test.rego")}
+    files["claiim/data.json"] = json.dumps(data)
+    http.post("/v1/policies", json={"files": files, "message": "short approvals for pytest", "activate": True}).raise_for_status()
+
+
+@pytest.fixture()
+def answer(claiim_server: Server, bot: Dict[str, str]) -> Iterator[Callable[[str, str, str], Dict[str, Any]]]:
+    """Answers an approval as a chat bridge relays the accountable human's answer: an approver key of the organisation, on behalf of Alice."""
+    key = claiim_server.http.post("/v1/api-keys", json={"name": "chat bridge", "role": "approver", "organization": bot["slug"]}).raise_for_status().json()["secret"]
+    bridge = httpx.Client(base_url=claiim_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def answer(approval_id: str, verdict: str, reason: str) -> Dict[str, Any]:
+        return bridge.post(f"/v1/approvals/{approval_id}/{verdict}", json={"reason": reason, "on_behalf_of": bot["owner_email"]}).raise_for_status().json()
+
+    yield answer
+    bridge.close()
 
 
 class LossyProxy:

@@ -29,8 +29,9 @@ from claiim import (
 from conftest import TOKEN_TTL_SECONDS
 
 STAGING = dict(action="deploy", resource="staging", purpose="release 1.4.0", skill="deploy@1.2.0")
-PRODUCTION = dict(STAGING, resource="production")
-PRODUCTION_REASON = "deploying to production requires a change approved by a human"
+# No rule of the deploy skill permits it: a plain deny (production asks for a human's approval; see test_approvals.py).
+FORBIDDEN = dict(STAGING, resource="mainframe")
+FORBIDDEN_REASON = Reason('no rule permits action "deploy" on resource "mainframe" under skill "deploy"', "no_rule_permits")
 
 
 def client(server, bot, url=None, **kw) -> Claiim:
@@ -46,7 +47,7 @@ def test_allow_runs_the_guarded_block_and_function_and_is_recorded(claiim_server
         with claiim.guard(**STAGING) as decision:
             ran = True
         assert ran and decision.allowed and decision.decision == "allow" and not decision.replayed
-        assert decision.reasons == [Reason('skill "deploy" permits "deploy" on "staging"')]
+        assert decision.reasons == [Reason('skill "deploy" permits "deploy" on "staging"', "permitted_by_skill")]
 
         @claiim.guard(action="deploy", resource=lambda environment, **_: environment, purpose="release 1.4.0", skill="deploy@1.2.0")
         def deploy(environment, service):
@@ -64,21 +65,21 @@ def test_deny_raises_denied_error_with_reasons_and_decision_id_and_never_runs(cl
     ran = []
     with client(claiim_server, bot) as claiim:
         with pytest.raises(DeniedError) as caught:
-            with claiim.guard(**PRODUCTION):
+            with claiim.guard(**FORBIDDEN):
                 ran.append("block")
 
-        @claiim.guard(**PRODUCTION)
+        @claiim.guard(**FORBIDDEN)
         def deploy():
             ran.append("function")
 
         with pytest.raises(DeniedError):
             deploy()
-        assert claiim.decide(**PRODUCTION).allowed is False
+        assert claiim.decide(**FORBIDDEN).allowed is False
     assert ran == []
     err = caught.value
-    assert err.reasons == [Reason(PRODUCTION_REASON)] and err.approval is None and err.code == "deny"
+    assert err.reasons == [FORBIDDEN_REASON] and err.approval is None and err.code == "deny"
     record = next(r for r in claiim_server.decision_records(bot["agent_id"]) if r["decision_id"] == err.decision_id)
-    assert record["decision"] == "deny" and record["resource"] == "production"
+    assert record["decision"] == "deny" and record["resource"] == "mainframe" and record["reason_codes"] == ["no_rule_permits"]
 
 
 def test_the_token_is_refreshed_across_expiry_one_fetch_at_a_time(claiim_server, bot):
@@ -98,7 +99,7 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_recorded_once(claiim_ser
     with client(claiim_server, bot, url=proxy.url) as claiim:
         claiim.access_token()
         proxy.lose_next(2, how)
-        decision = claiim.decide(**PRODUCTION)
+        decision = claiim.decide(**FORBIDDEN)
     assert decision.decision == "deny" and decision.replayed
     assert len(proxy.decision_keys) == 3 and len(set(proxy.decision_keys)) == 1
     key = json.loads(proxy.decision_keys[0])
@@ -174,8 +175,8 @@ async def test_async_client_allow_deny_guard_and_one_token_fetch(claiim_server, 
 
         await deploy("staging")
         with pytest.raises(DeniedError) as caught:
-            await deploy("production")
-        assert ran == ["staging"] and caught.value.reasons == [Reason(PRODUCTION_REASON)]
+            await deploy("mainframe")
+        assert ran == ["staging"] and caught.value.reasons == [FORBIDDEN_REASON]
 
 
 @pytest.mark.anyio
@@ -216,6 +217,18 @@ def test_approval_required_is_not_an_allow_and_carries_the_approval():
         with claiim.guard(**STAGING):
             pytest.fail("ran while an approval is pending")
     assert isinstance(caught.value, DeniedError) and caught.value.approval == approval and caught.value.decision_id == "d-1"
+
+
+def test_reason_codes_line_up_with_reasons_and_a_deny_naming_an_approval_is_a_plain_denied_error():
+    used = {"id": "ap-1", "status": "used", "expires_at": "2030-01-01T00:00:00Z", "url": "/v1/approvals/ap-1"}
+    claiim, _ = scripted((200, answer("deny", False, reasons=["a", "b"], reason_codes=["approval_used", "x"], approval=used)), (200, answer("deny", False, reasons=["a", "b"], reason_codes=["only_one"])))
+    with pytest.raises(DeniedError) as caught:
+        with claiim.guard(**STAGING):
+            pytest.fail("ran on a deny")
+    assert not isinstance(caught.value, ApprovalRequiredError)
+    assert caught.value.reasons == [Reason("a", "approval_used"), Reason("b", "x")] and caught.value.approval == used
+    # Codes that do not line up with the reasons are not guessed at.
+    assert claiim.decide(**STAGING).reasons == [Reason("a"), Reason("b")]
 
 
 @pytest.mark.parametrize("body", [answer("maybe", True), answer("allow", False), answer("allow", 1), {"decision": "allow", "allow": True}, "<html>ok</html>"])

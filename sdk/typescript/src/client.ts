@@ -1,5 +1,6 @@
 import { createPrivateKey, KeyObject, randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
+import { sleep, untilAnswered, type WaitOptions } from "./approval-wait";
 import {
   ApprovalRequiredError,
   AuthenticationError,
@@ -63,6 +64,16 @@ export interface DecisionRequest {
 export interface DecideOptions {
   /** By default a new one per decide() call, reused by its retries. */
   idempotencyKey?: string;
+  /** Use this approval (from an earlier approval_required answer for exactly this request): an allow spends it. */
+  approvalId?: string;
+  /**
+   * When CLAIIM answers approval_required, wait for the human (see waitForApproval) and return the
+   * decision made with the approval instead. Without it, approval_required is returned (decide) or
+   * thrown as ApprovalRequiredError (guard).
+   */
+  waitForApproval?: Pick<WaitOptions, "timeoutMs">;
+  /** Cancels the call: requests in flight and waits are aborted, and it rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface PermissionCell {
@@ -71,7 +82,10 @@ export interface PermissionCell {
   action: string;
   resource: string;
   allow: boolean;
+  /** allow, deny, or approval_required (allowed once a human approves the exact request). */
+  decision?: string;
   reasons: string[];
+  reason_codes?: string[];
 }
 
 /** GET /v1/agent/permissions: the agent's registered skills and what the active policy lets it do. */
@@ -82,14 +96,18 @@ export interface Permissions {
   matrix: PermissionCell[];
 }
 
+/** Per request: cancellation, and a longer timeout for a long-poll. */
+interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
 interface Token {
   value: string;
   /** When to fetch the next one: a margin before expiry. */
   refreshAtMs: number;
   expiresAtMs: number;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function skillOf(skill: DecisionRequest["skill"]): { name: string; version: string } {
   if (typeof skill !== "string") return { name: skill.name, version: skill.version };
@@ -109,11 +127,17 @@ function algorithmOf(key: KeyObject): string {
   throw new ClaiimError(`a ${key.asymmetricKeyType} key cannot sign CLAIIM client assertions; use EC P-256/P-384 or RSA`);
 }
 
-function reasonsOf(raw: unknown): Reason[] | null {
+/**
+ * The reasons of an answer, each with its code: CLAIIM sends `reasons` (texts) and `reason_codes`
+ * (reason_codes[i] is the code of reasons[i]); a reason may also come as {message, code}. Codes
+ * that do not line up with the reasons are left out rather than guessed.
+ */
+function reasonsOf(raw: unknown, rawCodes?: unknown): Reason[] | null {
   if (!Array.isArray(raw)) return null;
+  const codes = Array.isArray(rawCodes) && rawCodes.length === raw.length && rawCodes.every((c) => typeof c === "string") ? (rawCodes as string[]) : null;
   const out: Reason[] = [];
-  for (const r of raw) {
-    if (typeof r === "string") out.push({ message: r });
+  for (const [i, r] of raw.entries()) {
+    if (typeof r === "string") out.push(codes ? { message: r, code: codes[i] } : { message: r });
     else if (r && typeof r === "object" && typeof (r as { message?: unknown }).message === "string") {
       const { message, code } = r as { message: string; code?: unknown };
       out.push(typeof code === "string" ? { message, code } : { message });
@@ -128,7 +152,7 @@ function reasonsOf(raw: unknown): Reason[] | null {
  */
 export function parseDecision(body: unknown, replayed: boolean): Decision {
   const b = body as Record<string, unknown> | null;
-  const reasons = reasonsOf(b?.reasons);
+  const reasons = reasonsOf(b?.reasons, b?.reason_codes);
   if (!b || typeof b !== "object" || typeof b.decision_id !== "string" || typeof b.decision !== "string" || typeof b.allow !== "boolean" || !reasons) {
     throw new ProtocolError("CLAIIM's answer is not a decision (decision_id, decision, allow, reasons)");
   }
@@ -152,7 +176,15 @@ export function parseDecision(body: unknown, replayed: boolean): Decision {
 
 /** The error that stands for a decision that is not an allow. */
 export function notAllowed(decision: Decision): DeniedError {
-  return decision.approval ? new ApprovalRequiredError(decision) : new DeniedError(decision);
+  // A deny may name an approval too (used, rejected, expired): only approval_required waits for one.
+  return decision.decision === "approval_required" && decision.approval ? new ApprovalRequiredError(decision) : new DeniedError(decision);
+}
+
+/** Reads an approval (GET /v1/approvals/{id}) strictly enough to act on its status. */
+function parseApproval(body: unknown): Approval {
+  const b = body as Record<string, unknown> | null;
+  if (!b || typeof b !== "object" || typeof b.id !== "string" || typeof b.status !== "string") throw new ProtocolError("CLAIIM's answer is not an approval (id, status)");
+  return b as Approval;
 }
 
 function problemError(status: number, body: unknown, fallback: string): ClaiimError {
@@ -205,22 +237,68 @@ export class Claiim {
     return this.tokensFetched;
   }
 
-  /** Asks CLAIIM. A deny is a Decision with `allowed: false`, not an error; use guard() to act on it. */
+  /**
+   * Asks CLAIIM. A deny is a Decision with `allowed: false`, not an error; use guard() to act on it.
+   * With `waitForApproval`, an approval_required answer is waited for (see waitForApproval).
+   */
   async decide(request: DecisionRequest, options: DecideOptions = {}): Promise<Decision> {
     const body: Record<string, unknown> = { action: request.action, resource: request.resource, purpose: request.purpose, skill: skillOf(request.skill) };
     if (request.on_behalf_of !== undefined) body.on_behalf_of = typeof request.on_behalf_of === "string" ? { subject: request.on_behalf_of } : request.on_behalf_of;
+    if (options.approvalId !== undefined) body.approval_id = options.approvalId;
     // One key for every attempt of this call: a retry after a lost answer gets the first answer back.
     const key = options.idempotencyKey ?? randomUUID();
-    const { status, body: answer, headers } = await this.authorized("POST", "/v1/decisions", body, { "Idempotency-Key": `"${key}"` });
+    const { status, body: answer, headers } = await this.authorized("POST", "/v1/decisions", body, { "Idempotency-Key": `"${key}"` }, { signal: options.signal });
     if (status !== 200) throw problemError(status, answer, `POST /v1/decisions answered ${status}`);
-    return parseDecision(answer, headers.get("idempotent-replayed") === "true");
+    const decision = { ...parseDecision(answer, headers.get("idempotent-replayed") === "true"), request };
+    if (options.waitForApproval && decision.decision === "approval_required" && decision.approval) {
+      return this.waitForApproval(decision, { ...options.waitForApproval, signal: options.signal });
+    }
+    return decision;
   }
 
-  /** Runs `fn` only when CLAIIM allows the request; otherwise throws DeniedError (ApprovalRequiredError when an approval is pending). */
-  async guard<T>(request: DecisionRequest, fn: (decision: Decision) => T | Promise<T>): Promise<T> {
-    const decision = await this.decide(request);
+  /**
+   * Runs `fn` only when CLAIIM allows the request; otherwise throws DeniedError (ApprovalRequiredError
+   * when an approval is pending). With `waitForApproval`, it waits for the human first, and runs `fn`
+   * only on the allow CLAIIM gives with the approval.
+   */
+  async guard<T>(request: DecisionRequest, fn: (decision: Decision) => T | Promise<T>, options: Omit<DecideOptions, "idempotencyKey" | "approvalId"> = {}): Promise<T> {
+    const decision = await this.decide(request, options);
     if (!decision.allowed) throw notAllowed(decision);
     return fn(decision);
+  }
+
+  /**
+   * Waits for a human to answer the approval of an approval_required decision (pass the Decision,
+   * or the ApprovalRequiredError that guard threw), then asks the same decision again with the
+   * approval, under a new Idempotency-Key, and returns CLAIIM's answer: the allow that spends the
+   * approval, or a recorded deny (such as approval_used when another call used it first).
+   *
+   * It long-polls GET /v1/approvals/{id}?wait=30 until the approval is approved, rejected or
+   * expired, or `timeoutMs` passes (by default, until the approval expires). It throws
+   * ApprovalRejectedError, ApprovalExpiredError or ApprovalTimeoutError (the approval still open)
+   * with the approval and the reasons, and rejects with the signal's reason when `signal` aborts.
+   * Cancelled before the approval is used, the approval stays unused; cancelled while the
+   * decision with the approval is in flight, CLAIIM may have recorded the allow and spent it.
+   */
+  async waitForApproval(pending: Decision | DeniedError, options: WaitOptions = {}): Promise<Decision> {
+    const decision = pending instanceof DeniedError ? pending.decision : pending;
+    if (!decision.approval || !decision.request) {
+      throw new ClaiimError("waitForApproval takes an approval_required decision from decide() (or the ApprovalRequiredError from guard()), which names the approval and the request");
+    }
+    const approval = await untilAnswered(decision, (id, seconds, signal) => this.readApproval(id, seconds, signal), options);
+    options.signal?.throwIfAborted();
+    // A new decision, so a new key: CLAIIM would answer the first key with its first answer again.
+    return this.decide(decision.request, { approvalId: approval.id, signal: options.signal });
+  }
+
+  /**
+   * GET /v1/approvals/{id}?wait=N. WARNING: the path is built on the configured CLAIIM URL, never
+   * taken from the `url` an answer names, so that the agent's token only ever goes to CLAIIM.
+   */
+  private async readApproval(id: string, waitSeconds: number, signal: AbortSignal): Promise<Approval> {
+    const { status, body } = await this.authorized("GET", `/v1/approvals/${encodeURIComponent(id)}?wait=${waitSeconds}`, undefined, {}, { signal, timeoutMs: waitSeconds * 1000 + this.timeoutMs });
+    if (status !== 200) throw problemError(status, body, `GET /v1/approvals/${id} answered ${status}`);
+    return parseApproval(body);
   }
 
   /** What this agent may do now under the active policy (nothing is recorded). */
@@ -238,13 +316,19 @@ export class Claiim {
   }
 
   /** A request with the agent's token: a 401 makes it fetch a new token and try once more. */
-  private async authorized(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  private async authorized(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, call: CallOptions = {}) {
     for (let attempt = 1; ; attempt++) {
       const token = await this.accessToken();
-      const res = await this.send(method, `${this.base}${path}`, {
-        headers: { ...headers, Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
+      call.signal?.throwIfAborted();
+      const res = await this.send(
+        method,
+        `${this.base}${path}`,
+        {
+          headers: { ...headers, Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        },
+        call,
+      );
       if (res.status === 401 && attempt === 1) {
         if (this.token?.value === token) this.token = null;
         continue;
@@ -300,14 +384,19 @@ export class Claiim {
   /**
    * One HTTP exchange with retries: network errors, timeouts, 429 and 502-504 are retried with
    * exponential back-off and jitter (Retry-After is honoured up to maxDelayMs). Any other answer,
-   * a deny included, is returned as it is.
+   * a deny included, is returned as it is. An aborted `signal` stops it at once, with its reason.
    */
-  private async send(method: string, url: string, init: { headers: Record<string, string>; body?: string | (() => Promise<string>) }): Promise<{ status: number; body: unknown; headers: Headers }> {
+  private async send(method: string, url: string, init: { headers: Record<string, string>; body?: string | (() => Promise<string>) }, call: CallOptions = {}): Promise<{ status: number; body: unknown; headers: Headers }> {
     let lastError: ClaiimError | null = null;
+    const { signal } = call;
+    const timeoutMs = call.timeoutMs ?? this.timeoutMs;
     for (let attempt = 1; attempt <= this.retry.maxAttempts; attempt++) {
+      signal?.throwIfAborted();
       let retryAfterMs: number | null = null;
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+      const timer = setTimeout(() => controller.abort(), timeoutMs);
+      const abort = () => controller.abort();
+      signal?.addEventListener("abort", abort, { once: true });
       try {
         const body = typeof init.body === "function" ? await init.body() : init.body;
         const res = await this.fetchImpl(url, { method, headers: { Accept: "application/json", ...init.headers }, body, signal: controller.signal });
@@ -324,15 +413,17 @@ export class Claiim {
         if (Number.isFinite(after) && after >= 0) retryAfterMs = after * 1000;
       } catch (err) {
         if (err instanceof ClaiimError) throw err;
+        if (signal?.aborted) throw signal.reason;
         const cause = (err as { cause?: { code?: string } }).cause?.code;
-        lastError = new UnavailableError(`${method} ${url} failed: ${controller.signal.aborted ? `no answer within ${this.timeoutMs} ms` : (cause ?? (err as Error).message)}`, "network_error");
+        lastError = new UnavailableError(`${method} ${url} failed: ${controller.signal.aborted ? `no answer within ${timeoutMs} ms` : (cause ?? (err as Error).message)}`, "network_error");
       } finally {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", abort);
       }
       if (attempt < this.retry.maxAttempts) {
         const backoff = this.retry.baseDelayMs * 2 ** (attempt - 1);
         const jittered = backoff / 2 + Math.random() * (backoff / 2);
-        await sleep(Math.min(this.retry.maxDelayMs, retryAfterMs ?? jittered));
+        await sleep(Math.min(this.retry.maxDelayMs, retryAfterMs ?? jittered), signal);
       }
     }
     throw lastError instanceof UnavailableError ? lastError : new UnavailableError(lastError?.message ?? "CLAIIM is unavailable", lastError?.code ?? null, lastError?.status ?? null, lastError?.problem ?? null);

@@ -6,14 +6,19 @@
         deploy("staging")
 
 The block (or a function decorated with ``@claiim.guard(...)``) runs only on an allow; anything
-else raises DeniedError with the reasons and the decision_id. Nothing here ever turns a deny, an
+else raises DeniedError with the reasons and the decision_id. With ``wait_for_approval=600``, an
+approval_required answer waits (up to 600 s) for the human and asks again with the approval. Nothing here ever turns a deny, an
 error or an unknown answer into an allow.
 """
 
 from ._client import AsyncClaiim, AsyncGuard, Claiim, Guard
 from ._common import parse_decision
 from .errors import (
+    ApprovalExpiredError,
+    ApprovalRejectedError,
     ApprovalRequiredError,
+    ApprovalTimeoutError,
+    ApprovalWaitError,
     AuthenticationError,
     ClaiimError,
     Decision,
@@ -35,6 +40,10 @@ __all__ = [
     "ClaiimError",
     "DeniedError",
     "ApprovalRequiredError",
+    "ApprovalWaitError",
+    "ApprovalRejectedError",
+    "ApprovalExpiredError",
+    "ApprovalTimeoutError",
     "AuthenticationError",
     "RequestError",
     "UnavailableError",

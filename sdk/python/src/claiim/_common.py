@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote, urlencode
 
@@ -16,7 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .errors import (
+    ApprovalExpiredError,
+    ApprovalRejectedError,
     ApprovalRequiredError,
+    ApprovalTimeoutError,
     AuthenticationError,
     ClaiimError,
     Decision,
@@ -42,10 +47,12 @@ def skill_of(skill: Skill) -> Dict[str, str]:
     return {"name": skill["name"], "version": skill["version"]}
 
 
-def decision_body(action: str, resource: str, purpose: str, skill: Skill, on_behalf_of: Optional[str]) -> Dict[str, Any]:
+def decision_body(action: str, resource: str, purpose: str, skill: Skill, on_behalf_of: Optional[str], approval_id: Optional[str] = None) -> Dict[str, Any]:
     body: Dict[str, Any] = {"action": action, "resource": resource, "purpose": purpose, "skill": skill_of(skill)}
     if on_behalf_of is not None:
         body["on_behalf_of"] = {"subject": on_behalf_of}
+    if approval_id is not None:
+        body["approval_id"] = approval_id
     return body
 
 
@@ -58,13 +65,16 @@ def idempotency_header(key: str) -> str:
     return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _reasons(raw: Any) -> Optional[List[Reason]]:
+def _reasons(raw: Any, raw_codes: Any = None) -> Optional[List[Reason]]:
+    """The reasons, each with its code: reason_codes[i] is the code of reasons[i]. Codes that do not
+    line up with the reasons are left out rather than guessed."""
     if not isinstance(raw, list):
         return None
+    codes = raw_codes if isinstance(raw_codes, list) and len(raw_codes) == len(raw) and all(isinstance(c, str) for c in raw_codes) else None
     out: List[Reason] = []
-    for r in raw:
+    for i, r in enumerate(raw):
         if isinstance(r, str):
-            out.append(Reason(r))
+            out.append(Reason(r, codes[i] if codes else None))
         elif isinstance(r, dict) and isinstance(r.get("message"), str):
             code = r.get("code")
             out.append(Reason(r["message"], code if isinstance(code, str) else None))
@@ -75,7 +85,7 @@ def _reasons(raw: Any) -> Optional[List[Reason]]:
 
 def parse_decision(body: Any, replayed: bool) -> Decision:
     """Reads a decision strictly: only ``decision == "allow"`` together with ``allow is True`` allows."""
-    reasons = _reasons(body.get("reasons")) if isinstance(body, dict) else None
+    reasons = _reasons(body.get("reasons"), body.get("reason_codes")) if isinstance(body, dict) else None
     if (
         not isinstance(body, dict)
         or not isinstance(body.get("decision_id"), str)
@@ -104,7 +114,114 @@ def parse_decision(body: Any, replayed: bool) -> Decision:
 
 
 def not_allowed(decision: Decision) -> DeniedError:
-    return ApprovalRequiredError(decision) if decision.approval else DeniedError(decision)
+    # A deny may name an approval too (used, rejected, expired): only approval_required waits for one.
+    return ApprovalRequiredError(decision) if decision.decision == "approval_required" and decision.approval else DeniedError(decision)
+
+
+def parse_approval(body: Any) -> Dict[str, Any]:
+    """An approval (GET /v1/approvals/{id}), read strictly enough to act on its status."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("status"), str):
+        raise ProtocolError("CLAIIM's answer is not an approval (id, status)")
+    return body
+
+
+def approval_path(approval_id: str, wait: int) -> str:
+    # WARNING: the path goes on the configured CLAIIM URL, never on the ``url`` an answer names, so
+    # that the agent's token only ever goes to CLAIIM.
+    return f"/v1/approvals/{quote(approval_id, safe='')}?wait={wait}"
+
+
+#: Seconds CLAIIM is asked to hold each poll (it allows at most 60; 30 stays under common proxy idle timeouts).
+POLL_SECONDS = 30
+#: A poll that comes back pending much sooner than asked is followed by this pause, so that it never spins.
+PAUSE_SECONDS = 1.0
+#: Without an expiry to go by, a wait with no timeout gives up after this long.
+DEFAULT_TIMEOUT_SECONDS = 15 * 60.0
+#: A wait to the approval's expiry lasts this much longer, for CLAIIM to record the expiry.
+EXPIRY_GRACE_SECONDS = 2.0
+
+
+def _seconds_until(iso: Any) -> Optional[float]:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() - time.time()
+    except ValueError:
+        return None
+
+
+def _who(a: Dict[str, Any]) -> str:
+    d = a.get("decided_by")
+    if not isinstance(d, dict):
+        return "an approver"
+    h = d.get("human")
+    if isinstance(h, dict):
+        return h.get("email", "?") if d.get("type") == "human" else f"{h.get('email', '?')} (through {d.get('name', '?')})"
+    return f"{d.get('type', '?')} {d.get('name', '?')}"
+
+
+class ApprovalWait:
+    """One wait for the approval of an approval_required decision, without I/O: the clients poll as
+    it says and tell it what each poll answered.
+
+    WARNING: this only decides when to ask again; it never allows anything. The allow can only come
+    from CLAIIM's answer to the decision asked with the approval.
+    """
+
+    def __init__(self, pending: Union[Decision, DeniedError], timeout: Optional[float]):
+        decision = pending.decision if isinstance(pending, DeniedError) else pending
+        if not isinstance(decision, Decision) or not decision.approval or not decision.request:
+            raise ClaiimError("wait_for_approval takes an approval_required decision from decide() (or the ApprovalRequiredError from guard), which names the approval and the request")
+        self.decision = decision
+        self.view: Dict[str, Any] = decision.approval
+        if timeout is None:
+            left = _seconds_until(self.view.get("expires_at"))
+            timeout = max(0.0, left) + EXPIRY_GRACE_SECONDS if left is not None else DEFAULT_TIMEOUT_SECONDS
+        if not timeout >= 0:
+            raise ValueError("timeout must be a number of seconds, 0 or more")
+        self.timeout = float(timeout)
+        self.deadline = time.monotonic() + self.timeout
+
+    @property
+    def approval_id(self) -> str:
+        return self.view["id"]
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def usable(self) -> bool:
+        """True when the approval can be used (approved; or used, which CLAIIM then refuses with its own
+        recorded reason); False to poll again; raises when the wait is over without one."""
+        status = self.view.get("status", "pending")
+        a, aid = self.view, self.view["id"]
+        if status in ("approved", "used"):
+            return True
+        if status == "rejected":
+            raise ApprovalRejectedError(self.decision, a, "approval_rejected", f"approval {aid} was rejected by {_who(a)}: {a.get('decision_reason') or 'no reason given'}")
+        if status == "expired":
+            raise ApprovalExpiredError(self.decision, a, "approval_expired", f"approval {aid} expired at {a.get('expires_at', 'its expiry')}")
+        if status != "pending":
+            raise ProtocolError(f"approval {aid} has a status this SDK does not know ({status}); it is not taken as approved")
+        if self.remaining() <= 0:
+            raise ApprovalTimeoutError(self.decision, a, "approval_pending", f"approval {aid} was still pending after {self.timeout:g} s of waiting; it stays open until {a.get('expires_at', 'it expires')}")
+        return False
+
+    def poll_seconds(self) -> int:
+        """How long the next poll asks CLAIIM to wait: never past the deadline, so that the timeout holds."""
+        return max(0, min(POLL_SECONDS, math.floor(self.remaining())))
+
+    def polled(self, view: Dict[str, Any], asked: int, took: float) -> float:
+        """Takes a poll's answer; returns how long to pause before the next poll."""
+        if view.get("id") != self.view["id"]:
+            raise ProtocolError(f"asked for approval {self.view['id']}, CLAIIM answered about {view.get('id')}")
+        self.view = view
+        if view.get("status") == "pending" and took < max(asked, 1) / 2:
+            return min(PAUSE_SECONDS, max(0.0, self.remaining()))
+        return 0.0
+
+    def ask_again(self) -> Dict[str, Any]:
+        """The arguments of decide() that use the approval: the same request, with approval_id."""
+        return {**(self.decision.request or {}), "approval_id": self.view["id"]}
 
 
 def json_or_none(text: str) -> Any:
@@ -209,10 +326,12 @@ class Backoff:
         return min(self.max_delay, backoff / 2 + random.random() * backoff / 2)
 
 
-def request_args(headers: Mapping[str, str], body: Any) -> Dict[str, Any]:
+def request_args(headers: Mapping[str, str], body: Any, timeout: Optional[float] = None) -> Dict[str, Any]:
     """httpx arguments of one attempt; ``body`` may be a callable, for a fresh client assertion each time."""
     content = body() if callable(body) else body
     args: Dict[str, Any] = {"headers": {"Accept": "application/json", **headers}}
+    if timeout is not None:
+        args["timeout"] = timeout
     if isinstance(content, str):
         args["content"] = content
     elif content is not None:
