@@ -71,9 +71,14 @@ describe("the console in Chromium", () => {
     await w.page.goto(`${s.claiim.url}/console/`);
     await check(w.page, "01-sign-in");
     await signIn(w, s.admin);
+    // Three outcomes, each counted apart: an approval required is neither an allow nor a deny.
     await expect(w.page.getByTestId("total-allows").textContent()).resolves.toBe(String(seeded.totals.allow));
     await expect(w.page.getByTestId("total-denies").textContent()).resolves.toBe(String(seeded.totals.deny));
-    await expect(w.page.getByTestId("total-decisions").textContent()).resolves.toBe(String(seeded.totals.allow + seeded.totals.deny));
+    await expect(w.page.getByTestId("total-approval-required").textContent()).resolves.toBe(String(seeded.totals.approval_required));
+    await expect(w.page.getByTestId("total-decisions").textContent()).resolves.toBe(String(seeded.totals.allow + seeded.totals.deny + seeded.totals.approval_required));
+    // The approvals those decisions asked for: one per distinct request, none answered yet.
+    await expect(w.page.getByTestId("approvals-requested").textContent()).resolves.toBe(String(seeded.approvalsRequested.total));
+    await expect(w.page.getByTestId("approvals-approved").textContent()).resolves.toBe("0");
     // Each breakdown is drawn, and its numbers are in a table too.
     for (const figure of ["Per day (UTC)", "Decisions by agent", "Decisions by accountable human", "Decisions by action", "Decisions by policy version"]) {
       await w.page.getByRole("figure", { name: figure }).locator(".recharts-bar-rectangle").first().waitFor();
@@ -81,11 +86,13 @@ describe("the console in Chromium", () => {
     const byAgent = w.page.getByRole("figure", { name: "Decisions by agent" });
     await byAgent.getByText("Table").click();
     const deployRow = byAgent.getByRole("row", { name: /deploy-bot/ });
-    await expect(deployRow.getByRole("cell").allTextContents()).resolves.toEqual([String(seeded.agents["deploy-bot"].allows), String(seeded.agents["deploy-bot"].denies)]);
-    // The latest denials, newest first, with their reasons.
+    const deploy = seeded.agents["deploy-bot"];
+    await expect(deployRow.getByRole("cell").allTextContents()).resolves.toEqual([String(deploy.allows), String(deploy.approvals), String(deploy.denies)]);
+    // The latest denials, newest first, with their reasons and reason codes; approvals required are not denials.
     const denials = (await region(w.page, "Latest denials")).locator("tbody tr");
     await expect(denials.count()).resolves.toBe(10);
-    await expect(denials.first().textContent()).resolves.toMatch(/review-bot.*merge_pull_request.*merging requires approval by a human reviewer/);
+    await expect(denials.first().textContent()).resolves.toMatch(/review-bot.*merge_pull_request.*deny.*forbidden_by_skill merging requires approval by a human reviewer/);
+    for (const text of await denials.allTextContents()) expect(text).not.toMatch(/approval required/);
     await byAgent.getByText("Table").click();
     await check(w.page, "02-dashboard");
     // The same counts over the last 7 days (all of them are today's).
@@ -131,7 +138,7 @@ describe("the console in Chromium", () => {
     await w.page.waitForURL(/decision=deny/);
     const rows = (await region(w.page, "Records")).locator("tbody tr");
     await expect(rows.count()).resolves.toBe(seeded.agents["deploy-bot"].denies);
-    for (const text of await rows.allTextContents()) expect(text).toMatch(/deploy-bot.*alice@acme\.example.*deploy.*production.*deny/);
+    for (const text of await rows.allTextContents()) expect(text).toMatch(/deploy-bot.*alice@acme\.example.*rollback.*production.*deny.*no_rule_permits no rule permits/);
     expect(w.page.url()).toContain(`agent=${seeded.agents["deploy-bot"].id}`);
     await check(w.page, "03-explorer", "docs/images/console-explorer.png");
 
@@ -160,10 +167,26 @@ describe("the console in Chromium", () => {
     await w.page.getByRole("heading", { name: `Record #${newest}` }).waitFor();
     await expect(w.page.getByTestId("hash-check").textContent()).resolves.toBe("matches");
     await w.page.getByText("link intact").waitFor();
-    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/deploying to production requires a change approved by a human/);
+    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/no_rule_permits no rule permits action "rollback" on resource "production" under skill "deploy"/);
     await w.page.getByRole("link", { name: `Record #${newest - 1}` }).click();
     await w.page.getByRole("heading", { name: `Record #${newest - 1}` }).waitFor();
     await check(w.page, "05-record");
+
+    // Approval required is an outcome of its own, with its filter, its badge and its reason code.
+    await go(w.page, `/chron?agent=${seeded.agents["deploy-bot"].id}&decision=approval_required&order=desc`);
+    const waiting = (await region(w.page, "Records")).locator("tbody tr");
+    await expect(waiting.count()).resolves.toBe(seeded.agents["deploy-bot"].approvals);
+    for (const text of await waiting.allTextContents()) {
+      expect(text).toMatch(/deploy-bot.*deploy.*production.*approval required.*approval_required deploying to production requires a change approved by a human/);
+    }
+    await expect(w.page.getByLabel("Decision", { exact: true }).inputValue()).resolves.toBe("approval_required");
+    await waiting.first().getByRole("link").first().click();
+    // Every ask of the same request names the one approval it waits for.
+    const approval = w.page.getByRole("region", { name: "Decision" }).getByRole("link", { name: /^[0-9a-f-]{36}$/ });
+    const approvalId = await approval.textContent();
+    expect(await approval.getAttribute("href")).toBe(`/console/approvals/${approvalId}`);
+    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/Approval.*pending/);
+    await check(w.page, "05-record-approval-required");
   });
 
   test("after a record is tampered with in the database, the verification banner turns red and names it", async () => {
@@ -214,8 +237,8 @@ describe("the console in Chromium", () => {
     await expect(matrix.allTextContents()).resolves.toEqual([
       expect.stringMatching(/deploy.*staging.*allow/),
       expect.stringMatching(/deploy.*staging\/\*.*allow/),
-      expect.stringMatching(/deploy.*production.*deny.*approved by a human/),
-      expect.stringMatching(/deploy.*production\/\*.*deny/),
+      expect.stringMatching(/deploy.*production.*approval required.*approval_required deploying to production requires a change approved by a human/),
+      expect.stringMatching(/deploy.*production\/\*.*approval required/),
     ]);
     await w.page.getByText("Reading Chron needs the auditor role.").waitFor();
     await w.page.getByRole("textbox", { name: "Reason" }).fill("incident 42: unexpected deploys");
@@ -278,6 +301,8 @@ describe("the console in Chromium", () => {
     await expect(w.page.locator("header .who").textContent()).resolves.toContain("organisation globex");
     await expect(w.page.getByTestId("total-allows").textContent()).resolves.toBe(String(seeded.byOrg.globex.allow));
     await expect(w.page.getByTestId("total-denies").textContent()).resolves.toBe(String(seeded.byOrg.globex.deny));
+    await expect(w.page.getByTestId("total-approval-required").textContent()).resolves.toBe(String(seeded.byOrg.globex.approval_required));
+    await expect(w.page.getByTestId("approvals-requested").textContent()).resolves.toBe(String(seeded.approvalsRequested.byOrg.globex));
     await check(w.page, "11-dashboard-globex");
     await w.page.getByRole("link", { name: "Chron explorer" }).click();
     const orgCells = (await region(w.page, "Records")).locator("tbody tr td:nth-child(3)");
@@ -322,8 +347,9 @@ describe("the console in Chromium", () => {
     await expect(diff.textContent()).resolves.toMatch(/From version 1 to 2: 0 added, 1 removed, 1 changed/);
     await expect(diff.locator(".del").allTextContents()).resolves.toEqual([expect.stringContaining('"resources": ["ticket/*"]')]);
     await expect(diff.locator(".add").allTextContents()).resolves.toEqual([expect.stringContaining('"resources": ["ticket/internal/*"]')]);
+    const decided = seeded.totals.allow + seeded.totals.deny + seeded.totals.approval_required;
     await expect(w.page.getByTestId("shadow-report").textContent()).resolves.toMatch(
-      new RegExp(`${seeded.totals.allow + seeded.totals.deny} decisions evaluated, ${seeded.agents["support-bot"].allows} disagreements \\(${seeded.agents["support-bot"].allows} allow→deny, 0 deny→allow\\)`),
+      new RegExp(`${decided} decisions evaluated, ${seeded.agents["support-bot"].allows} disagreements \\(${seeded.agents["support-bot"].allows} allow→deny, 0 deny→allow, 0 between deny and approval required\\)`),
     );
     const replay = (await region(w.page, "Replays")).getByTestId("replays").locator("tbody tr").first();
     await expect(replay.locator("td").allTextContents()).resolves.toEqual([
@@ -331,8 +357,9 @@ describe("the console in Chromium", () => {
       expect.any(String),
       expect.any(String),
       "done",
-      String(seeded.totals.allow + seeded.totals.deny - seeded.agents["support-bot"].allows),
+      String(decided - seeded.agents["support-bot"].allows),
       String(seeded.agents["support-bot"].allows),
+      "0",
       "0",
       `Show ${seeded.agents["support-bot"].allows}`,
     ]);

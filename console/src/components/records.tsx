@@ -1,7 +1,7 @@
 import { Link } from "wouter";
 import type { ChronRecord, Organization } from "../api";
 import { useApi } from "./hooks";
-import { DecisionBadge, Time, Field } from "./ui";
+import { DecisionBadge, Reasons, Time, Field } from "./ui";
 
 /** Decisions, each linking to its record: the dashboard's latest denials, an agent's recent decisions. */
 export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]; agentColumn: boolean }) {
@@ -33,7 +33,9 @@ export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]
             <td>
               <DecisionBadge decision={r.decision} />
             </td>
-            <td>{(r.reasons ?? []).join("; ")}</td>
+            <td>
+              <Reasons reasons={r.reasons} codes={r.reason_codes} />
+            </td>
           </tr>
         ))}
       </tbody>

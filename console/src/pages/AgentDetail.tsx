@@ -2,7 +2,7 @@ import { useState, type FormEvent } from "react";
 import { Link, useParams } from "wouter";
 import { ApiError, postJson, query, type Agent, type Permissions, type RecordPage } from "../api";
 import { useApi, useTitle } from "../components/hooks";
-import { DecisionBadge, Loading, Problem, Section, StatusBadge, Time } from "../components/ui";
+import { DecisionBadge, Loading, Problem, Reasons, Section, StatusBadge, Time } from "../components/ui";
 import { DecisionTable } from "../components/records";
 import { can, useSession } from "../session";
 
@@ -99,9 +99,11 @@ export function AgentDetail() {
                           <td>{m.action}</td>
                           <td>{m.resource}</td>
                           <td>
-                            <DecisionBadge decision={m.allow ? "allow" : "deny"} />
+                            <DecisionBadge decision={m.decision ?? (m.allow ? "allow" : "deny")} />
                           </td>
-                          <td>{m.reasons.join("; ")}</td>
+                          <td>
+                            <Reasons reasons={m.reasons} codes={m.reason_codes} />
+                          </td>
                         </tr>
                       ))}
                     </tbody>
