@@ -1,5 +1,6 @@
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
+import { FakeIdp } from "../support/fake-idp";
 
 // What the console needs of the API, and nothing the API did not already promise: newest-first
 // Chron pages, the explorer's filters, paged agents and humans, and who the caller is.
@@ -9,6 +10,7 @@ const ask = (resource: string) => ({ action: "deploy", resource, purpose: "relea
 
 describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
   let s: TestServer;
+  const idp = new FakeIdp();
   let agentId: string;
   let globexAgentId: string;
   let globexAuditor: string;
@@ -17,7 +19,8 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
   const records = async (query: string, token = s.admin) => (await s.http.get(`/v1/chron/records?${query}`).set(bearer(token)).expect(200)).body;
 
   beforeAll(async () => {
-    s = await startTestServer(kind);
+    await idp.start();
+    s = await startTestServer(kind, { env: idp.env() });
     for (const org of ["acme", "globex"]) {
       await s.http.post("/v1/organizations").set(admin()).send({ slug: org, name: org }).expect(201);
       await s.http.post("/v1/humans").set(admin()).send({ organization: org, name: `Owner of ${org}`, email: `owner@${org}.example` }).expect(201);
@@ -41,6 +44,7 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
   });
   afterAll(async () => {
     await s?.stop();
+    await idp.stop();
   });
 
   test("newest first: pages are descending, complete and disjoint, and each cursor belongs to one order", async () => {
@@ -129,9 +133,17 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
     expect(next.next_cursor).toBeNull();
   });
 
-  test("GET /v1/me names the caller, its roles and its organisation; agents are refused", async () => {
+  test("GET /v1/me names the caller (a key of any role, or a signed-in human with or without a role), its roles and its organisation; agents are refused", async () => {
     expect((await s.http.get("/v1/me").set(admin()).expect(200)).body).toMatchObject({ kind: "api_key", roles: ["admin"], organization: null });
     expect((await s.http.get("/v1/me").set(bearer(globexAuditor)).expect(200)).body).toMatchObject({ kind: "api_key", name: "globex audit", roles: ["auditor"], organization: "globex" });
+    const approver = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "acme bridge", role: "approver", organization: "acme" }).expect(201)).body.secret;
+    expect((await s.http.get("/v1/me").set(bearer(approver)).expect(200)).body).toMatchObject({ kind: "api_key", name: "acme bridge", roles: ["approver"], organization: "acme" });
+    // A human signed in with the identity provider needs no role to sign in to the console: an
+    // accountable human answers the approvals that name them. /v1/me grants nothing by itself.
+    const owner = await idp.sign({ name: "Owner of acme", email: "owner@acme.example", claiim_org: "acme" }, { sub: "00u-owner" });
+    expect((await s.http.get("/v1/me").set(bearer(owner)).expect(200)).body).toEqual({ kind: "human", id: expect.stringContaining("00u-owner"), name: "Owner of acme", roles: [], organization: "acme" });
+    expect((await s.http.get("/v1/chron/records").set(bearer(owner)).expect(403)).body.code).toBe("role_not_allowed");
+    expect((await s.http.get("/v1/approvals?approver=me").set(bearer(owner)).expect(200)).body.approvals.map((a: { agent: { id: string } }) => a.agent.id)).toEqual([agentId]);
     const token = (await s.http.post(`/v1/agents/${agentId}/credentials`).set(admin()).send({}).expect(201)).body.token;
     expect((await s.http.get("/v1/me").set(bearer(token)).expect(403)).body.code).toBe("agent_not_allowed");
     expect((await s.http.get("/v1/me").expect(401)).body.code).toBe("credential_missing");
