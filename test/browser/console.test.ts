@@ -1,13 +1,26 @@
 /// <reference lib="dom" />
 // Functions passed to page.evaluate run in the browser: the DOM types are for them.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { seedConsole, type Seeded } from "../support/console-seed";
-import { go, launchChromium, openPage, seriousViolations, shot, type Watched } from "../support/browser";
+import {
+  check,
+  closeChecked,
+  freePort,
+  go,
+  launchChromium,
+  oidcEnv,
+  openPage,
+  region,
+  seriousViolations,
+  signIn,
+  startOidcProvider,
+  until,
+  type Watched,
+} from "../support/browser";
 import { asDatabaseOwner, sql } from "../support/sql";
 import { claiimVerify } from "../support/verify-cli";
 
@@ -28,39 +41,14 @@ describe("the console in Chromium", () => {
     open.push(w);
     return w;
   };
-  const signIn = async (w: Watched, key: string) => {
-    await w.page.goto(`${s.claiim.url}/console/`);
-    await w.page.getByRole("textbox", { name: "API key" }).fill(key);
-    await w.page.getByRole("button", { name: "Sign in", exact: true }).click();
-    await w.page.getByRole("button", { name: "Sign out" }).waitFor();
-  };
-  /** Every page is checked the same way: no serious accessibility violation, and a screenshot. */
-  const check = async (page: Page, name: string, readme?: string) => {
-    await shot(page, name, readme);
-    expect(await seriousViolations(page)).toEqual([]);
-  };
   const cell = (page: Page, seq: number) => page.locator(`tr[data-seq="${seq}"]`);
-  /** A titled section of the page, once what it shows has loaded (aria-busy false). */
-  const region = async (page: Page, name: string) => {
-    const r = page.getByRole("region", { name, exact: true });
-    await r.and(page.locator('[aria-busy="false"]')).waitFor();
-    return r;
-  };
 
   beforeAll(async () => {
     s = await startTestServer("sqlite", { env: { CLAIIM_CHECKPOINT_EVERY_RECORDS: "20", CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600" } });
     seeded = await seedConsole(s.claiim.url, s.admin);
     browser = await launchChromium();
   });
-  afterEach(async () => {
-    // Whatever a test opened: nothing fetched from anywhere but CLAIIM, no CSP violation, no script error.
-    for (const w of open.splice(0)) {
-      const outside = w.requests.filter((u) => !u.startsWith(`${w.origin}/`) && !u.startsWith("blob:") && !u.startsWith("data:"));
-      await w.context.close();
-      expect(outside).toEqual([]);
-      expect(w.problems).toEqual([]);
-    }
-  });
+  afterEach(() => closeChecked(open));
   afterAll(async () => {
     await browser?.close();
     await s?.stop();
@@ -219,8 +207,8 @@ describe("the console in Chromium", () => {
   test("agents: the inventory pages on the server; an agent's permissions and decisions; a manager suspends and reactivates", async () => {
     const w = await watch();
     await signIn(w, seeded.keys.manager);
-    // An agent manager sees Agents, and not Chron or policies.
-    await expect(w.page.getByRole("navigation", { name: "Console" }).getByRole("link").allTextContents()).resolves.toEqual(["Agents"]);
+    // An agent manager sees Agents and the approvals their agents wait for, and not Chron or policies.
+    await expect(w.page.getByRole("navigation", { name: "Console" }).getByRole("link").allTextContents()).resolves.toEqual(["Agents", "Approvals"]);
     const rows = (await region(w.page, "Inventory")).locator("tbody tr");
     await expect(rows.allTextContents()).resolves.toEqual([
       expect.stringMatching(/^deploy-bot.*acme.*active.*Alice Ops.*deploy@1\.2\.0/),
@@ -375,22 +363,9 @@ describe("the console in Chromium", () => {
     beforeAll(async () => {
       const port = await freePort();
       const issuer = `http://127.0.0.1:${port}`;
-      oidc = await startTestServer("sqlite", {
-        env: {
-          CLAIIM_OIDC_ISSUER: issuer,
-          CLAIIM_OIDC_AUDIENCE: "urn:claiim:api",
-          CLAIIM_OIDC_JWKS_URL: `${issuer}/jwks`,
-          CLAIIM_CONSOLE_OIDC_CLIENT_ID: "claiim-console",
-          CLAIIM_CONSOLE_OIDC_RESOURCE: "urn:claiim:api",
-          CLAIIM_CONSOLE_OIDC_SCOPE: "openid profile email claiim",
-        },
-      });
+      oidc = await startTestServer("sqlite", { env: oidcEnv(issuer) });
       await oidc.http.post("/v1/organizations").set({ Authorization: `Bearer ${oidc.admin}` }).send({ slug: "acme", name: "Acme" }).expect(201);
-      idp = spawn(process.execPath, [path.join(__dirname, "../support/oidc-provider.mjs"), String(port), `${oidc.claiim.url}/console/callback`, "urn:claiim:api"], { stdio: ["ignore", "pipe", "pipe"] });
-      await new Promise<void>((resolve, reject) => {
-        idp.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
-        idp.once("exit", (code) => reject(new Error(`the OIDC provider exited (${code})`)));
-      });
+      idp = await startOidcProvider(port, `${oidc.claiim.url}/console/callback`, "urn:claiim:api");
     });
     afterAll(async () => {
       idp?.kill();
@@ -433,23 +408,3 @@ describe("the console in Chromium", () => {
     });
   });
 });
-
-/** Waits (10 s at most) until `done` holds, for what the page shows after an answer comes. */
-async function until(done: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error("the page did not get there in 10 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,9 +1,10 @@
 import { useState, type FormEvent } from "react";
 import { Link, useParams } from "wouter";
-import { ApiError, postJson, query, type Agent, type Permissions, type RecordPage } from "../api";
+import { ApiError, postJson, query, type Agent, type Approval, type Permissions, type RecordPage } from "../api";
 import { useApi, useTitle } from "../components/hooks";
 import { DecisionBadge, Loading, Problem, Reasons, Section, StatusBadge, Time } from "../components/ui";
 import { DecisionTable } from "../components/records";
+import { ApprovalStatusBadge, Expiry } from "../components/approvals";
 import { can, useSession } from "../session";
 
 export function AgentDetail() {
@@ -70,6 +71,7 @@ export function AgentDetail() {
             </dl>
           </Section>
           {can(me, ["agent_manager"]) ? <Lifecycle agent={a} onChange={agent.reload} /> : null}
+          <OpenApprovals agent={a} />
           <Section title="Effective permissions" busy={permissions.loading}>
             <Problem error={permissions.error} what="The permissions could not be computed" />
             {permissions.data ? (
@@ -185,6 +187,38 @@ function Lifecycle({ agent, onChange }: { agent: Agent; onChange(): void }) {
         <p role="status" className="notice">
           {done}
         </p>
+      ) : null}
+    </Section>
+  );
+}
+
+/** What this agent waits for: its approvals still open (pending, or approved and not yet used). */
+function OpenApprovals({ agent }: { agent: Agent }) {
+  const list = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, limit: 100 })}`);
+  const open = (list.data?.approvals ?? []).filter((a) => a.status === "pending" || a.status === "approved");
+  return (
+    <Section
+      title="Open approvals"
+      busy={list.loading}
+      actions={
+        <Link className="button secondary" href={`/approvals${query({ agent: agent.id, status: "any", approver: "any" })}`}>
+          All its approvals
+        </Link>
+      }
+    >
+      <Problem error={list.error} what="The approvals could not be read" />
+      {list.data && open.length === 0 ? <p className="muted">None: {agent.name} waits for no human.</p> : null}
+      {open.length ? (
+        <ul className="plain">
+          {open.map((a) => (
+            <li key={a.id}>
+              <Link href={`/approvals/${a.id}`}>
+                {a.request.action} {a.request.resource}
+              </Link>{" "}
+              <ApprovalStatusBadge status={a.status} /> <span className="muted">expires</span> <Expiry approval={a} />
+            </li>
+          ))}
+        </ul>
       ) : null}
     </Section>
   );

@@ -5,7 +5,8 @@ import { query, type RecordPage, type Summary } from "../api";
 import { useApi, useTitle } from "../components/hooks";
 import { Loading, Problem, Section, Time } from "../components/ui";
 import { DecisionTable } from "../components/records";
-import { useSession } from "../session";
+import { can, useSession } from "../session";
+import { APPROVALS_ROLES } from "./Approvals";
 
 const RANGES = [7, 30, 90] as const;
 const ALLOW = "#1a7f37";
@@ -190,7 +191,16 @@ export function Dashboard() {
             <Tile label="Deny rate" value={decided ? `${((100 * s.totals.deny) / decided).toFixed(1)} %` : "—"} />
           </div>
           {approvals ? (
-            <Section title="Human approvals">
+            <Section
+              title="Human approvals"
+              actions={
+                can(me, APPROVALS_ROLES) ? (
+                  <Link href="/approvals" className="button secondary">
+                    Pending approvals
+                  </Link>
+                ) : undefined
+              }
+            >
               <p className="muted">What humans were asked to approve in this window, and what became of it (approval events in Chron).</p>
               <div className="tiles" aria-label="Approvals">
                 <Tile label="Requested" value={approvals.requested} testId="approvals-requested" tone="wait" />
