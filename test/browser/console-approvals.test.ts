@@ -105,7 +105,7 @@ describe("the Approvals page in Chromium", () => {
     await answer.getByRole("textbox", { name: "Reason" }).fill("CHG-1042: Alice approved in #deploys");
     // Enter in the reason answers nothing: only the buttons do.
     await answer.getByRole("textbox", { name: "Reason" }).press("Enter");
-    await check(w.page, "21-approval-pending");
+    await check(w.page, "21-approval-pending", "docs/images/console-approval.png");
     expect((await approvals(`agent=${seeded.agents["deploy-bot"].id}`)).map((a) => a.id)).toEqual([pending.id]);
     await answer.getByRole("button", { name: "Approve" }).click();
     await expect(w.page.getByTestId("answered").textContent()).resolves.toBe("Approved: deploy-bot may now deploy production once, before the approval expires.");
