@@ -194,8 +194,11 @@ function Lifecycle({ agent, onChange }: { agent: Agent; onChange(): void }) {
 
 /** What this agent waits for: its approvals still open (pending, or approved and not yet used). */
 function OpenApprovals({ agent }: { agent: Agent }) {
-  const list = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, limit: 100 })}`);
-  const open = (list.data?.approvals ?? []).filter((a) => a.status === "pending" || a.status === "approved");
+  // One status at a time, as the API filters: closed approvals never crowd out an open one.
+  const pending = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, status: "pending", limit: 100 })}`);
+  const approved = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, status: "approved", limit: 100 })}`);
+  const open = [...(pending.data?.approvals ?? []), ...(approved.data?.approvals ?? [])];
+  const list = { loading: pending.loading || approved.loading, error: pending.error ?? approved.error, data: pending.data && approved.data };
   return (
     <Section
       title="Open approvals"
