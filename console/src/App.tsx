@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { Link, Redirect, Route, Router, Switch, useLocation } from "wouter";
-import { can, SessionProvider, useSession } from "./session";
+import { opens, SessionProvider, useSession } from "./session";
 import { PAGES } from "./pages";
 import { SignIn } from "./pages/SignIn";
 import { Callback } from "./pages/Callback";
@@ -33,7 +33,7 @@ function Shell({ config }: { config: ConsoleConfig }) {
 function Layout() {
   const { me, signOut } = useSession();
   const [location] = useLocation();
-  const visible = PAGES.filter((p) => can(me, p.roles));
+  const visible = PAGES.filter((p) => opens(me, p));
   const nav = visible.filter((p) => p.label);
   const active = (path: string) => (path === "/" ? location === "/" : location === path || location.startsWith(`${path}/`));
   return (

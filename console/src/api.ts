@@ -138,6 +138,26 @@ export interface Human {
   status: string;
 }
 
+/** approval_required: nothing is allowed yet; a human must approve this exact request first. */
+export type Decision = "allow" | "deny" | "approval_required";
+
+/** Who answered an approval: the credential that called, and the human it is or spoke for. */
+export interface ApproverRef {
+  actor: { type: string; id: string; name: string };
+  human: { id: string; name: string; email: string } | null;
+}
+
+/** An approval as a decision record names it. */
+export interface DecisionApproval {
+  id: string;
+  status: string;
+  expires_at: string;
+  requested_decision_id?: string;
+  approvers?: { accountable_human: boolean; roles: string[]; humans: string[] };
+  approved_by?: ApproverRef;
+  approved_at?: string;
+}
+
 export interface ChronRecord {
   seq: number;
   kind: "decision" | "event";
@@ -152,8 +172,14 @@ export interface ChronRecord {
   action?: string;
   resource?: string;
   purpose?: string;
-  decision?: "allow" | "deny";
+  decision?: Decision;
   reasons?: string[];
+  /** reason_codes[i] is the stable code of reasons[i]; absent from records written before codes existed. */
+  reason_codes?: string[];
+  /** The approval this decision asked for (approval_required), spent (allow) or refused to use (deny). */
+  approval?: DecisionApproval;
+  /** What the policy answered, when an approval made the decision differ from it. */
+  policy_decision?: Decision;
   policy?: { version: number; revision: string; digest: string } | null;
   type?: string;
   actor?: { type: string; id: string; name: string };
@@ -175,14 +201,17 @@ export interface Verification {
   first_bad?: { seq: number; problem: string; expected?: string; found?: string };
 }
 
-type Tally = { allow: number; deny: number };
+type Tally = { allow: number; deny: number; approval_required: number };
+/** Approvals asked for, approved, rejected, expired and spent (approval.* events in Chron). */
+export type ApprovalTally = { requested: number; approved: number; rejected: number; expired: number; used: number };
 export interface Summary {
   from: string;
   to: string;
   organization: string | null;
-  totals: Tally;
+  totals: Tally & { approvals: ApprovalTally };
   days: (Tally & {
     day: string;
+    approvals: ApprovalTally;
     by_agent: (Tally & { agent_id: string | null; agent_name: string | null })[];
     by_accountable_human: (Tally & { human_id: string | null; email: string | null })[];
     by_action: (Tally & { action: string | null })[];
@@ -194,7 +223,7 @@ export interface Permissions {
   agent: { id: string; name: string; status: string };
   policy: { version: number; revision: string } | null;
   purpose: string;
-  matrix: { skill: string; version: string; action: string; resource: string; allow: boolean; reasons: string[] }[];
+  matrix: { skill: string; version: string; action: string; resource: string; allow: boolean; decision: Decision; reasons: string[]; reason_codes: string[] }[];
 }
 
 export interface PolicyVersion {
@@ -228,7 +257,7 @@ export interface PolicyDiff {
   unchanged: number;
 }
 
-type ShadowTally = { evaluated: number; disagreements: number; allow_to_deny: number; deny_to_allow: number };
+type ShadowTally = { evaluated: number; disagreements: number; allow_to_deny: number; deny_to_allow: number; approval_changes: number };
 export interface ShadowReport extends ShadowTally {
   shadow_version: number;
   from: string;
@@ -243,8 +272,8 @@ export interface ReplayChange {
   agent: { id: string; name: string };
   action: string;
   resource: string;
-  recorded: { decision: string; reasons: string[] };
-  replayed: { decision: string; reasons: string[] };
+  recorded: { decision: Decision; reasons: string[] };
+  replayed: { decision: Decision; reasons: string[] };
 }
 
 export interface Replay {
@@ -261,5 +290,47 @@ export interface Replay {
   unchanged: number;
   allow_to_deny: { count: number; records: ReplayChange[] };
   deny_to_allow: { count: number; records: ReplayChange[] };
+  /** Neither version allows, but one denies where the other asks for a human's approval. */
+  approval_changes: { count: number; records: ReplayChange[] };
   truncated: boolean;
+}
+
+export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired" | "used";
+
+/** An approval as GET /v1/approvals shows it: the exact request, who may answer, and where it stands. */
+export interface Approval {
+  id: string;
+  status: ApprovalStatus;
+  organization: string;
+  agent: { id: string; name: string };
+  accountable_human: { id: string; name: string; email: string } | null;
+  request: {
+    action: string;
+    resource: string;
+    purpose: string;
+    skill: { name: string; version: string };
+    on_behalf_of: { subject: string } | null;
+  };
+  reasons: string[];
+  approvers: { accountable_human: { id: string; name: string; email: string } | null; roles: string[]; humans: string[] };
+  decision_id: string;
+  policy_version: number | null;
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
+  decided_by: { type: string; id: string; name: string; human: { id: string; name: string; email: string } | null } | null;
+  decision_reason: string | null;
+  used_at: string | null;
+  used_by_decision_id: string | null;
+  webhook: {
+    state: "none" | "pending" | "delivered" | "failed";
+    attempts: number;
+    last_attempt_at: string | null;
+    next_attempt_at: string | null;
+    last_error: string | null;
+    delivered_at: string | null;
+  };
+  url: string;
+  approve_url: string;
+  reject_url: string;
 }

@@ -32,6 +32,11 @@ export function can(me: Me | null, roles: readonly Role[]): boolean {
   return !!me && (me.roles.includes("admin") || me.roles.some((r) => roles.includes(r)));
 }
 
+/** Who may open a page: the roles it names, and any signed-in human when it says so (as a route's `humans: true`). */
+export function opens(me: Me | null, page: { roles: readonly Role[]; humans?: boolean }): boolean {
+  return can(me, page.roles) || (!!page.humans && me?.kind === "human");
+}
+
 const idle: VerifyState = { running: false, result: null, at: null, error: null };
 
 export function SessionProvider({ children }: { children: ReactNode }) {

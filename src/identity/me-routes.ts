@@ -25,7 +25,8 @@ export function meRoutes(identity: IdentityDirectory): RouteSpec[] {
       summary: "The calling credential: its kind, name, roles and organisation",
       tags: ["identity"],
       // WARNING: every role that signs in to the console must be listed here (admin always may).
-      access: { roles: ["policy_author", "agent_manager", "auditor"] },
+      // Any signed-in human too: one needs no role to answer an approval that names them.
+      access: { roles: ["policy_author", "agent_manager", "auditor", "approver"], humans: true },
       responses: { 200: { description: "The caller", schema: MeView } },
       handle: ({ principal: p }) => {
         return {

@@ -1,13 +1,26 @@
 /// <reference lib="dom" />
 // Functions passed to page.evaluate run in the browser: the DOM types are for them.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { seedConsole, type Seeded } from "../support/console-seed";
-import { go, launchChromium, openPage, seriousViolations, shot, type Watched } from "../support/browser";
+import {
+  check,
+  closeChecked,
+  freePort,
+  go,
+  launchChromium,
+  oidcEnv,
+  openPage,
+  region,
+  seriousViolations,
+  signIn,
+  startOidcProvider,
+  until,
+  type Watched,
+} from "../support/browser";
 import { asDatabaseOwner, sql } from "../support/sql";
 import { claiimVerify } from "../support/verify-cli";
 
@@ -28,39 +41,14 @@ describe("the console in Chromium", () => {
     open.push(w);
     return w;
   };
-  const signIn = async (w: Watched, key: string) => {
-    await w.page.goto(`${s.claiim.url}/console/`);
-    await w.page.getByRole("textbox", { name: "API key" }).fill(key);
-    await w.page.getByRole("button", { name: "Sign in", exact: true }).click();
-    await w.page.getByRole("button", { name: "Sign out" }).waitFor();
-  };
-  /** Every page is checked the same way: no serious accessibility violation, and a screenshot. */
-  const check = async (page: Page, name: string, readme?: string) => {
-    await shot(page, name, readme);
-    expect(await seriousViolations(page)).toEqual([]);
-  };
   const cell = (page: Page, seq: number) => page.locator(`tr[data-seq="${seq}"]`);
-  /** A titled section of the page, once what it shows has loaded (aria-busy false). */
-  const region = async (page: Page, name: string) => {
-    const r = page.getByRole("region", { name, exact: true });
-    await r.and(page.locator('[aria-busy="false"]')).waitFor();
-    return r;
-  };
 
   beforeAll(async () => {
     s = await startTestServer("sqlite", { env: { CLAIIM_CHECKPOINT_EVERY_RECORDS: "20", CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600" } });
     seeded = await seedConsole(s.claiim.url, s.admin);
     browser = await launchChromium();
   });
-  afterEach(async () => {
-    // Whatever a test opened: nothing fetched from anywhere but CLAIIM, no CSP violation, no script error.
-    for (const w of open.splice(0)) {
-      const outside = w.requests.filter((u) => !u.startsWith(`${w.origin}/`) && !u.startsWith("blob:") && !u.startsWith("data:"));
-      await w.context.close();
-      expect(outside).toEqual([]);
-      expect(w.problems).toEqual([]);
-    }
-  });
+  afterEach(() => closeChecked(open));
   afterAll(async () => {
     await browser?.close();
     await s?.stop();
@@ -71,9 +59,14 @@ describe("the console in Chromium", () => {
     await w.page.goto(`${s.claiim.url}/console/`);
     await check(w.page, "01-sign-in");
     await signIn(w, s.admin);
+    // Three outcomes, each counted apart: an approval required is neither an allow nor a deny.
     await expect(w.page.getByTestId("total-allows").textContent()).resolves.toBe(String(seeded.totals.allow));
     await expect(w.page.getByTestId("total-denies").textContent()).resolves.toBe(String(seeded.totals.deny));
-    await expect(w.page.getByTestId("total-decisions").textContent()).resolves.toBe(String(seeded.totals.allow + seeded.totals.deny));
+    await expect(w.page.getByTestId("total-approval-required").textContent()).resolves.toBe(String(seeded.totals.approval_required));
+    await expect(w.page.getByTestId("total-decisions").textContent()).resolves.toBe(String(seeded.totals.allow + seeded.totals.deny + seeded.totals.approval_required));
+    // The approvals those decisions asked for: one per distinct request, none answered yet.
+    await expect(w.page.getByTestId("approvals-requested").textContent()).resolves.toBe(String(seeded.approvalsRequested.total));
+    await expect(w.page.getByTestId("approvals-approved").textContent()).resolves.toBe("0");
     // Each breakdown is drawn, and its numbers are in a table too.
     for (const figure of ["Per day (UTC)", "Decisions by agent", "Decisions by accountable human", "Decisions by action", "Decisions by policy version"]) {
       await w.page.getByRole("figure", { name: figure }).locator(".recharts-bar-rectangle").first().waitFor();
@@ -81,11 +74,13 @@ describe("the console in Chromium", () => {
     const byAgent = w.page.getByRole("figure", { name: "Decisions by agent" });
     await byAgent.getByText("Table").click();
     const deployRow = byAgent.getByRole("row", { name: /deploy-bot/ });
-    await expect(deployRow.getByRole("cell").allTextContents()).resolves.toEqual([String(seeded.agents["deploy-bot"].allows), String(seeded.agents["deploy-bot"].denies)]);
-    // The latest denials, newest first, with their reasons.
+    const deploy = seeded.agents["deploy-bot"];
+    await expect(deployRow.getByRole("cell").allTextContents()).resolves.toEqual([String(deploy.allows), String(deploy.approvals), String(deploy.denies)]);
+    // The latest denials, newest first, with their reasons and reason codes; approvals required are not denials.
     const denials = (await region(w.page, "Latest denials")).locator("tbody tr");
     await expect(denials.count()).resolves.toBe(10);
-    await expect(denials.first().textContent()).resolves.toMatch(/review-bot.*merge_pull_request.*merging requires approval by a human reviewer/);
+    await expect(denials.first().textContent()).resolves.toMatch(/review-bot.*merge_pull_request.*deny.*forbidden_by_skill merging requires approval by a human reviewer/);
+    for (const text of await denials.allTextContents()) expect(text).not.toMatch(/approval required/);
     await byAgent.getByText("Table").click();
     await check(w.page, "02-dashboard");
     // The same counts over the last 7 days (all of them are today's).
@@ -131,7 +126,7 @@ describe("the console in Chromium", () => {
     await w.page.waitForURL(/decision=deny/);
     const rows = (await region(w.page, "Records")).locator("tbody tr");
     await expect(rows.count()).resolves.toBe(seeded.agents["deploy-bot"].denies);
-    for (const text of await rows.allTextContents()) expect(text).toMatch(/deploy-bot.*alice@acme\.example.*deploy.*production.*deny/);
+    for (const text of await rows.allTextContents()) expect(text).toMatch(/deploy-bot.*alice@acme\.example.*rollback.*production.*deny.*no_rule_permits no rule permits/);
     expect(w.page.url()).toContain(`agent=${seeded.agents["deploy-bot"].id}`);
     await check(w.page, "03-explorer", "docs/images/console-explorer.png");
 
@@ -160,10 +155,26 @@ describe("the console in Chromium", () => {
     await w.page.getByRole("heading", { name: `Record #${newest}` }).waitFor();
     await expect(w.page.getByTestId("hash-check").textContent()).resolves.toBe("matches");
     await w.page.getByText("link intact").waitFor();
-    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/deploying to production requires a change approved by a human/);
+    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/no_rule_permits no rule permits action "rollback" on resource "production" under skill "deploy"/);
     await w.page.getByRole("link", { name: `Record #${newest - 1}` }).click();
     await w.page.getByRole("heading", { name: `Record #${newest - 1}` }).waitFor();
     await check(w.page, "05-record");
+
+    // Approval required is an outcome of its own, with its filter, its badge and its reason code.
+    await go(w.page, `/chron?agent=${seeded.agents["deploy-bot"].id}&decision=approval_required&order=desc`);
+    const waiting = (await region(w.page, "Records")).locator("tbody tr");
+    await expect(waiting.count()).resolves.toBe(seeded.agents["deploy-bot"].approvals);
+    for (const text of await waiting.allTextContents()) {
+      expect(text).toMatch(/deploy-bot.*deploy.*production.*approval required.*approval_required deploying to production requires a change approved by a human/);
+    }
+    await expect(w.page.getByLabel("Decision", { exact: true }).inputValue()).resolves.toBe("approval_required");
+    await waiting.first().getByRole("link").first().click();
+    // Every ask of the same request names the one approval it waits for.
+    const approval = w.page.getByRole("region", { name: "Decision" }).getByRole("link", { name: /^[0-9a-f-]{36}$/ });
+    const approvalId = await approval.textContent();
+    expect(await approval.getAttribute("href")).toBe(`/console/approvals/${approvalId}`);
+    await expect(w.page.getByRole("region", { name: "Decision" }).textContent()).resolves.toMatch(/Approval.*pending/);
+    await check(w.page, "05-record-approval-required");
   });
 
   test("after a record is tampered with in the database, the verification banner turns red and names it", async () => {
@@ -196,8 +207,8 @@ describe("the console in Chromium", () => {
   test("agents: the inventory pages on the server; an agent's permissions and decisions; a manager suspends and reactivates", async () => {
     const w = await watch();
     await signIn(w, seeded.keys.manager);
-    // An agent manager sees Agents, and not Chron or policies.
-    await expect(w.page.getByRole("navigation", { name: "Console" }).getByRole("link").allTextContents()).resolves.toEqual(["Agents"]);
+    // An agent manager sees Agents and the approvals their agents wait for, and not Chron or policies.
+    await expect(w.page.getByRole("navigation", { name: "Console" }).getByRole("link").allTextContents()).resolves.toEqual(["Agents", "Approvals"]);
     const rows = (await region(w.page, "Inventory")).locator("tbody tr");
     await expect(rows.allTextContents()).resolves.toEqual([
       expect.stringMatching(/^deploy-bot.*acme.*active.*Alice Ops.*deploy@1\.2\.0/),
@@ -214,8 +225,8 @@ describe("the console in Chromium", () => {
     await expect(matrix.allTextContents()).resolves.toEqual([
       expect.stringMatching(/deploy.*staging.*allow/),
       expect.stringMatching(/deploy.*staging\/\*.*allow/),
-      expect.stringMatching(/deploy.*production.*deny.*approved by a human/),
-      expect.stringMatching(/deploy.*production\/\*.*deny/),
+      expect.stringMatching(/deploy.*production.*approval required.*approval_required deploying to production requires a change approved by a human/),
+      expect.stringMatching(/deploy.*production\/\*.*approval required/),
     ]);
     await w.page.getByText("Reading Chron needs the auditor role.").waitFor();
     await w.page.getByRole("textbox", { name: "Reason" }).fill("incident 42: unexpected deploys");
@@ -278,6 +289,8 @@ describe("the console in Chromium", () => {
     await expect(w.page.locator("header .who").textContent()).resolves.toContain("organisation globex");
     await expect(w.page.getByTestId("total-allows").textContent()).resolves.toBe(String(seeded.byOrg.globex.allow));
     await expect(w.page.getByTestId("total-denies").textContent()).resolves.toBe(String(seeded.byOrg.globex.deny));
+    await expect(w.page.getByTestId("total-approval-required").textContent()).resolves.toBe(String(seeded.byOrg.globex.approval_required));
+    await expect(w.page.getByTestId("approvals-requested").textContent()).resolves.toBe(String(seeded.approvalsRequested.byOrg.globex));
     await check(w.page, "11-dashboard-globex");
     await w.page.getByRole("link", { name: "Chron explorer" }).click();
     const orgCells = (await region(w.page, "Records")).locator("tbody tr td:nth-child(3)");
@@ -322,8 +335,9 @@ describe("the console in Chromium", () => {
     await expect(diff.textContent()).resolves.toMatch(/From version 1 to 2: 0 added, 1 removed, 1 changed/);
     await expect(diff.locator(".del").allTextContents()).resolves.toEqual([expect.stringContaining('"resources": ["ticket/*"]')]);
     await expect(diff.locator(".add").allTextContents()).resolves.toEqual([expect.stringContaining('"resources": ["ticket/internal/*"]')]);
+    const decided = seeded.totals.allow + seeded.totals.deny + seeded.totals.approval_required;
     await expect(w.page.getByTestId("shadow-report").textContent()).resolves.toMatch(
-      new RegExp(`${seeded.totals.allow + seeded.totals.deny} decisions evaluated, ${seeded.agents["support-bot"].allows} disagreements \\(${seeded.agents["support-bot"].allows} allow→deny, 0 deny→allow\\)`),
+      new RegExp(`${decided} decisions evaluated, ${seeded.agents["support-bot"].allows} disagreements \\(${seeded.agents["support-bot"].allows} allow→deny, 0 deny→allow, 0 between deny and approval required\\)`),
     );
     const replay = (await region(w.page, "Replays")).getByTestId("replays").locator("tbody tr").first();
     await expect(replay.locator("td").allTextContents()).resolves.toEqual([
@@ -331,8 +345,9 @@ describe("the console in Chromium", () => {
       expect.any(String),
       expect.any(String),
       "done",
-      String(seeded.totals.allow + seeded.totals.deny - seeded.agents["support-bot"].allows),
+      String(decided - seeded.agents["support-bot"].allows),
       String(seeded.agents["support-bot"].allows),
+      "0",
       "0",
       `Show ${seeded.agents["support-bot"].allows}`,
     ]);
@@ -348,22 +363,9 @@ describe("the console in Chromium", () => {
     beforeAll(async () => {
       const port = await freePort();
       const issuer = `http://127.0.0.1:${port}`;
-      oidc = await startTestServer("sqlite", {
-        env: {
-          CLAIIM_OIDC_ISSUER: issuer,
-          CLAIIM_OIDC_AUDIENCE: "urn:claiim:api",
-          CLAIIM_OIDC_JWKS_URL: `${issuer}/jwks`,
-          CLAIIM_CONSOLE_OIDC_CLIENT_ID: "claiim-console",
-          CLAIIM_CONSOLE_OIDC_RESOURCE: "urn:claiim:api",
-          CLAIIM_CONSOLE_OIDC_SCOPE: "openid profile email claiim",
-        },
-      });
+      oidc = await startTestServer("sqlite", { env: oidcEnv(issuer) });
       await oidc.http.post("/v1/organizations").set({ Authorization: `Bearer ${oidc.admin}` }).send({ slug: "acme", name: "Acme" }).expect(201);
-      idp = spawn(process.execPath, [path.join(__dirname, "../support/oidc-provider.mjs"), String(port), `${oidc.claiim.url}/console/callback`, "urn:claiim:api"], { stdio: ["ignore", "pipe", "pipe"] });
-      await new Promise<void>((resolve, reject) => {
-        idp.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
-        idp.once("exit", (code) => reject(new Error(`the OIDC provider exited (${code})`)));
-      });
+      idp = await startOidcProvider(port, `${oidc.claiim.url}/console/callback`, "urn:claiim:api");
     });
     afterAll(async () => {
       idp?.kill();
@@ -406,23 +408,3 @@ describe("the console in Chromium", () => {
     });
   });
 });
-
-/** Waits (10 s at most) until `done` holds, for what the page shows after an answer comes. */
-async function until(done: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error("the page did not get there in 10 s");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

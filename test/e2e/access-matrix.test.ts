@@ -27,7 +27,7 @@ const MAY: Record<string, Who[]> = {
   "GET /v1/agents/{id}/credentials": ["admin", "agent_manager", "auditor"],
   "DELETE /v1/agents/{id}/credentials/{credential_id}": ["admin", "agent_manager"],
   "GET /v1/inventory/agents": ["admin", "agent_manager", "auditor"],
-  "GET /v1/me": ["admin", "agent_manager", "auditor", "policy_author"],
+  "GET /v1/me": ["admin", "agent_manager", "auditor", "policy_author", "approver"],
   "GET /v1/agents/{id}/permissions": ["admin", "agent_manager", "auditor"],
   "POST /v1/agents/{id}/clients": ["admin", "agent_manager"],
   "GET /v1/agents/{id}/clients": ["admin", "agent_manager", "auditor"],

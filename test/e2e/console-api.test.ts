@@ -1,5 +1,6 @@
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
+import { FakeIdp } from "../support/fake-idp";
 
 // What the console needs of the API, and nothing the API did not already promise: newest-first
 // Chron pages, the explorer's filters, paged agents and humans, and who the caller is.
@@ -9,6 +10,7 @@ const ask = (resource: string) => ({ action: "deploy", resource, purpose: "relea
 
 describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
   let s: TestServer;
+  const idp = new FakeIdp();
   let agentId: string;
   let globexAgentId: string;
   let globexAuditor: string;
@@ -17,7 +19,8 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
   const records = async (query: string, token = s.admin) => (await s.http.get(`/v1/chron/records?${query}`).set(bearer(token)).expect(200)).body;
 
   beforeAll(async () => {
-    s = await startTestServer(kind);
+    await idp.start();
+    s = await startTestServer(kind, { env: idp.env() });
     for (const org of ["acme", "globex"]) {
       await s.http.post("/v1/organizations").set(admin()).send({ slug: org, name: org }).expect(201);
       await s.http.post("/v1/humans").set(admin()).send({ organization: org, name: `Owner of ${org}`, email: `owner@${org}.example` }).expect(201);
@@ -29,14 +32,19 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
     globexAgentId = (await s.http.post("/v1/agents").set(admin()).send({ organization: "globex", name: "deploy-bot", owner: "owner@globex.example", skills: [skill] }).expect(201)).body.id;
     const token = (await s.http.post(`/v1/agents/${agentId}/credentials`).set(admin()).send({}).expect(201)).body.token;
     const globexToken = (await s.http.post(`/v1/agents/${globexAgentId}/credentials`).set(admin()).send({}).expect(201)).body.token;
+    // Of acme's twelve: four allowed (staging), four denied (no rule permits "dev"), four waiting
+    // for a human (production: one approval, asked for once and answered with it three more times).
+    const ANSWERS: Record<string, string> = { staging: "allow", dev: "deny", production: "approval_required" };
     for (let i = 0; i < 12; i++) {
-      await s.http.post("/v1/decisions").set(bearer(token)).send(ask(i % 3 === 0 ? "production" : "staging")).expect(200);
-      if (i % 4 === 0) await s.http.post("/v1/decisions").set(bearer(globexToken)).send(ask("production")).expect(200);
+      const resource = ["production", "staging", "dev"][i % 3];
+      expect((await s.http.post("/v1/decisions").set(bearer(token)).send(ask(resource)).expect(200)).body.decision).toBe(ANSWERS[resource]);
+      if (i % 4 === 0) expect((await s.http.post("/v1/decisions").set(bearer(globexToken)).send(ask("production")).expect(200)).body.decision).toBe("approval_required");
     }
     globexAuditor = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "globex audit", role: "auditor", organization: "globex" }).expect(201)).body.secret;
   });
   afterAll(async () => {
     await s?.stop();
+    await idp.stop();
   });
 
   test("newest first: pages are descending, complete and disjoint, and each cursor belongs to one order", async () => {
@@ -59,10 +67,25 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
     expect((await s.http.get("/v1/chron/records?order=sideways").set(admin()).expect(400)).body.code).toBe("validation_failed");
   });
 
-  test("the explorer's filters: action (an event's type too), policy version, sequence range, combined with newest first", async () => {
-    const denies = await records(`agent=${agentId}&decision=deny&order=desc`);
-    expect(denies.records).toHaveLength(4);
-    expect(denies.records.every((r: { decision: string; agent: { id: string }; resource: string }) => r.decision === "deny" && r.agent.id === agentId && r.resource === "production")).toBe(true);
+  test("the explorer's filters: each outcome (approval_required too), action (an event's type too), policy version, sequence range, combined with newest first", async () => {
+    type Decided = { seq: number; decision: string; agent: { id: string }; resource: string; reason_codes: string[]; approval?: { id: string; status: string } };
+    const denies: Decided[] = (await records(`agent=${agentId}&decision=deny&order=desc`)).records;
+    expect(denies.map((r) => [r.decision, r.agent.id, r.resource, r.reason_codes])).toEqual(Array(4).fill(["deny", agentId, "dev", ["no_rule_permits"]]));
+    expect(denies.map((r) => r.seq)).toEqual([...denies.map((r) => r.seq)].sort((a, b) => b - a));
+    const waiting: Decided[] = (await records(`agent=${agentId}&decision=approval_required&order=desc`)).records;
+    expect(waiting.map((r) => [r.decision, r.agent.id, r.resource, r.reason_codes])).toEqual(Array(4).fill(["approval_required", agentId, "production", ["approval_required"]]));
+    // One approval, asked for by the first and named by every later ask of the same request.
+    expect(new Set(waiting.map((r) => r.approval?.id)).size).toBe(1);
+    expect(waiting.every((r) => r.approval?.status === "pending")).toBe(true);
+    expect((await records(`agent=${agentId}&decision=allow`)).records.map((r: Decided) => r.resource)).toEqual(Array(4).fill("staging"));
+    expect((await records("decision=approval_required")).records).toHaveLength(7);
+    expect((await records("action=approval.requested")).records.map((r: { agent: { id: string } }) => r.agent.id).sort()).toEqual([agentId, globexAgentId].sort());
+    expect((await s.http.get("/v1/chron/records?decision=maybe").set(admin()).expect(400)).body.code).toBe("validation_failed");
+    // The dashboard's counts: the three outcomes apart, and the approvals asked for.
+    const today = `from=${new Date(Date.now() - 86_400_000).toISOString()}&to=${new Date(Date.now() + 60_000).toISOString()}`;
+    const summary = (await s.http.get(`/v1/chron/summary?${today}`).set(admin()).expect(200)).body;
+    expect(summary.totals).toMatchObject({ allow: 4, deny: 4, approval_required: 7, approvals: { requested: 2, approved: 0, rejected: 0, expired: 0, used: 0 } });
+    expect((await s.http.get(`/v1/chron/summary?${today}`).set(bearer(globexAuditor)).expect(200)).body.totals).toMatchObject({ allow: 0, deny: 0, approval_required: 3, approvals: { requested: 1 } });
     expect((await records("action=deploy&kind=decision")).records).toHaveLength(15);
     expect((await records("action=agent.registered")).records.map((r: { type: string }) => r.type)).toEqual(Array(9).fill("agent.registered"));
     expect((await records("policy_version=1&kind=decision")).records).toHaveLength(15);
@@ -110,9 +133,17 @@ describe.each(databaseKinds())("the API the console uses, on %s", (kind) => {
     expect(next.next_cursor).toBeNull();
   });
 
-  test("GET /v1/me names the caller, its roles and its organisation; agents are refused", async () => {
+  test("GET /v1/me names the caller (a key of any role, or a signed-in human with or without a role), its roles and its organisation; agents are refused", async () => {
     expect((await s.http.get("/v1/me").set(admin()).expect(200)).body).toMatchObject({ kind: "api_key", roles: ["admin"], organization: null });
     expect((await s.http.get("/v1/me").set(bearer(globexAuditor)).expect(200)).body).toMatchObject({ kind: "api_key", name: "globex audit", roles: ["auditor"], organization: "globex" });
+    const approver = (await s.http.post("/v1/api-keys").set(admin()).send({ name: "acme bridge", role: "approver", organization: "acme" }).expect(201)).body.secret;
+    expect((await s.http.get("/v1/me").set(bearer(approver)).expect(200)).body).toMatchObject({ kind: "api_key", name: "acme bridge", roles: ["approver"], organization: "acme" });
+    // A human signed in with the identity provider needs no role to sign in to the console: an
+    // accountable human answers the approvals that name them. /v1/me grants nothing by itself.
+    const owner = await idp.sign({ name: "Owner of acme", email: "owner@acme.example", claiim_org: "acme" }, { sub: "00u-owner" });
+    expect((await s.http.get("/v1/me").set(bearer(owner)).expect(200)).body).toEqual({ kind: "human", id: expect.stringContaining("00u-owner"), name: "Owner of acme", roles: [], organization: "acme" });
+    expect((await s.http.get("/v1/chron/records").set(bearer(owner)).expect(403)).body.code).toBe("role_not_allowed");
+    expect((await s.http.get("/v1/approvals?approver=me").set(bearer(owner)).expect(200)).body.approvals.map((a: { agent: { id: string } }) => a.agent.id)).toEqual([agentId]);
     const token = (await s.http.post(`/v1/agents/${agentId}/credentials`).set(admin()).send({}).expect(201)).body.token;
     expect((await s.http.get("/v1/me").set(bearer(token)).expect(403)).body.code).toBe("agent_not_allowed");
     expect((await s.http.get("/v1/me").expect(401)).body.code).toBe("credential_missing");

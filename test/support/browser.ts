@@ -1,9 +1,11 @@
 /// <reference lib="dom" />
 // Functions passed to page.evaluate run in the browser: the DOM types are for them.
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
 
 const ROOT = path.resolve(__dirname, "../..");
 /** Screenshots of every page the browser tests visit (gitignored; CI keeps them as artefacts). */
@@ -63,6 +65,20 @@ export async function openPage(browser: Browser, origin: string): Promise<Watche
   return { origin, context, page, requests, problems, downloads: fs.mkdtempSync(path.join(os.tmpdir(), "claiim-downloads-")) };
 }
 
+/**
+ * Closes what a test opened, and holds each page to the console's promises: nothing fetched from
+ * anywhere but CLAIIM, no CSP violation, no script error. A test that went through an identity
+ * provider checks its requests itself and empties them.
+ */
+export async function closeChecked(open: Watched[]): Promise<void> {
+  for (const w of open.splice(0)) {
+    const outside = w.requests.filter((u) => !u.startsWith(`${w.origin}/`) && !u.startsWith("blob:") && !u.startsWith("data:"));
+    await w.context.close();
+    expect(outside).toEqual([]);
+    expect(w.problems).toEqual([]);
+  }
+}
+
 /** Moves within the console as its own links do: no reload, so the in-memory session stays. */
 export async function go(page: Page, consolePath: string): Promise<void> {
   await page.evaluate((p) => {
@@ -105,4 +121,81 @@ export async function seriousViolations(page: Page): Promise<string[]> {
     return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
   });
   return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
+/** Signs in on the console's page with an API key, as a user pastes one, and waits until signed in. */
+export async function signIn(w: Watched, key: string): Promise<void> {
+  await w.page.goto(`${w.origin}/console/`);
+  await w.page.getByRole("textbox", { name: "API key" }).fill(key);
+  await w.page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await w.page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+/** Every page is checked the same way: a screenshot, and no serious accessibility violation. */
+export async function check(page: Page, name: string, readme?: string): Promise<void> {
+  await shot(page, name, readme);
+  expect(await seriousViolations(page)).toEqual([]);
+}
+
+/** A titled section of the page, once what it shows has loaded (aria-busy false). */
+export async function region(page: Page, name: string): Promise<Locator> {
+  const r = page.getByRole("region", { name, exact: true });
+  await r.and(page.locator('[aria-busy="false"]')).waitFor();
+  return r;
+}
+
+/** Waits (10 s at most) until `done` holds, for what the page shows after an answer comes. */
+export async function until(done: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error("the page did not get there in 10 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A real OpenID Connect provider (test/support/oidc-provider.mjs) on loopback, once it listens. */
+export async function startOidcProvider(port: number, redirectUri: string, resource: string): Promise<ChildProcess> {
+  const idp = spawn(process.execPath, [path.join(__dirname, "oidc-provider.mjs"), String(port), redirectUri, resource], { stdio: ["ignore", "pipe", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    idp.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+    idp.once("exit", (code) => reject(new Error(`the OIDC provider exited (${code})`)));
+  });
+  return idp;
+}
+
+/** What CLAIIM needs to trust that provider, and to offer its sign-in in the console. */
+export function oidcEnv(issuer: string): Record<string, string> {
+  return {
+    CLAIIM_OIDC_ISSUER: issuer,
+    CLAIIM_OIDC_AUDIENCE: "urn:claiim:api",
+    CLAIIM_OIDC_JWKS_URL: `${issuer}/jwks`,
+    CLAIIM_CONSOLE_OIDC_CLIENT_ID: "claiim-console",
+    CLAIIM_CONSOLE_OIDC_RESOURCE: "urn:claiim:api",
+    CLAIIM_CONSOLE_OIDC_SCOPE: "openid profile email claiim",
+  };
+}
+
+/**
+ * Signs in through that provider's own pages (its dev interactions) as `login`, starting from
+ * `consolePath` (where the provider sends the browser back), and waits until the console is at `landing`.
+ */
+export async function signInWithProvider(w: Watched, issuer: string, login: string, consolePath: string, landing: string | RegExp = `${w.origin}/console${consolePath}`): Promise<void> {
+  await w.page.goto(`${w.origin}/console${consolePath}`);
+  await w.page.getByRole("button", { name: /^Sign in with 127\.0\.0\.1/ }).click();
+  await w.page.waitForURL(`${issuer}/**`);
+  await w.page.locator("input[name=login]").fill(login);
+  await w.page.locator("input[name=password]").fill("anything");
+  await w.page.locator("button[type=submit]").click();
+  await w.page.waitForURL(landing);
 }

@@ -11,8 +11,12 @@ const [port, redirectUri, resource] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: "jwk" }), kid: "test-rsa-1", use: "sig", alg: "RS256" };
-// The people of this provider: whoever signs in as "alice" is an auditor of acme.
-const PEOPLE = { alice: { name: "Alice Auditor", email: "alice@acme.example", roles: ["auditor"], org: "acme" } };
+// The people of this provider: whoever signs in as "alice" is an auditor of acme; "olga" is a
+// human of acme with no CLAIIM role (she answers the approvals that name her, as accountable human).
+const PEOPLE = {
+  alice: { name: "Alice Auditor", email: "alice@acme.example", roles: ["auditor"], org: "acme" },
+  olga: { name: "Olga Ops", email: "olga@acme.example", roles: [], org: "acme" },
+};
 
 const provider = new Provider(issuer, {
   clients: [

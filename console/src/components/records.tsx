@@ -1,10 +1,15 @@
+import type { ReactNode } from "react";
 import { Link } from "wouter";
 import type { ChronRecord, Organization } from "../api";
 import { useApi } from "./hooks";
-import { DecisionBadge, Time, Field } from "./ui";
+import { DecisionBadge, Reasons, Time, Field } from "./ui";
 
-/** Decisions, each linking to its record: the dashboard's latest denials, an agent's recent decisions. */
-export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]; agentColumn: boolean }) {
+/**
+ * Records, each linking to its record page: the dashboard's latest denials, an agent's recent
+ * decisions, an approval's steps. With `step`, a column saying what each record did replaces the
+ * action and resource (the same request throughout, shown above it); an event shows its type there.
+ */
+export function DecisionTable({ records, agentColumn, step }: { records: ChronRecord[]; agentColumn: boolean; step?: (r: ChronRecord) => ReactNode }) {
   return (
     <table className="records">
       <thead>
@@ -12,15 +17,21 @@ export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]
           <th scope="col">Record</th>
           <th scope="col">Time</th>
           {agentColumn ? <th scope="col">Agent</th> : null}
-          <th scope="col">Action</th>
-          <th scope="col">Resource</th>
+          {step ? (
+            <th scope="col">Step</th>
+          ) : (
+            <>
+              <th scope="col">Action</th>
+              <th scope="col">Resource</th>
+            </>
+          )}
           <th scope="col">Decision</th>
           <th scope="col">Reasons</th>
         </tr>
       </thead>
       <tbody>
         {records.map((r) => (
-          <tr key={r.seq}>
+          <tr key={r.seq} data-seq={r.seq}>
             <td>
               <Link href={`/chron/records/${r.seq}`}>#{r.seq}</Link>
             </td>
@@ -28,12 +39,18 @@ export function DecisionTable({ records, agentColumn }: { records: ChronRecord[]
               <Time at={r.timestamp} />
             </td>
             {agentColumn ? <td>{r.agent?.name}</td> : null}
-            <td>{r.action}</td>
-            <td>{r.resource}</td>
+            {step ? (
+              <td>{step(r)}</td>
+            ) : (
+              <>
+                <td>{r.kind === "decision" ? r.action : r.type}</td>
+                <td>{r.kind === "decision" ? r.resource : (r.subject?.name ?? "")}</td>
+              </>
+            )}
             <td>
               <DecisionBadge decision={r.decision} />
             </td>
-            <td>{(r.reasons ?? []).join("; ")}</td>
+            <td>{r.kind === "decision" ? <Reasons reasons={r.reasons} codes={r.reason_codes} /> : (r.reason ?? "")}</td>
           </tr>
         ))}
       </tbody>

@@ -21,9 +21,44 @@ export function Loading({ what = "Loading" }: { what?: string }) {
   );
 }
 
+/** The three outcomes told apart: allow, deny, and approval required (nothing allowed yet, a human must say yes). */
 export function DecisionBadge({ decision }: { decision?: string | null }) {
   if (!decision) return <span className="badge neutral">event</span>;
+  if (decision === "approval_required") return <span className="badge wait">approval required</span>;
   return <span className={`badge ${decision === "allow" ? "ok" : "bad"}`}>{decision}</span>;
+}
+
+/**
+ * A decision's reasons, each with its stable code beside it (codes[i] is the code of reasons[i]).
+ * Records written before reason codes existed have none: their reasons are shown alone.
+ */
+export function Reasons({ reasons, codes, list }: { reasons?: string[]; codes?: string[]; list?: boolean }) {
+  const all = reasons ?? [];
+  if (all.length === 0) return <span className="muted">—</span>;
+  const one = (r: string, i: number) => (
+    <>
+      {codes?.[i] ? <code className="reason-code">{codes[i]}</code> : null} {r}
+    </>
+  );
+  if (list) {
+    return (
+      <ul className="reasons">
+        {all.map((r, i) => (
+          <li key={i}>{one(r, i)}</li>
+        ))}
+      </ul>
+    );
+  }
+  return (
+    <>
+      {all.map((r, i) => (
+        <span key={i}>
+          {i > 0 ? "; " : null}
+          {one(r, i)}
+        </span>
+      ))}
+    </>
+  );
 }
 
 export function StatusBadge({ status }: { status: string }) {

@@ -1,9 +1,10 @@
 import { useState, type FormEvent } from "react";
 import { Link, useParams } from "wouter";
-import { ApiError, postJson, query, type Agent, type Permissions, type RecordPage } from "../api";
+import { ApiError, postJson, query, type Agent, type Approval, type Permissions, type RecordPage } from "../api";
 import { useApi, useTitle } from "../components/hooks";
-import { DecisionBadge, Loading, Problem, Section, StatusBadge, Time } from "../components/ui";
+import { DecisionBadge, Loading, Problem, Reasons, Section, StatusBadge, Time } from "../components/ui";
 import { DecisionTable } from "../components/records";
+import { ApprovalStatusBadge, Expiry } from "../components/approvals";
 import { can, useSession } from "../session";
 
 export function AgentDetail() {
@@ -70,6 +71,7 @@ export function AgentDetail() {
             </dl>
           </Section>
           {can(me, ["agent_manager"]) ? <Lifecycle agent={a} onChange={agent.reload} /> : null}
+          <OpenApprovals agent={a} />
           <Section title="Effective permissions" busy={permissions.loading}>
             <Problem error={permissions.error} what="The permissions could not be computed" />
             {permissions.data ? (
@@ -99,9 +101,11 @@ export function AgentDetail() {
                           <td>{m.action}</td>
                           <td>{m.resource}</td>
                           <td>
-                            <DecisionBadge decision={m.allow ? "allow" : "deny"} />
+                            <DecisionBadge decision={m.decision ?? (m.allow ? "allow" : "deny")} />
                           </td>
-                          <td>{m.reasons.join("; ")}</td>
+                          <td>
+                            <Reasons reasons={m.reasons} codes={m.reason_codes} />
+                          </td>
                         </tr>
                       ))}
                     </tbody>
@@ -183,6 +187,41 @@ function Lifecycle({ agent, onChange }: { agent: Agent; onChange(): void }) {
         <p role="status" className="notice">
           {done}
         </p>
+      ) : null}
+    </Section>
+  );
+}
+
+/** What this agent waits for: its approvals still open (pending, or approved and not yet used). */
+function OpenApprovals({ agent }: { agent: Agent }) {
+  // One status at a time, as the API filters: closed approvals never crowd out an open one.
+  const pending = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, status: "pending", limit: 100 })}`);
+  const approved = useApi<{ approvals: Approval[] }>(`/v1/approvals${query({ agent: agent.id, status: "approved", limit: 100 })}`);
+  const open = [...(pending.data?.approvals ?? []), ...(approved.data?.approvals ?? [])];
+  const list = { loading: pending.loading || approved.loading, error: pending.error ?? approved.error, data: pending.data && approved.data };
+  return (
+    <Section
+      title="Open approvals"
+      busy={list.loading}
+      actions={
+        <Link className="button secondary" href={`/approvals${query({ agent: agent.id, status: "any", approver: "any" })}`}>
+          All its approvals
+        </Link>
+      }
+    >
+      <Problem error={list.error} what="The approvals could not be read" />
+      {list.data && open.length === 0 ? <p className="muted">None: {agent.name} waits for no human.</p> : null}
+      {open.length ? (
+        <ul className="plain">
+          {open.map((a) => (
+            <li key={a.id}>
+              <Link href={`/approvals/${a.id}`}>
+                {a.request.action} {a.request.resource}
+              </Link>{" "}
+              <ApprovalStatusBadge status={a.status} /> <span className="muted">expires</span> <Expiry approval={a} />
+            </li>
+          ))}
+        </ul>
       ) : null}
     </Section>
   );

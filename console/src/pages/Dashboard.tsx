@@ -5,13 +5,18 @@ import { query, type RecordPage, type Summary } from "../api";
 import { useApi, useTitle } from "../components/hooks";
 import { Loading, Problem, Section, Time } from "../components/ui";
 import { DecisionTable } from "../components/records";
-import { useSession } from "../session";
+import { can, useSession } from "../session";
+import { APPROVALS_ROLES } from "./Approvals";
 
 const RANGES = [7, 30, 90] as const;
 const ALLOW = "#1a7f37";
 const DENY = "#b42318";
+const WAIT = "#9a6700";
 
-type Row = { name: string; allow: number; deny: number };
+/** The three outcomes of a decision: allowed, denied, or waiting for a human's approval. */
+type Tally = { allow: number; deny: number; approval_required: number };
+type Row = Tally & { name: string };
+const sum = (t: Tally) => t.allow + t.deny + t.approval_required;
 
 /** The window of the last `days` UTC days, today included: [from, to). */
 function window(days: number): { from: string; to: string } {
@@ -23,20 +28,28 @@ function window(days: number): { from: string; to: string } {
 }
 
 /** Adds up a breakdown over the days, largest first, the rest summed as "others". */
-function total<T extends { allow: number; deny: number }>(summary: Summary, pick: (d: Summary["days"][number]) => T[], name: (t: T) => string, top = 8): Row[] {
+function total<T extends Tally>(summary: Summary, pick: (d: Summary["days"][number]) => T[], name: (t: T) => string, top = 8): Row[] {
   const sums = new Map<string, Row>();
   for (const day of summary.days) {
     for (const t of pick(day)) {
       const key = name(t);
-      const row = sums.get(key) ?? { name: key, allow: 0, deny: 0 };
+      const row = sums.get(key) ?? { name: key, allow: 0, deny: 0, approval_required: 0 };
       row.allow += t.allow;
       row.deny += t.deny;
+      row.approval_required += t.approval_required;
       sums.set(key, row);
     }
   }
-  const rows = [...sums.values()].sort((a, b) => b.allow + b.deny - (a.allow + a.deny));
+  const rows = [...sums.values()].sort((a, b) => sum(b) - sum(a));
   if (rows.length <= top) return rows;
-  const rest = rows.slice(top).reduce((o, r) => ({ name: o.name, allow: o.allow + r.allow, deny: o.deny + r.deny }), { name: `${rows.length - top} others`, allow: 0, deny: 0 });
+  const rest = rows
+    .slice(top)
+    .reduce((o, r) => ({ name: o.name, allow: o.allow + r.allow, deny: o.deny + r.deny, approval_required: o.approval_required + r.approval_required }), {
+      name: `${rows.length - top} others`,
+      allow: 0,
+      deny: 0,
+      approval_required: 0,
+    });
   return [...rows.slice(0, top), rest];
 }
 
@@ -46,7 +59,8 @@ function everyDay(span: { from: string; to: string }, summary: Summary): Row[] {
   const rows: Row[] = [];
   for (let t = Date.parse(span.from); t < Date.parse(span.to); t += 86_400_000) {
     const day = new Date(t).toISOString().slice(0, 10);
-    rows.push({ name: day, allow: counted.get(day)?.allow ?? 0, deny: counted.get(day)?.deny ?? 0 });
+    const d = counted.get(day);
+    rows.push({ name: day, allow: d?.allow ?? 0, deny: d?.deny ?? 0, approval_required: d?.approval_required ?? 0 });
   }
   return rows;
 }
@@ -61,7 +75,7 @@ function Chart({ title, rows, horizontal, what }: { title: string; rows: Row[]; 
       {rows.length === 0 ? (
         <p className="muted">No decisions in this window.</p>
       ) : (
-        <div role="img" aria-label={`${title}: bar chart of allows and denies by ${what}; the table below has the numbers`}>
+        <div role="img" aria-label={`${title}: bar chart of allows, denies and approvals required by ${what}; the table below has the numbers`}>
           <ResponsiveContainer width="100%" height={height}>
             <BarChart data={rows} layout={horizontal ? "vertical" : "horizontal"} margin={{ left: 8, right: 16, top: 8, bottom: 8 }} accessibilityLayer={false}>
               <CartesianGrid strokeDasharray="3 3" />
@@ -79,6 +93,7 @@ function Chart({ title, rows, horizontal, what }: { title: string; rows: Row[]; 
               <Tooltip />
               <Legend />
               <Bar dataKey="allow" name="Allows" stackId="d" fill={ALLOW} isAnimationActive={false} />
+              <Bar dataKey="approval_required" name="Approval required" stackId="d" fill={WAIT} isAnimationActive={false} />
               <Bar dataKey="deny" name="Denies" stackId="d" fill={DENY} isAnimationActive={false} />
             </BarChart>
           </ResponsiveContainer>
@@ -92,6 +107,7 @@ function Chart({ title, rows, horizontal, what }: { title: string; rows: Row[]; 
             <tr>
               <th scope="col">{what}</th>
               <th scope="col">Allows</th>
+              <th scope="col">Approval required</th>
               <th scope="col">Denies</th>
             </tr>
           </thead>
@@ -100,6 +116,7 @@ function Chart({ title, rows, horizontal, what }: { title: string; rows: Row[]; 
               <tr key={r.name}>
                 <th scope="row">{r.name}</th>
                 <td>{r.allow}</td>
+                <td>{r.approval_required}</td>
                 <td>{r.deny}</td>
               </tr>
             ))}
@@ -110,7 +127,7 @@ function Chart({ title, rows, horizontal, what }: { title: string; rows: Row[]; 
   );
 }
 
-function Tile({ label, value, testId, tone }: { label: string; value: string | number; testId?: string; tone?: "ok" | "bad" }) {
+function Tile({ label, value, testId, tone }: { label: string; value: string | number; testId?: string; tone?: "ok" | "bad" | "wait" }) {
   return (
     <div className={`tile${tone ? ` ${tone}` : ""}`}>
       <span className="tile-label">{label}</span>
@@ -140,7 +157,8 @@ export function Dashboard() {
       },
     [s, span],
   );
-  const decided = s ? s.totals.allow + s.totals.deny : 0;
+  const decided = s ? sum(s.totals) : 0;
+  const approvals = s?.totals.approvals;
 
   return (
     <>
@@ -168,10 +186,32 @@ export function Dashboard() {
           <div className="tiles" aria-label="Totals">
             <Tile label="Decisions" value={decided} testId="total-decisions" />
             <Tile label="Allows" value={s.totals.allow} testId="total-allows" tone="ok" />
+            <Tile label="Approval required" value={s.totals.approval_required} testId="total-approval-required" tone="wait" />
             <Tile label="Denies" value={s.totals.deny} testId="total-denies" tone="bad" />
             <Tile label="Deny rate" value={decided ? `${((100 * s.totals.deny) / decided).toFixed(1)} %` : "—"} />
           </div>
-          <Section title="Allows and denies over time">
+          {approvals ? (
+            <Section
+              title="Human approvals"
+              actions={
+                can(me, APPROVALS_ROLES) ? (
+                  <Link href="/approvals" className="button secondary">
+                    Pending approvals
+                  </Link>
+                ) : undefined
+              }
+            >
+              <p className="muted">What humans were asked to approve in this window, and what became of it (approval events in Chron).</p>
+              <div className="tiles" aria-label="Approvals">
+                <Tile label="Requested" value={approvals.requested} testId="approvals-requested" tone="wait" />
+                <Tile label="Approved" value={approvals.approved} testId="approvals-approved" tone="ok" />
+                <Tile label="Rejected" value={approvals.rejected} testId="approvals-rejected" tone="bad" />
+                <Tile label="Expired" value={approvals.expired} testId="approvals-expired" />
+                <Tile label="Used" value={approvals.used} testId="approvals-used" tone="ok" />
+              </div>
+            </Section>
+          ) : null}
+          <Section title="Decisions over time">
             <Chart title="Per day (UTC)" rows={charts.days} what="Day" />
           </Section>
           <div className="grid2">

@@ -4,7 +4,7 @@ import { ApiError, download, query, type Agent, type ChronRecord, type Human, ty
 import { OrgSelect } from "../components/records";
 import { useApi, useTitle } from "../components/hooks";
 import { Picker } from "../components/picker";
-import { Command, DecisionBadge, Loading, Pager, Problem, Section, Time, Field } from "../components/ui";
+import { Command, DecisionBadge, Loading, Pager, Problem, Reasons, Section, Time, Field } from "../components/ui";
 import { useFirstBad, VerifyBanner } from "../components/verify";
 
 /** The explorer's filters: the API's own, kept in the address so a view can be linked to. */
@@ -85,6 +85,7 @@ export function Explorer() {
                 <option value="">any</option>
                 <option value="allow">allow</option>
                 <option value="deny">deny</option>
+                <option value="approval_required">approval required</option>
               </select>
             )}
           </Field>
@@ -174,7 +175,7 @@ function RecordTable({ records, firstBad }: { records: ChronRecord[]; firstBad: 
               <td>
                 <DecisionBadge decision={r.decision} />
               </td>
-              <td>{r.kind === "decision" ? (r.reasons ?? []).join("; ") : (r.reason ?? "")}</td>
+              <td>{r.kind === "decision" ? <Reasons reasons={r.reasons} codes={r.reason_codes} /> : (r.reason ?? "")}</td>
             </tr>
           ))}
         </tbody>

@@ -221,7 +221,7 @@ function ShadowSection() {
         <>
           <p data-testid="shadow-report">
             Version {r.shadow_version} since <Time at={r.from} />: {r.evaluated} decisions evaluated, {r.disagreements} disagreements ({r.allow_to_deny} allow→deny, {r.deny_to_allow}{" "}
-            deny→allow).
+            deny→allow, {r.approval_changes} between deny and approval required).
           </p>
           {r.by_action.length ? (
             <table>
@@ -232,6 +232,7 @@ function ShadowSection() {
                   <th scope="col">Evaluated</th>
                   <th scope="col">Allow→deny</th>
                   <th scope="col">Deny→allow</th>
+                  <th scope="col">Deny↔approval</th>
                 </tr>
               </thead>
               <tbody>
@@ -241,6 +242,7 @@ function ShadowSection() {
                     <td>{a.evaluated}</td>
                     <td>{a.allow_to_deny}</td>
                     <td>{a.deny_to_allow}</td>
+                    <td>{a.approval_changes}</td>
                   </tr>
                 ))}
               </tbody>
@@ -279,6 +281,7 @@ function Replays({ versions, canStart }: { versions: PolicyVersion[]; canStart: 
               <th scope="col">Unchanged</th>
               <th scope="col">Allow→deny</th>
               <th scope="col">Deny→allow</th>
+              <th scope="col">Deny↔approval</th>
               <th scope="col">Changes</th>
             </tr>
           </thead>
@@ -294,7 +297,11 @@ function Replays({ versions, canStart }: { versions: PolicyVersion[]; canStart: 
 }
 
 function ReplayRow({ replay: r, open, onToggle }: { replay: Replay; open: boolean; onToggle(): void }) {
-  const changes = [...r.allow_to_deny.records.map((c) => ({ ...c, dir: "allow→deny" })), ...r.deny_to_allow.records.map((c) => ({ ...c, dir: "deny→allow" }))];
+  const changes = [
+    ...r.allow_to_deny.records.map((c) => ({ ...c, dir: `allow→${c.replayed.decision}` })),
+    ...r.deny_to_allow.records.map((c) => ({ ...c, dir: `${c.recorded.decision}→allow` })),
+    ...r.approval_changes.records.map((c) => ({ ...c, dir: `${c.recorded.decision}→${c.replayed.decision}` })),
+  ];
   return (
     <>
       <tr>
@@ -311,6 +318,7 @@ function ReplayRow({ replay: r, open, onToggle }: { replay: Replay; open: boolea
         <td>{r.unchanged}</td>
         <td>{r.allow_to_deny.count}</td>
         <td>{r.deny_to_allow.count}</td>
+        <td>{r.approval_changes.count}</td>
         <td>
           {changes.length ? (
             <button type="button" className="secondary small" aria-expanded={open} onClick={onToggle}>
@@ -323,7 +331,7 @@ function ReplayRow({ replay: r, open, onToggle }: { replay: Replay; open: boolea
       </tr>
       {open ? (
         <tr>
-          <td colSpan={8}>
+          <td colSpan={9}>
             <table>
               <caption>Decisions that version {r.version} would change{r.truncated ? " (the first ones; counts are complete)" : ""}</caption>
               <thead>

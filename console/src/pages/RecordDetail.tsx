@@ -2,8 +2,9 @@ import { useEffect, useState } from "react";
 import { Link, useParams } from "wouter";
 import canonicalize from "canonicalize";
 import { query, type ChronRecord, type RecordPage } from "../api";
+import { approverName, ApprovalStatusBadge } from "../components/approvals";
 import { useApi, useTitle } from "../components/hooks";
-import { DecisionBadge, Hash, Loading, Problem, Section, Time } from "../components/ui";
+import { DecisionBadge, Hash, Loading, Problem, Reasons, Section, Time } from "../components/ui";
 import { useFirstBad, VerifyBanner } from "../components/verify";
 
 const one = (seq: number) => `/v1/chron/records${query({ from_seq: seq, to_seq: seq, limit: 1 })}`;
@@ -98,14 +99,38 @@ export function RecordDetail() {
                   <Field name="Decision">
                     <DecisionBadge decision={record.decision} />
                   </Field>
-                  <Field name="Reasons">{(record.reasons ?? []).length ? <ul>{record.reasons!.map((r) => <li key={r}>{r}</li>)}</ul> : "—"}</Field>
+                  {record.policy_decision && record.policy_decision !== record.decision ? (
+                    <Field name="The policy answered">
+                      <DecisionBadge decision={record.policy_decision} /> <span className="muted">before the approval was looked at</span>
+                    </Field>
+                  ) : null}
+                  <Field name="Reasons">
+                    <Reasons reasons={record.reasons} codes={record.reason_codes} list />
+                  </Field>
+                  {record.approval ? (
+                    <Field name="Approval">
+                      <Link href={`/approvals/${record.approval.id}`}>{record.approval.id}</Link> <ApprovalStatusBadge status={record.approval.status} />
+                      <span className="muted">when recorded</span>
+                      {record.approval.approved_by ? <>; approved by {approverName(record.approval.approved_by)}</> : null}; expires <Time at={record.approval.expires_at} />
+                    </Field>
+                  ) : null}
                   <Field name="Policy">{record.policy ? `version ${record.policy.version} (${record.policy.revision})` : "none active"}</Field>
                 </>
               ) : (
                 <>
                   <Field name="Type">{record.type}</Field>
                   <Field name="Actor">{record.actor ? `${record.actor.name} (${record.actor.type})` : "—"}</Field>
-                  <Field name="Subject">{record.subject ? `${record.subject.type} ${record.subject.name}` : "—"}</Field>
+                  <Field name="Subject">
+                    {record.subject?.type === "approval" ? (
+                      <>
+                        approval <Link href={`/approvals/${record.subject.id}`}>{record.subject.id}</Link> ({record.subject.name})
+                      </>
+                    ) : record.subject ? (
+                      `${record.subject.type} ${record.subject.name}`
+                    ) : (
+                      "—"
+                    )}
+                  </Field>
                   <Field name="Reason">{record.reason ?? "—"}</Field>
                 </>
               )}
