@@ -4,10 +4,10 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { createTwoFilesPatch } from "diff";
 import type { PolicySources } from "./opa-compiler";
-import type { PoolStats } from "./evaluation/pool";
 import type { BundleSummary, PolicyState } from "./policy-store";
 import type { ActivePolicy } from "./policy-engine";
 import type { EvaluationPool } from "./evaluation/pool";
+import type { PoolStats } from "./evaluation/types";
 
 export interface PublishRequest {
   files: PolicySources;

@@ -6,12 +6,12 @@ import type { LiveWork } from "../lib/pacer";
 import type { Serial } from "../lib/serial";
 import { actorName, ALL_ORGANIZATIONS, type Actor, type Scope } from "../shared/principal";
 import { checkWindow } from "../shared/windows";
-import type { TripEvent } from "./evaluation/pool";
 import { PooledPolicy, type ActivePolicy, type PolicyEngine } from "./policy-engine";
 import { BOUNDS, mayChangePolicy, STARTUP } from "./changes";
 import type { PolicyStore } from "./policy-store";
 import type { ShadowView } from "./policy-views";
 import { shadowReport, type ShadowReport } from "./shadow-report";
+import type { TripEvent } from "./evaluation/types";
 
 export interface ShadowDeps {
   store: PolicyStore;
