@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
+import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 
 export type DatabaseKind = "sqlite" | "postgresql";
 
@@ -45,6 +46,8 @@ export interface Config {
   idempotency: { ttlSeconds: number; maxKeys: number };
   /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
   approvals: ApprovalConfig;
+  /** Chron's signing key (a file, outside the database) and its witnesses. */
+  chronTrust: ChronTrustConfig;
 }
 
 /**
@@ -182,12 +185,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     chron: {
       maxBatch: intEnv(env, "CLAIIM_CHRON_MAX_BATCH", 256),
       checkpointEveryRecords: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_RECORDS", 1000),
-      checkpointEverySeconds: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_SECONDS", 60),
+      checkpointEverySeconds: intEnv(env, "CLAIIM_CHECKPOINT_EVERY_SECONDS", 1),
       jsonExportMax: intEnv(env, "CLAIIM_EXPORT_JSON_MAX_RECORDS", 10000),
     },
     bodyLimits: { default: 64 * 1024, policy: intEnv(env, "CLAIIM_POLICY_MAX_BYTES", 4 * 1024 * 1024) },
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: intEnv(env, "CLAIIM_IDEMPOTENCY_TTL_SECONDS", 24 * 3600), maxKeys: intEnv(env, "CLAIIM_IDEMPOTENCY_MAX_KEYS", 100_000) },
     approvals: approvalConfig(env, cwd),
+    chronTrust: chronTrustConfig(env, cwd, dataDir),
   };
 }

@@ -10,8 +10,10 @@ import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
 import type { IdentityStore } from "./identity/identity-store";
-import { loadOrCreateKeys, publish, SigningKeys } from "./identity/signing-keys";
-import { Checkpointer } from "./chron/checkpoints";
+import { SigningKeys } from "./identity/signing-keys";
+import type { Checkpointer } from "./chron/checkpoints";
+import { openChronKey, startChron } from "./chron/startup";
+import { publishChronKey, type ChronSigner } from "./chron/signer";
 import { ChronExporter } from "./chron/export";
 import { redact } from "./chron/redaction";
 import { ChronRetention } from "./chron/retention";
@@ -75,6 +77,8 @@ export interface Core {
   chron: ChronService;
   writer: ChronWriter;
   checkpointer: Checkpointer;
+  /** Chron's signing key (from its file): signs tree heads, tags records. */
+  chronSigner: ChronSigner;
   approvals: ApprovalService;
   routes: RouteSpec[];
   authenticator: Authenticator;
@@ -88,22 +92,32 @@ export interface Core {
  */
 export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-  // Every change of state is committed by the single Chron writer, with its record.
-  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
   // Decisions count themselves here; verification, reports and replays give way to them.
   const live = new LiveWork();
+  // WARNING: Chron is verified whole, against its signed heads and the witness, before anything is
+  // written: a tampered chain stops the start here, naming its first bad record.
+  const key = await openChronKey(config.chronTrust, stores.chron, stores.identity, logger);
+  const chronSigner = key.signer;
+  // Every change of state is committed by the single Chron writer, with its record, tagged by the Chron key.
+  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger, chronSigner);
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
-  const checkpointKeys = new SigningKeys("chron-checkpoint");
-  await loadOrCreateKeys(checkpointKeys, stores.identity, record);
-  const checkpointer = new Checkpointer(
-    stores.chron,
-    checkpointKeys,
-    { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
+  const { chron, checkpointer } = await startChron({
+    key,
+    trust: config.chronTrust,
+    policy: { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
+    store: stores.chron,
+    identity: stores.identity,
+    writer,
+    live,
     logger,
-  );
-  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
-  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live);
-  const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
+    userAgent: `CLAIIM/${VERSION}`,
+  });
+  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live, {
+    writerHead: () => writer.knownHead(),
+    lastWitnessed: () => checkpointer.lastWitnessed(),
+    signer: chronSigner,
+  });
+  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head));
 
   const signingKeys = new SigningKeys("agent-token");
   const identity = new IdentityService(stores.identity, signingKeys, tokenSettings, record, logger);
@@ -126,8 +140,6 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     live,
   });
   await policies.start(config.regoDir);
-  await checkpointer.start();
-  writer.onCommit((rows) => checkpointer.committed(rows));
 
   // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
   const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys, publicUrl: config.publicUrl });
@@ -194,7 +206,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const routes: RouteSpec[] = [
     ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
-    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
+    ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
     ...inventoryRoutes(identity, engine),
     ...oauthRoutes(oauth, identity, config.keyOverlapSeconds),
     ...decisionRoutes(decisions),
@@ -206,7 +218,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
   const registry = new OpenAPIRegistry();
   document(registry, routes);
   openapi = generateDocument(registry, VERSION);
-  return { identity, policies, engine, chron, writer, checkpointer, approvals, routes, authenticator, bootstrapCredentialFile };
+  return { identity, policies, engine, chron, writer, checkpointer, chronSigner, approvals, routes, authenticator, bootstrapCredentialFile };
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {

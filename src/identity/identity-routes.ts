@@ -63,7 +63,7 @@ const IssuedCredential = z
   .object({ credential_id: z.string(), token: z.string(), token_type: z.literal("Bearer"), kid: z.string(), expires_at: z.string() })
   .openapi("IssuedAgentCredential");
 
-export function identityRoutes(identity: IdentityService, jwks: () => { keys: Record<string, string>[] }): RouteSpec[] {
+export function identityRoutes(identity: IdentityService, jwks: () => { keys: Record<string, string | number>[] }): RouteSpec[] {
   const slugOf = (orgId: string | null) => (orgId ? (identity.organization(orgId)?.slug ?? orgId) : null);
   const orgView = (o: Organization) => ({ id: o.id, slug: o.slug, name: o.name, created_at: o.createdAt.toISOString() });
   const humanView = (h: Human) => ({ id: h.id, organization: slugOf(h.orgId)!, name: h.name, email: h.email, status: h.status, created_at: h.createdAt.toISOString() });

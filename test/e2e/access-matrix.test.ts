@@ -43,6 +43,7 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/approvals/{id}/reject": ["admin", "approver"],
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
+  "GET /v1/chron/consistency": ["admin", "auditor"],
   "GET /v1/chron/export": ["admin", "auditor"],
   "GET /v1/chron/summary": ["admin", "auditor"],
   "POST /v1/chron/retention": ["admin"],

@@ -338,6 +338,8 @@ async function startSecondProcess(s: TestServer): Promise<{ http: ReturnType<typ
     env: {
       ...process.env,
       DATABASE_URL: s.config.databaseUrl,
+      // A replica shares the Chron key (it signs and tags what it writes), and has its own witness log.
+      CLAIIM_CHRON_SIGNING_KEY_FILE: s.config.chronTrust.keys.keyFile,
       PORT: String(port),
       CLAIIM_DATA_DIR: path.join(dir, "data"),
       CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"),

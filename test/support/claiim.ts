@@ -53,7 +53,8 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
     admin,
     http: request(claiim.url),
     async restart(downMs = 0) {
-      await claiim.close();
+      // A start that failed (a tampered chain refused) left nothing running to close.
+      if (running) await claiim.close();
       running = false;
       if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       claiim = await startClaiim({ ...config, port: 0 }, logger);
