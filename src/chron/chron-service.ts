@@ -530,7 +530,7 @@ const BAD_TAG = "writer's tag does not match: the record was rewritten, or not w
  * signed head that verifies must carry a tag under the key CLAIIM signs with: only then were they
  * written by CLAIIM and not appended by someone else.
  */
-class TagTrail {
+export class TagTrail {
   private tagged = false;
   /** The first record since the last verified signed head whose tag does not prove it CLAIIM's. */
   private unproven: { seq: number; orgId: string | null; verdict: TagVerdict; reported: boolean } | null = null;

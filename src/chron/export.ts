@@ -6,7 +6,7 @@ import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-stor
 import { verifyCheckpoint } from "./checkpoints";
 import { MerkleFrontier, MerkleTree } from "./merkle";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
-import type { ChronService } from "./chron-service";
+import { TagTrail, type ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { ChronBrokenError } from "./checkpoints";
 import { ChronHaltedError } from "./chron-writer";
@@ -283,6 +283,7 @@ export class ChronExporter {
     };
     // Records after the last checkpoint of a contiguous export are vouched for by their tags alone.
     const lastSigned = header.checkpoints[header.checkpoints.length - 1]?.seq ?? 0;
+    const tags = new TagTrail(this.known.signer);
     yield format === "json" ? `{"header":${JSON.stringify(header)},"records":[` : line(header);
     if (format === "csv") yield stringify([["seq", "kind", "id", "timestamp", "prev_hash", "hash", "content", ...(tree ? ["merkle_proof"] : [])]]);
     let written = 0;
@@ -292,7 +293,7 @@ export class ChronExporter {
         const rows = await this.store.list(tree ? { ...filter, toSeq: header.last_seq } : { toSeq: header.last_seq }, after, PAGE);
         if (rows.length === 0) break;
         for (const row of rows) {
-          for (const p of this.rowProblems(row, !tree && row.seq > lastSigned)) yield problem(p);
+          for (const p of this.rowProblems(row, !tree && row.seq > lastSigned, tree ? null : tags)) yield problem(p);
           const p = proof(row.seq);
           if (format === "csv") {
             yield stringify([[row.seq, row.kind, row.id, new Date(row.tsMs).toISOString(), row.prevHash, row.hash, row.content, ...(p ? [JSON.stringify(p)] : [])]]);
@@ -319,8 +320,12 @@ export class ChronExporter {
   }
 
   /** What the server sees wrong with a row that the export cannot show: see ChronService.storedRowProblems; unsigned rows must carry CLAIIM's tag. */
-  private rowProblems(row: ChronRow, unsigned: boolean): ExportProblemLine[] {
-    const found = this.chron.storedRowProblems(row).map((p) => ({ chron_export: "problem" as const, seq: p.seq, problem: p.problem }));
+  private rowProblems(row: ChronRow, unsigned: boolean, tags: TagTrail | null): ExportProblemLine[] {
+    const own = this.chron.storedRowProblems(row);
+    // Along a contiguous export, an untagged record after tagged ones is one CLAIIM did not write.
+    const tagged = tags?.row(row);
+    if (tagged && !own.some((p) => p.problem === tagged.problem)) own.push(tagged);
+    const found = own.map((p) => ({ chron_export: "problem" as const, seq: p.seq, problem: p.problem }));
     const signer = this.known.signer;
     if (unsigned && signer && !found.length && tagVerdict(row.tag, row.hash, signer) !== "valid") {
       found.push({ chron_export: "problem", seq: row.seq, problem: "not written by CLAIIM: this record follows the last signed tree head and carries no valid writer's tag" });
