@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:http";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
 import { openDatabase, databaseAnswers, type Database } from "./db/database";
@@ -37,6 +38,7 @@ import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { ChronWriter } from "./chron/chron-writer";
 import { ChronService } from "./chron/chron-service";
 import { chronRoutes } from "./chron/chron-routes";
+import { ReceivedHeads, witnessRoutes } from "./chron/witness-receiver";
 import { DecisionService } from "./decisions/decision-service";
 import { decisionRoutes } from "./decisions/decision-routes";
 import { IdempotencyIndex } from "./decisions/idempotency";
@@ -213,6 +215,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
     ...agentRoutes(identity, engine),
     ...approvalRoutes(approvals, identity, directory, config.publicUrl),
     ...chronRoutes(chron, exporter, retention, identity),
+    ...witnessRoutes(new ReceivedHeads(path.join(config.chronTrust.witnessDir, "received"), logger)),
     ...policyRoutes(policies, new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger), config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();

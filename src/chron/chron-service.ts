@@ -522,6 +522,8 @@ class ProblemList {
 }
 
 const BAD_TAG = "writer's tag does not match: the record was rewritten, or not written by CLAIIM";
+/** A record after the last signed head that verifies, without CLAIIM's tag: appended by someone else, or (after the last signature was broken) no longer vouched for. */
+export const UNVOUCHED = "nothing vouches for this record: it follows the last signed tree head that verifies, and carries no valid writer's tag (CLAIIM tags every record it writes)";
 
 /**
  * The writer's tags along the walk. Every record CLAIIM writes is tagged; a tag that does not
@@ -580,7 +582,7 @@ export class TagTrail {
         problem:
           verdict === "other_key"
             ? "unsigned: this record follows the last signed tree head, and its tag is under a key CLAIIM no longer holds"
-            : "not written by CLAIIM: this record follows the last signed tree head and carries no valid writer's tag",
+            : UNVOUCHED,
       },
     };
   }

@@ -6,7 +6,7 @@ import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-stor
 import { verifyCheckpoint } from "./checkpoints";
 import { MerkleFrontier, MerkleTree } from "./merkle";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
-import { TagTrail, type ChronService } from "./chron-service";
+import { TagTrail, UNVOUCHED, type ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { ChronBrokenError } from "./checkpoints";
 import { ChronHaltedError } from "./chron-writer";
@@ -328,7 +328,7 @@ export class ChronExporter {
     const found = own.map((p) => ({ chron_export: "problem" as const, seq: p.seq, problem: p.problem }));
     const signer = this.known.signer;
     if (unsigned && signer && !found.length && tagVerdict(row.tag, row.hash, signer) !== "valid") {
-      found.push({ chron_export: "problem", seq: row.seq, problem: "not written by CLAIIM: this record follows the last signed tree head and carries no valid writer's tag" });
+      found.push({ chron_export: "problem", seq: row.seq, problem: UNVOUCHED });
     }
     return found;
   }

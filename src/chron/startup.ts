@@ -19,9 +19,13 @@ import { RemoteWitness, WitnessLog } from "./witness";
 export class ChronTamperedError extends Error {
   constructor(readonly result: VerifyResult) {
     const first = result.first_bad!;
+    const unknownKey = result.problems.some((p) => /signed by an unknown key/.test(p.problem));
     super(
       `Chron does not verify, so CLAIIM will not start: record ${first.seq}: ${first.problem}` +
-        (result.problem_count > 1 ? ` (and ${result.problem_count - 1} more problem${result.problem_count > 2 ? "s" : ""}, listed in the log)` : ""),
+        (result.problem_count > 1 ? ` (and ${result.problem_count - 1} more problem${result.problem_count > 2 ? "s" : ""}, listed in the log)` : "") +
+        (unknownKey
+          ? ". Some signatures are by a key CLAIIM neither holds nor trusts: if the Chron key file was replaced, put the previous public key in the trusted keys file (CLAIIM_CHRON_TRUSTED_KEYS_FILE); if not, they were forged"
+          : ""),
     );
   }
 }

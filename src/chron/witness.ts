@@ -163,8 +163,8 @@ export class WitnessLog {
   readonly file: string;
   private handle: fs.promises.FileHandle | null = null;
 
-  constructor(dir: string) {
-    this.file = path.join(dir, WITNESS_FILE);
+  constructor(dir: string, name = WITNESS_FILE) {
+    this.file = path.join(dir, name);
   }
 
   /**

@@ -71,6 +71,16 @@ describe.each(databaseKinds())("Chron tampered with by a database administrator,
     return { ...template, seq, id: content.decision_id, content: canonicalize(content), prev_hash: prevHash, hash: recordHash(content, seq, prevHash), tag: null };
   };
 
+  /** A forged record slipped in after the middle one, everything after it moved up; with every later hash recomputed, or not. */
+  const insertInTheMiddle = async (rehash: boolean) => {
+    const m = await middle();
+    const [row] = (await records()).filter((r) => r.seq === m);
+    await makeRoom(m);
+    await insert("chron_records", forged(row, m + 1, row.hash));
+    if (rehash) await rechain(m + 2);
+    return m + 1;
+  };
+
   const snapshot = async (): Promise<Snapshot> => ({ records: await records(), checkpoints: await checkpoints() });
 
   /**
@@ -192,25 +202,12 @@ describe.each(databaseKinds())("Chron tampered with by a database administrator,
     {
       name: "insert a forged record in the middle, leaving later hashes",
       problem: /^no writer's tag/,
-      async tamper() {
-        const m = await middle();
-        const [row] = (await records()).filter((r) => r.seq === m);
-        await makeRoom(m);
-        await insert("chron_records", forged(row, m + 1, row.hash));
-        return m + 1;
-      },
+      tamper: () => insertInTheMiddle(false),
     },
     {
       name: "insert a forged record in the middle, recomputing every later hash",
       problem: /^no writer's tag/,
-      async tamper() {
-        const m = await middle();
-        const [row] = (await records()).filter((r) => r.seq === m);
-        await makeRoom(m);
-        await insert("chron_records", forged(row, m + 1, row.hash));
-        await rechain(m + 2);
-        return m + 1;
-      },
+      tamper: () => insertInTheMiddle(true),
     },
     {
       name: "swap two records' sequence numbers",
