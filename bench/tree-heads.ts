@@ -1,0 +1,63 @@
+/*
+ * The cost of signing a tree head at least every second (make bench). Two CLAIIMs side by side on
+ * fresh SQLite databases: one with CLAIIM's defaults (a tree head signed every second while records
+ * are written, and every 1,000 records, each appended to the witness log and fsynced), the other
+ * signing only every 1,000 records. The same load (64 connections, the reference agents) goes to
+ * each in turn, interleaved, BENCH_TREE_HEAD_ROUNDS times (3) for BENCH_TREE_HEAD_SECONDS (8); the
+ * ratio of their median decisions/s, measured in this one run, is what the heads cost. The goal is
+ * under 5 %. Both chains must verify at the end.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { autocannon, call, registerAgents, startServer, type BenchServer } from "./lib";
+
+const ROUNDS = Number(process.env.BENCH_TREE_HEAD_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_TREE_HEAD_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main(): Promise<void> {
+  const variants: { label: string; server: BenchServer; requests: Record<string, unknown>[]; rates: number[]; heads: number }[] = [];
+  try {
+    for (const [label, env] of [
+      ["a head every second", {}],
+      ["a head every 1,000 records", { CLAIIM_CHECKPOINT_EVERY_SECONDS: "86400" }],
+    ] as const) {
+      const server = await startServer(env);
+      variants.push({ label, server, requests: (await registerAgents(server.base, server.admin)).requests, rates: [], heads: 0 });
+    }
+    console.log(`Tree heads: ${ROUNDS} interleaved rounds of ${SECONDS} s per variant, ${CONNECTIONS} connections, SQLite`);
+    const witnessed = (v: (typeof variants)[number]) => {
+      const file = path.join(v.server.dir, "data/witness/chron-witness.log");
+      return fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean).length : 0;
+    };
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate which goes first, so that neither always runs on a warmer (or busier) machine.
+      for (const v of round % 2 ? [...variants].reverse() : variants) {
+        const before = witnessed(v);
+        const r = await autocannon({ url: v.server.base, connections: CONNECTIONS, duration: SECONDS, requests: v.requests });
+        if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${v.label}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
+        v.rates.push(r.requests.average);
+        v.heads += witnessed(v) - before;
+      }
+    }
+    console.log("");
+    for (const v of variants) {
+      const verify = (await call(v.server.base, v.server.admin, "GET", "/v1/chron/verify")) as { valid: boolean; checked: number; witness?: { heads_checked: number } };
+      console.log(
+        `${v.label.padEnd(28)} ${median(v.rates).toFixed(0).padStart(6)} decisions/s (rounds: ${v.rates.map((x) => x.toFixed(0)).join(", ")}); ${(v.heads / (ROUNDS * SECONDS)).toFixed(1)} heads/s witnessed; chain ${verify.valid ? "valid" : "BROKEN"}, ${verify.checked} records, ${verify.witness?.heads_checked ?? 0} witnessed heads matched`,
+      );
+      if (!verify.valid) process.exitCode = 1;
+    }
+    const cost = 1 - median(variants[0].rates) / median(variants[1].rates);
+    console.log(`cost of a head every second: ${(cost * 100).toFixed(1)} % of decisions/s (goal: under 5 %)`);
+  } finally {
+    for (const v of variants) await v.server.stop();
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});
