@@ -1,5 +1,4 @@
 import fs from "node:fs";
-import jwt from "jsonwebtoken";
 import { ConflictError, InputError, NotFoundError } from "../lib/errors";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import type { Checkpoint, ChronFilter, ChronStore } from "./chron-store";
@@ -164,18 +163,18 @@ export class ChronService {
    * Start-up's check: the whole chain, as verify() does it. Returns the chain's head and the Merkle
    * frontier at it, from the same pass, for the writer and the checkpointer to go on from.
    */
-  async verifyAll(): Promise<{ result: VerifyResult; head: ChainHead | null; frontier: MerkleFrontier | null }> {
-    return this.walk({ orgId: null });
+  async verifyAll(options: { acceptUntaggedLegacy?: boolean } = {}): Promise<{ result: VerifyResult; head: ChainHead | null; frontier: MerkleFrontier | null }> {
+    return this.walk({ orgId: null }, options.acceptUntaggedLegacy ?? false);
   }
 
-  private async walk(scope: VerifyScope): Promise<{ result: VerifyResult; head: ChainHead | null; frontier: MerkleFrontier | null }> {
+  private async walk(scope: VerifyScope, acceptUntaggedLegacy = false): Promise<{ result: VerifyResult; head: ChainHead | null; frontier: MerkleFrontier | null }> {
     // Everything this server had committed when verification began must be found.
     const known = this.writer.knownHead();
     const checkpoints = new CheckpointCursor(this.store);
     const report = new ProblemList(scope);
     const witnessFile = this.ctx.witnessFile && fs.existsSync(this.ctx.witnessFile) ? this.ctx.witnessFile : null;
     const witness = witnessFile ? new WitnessCursor(readWitnessLog(witnessFile, this.ctx.keys), report) : null;
-    const tags = new TagTrail(this.ctx.signer);
+    const tags = new TagTrail(this.ctx.signer, acceptUntaggedLegacy);
     let frontier: MerkleFrontier | null = new MerkleFrontier();
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
@@ -201,7 +200,7 @@ export class ChronService {
           } else {
             signed += 1;
             lastSigned = { seq: anchor.seq, hash: anchor.hash };
-            tags.signed(anchor.seq, this.lastOfLegacyKey(anchor));
+            tags.signed(anchor.seq);
           }
         } catch (err) {
           report.add(null, { seq: anchor.seq, problem: `forged checkpoint: ${(err as Error).message}` });
@@ -233,10 +232,10 @@ export class ChronService {
           else {
             signed += 1;
             lastSigned = { seq: cp.seq, hash: cp.hash };
-            tags.signed(row.seq, this.lastOfLegacyKey(cp));
+            tags.signed(row.seq);
           }
         }
-        if (witness && (await witness.at(row, frontier))) tags.signed(row.seq, false);
+        if (witness && (await witness.at(row, frontier))) tags.signed(row.seq);
         if (scope.orgId === null || row.orgId === scope.orgId) {
           checked += 1;
           head = { seq: row.seq, hash: row.hash };
@@ -340,12 +339,6 @@ export class ChronService {
       return cp?.seq === seq ? { seq: cp.seq, hash: cp.hash, kid: cp.kid, jws: cp.jws } : null;
     };
     return { first, second, first_root: firstRoot, second_root: start.root(), proof, checkpoints: { first: await signedAt(first), second: await signedAt(second) } };
-  }
-
-  /** True when the checkpoint is signed by a key once kept in the database, at the last record that key may vouch for. */
-  private lastOfLegacyKey(cp: Checkpoint): boolean {
-    const kid = (jwt.decode(cp.jws, { complete: true })?.header as { kid?: string } | undefined)?.kid;
-    return kid !== undefined && this.ctx.keys(kid)?.maxSeq === cp.seq;
   }
 
   /**
@@ -528,61 +521,55 @@ export const UNVOUCHED = "nothing vouches for this record: it follows the last s
 /**
  * The writer's tags along the walk. Every record CLAIIM writes is tagged; a tag that does not
  * match its record's hash names a rewritten (or forged) record exactly, even when every hash after
- * it was recomputed; once one record is tagged, every later one must be. Records after the last
- * signed head that verifies must carry a tag under the key CLAIIM signs with: only then were they
- * written by CLAIIM and not appended by someone else.
+ * it was recomputed; once one record is tagged, every later one must be. A signed head that
+ * verifies vouches for the records up to it, and so does a valid tag (through the chain, for the
+ * records before it too): records after the last thing that vouches for them were not written by
+ * CLAIIM, or are no longer vouched for, and the first of them is named.
  */
 export class TagTrail {
   private tagged = false;
-  /** The first record since the last verified signed head whose tag does not prove it CLAIIM's. */
-  private unproven: { seq: number; orgId: string | null; verdict: TagVerdict; reported: boolean } | null = null;
-  private anyTagSinceSigned = false;
-  /** The last verified head was signed by a key once kept in the database, at the last record it may vouch for. */
-  private legacyHead = false;
+  /** The first record after the last signed head or valid tag, with what its tag says. */
+  private unvouched: { seq: number; orgId: string | null; verdict: TagVerdict; reported: boolean } | null = null;
 
-  constructor(private readonly signer: Pick<ChronSigner, "kid" | "tag"> | undefined) {}
+  constructor(
+    private readonly signer: Pick<ChronSigner, "kid" | "tag"> | undefined,
+    /**
+     * At the start that moves the Chron key out of the database only: an earlier CLAIIM did not
+     * tag, so the records it wrote after its last checkpoint carry no tag; this start signs them.
+     */
+    private readonly acceptUntaggedLegacy = false,
+  ) {}
 
   row(row: ChronRow): VerifyProblem | null {
     if (!this.signer) return null;
     const verdict = tagVerdict(row.tag, row.hash, this.signer);
-    if (verdict !== "none") this.anyTagSinceSigned = true;
     const problem =
       verdict === "invalid"
         ? { seq: row.seq, problem: BAD_TAG, found: row.tag ?? undefined }
         : verdict === "none" && this.tagged
           ? { seq: row.seq, problem: "no writer's tag: CLAIIM tags every record it writes, and tagged those before this one" }
           : null;
-    if (verdict !== "valid" && !this.unproven) this.unproven = { seq: row.seq, orgId: row.orgId, verdict, reported: problem !== null };
+    if (verdict === "valid") this.unvouched = null;
+    else this.unvouched ??= { seq: row.seq, orgId: row.orgId, verdict, reported: problem !== null };
     if (verdict !== "none") this.tagged = true;
     return problem;
   }
 
   /** A signed head that verifies covers every record up to `seq`. */
-  signed(seq: number, legacy: boolean): void {
-    if (this.unproven && this.unproven.seq <= seq) this.unproven = null;
-    this.anyTagSinceSigned = false;
-    this.legacyHead = legacy;
+  signed(seq: number): void {
+    if (this.unvouched && this.unvouched.seq <= seq) this.unvouched = null;
   }
 
-  /**
-   * The first record after the last verified signed head that CLAIIM cannot show it wrote. The one
-   * exception: right after the upgrade that moved the Chron key out of the database, the records
-   * an earlier CLAIIM wrote after its last checkpoint carry no tag (it did not tag); CLAIIM signs
-   * them at the first start, and records that it did (chron.signing_key_moved).
-   */
+  /** The first record nothing vouches for, when it was not already named for its tag. */
   tail(): { orgId: string | null; problem: VerifyProblem } | null {
-    if (!this.signer || !this.unproven) return null;
-    if (this.legacyHead && !this.anyTagSinceSigned) return null;
-    const { seq, orgId, verdict, reported } = this.unproven;
-    if (reported) return null;
+    if (!this.signer || !this.unvouched || this.unvouched.reported) return null;
+    if (this.acceptUntaggedLegacy && !this.tagged) return null;
+    const { seq, orgId, verdict } = this.unvouched;
     return {
       orgId,
       problem: {
         seq,
-        problem:
-          verdict === "other_key"
-            ? "unsigned: this record follows the last signed tree head, and its tag is under a key CLAIIM no longer holds"
-            : UNVOUCHED,
+        problem: verdict === "other_key" ? "unsigned: this record follows the last signed tree head, and its tag is under a key CLAIIM no longer holds" : UNVOUCHED,
       },
     };
   }

@@ -200,22 +200,37 @@ export function trustKeys(file: string, keys: ChronVerifyingKey[]): void {
  * durable) where it chose the path and no file is there yet; `created` says so. A file named by
  * CLAIIM_CHRON_SIGNING_KEY_FILE must exist: a mistyped path must not quietly start a new key.
  */
-export function openKeyFile(files: ChronKeyFiles): { pem: string; created: boolean } {
-  if (fs.existsSync(files.keyFile)) {
-    const pem = fs.readFileSync(files.keyFile, "utf8");
+export function openKeyFile(files: ChronKeyFiles, at = files.keyFile): { pem: string; created: boolean } {
+  if (fs.existsSync(at)) {
+    const pem = fs.readFileSync(at, "utf8");
     return { pem, created: false };
   }
   if (files.keyFileGiven) throw new Error(`CLAIIM_CHRON_SIGNING_KEY_FILE names ${files.keyFile}, which does not exist`);
   const pem = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string;
-  fs.mkdirSync(path.dirname(files.keyFile), { recursive: true });
+  fs.mkdirSync(path.dirname(at), { recursive: true });
   // WARNING: exclusive creation: two processes starting at once must not each make a key.
-  const fd = fs.openSync(files.keyFile, "wx", 0o600);
+  const fd = fs.openSync(at, "wx", 0o600);
   try {
     fs.writeSync(fd, pem);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
-  syncDir(path.dirname(files.keyFile));
+  syncDir(path.dirname(at));
   return { pem, created: true };
+}
+
+/**
+ * Where the new key waits while it moves Chron's key out of the database: it becomes the key file
+ * only once the move is recorded and signed, so that a start interrupted in between moves on with
+ * the same key rather than starting the move over with another.
+ */
+export function movingKeyFile(files: ChronKeyFiles): string {
+  return `${files.keyFile}.moving`;
+}
+
+/** Makes the key waiting in movingKeyFile() the key file. */
+export function settleKeyFile(files: ChronKeyFiles): void {
+  fs.renameSync(movingKeyFile(files), files.keyFile);
+  syncDir(path.dirname(files.keyFile));
 }

@@ -12,7 +12,7 @@ import type { ChronWriter } from "./chron-writer";
 import type { ChronTrustConfig } from "./config";
 import { MerkleFrontier } from "./merkle";
 import { newEvent } from "./record";
-import { LocalKeySigner, lookupIn, openKeyFile, publicJwkOf, readTrustedKeys, trustKeys, type ChronSigner, type ChronVerifyingKey } from "./signer";
+import { LocalKeySigner, lookupIn, movingKeyFile, openKeyFile, publicJwkOf, readTrustedKeys, settleKeyFile, trustKeys, type ChronSigner, type ChronVerifyingKey } from "./signer";
 import { RemoteWitness, WitnessLog } from "./witness";
 
 /** Start-up found the chain tampered with: CLAIIM does not start on it, and says where. */
@@ -61,12 +61,17 @@ export interface OpenedChronKey {
 export async function openChronKey(trust: ChronTrustConfig, store: ChronStore, identity: Pick<IdentityStore, "listSigningKeys">, logger: Logger): Promise<OpenedChronKey> {
   // Keys an earlier CLAIIM kept in the database; once moved out, they are marked retired there.
   const legacy = await identity.listSigningKeys("chron-checkpoint");
-  const moving = !fs.existsSync(trust.keys.keyFile) && !trust.keys.keyFileGiven && legacy.some((k) => k.retiredAt === null);
+  const resuming = fs.existsSync(movingKeyFile(trust.keys));
+  // WARNING: the move happens only where no key file exists yet, a fact outside the database: a
+  // database administrator who marks an old key unretired cannot make CLAIIM trust it again.
+  const moving = !trust.keys.keyFileGiven && !fs.existsSync(trust.keys.keyFile) && (resuming || legacy.some((k) => k.retiredAt === null));
   const lastBefore = await store.lastCheckpoint();
-  const cap = lastBefore?.seq ?? 0;
+  const previousKid = lastBefore ? (jwt.decode(lastBefore.jws, { complete: true })?.header as { kid?: string } | undefined)?.kid : undefined;
+  // The old keys vouch up to the last checkpoint one of them signed (none, on a resumed move that signed already).
+  const cap = previousKid && legacy.some((k) => k.kid === previousKid) ? lastBefore!.seq : 0;
   if (moving && cap > 0) {
-    // WARNING: the trusted keys go to their file before the new key exists: a crash in between
-    // leaves old checkpoints verifiable at the next start, which moves on from there.
+    // WARNING: the trusted keys go to their file before the new key signs anything: a crash in
+    // between leaves old checkpoints verifiable at the next start, which goes on with the move.
     trustKeys(
       trust.keys.trustedKeysFile,
       legacy.map((k): ChronVerifyingKey => {
@@ -75,12 +80,12 @@ export async function openChronKey(trust: ChronTrustConfig, store: ChronStore, i
       }),
     );
   }
-  const { pem, created } = openKeyFile(trust.keys);
+  const { pem, created } = moving ? openKeyFile(trust.keys, movingKeyFile(trust.keys)) : openKeyFile(trust.keys);
   if (created) logger.info("Chron signing key created", { file: trust.keys.keyFile });
   return {
     signer: new LocalKeySigner(pem, readTrustedKeys(trust.keys.trustedKeysFile)),
     moved: moving ? { kids: legacy.map((k) => k.kid), upTo: cap } : null,
-    previousKid: lastBefore ? (jwt.decode(lastBefore.jws, { complete: true })?.header as { kid?: string } | undefined)?.kid : undefined,
+    previousKid,
   };
 }
 
@@ -111,7 +116,7 @@ export async function startChron(deps: {
   const chron = new ChronService(store, writer, { keys: lookupIn(signer.publicKeys()), signer, witnessFile: log.file, remoteWitness: () => remoteWitness?.state() ?? null }, deps.live);
 
   const started = Date.now();
-  const { result, head, frontier } = await chron.verifyAll();
+  const { result, head, frontier } = await chron.verifyAll({ acceptUntaggedLegacy: key.moved !== null });
   logger.info("Chron verified at start-up", { records: result.checked, checkpoints: result.checkpoints.checked, witnessed: result.witness?.heads_checked ?? 0, ms: Date.now() - started });
   if (!result.valid) {
     for (const p of result.problems) logger.error("Chron problem", { ...p });
@@ -126,7 +131,10 @@ export async function startChron(deps: {
     const moved = key.moved;
     const now = new Date();
     const legacy = await deps.identity.listSigningKeys("chron-checkpoint");
-    const [row] = await writer.commit(
+    // A move interrupted after its record committed is finished, not recorded twice.
+    const [done] = await store.latest({ kind: "event", action: "chron.signing_key_moved" }, 1);
+    const recorded = done && (JSON.parse(done.content) as { after?: { kid?: string } }).after?.kid === signer.kid ? done : null;
+    const [row] = recorded ? [recorded] : await writer.commit(
       [
         newEvent({
           type: "chron.signing_key_moved",
@@ -148,6 +156,7 @@ export async function startChron(deps: {
       },
     );
     await checkpointer.at({ seq: row.seq, hash: row.hash });
+    settleKeyFile(trust.keys);
     logger.warn("Chron signing key moved out of the database", { file: trust.keys.keyFile, retired: moved.kids, verify_up_to: moved.upTo });
   } else if (key.previousKid && key.previousKid !== signer.kid) {
     const [row] = await writer.commit([

@@ -149,30 +149,14 @@ describe.each(databaseKinds())("witnesses and consistency proofs, on %s", (kind)
   test("the Chron key moves out of a database that held it, once: old checkpoints stay verifiable, and the old key vouches for nothing after them", async () => {
     // A database as the CLAIIM before this one left it: its Chron key in signing_keys, checkpoints
     // at 10 and 20 signed by it, and records 21..25 that no checkpoint covers (and no tag: it did not tag).
-    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "legacy-"));
-    const prepared = await freshDatabase(kind, dir);
-    const legacyKey = generate("chron-checkpoint");
-    {
-      const db = await openDatabase(kind, prepared.url);
-      const logger = createLogger("silent");
-      await db.prisma.$transaction((tx) => new PrismaIdentityStore(db.prisma).saveSigningKey(legacyKey, tx));
-      const store = createChronStore(db);
-      const writer = new ChronWriter(store, 100, logger);
-      const checkpointer = new Checkpointer(store, new LocalKeySigner(legacyKey.privateKeyPem), { everyRecords: 10, everySeconds: 3600 }, logger);
-      await checkpointer.start();
-      writer.onCommit((rows) => checkpointer.committed(rows));
-      for (let i = 1; i <= 20; i++) await writer.append(legacyDecision(i));
-      await checkpointer.stop();
-      for (let i = 21; i <= 25; i++) await writer.append(legacyDecision(i));
-      await writer.close();
-      await db.close();
-    }
+    const { prepared, dir, legacyKey } = await legacyDatabase(kind, 20, 25);
     const s = await startTestServer(kind, { database: { db: prepared, dir }, env: { CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600" } });
     const admin = bearer(s.admin);
     const verify = async () => (await s.http.get("/v1/chron/verify").set(admin).expect(200)).body;
     try {
       const keys = s.config.chronTrust.keys;
       expect(fs.statSync(keys.keyFile).mode & 0o777).toBe(0o600);
+      expect(fs.existsSync(`${keys.keyFile}.moving`)).toBe(false);
       const trusted = JSON.parse(fs.readFileSync(keys.trustedKeysFile, "utf8")).keys;
       expect(trusted).toEqual([expect.objectContaining({ kid: legacyKey.kid, claiim_use: "chron", claiim_max_seq: 20 })]);
       const [moved] = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(admin)).body.records.filter((r: { type: string }) => r.type === "chron.signing_key_moved");
@@ -251,7 +235,47 @@ describe.each(databaseKinds())("witnesses and consistency proofs, on %s", (kind)
       await s.stop();
     }
   });
+
+  test("a database an earlier CLAIIM left without any checkpoint moves too: its untagged records are signed at once", async () => {
+    const { prepared, dir, legacyKey } = await legacyDatabase(kind, 0, 6);
+    const s = await startTestServer(kind, { database: { db: prepared, dir } });
+    try {
+      const [moved] = (await s.http.get("/v1/chron/records?kind=event&limit=1000").set(bearer(s.admin))).body.records.filter((r: { type: string }) => r.type === "chron.signing_key_moved");
+      expect(moved).toMatchObject({ seq: 7, before: { kids: [legacyKey.kid] }, after: { retired_keys_verify_up_to: 0, untagged_records: { from_seq: 1, to_seq: 6 } } });
+      // The old key signed nothing: it is trusted for nothing.
+      expect(fs.existsSync(s.config.chronTrust.keys.trustedKeysFile)).toBe(false);
+      expect((await s.http.get("/v1/chron/verify").set(bearer(s.admin)).expect(200)).body).toMatchObject({ valid: true });
+      await s.restart();
+      expect((await s.http.get("/v1/chron/verify").set(bearer(s.admin)).expect(200)).body).toMatchObject({ valid: true });
+    } finally {
+      await s.stop();
+    }
+  });
 });
+
+/**
+ * A database as the CLAIIM before this one left it: its Chron key in signing_keys, checkpoints
+ * every 10 records up to `signed` signed by it, and records up to `written`, which it did not tag.
+ */
+async function legacyDatabase(kind: "sqlite" | "postgresql", signed: number, written: number) {
+  const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "legacy-"));
+  const prepared = await freshDatabase(kind, dir);
+  const legacyKey = generate("chron-checkpoint");
+  const db = await openDatabase(kind, prepared.url);
+  const logger = createLogger("silent");
+  await db.prisma.$transaction((tx) => new PrismaIdentityStore(db.prisma).saveSigningKey(legacyKey, tx));
+  const store = createChronStore(db);
+  const writer = new ChronWriter(store, 100, logger);
+  const checkpointer = new Checkpointer(store, new LocalKeySigner(legacyKey.privateKeyPem), { everyRecords: 10, everySeconds: 3600 }, logger);
+  await checkpointer.start();
+  writer.onCommit((rows) => checkpointer.committed(rows));
+  for (let i = 1; i <= signed; i++) await writer.append(legacyDecision(i));
+  await checkpointer.stop();
+  for (let i = signed + 1; i <= written; i++) await writer.append(legacyDecision(i));
+  await writer.close();
+  await db.close();
+  return { prepared, dir, legacyKey };
+}
 
 /** A decision record as any CLAIIM writes one. */
 function legacyDecision(n: number): DecisionContent {
