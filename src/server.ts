@@ -206,7 +206,7 @@ export async function createCore(config: Config, stores: Stores, compiler: Polic
 
   let openapi: unknown = null;
   const routes: RouteSpec[] = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers }, () => openapi),
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, chronHalted: () => writer.haltedBy()?.message ?? null }, () => openapi),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes(identity, () => ({ keys: [...identity.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
     ...inventoryRoutes(identity, engine),

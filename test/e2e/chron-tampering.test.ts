@@ -327,6 +327,11 @@ describe.each(databaseKinds())("Chron tampered with by a database administrator,
 
       const found = await verify();
       expect({ valid: found.valid, first_bad: found.first_bad }).toEqual({ valid: false, first_bad: expect.objectContaining({ seq: bad, problem: expect.stringMatching(k.problem) }) });
+      if (k.name === "append a well-formed record after the last checkpoint") {
+        // The next record CLAIIM writes would build on it: the writer halts instead, decisions get 503, and so does readiness.
+        await s.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(staging).expect(503);
+        expect((await s.http.get("/readyz").expect(503)).body.detail).toMatch(new RegExp(`^Chron is halted: record ${bad} was not written by CLAIIM`));
+      }
 
       const file = await downloadExport(s, s.admin, "format=ndjson", dir, `kind-${n}-${kind}.ndjson`);
       const offline = await claiimVerify(file, jwks, witness);
