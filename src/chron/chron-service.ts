@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { canonicalize } from "../lib/canonical";
 import { ConflictError, InputError, NotFoundError } from "../lib/errors";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import type { Checkpoint, ChronFilter, ChronStore } from "./chron-store";
@@ -346,9 +347,16 @@ export class ChronService {
    * form and filter columns, and its writer's tag. Exports carry the content but not the columns or
    * the tag, so they report these beside the record (see ChronExporter).
    */
-  storedRowProblems(row: ChronRow): VerifyProblem[] {
+  storedRowProblems(row: ChronRow, parsed?: ChronContent): VerifyProblem[] {
     const out: VerifyProblem[] = [];
-    const own = this.checkContent(row);
+    let content = parsed;
+    try {
+      content ??= JSON.parse(row.content) as ChronContent;
+    } catch {
+      return [{ seq: row.seq, problem: "content is not JSON" }];
+    }
+    // The hash is the verifier's to check, from the exported content; the stored form and the columns only the server sees.
+    const own = !canonicalText(row.content, content) ? { seq: row.seq, problem: NOT_CANONICAL } : columnProblem(row, content!);
     if (own) out.push(own);
     if (this.ctx.signer && tagVerdict(row.tag, row.hash, this.ctx.signer) === "invalid") out.push({ seq: row.seq, problem: BAD_TAG });
     return out;
@@ -472,20 +480,50 @@ export class ChronService {
       return { seq: row.seq, problem: `content cannot be canonicalised: ${(err as Error).message}` };
     }
     if (canonical.hash !== row.hash) return { seq: row.seq, problem: "hash mismatch: content was modified", expected: canonical.hash, found: row.hash };
-    if (canonical.text !== row.content) return { seq: row.seq, problem: "content is not in canonical form" };
-    let columns;
-    try {
-      columns = indexColumns(content);
-    } catch {
-      return { seq: row.seq, problem: "content lacks the fields a record's columns come from" };
+    if (canonical.text !== row.content) return { seq: row.seq, problem: NOT_CANONICAL };
+    return columnProblem(row, content);
+  }
+}
+
+const NOT_CANONICAL = "content is not in canonical form";
+
+/** The first filter column that disagrees with the content it is derived from; null when none does. */
+function columnProblem(row: ChronRow, content: ChronContent): VerifyProblem | null {
+  let columns;
+  try {
+    columns = indexColumns(content);
+  } catch {
+    return { seq: row.seq, problem: "content lacks the fields a record's columns come from" };
+  }
+  for (const [key, value] of Object.entries(columns)) {
+    const stored = row[key as keyof typeof columns];
+    if (!sameColumn(stored, value)) {
+      return { seq: row.seq, problem: `column ${key} disagrees with the record's content`, expected: String(value), found: String(stored) };
     }
-    for (const [key, value] of Object.entries(columns)) {
-      const stored = row[key as keyof typeof columns];
-      if (!sameColumn(stored, value)) {
-        return { seq: row.seq, problem: `column ${key} disagrees with the record's content`, expected: String(value), found: String(stored) };
-      }
-    }
-    return null;
+  }
+  return null;
+}
+
+/** True when every object in `value` has its keys in RFC 8785 order (UTF-16 code units). */
+function keysSorted(value: unknown): boolean {
+  if (Array.isArray(value)) return value.every(keysSorted);
+  if (value === null || typeof value !== "object") return true;
+  const keys = Object.keys(value);
+  for (let i = 1; i < keys.length; i++) if (!(keys[i - 1] < keys[i])) return false;
+  return keys.every((k) => keysSorted((value as Record<string, unknown>)[k]));
+}
+
+/**
+ * Is `text` the RFC 8785 form of `parsed` (its JSON.parse)? RFC 8785 writes strings and numbers as
+ * JSON.stringify does, so a text that JSON.stringify gives back unchanged, with every object's keys
+ * in order, is canonical; anything else is decided by canonicalising.
+ */
+function canonicalText(text: string, parsed: unknown): boolean {
+  if (keysSorted(parsed) && JSON.stringify(parsed) === text) return true;
+  try {
+    return canonicalize(parsed) === text;
+  } catch {
+    return false;
   }
 }
 

@@ -10,7 +10,7 @@ import { TagTrail, UNVOUCHED, type ChronService } from "./chron-service";
 import type { Checkpointer } from "./checkpoints";
 import { ChronBrokenError } from "./checkpoints";
 import { ChronHaltedError } from "./chron-writer";
-import { GENESIS_HASH, newEvent, toRecord, type Actor, type ChronRow } from "./record";
+import { GENESIS_HASH, newEvent, type Actor, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
 import type { WitnessedHead } from "./witness";
 
@@ -293,13 +293,15 @@ export class ChronExporter {
         const rows = await this.store.list(tree ? { ...filter, toSeq: header.last_seq } : { toSeq: header.last_seq }, after, PAGE);
         if (rows.length === 0) break;
         for (const row of rows) {
-          for (const p of this.rowProblems(row, !tree && row.seq > lastSigned, tree ? null : tags)) yield problem(p);
+          // Parsed once: for the record as exported, and for the checks only the server can make.
+          const content = JSON.parse(row.content) as ChronContent;
+          const record = { seq: row.seq, ...content, prev_hash: row.prevHash, hash: row.hash };
+          for (const p of this.rowProblems(row, content, !tree && row.seq > lastSigned, tree ? null : tags)) yield problem(p);
           const p = proof(row.seq);
           if (format === "csv") {
             yield stringify([[row.seq, row.kind, row.id, new Date(row.tsMs).toISOString(), row.prevHash, row.hash, row.content, ...(p ? [JSON.stringify(p)] : [])]]);
           } else {
-            const record = p ? { ...toRecord(row), merkle_proof: p } : toRecord(row);
-            yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(record)}${format === "json" ? "" : "\n"}`;
+            yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(p ? { ...record, merkle_proof: p } : record)}${format === "json" ? "" : "\n"}`;
           }
           written += 1;
           lastHash = row.hash;
@@ -320,8 +322,8 @@ export class ChronExporter {
   }
 
   /** What the server sees wrong with a row that the export cannot show: see ChronService.storedRowProblems; unsigned rows must carry CLAIIM's tag. */
-  private rowProblems(row: ChronRow, unsigned: boolean, tags: TagTrail | null): ExportProblemLine[] {
-    const own = this.chron.storedRowProblems(row);
+  private rowProblems(row: ChronRow, content: ChronContent, unsigned: boolean, tags: TagTrail | null): ExportProblemLine[] {
+    const own = this.chron.storedRowProblems(row, content);
     // Along a contiguous export, an untagged record after tagged ones is one CLAIIM did not write.
     const tagged = tags?.row(row);
     if (tagged && !own.some((p) => p.problem === tagged.problem)) own.push(tagged);
