@@ -9,6 +9,7 @@ import type { ExternalBundleKeys } from "./policy/bundle-signing";
 import { oneOf, optionalText, parseEnv, text, wholeNumber } from "./lib/env";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
+import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 
 export interface Config {
   port: number;
@@ -55,6 +56,8 @@ export interface Config {
   console: ConsoleSettings;
   /** Bounds of every policy evaluation (decisions, shadow, replay, the budget gate), and the workers that run them. */
   evaluation: EvaluationSettings;
+  /** Chron's signing key (a file, outside the database) and its witnesses. */
+  chronTrust: ChronTrustConfig;
 }
 
 export interface EvaluationSettings {
@@ -109,7 +112,7 @@ const ENV = {
   LOG_LEVEL: oneOf(["silent", "error", "warn", "info", "http", "verbose", "debug", "silly"], "info"),
   CLAIIM_CHRON_MAX_BATCH: wholeNumber(256),
   CLAIIM_CHECKPOINT_EVERY_RECORDS: wholeNumber(1000),
-  CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(60),
+  CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(1),
   CLAIIM_EXPORT_JSON_MAX_RECORDS: wholeNumber(10000),
   CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
@@ -225,5 +228,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       budgetSamples: e.CLAIIM_BUDGET_SAMPLES,
       referenceModule: e.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, e.CLAIIM_OPA_BUILTINS_WASM) : null,
     },
+    chronTrust: chronTrustConfig(env, cwd, dataDir),
   };
 }

@@ -1,17 +1,24 @@
 /*
  * claiim-verify: checks a Chron export offline, without the server or its database.
  *
- *   claiim-verify <export.ndjson|.csv|.json> --jwks <jwks.json> [--format ndjson|csv|json]
+ *   claiim-verify <export.ndjson|.csv|.json> --jwks <jwks.json> [--witness <witness.log>] [--format ndjson|csv|json]
+ *
+ * With --witness, the export is also held against a witness log (CLAIIM_WITNESS_DIR's
+ * chron-witness.log, or what a remote witness stored): every head in it is checked (signature,
+ * and the consistency proof that it extends the one before), every head in the export's range must
+ * name the exported record and Merkle root, and an export without an upper bound must hold every
+ * record the witness had a signed head for before the export was made.
  *
  * Exit status: 0 when every check passes, 1 naming the first bad record when one fails, 2 when
  * the command itself is used wrongly or a file cannot be read.
  */
 import fs from "node:fs";
-import { jwksKeys } from "./checkpoints";
 import { csvItems, jsonItems, ndjsonItems, verifyExport, type ExportProblem } from "./export-verifier";
+import { readWitnessLog } from "./witness";
+import { jwksKeys } from "./checkpoint-jws";
 
 function usage(message: string): never {
-  process.stderr.write(`claiim-verify: ${message}\nusage: claiim-verify <export file> --jwks <jwks.json> [--format ndjson|csv|json]\n`);
+  process.stderr.write(`claiim-verify: ${message}\nusage: claiim-verify <export file> --jwks <jwks.json> [--witness <witness.log>] [--format ndjson|csv|json]\n`);
   process.exit(2);
 }
 
@@ -19,8 +26,10 @@ async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let jwksFile: string | undefined;
   let format: string | undefined;
+  let witnessFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--jwks") jwksFile = argv[++i];
+    else if (argv[i] === "--witness") witnessFile = argv[++i];
     else if (argv[i] === "--format") format = argv[++i];
     else if (argv[i].startsWith("-")) usage(`unknown option ${argv[i]}`);
     else if (!file) file = argv[i];
@@ -37,10 +46,12 @@ async function main(argv: string[]): Promise<number> {
     usage(`cannot read the JWKS ${jwksFile}: ${(err as Error).message}`);
   }
   if (!fs.existsSync(file)) usage(`no such file ${file}`);
+  if (witnessFile !== undefined && !fs.existsSync(witnessFile)) usage(`no such witness log ${witnessFile}`);
   const items = format === "csv" ? csvItems(file) : format === "json" ? jsonItems(file) : ndjsonItems(file);
-  const report = await verifyExport(items, keys);
+  const report = await verifyExport(items, keys, witnessFile ? { witness: readWitnessLog(witnessFile, keys) } : {});
+  const witnessed = report.witness ? `; witness: ${report.witness.heads} signed tree heads, each extending the one before, ${report.witness.checked} of them in the export's range and matching it` : "";
   if (report.ok) {
-    process.stdout.write(`OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact\n`);
+    process.stdout.write(`OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact${witnessed}\n`);
     return 0;
   }
   const where = (p: ExportProblem) => `${p.seq !== null ? ` at record ${p.seq}` : ""}${p.line !== null ? ` (line ${p.line})` : ""}`;

@@ -7,6 +7,8 @@ export interface Readiness {
   databaseAnswers(): Promise<boolean>;
   /** True once CLAIIM has begun to stop: not ready, so that load balancers send no more. */
   stopping(): boolean;
+  /** Why Chron takes no records (a record CLAIIM did not write after its head), if it does not. */
+  chronHalted?(): string | null;
 }
 
 export function systemRoutes(readiness: Readiness, openapi: () => unknown): RouteSpec[] {
@@ -23,7 +25,7 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
     route({
       method: "get",
       path: "/readyz",
-      summary: "Readiness: a policy bundle is active and the database answers",
+      summary: "Readiness: a policy bundle is active, the database answers, and Chron takes records",
       tags: ["system"],
       access: { public: true },
       responses: {
@@ -35,6 +37,8 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
         const version = readiness.policyVersion();
         if (version === null) throw new ServiceUnavailableError("not_ready", "no policy bundle is active");
         if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");
+        const halted = readiness.chronHalted?.();
+        if (halted) throw new ServiceUnavailableError("not_ready", halted);
         return { status: 200, body: { status: "ready", policy_version: version } };
       },
     }),

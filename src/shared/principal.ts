@@ -2,8 +2,9 @@
 // confined to, and how Chron names whoever made a change (actors). Every pillar reads these.
 
 /** approver: approves or rejects agents' requests that need a human's approval, in one organisation. */
-export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver";
-export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver"];
+/** `witness`: another CLAIIM that posts its Chron's signed tree heads here, for this one to witness (see chron/witness-receiver.ts). */
+export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness";
+export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver", "witness"];
 
 export interface Actor {
   type: "api_key" | "human" | "agent" | "system";
