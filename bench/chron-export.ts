@@ -16,6 +16,7 @@ import { createLogger } from "../src/lib/logger";
 import { createChronStore } from "../src/server";
 import { ChronWriter } from "../src/chron/chron-writer";
 import { ChronService } from "../src/chron/chron-service";
+import { ChronVerifier } from "../src/chron/verification";
 import { Checkpointer } from "../src/chron/checkpoints";
 import { ChronExporter } from "../src/chron/export";
 import { ndjsonItems, verifyExport } from "../src/chron/export-verifier";
@@ -87,8 +88,9 @@ async function main(): Promise<void> {
   const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger, witness);
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
-  const chron = new ChronService(store, writer, { keys: checkpointer.keys(), signer: keys, witnessFile: witness.log.file });
-  const exporter = new ChronExporter(store, chron, checkpointer, (c, e) => writer.commit(c, e), 10_000, logger, undefined, {
+  const chron = new ChronService(store);
+  const verifier = new ChronVerifier(store, writer, { keys: checkpointer.keys(), signer: keys, witnessFile: witness.log.file });
+  const exporter = new ChronExporter(store, verifier, checkpointer, (c, e) => writer.commit(c, e), 10_000, logger, undefined, {
     writerHead: () => writer.knownHead(),
     lastWitnessed: () => checkpointer.lastWitnessed(),
     signer: keys,
@@ -116,7 +118,7 @@ async function main(): Promise<void> {
   const size = fs.statSync(file).size / 2 ** 20;
   console.log(`export    ${exported.seconds.toFixed(1)} s for ${exported.result.toLocaleString("en")} records (${size.toFixed(0)} MiB NDJSON); peak memory +${exported.rssMiB.toFixed(0)} MiB RSS, +${exported.heapMiB.toFixed(0)} MiB heap`);
 
-  const verified = await measure(() => chron.verify());
+  const verified = await measure(() => verifier.verify());
   console.log(
     `verify    ${verified.seconds.toFixed(1)} s in the database: ${verified.result.valid ? "valid" : "BROKEN"}, ${verified.result.checked.toLocaleString("en")} records, ${verified.result.checkpoints.checked} checkpoints; peak memory +${verified.rssMiB.toFixed(0)} MiB RSS, +${verified.heapMiB.toFixed(0)} MiB heap`,
   );

@@ -16,7 +16,8 @@ import type { Checkpointer } from "./chron/checkpoints";
 import { buildChron, openChronKey, type OpenedChronKey } from "./chron/startup";
 import { publishChronKey, type ChronSigner } from "./chron/signer";
 import { ReceivedHeads, witnessRoutes } from "./chron/witness-receiver";
-import { ChronService } from "./chron/chron-service";
+import type { ChronService } from "./chron/chron-service";
+import type { ChronVerifier } from "./chron/verification";
 import { ChronExporter } from "./chron/export";
 import { ChronRetention } from "./chron/retention";
 import { redact } from "./chron/redaction";
@@ -73,6 +74,7 @@ export interface Core {
   engine: PolicyEngine;
   replays: ReplayRunner;
   chron: ChronService;
+  verifier: ChronVerifier;
   writer: ChronWriter;
   checkpointer: Checkpointer;
   /** Chron's signing key (from its file): signs tree heads, tags records. */
@@ -121,8 +123,8 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     logger,
     userAgent: `CLAIIM/${VERSION}`,
   });
-  const { chron, checkpointer } = chronParts;
-  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live, {
+  const { chron, verifier, checkpointer } = chronParts;
+  const exporter = new ChronExporter(stores.chron, verifier, checkpointer, record, config.chron.jsonExportMax, logger, live, {
     writerHead: () => writer.knownHead(),
     lastWitnessed: () => checkpointer.lastWitnessed(),
     signer: chronSigner,
@@ -211,6 +213,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     engine,
     replays,
     chron,
+    verifier,
     writer,
     checkpointer,
     chronSigner,
@@ -256,7 +259,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     ...decisionRoutes(decisions),
     ...permissionRoutes(directory, engine),
     ...approvalRoutes(approvals, directory, approvalDirectory, config.publicUrl),
-    ...chronRoutes(chron, exporter, retention, directory),
+    ...chronRoutes(chron, verifier, exporter, retention, directory),
     ...witnessRoutes(new ReceivedHeads(path.join(config.chronTrust.witnessDir, "received"), logger)),
     ...policyRoutes(policies, replays, config.bodyLimits.policy),
   ];

@@ -2,10 +2,11 @@ import { stringify } from "csv-stringify/sync";
 import { canonicalize, sha256Hex } from "../lib/canonical";
 import { PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
-import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-store";
+import { retentionAnchor, rowsAfter, scanRecords, type Checkpoint, type ChronFilter, type ChronStore, type Recorder } from "./chron-store";
 import { MerkleFrontier, MerkleTree } from "./merkle";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
-import { TagTrail, UNVOUCHED, type ChronService } from "./chron-service";
+import { TagTrail, UNVOUCHED } from "./row-checks";
+import type { ChronVerifier } from "./verification";
 import type { Checkpointer } from "./checkpoints";
 import { ChronBrokenError } from "./checkpoints";
 import { ChronHaltedError } from "./chron-writer";
@@ -120,7 +121,7 @@ export function headerDigest(header: ExportHeader): string {
 export class ChronExporter {
   constructor(
     private readonly store: ChronStore,
-    private readonly chron: ChronService,
+    private readonly verifier: ChronVerifier,
     private readonly checkpointer: Checkpointer,
     private readonly record: Recorder,
     private readonly jsonMax: number,
@@ -212,22 +213,19 @@ export class ChronExporter {
   private async treeAt(seq: number): Promise<{ tree: MerkleTree; treeHead: NonNullable<ExportHeader["tree_head"]> }> {
     const [checkpoint] = (await this.anchor(seq, seq)).slice(-1);
     // After retention the tree starts from the frontier stored with the checkpoint before what is kept.
-    const kept = await this.store.bounds({});
+    const kept = await retentionAnchor(this.store);
     let prefix = new MerkleFrontier();
     let after = 0;
-    if (kept && kept.first > 1) {
-      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
-      if (anchor?.seq !== kept.first - 1 || !anchor.frontier) throw new ServiceUnavailableError("chron_broken", "records were pruned without the retention checkpoint that anchors the rest");
+    if (kept) {
+      const anchor = kept.checkpoint;
+      if (!anchor?.frontier) throw new ServiceUnavailableError("chron_broken", "records were pruned without the retention checkpoint that anchors the rest");
       prefix = MerkleFrontier.parse(anchor.frontier);
       after = anchor.seq;
     }
     const hashes: string[] = [];
     const pacer = new Pacer(this.live, INTERACTIVE);
-    while (after < seq) {
-      const rows = await this.store.list({ toSeq: seq }, after, 1000);
-      if (rows.length === 0) break;
+    for await (const rows of rowsAfter(this.store, after, seq)) {
       for (const row of rows) hashes.push(row.hash);
-      after = rows[rows.length - 1].seq;
       await pacer.tick();
     }
     const tree = await MerkleTree.build(hashes, prefix, () => pacer.tick());
@@ -255,7 +253,7 @@ export class ChronExporter {
     const from = inRange[inRange.length - 1] ?? before;
     // WARNING: never sign over what does not verify: the export then goes out without a checkpoint
     // at its end (the verifier says so) and with the problems beside the records.
-    const broken = await this.chron.verifySegment((from?.seq ?? 0) + 1, last, from?.hash ?? GENESIS_HASH, true);
+    const broken = await this.verifier.verifySegment((from?.seq ?? 0) + 1, last, from?.hash ?? GENESIS_HASH, true);
     if (broken) {
       this.logger.warn("chron export: no checkpoint signed at its end, the chain does not verify", { seq: broken.seq, problem: broken.problem });
       return inRange;
@@ -290,9 +288,9 @@ export class ChronExporter {
     let written = 0;
     let lastHash: string | null = null;
     try {
-      for (let after = (header.first_seq ?? 1) - 1; header.last_seq !== null && after < header.last_seq; ) {
-        const rows = await this.store.list(tree ? { ...filter, toSeq: header.last_seq } : { toSeq: header.last_seq }, after, PAGE);
-        if (rows.length === 0) break;
+      // A filtered export reads what matches; a whole one, every record of its range.
+      const range = header.last_seq === null ? null : { ...(tree ? filter : {}), fromSeq: Math.max(header.first_seq ?? 1, (tree ? filter.fromSeq : undefined) ?? 1), toSeq: header.last_seq };
+      for await (const rows of range ? scanRecords(this.store, range, PAGE) : []) {
         for (const row of rows) {
           // Parsed once: for the record as exported, and for the checks only the server can make.
           const content = JSON.parse(row.content) as ChronContent;
@@ -307,7 +305,6 @@ export class ChronExporter {
           written += 1;
           lastHash = row.hash;
         }
-        after = rows[rows.length - 1].seq;
       }
       if (written !== header.count) throw new Error(`expected ${header.count} records, read ${written}`);
       const missing = beyond ? missingAfter(tree ? tree.size : (header.last_seq ?? 0), beyond) : null;
@@ -322,9 +319,9 @@ export class ChronExporter {
     }
   }
 
-  /** What the server sees wrong with a row that the export cannot show: see ChronService.storedRowProblems; unsigned rows must carry CLAIIM's tag. */
+  /** What the server sees wrong with a row that the export cannot show: see ChronVerifier.storedRowProblems; unsigned rows must carry CLAIIM's tag. */
   private rowProblems(row: ChronRow, content: ChronContent, unsigned: boolean, tags: TagTrail | null): ExportProblemLine[] {
-    const own = this.chron.storedRowProblems(row, content);
+    const own = this.verifier.storedRowProblems(row, content);
     // Along a contiguous export, an untagged record after tagged ones is one CLAIIM did not write.
     const tagged = tags?.row(row);
     if (tagged && !own.some((p) => p.problem === tagged.problem)) own.push(tagged);

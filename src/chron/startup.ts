@@ -7,7 +7,9 @@ import type { Logger } from "../lib/logger";
 import type { LiveWork } from "../lib/pacer";
 import { Checkpointer, type CheckpointPolicy } from "./checkpoints";
 import type { ChronStore } from "./chron-store";
-import { ChronService, type VerifyResult } from "./chron-service";
+import { ChronService } from "./chron-service";
+import { ChronVerifier } from "./verification";
+import type { VerifyResult } from "./verify-types";
 import type { ChronWriter } from "./chron-writer";
 import type { ChronTrustConfig } from "./config";
 import { MerkleFrontier } from "./merkle";
@@ -34,6 +36,7 @@ export class ChronTamperedError extends Error {
 export interface ChronStarted {
   signer: ChronSigner;
   chron: ChronService;
+  verifier: ChronVerifier;
   checkpointer: Checkpointer;
   remoteWitness: RemoteWitness | null;
 }
@@ -113,12 +116,13 @@ export function buildChron(deps: {
   const remoteWitness: RemoteWitness | null = trust.remoteWitness
     ? new RemoteWitness(trust.remoteWitness, (from, to) => checkpointer.proofBetween(from, to), logger, deps.userAgent)
     : null;
-  const chron = new ChronService(store, writer, { keys: lookupIn(signer.publicKeys()), signer, witnessFile: log.file, remoteWitness: () => remoteWitness?.state() ?? null }, deps.live);
+  const chron = new ChronService(store);
+  const verifier = new ChronVerifier(store, writer, { keys: lookupIn(signer.publicKeys()), signer, witnessFile: log.file, remoteWitness: () => remoteWitness?.state() ?? null }, deps.live);
   const checkpointer = new Checkpointer(store, signer, deps.policy, logger, { log, remote: remoteWitness });
 
   async function start(): Promise<void> {
     const started = Date.now();
-    const { result, head, frontier } = await chron.verifyAll({ acceptUntaggedLegacy: key.moved !== null });
+    const { result, head, frontier } = await verifier.verifyAll({ acceptUntaggedLegacy: key.moved !== null });
     logger.info("Chron verified at start-up", { records: result.checked, checkpoints: result.checkpoints.checked, witnessed: result.witness?.heads_checked ?? 0, ms: Date.now() - started });
     if (!result.valid) {
       for (const p of result.problems) logger.error("Chron problem", { ...p });
@@ -177,5 +181,5 @@ export function buildChron(deps: {
     }
   }
 
-  return { signer, chron, checkpointer, remoteWitness, start };
+  return { signer, chron, verifier, checkpointer, remoteWitness, start };
 }
