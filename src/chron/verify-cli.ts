@@ -13,9 +13,10 @@
  * the command itself is used wrongly or a file cannot be read.
  */
 import fs from "node:fs";
-import { csvItems, jsonItems, ndjsonItems, verifyExport, type ExportProblem } from "./export-verifier";
+import { verifyExport, type ExportProblem } from "./export-verifier";
 import { readWitnessLog } from "./witness";
 import { jwksKeys } from "./checkpoint-jws";
+import { csvItems, jsonItems, ndjsonItems } from "./export-items";
 
 function usage(message: string): never {
   process.stderr.write(`claiim-verify: ${message}\nusage: claiim-verify <export file> --jwks <jwks.json> [--witness <witness.log>] [--format ndjson|csv|json]\n`);
