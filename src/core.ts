@@ -181,6 +181,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
   follow = async (event) => {
     await identityFollower.apply(event);
     await policies.followChange(event);
+    if (event.subject.type === "approval") await approvals.followChange(event.subject.id);
   };
   const replays = new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) =>
     policies.replayStopped(job, message),

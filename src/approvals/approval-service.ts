@@ -70,6 +70,9 @@ function notFound(id: string): NotFoundError {
  * conditional update is the second guard, against another process or a hand edit. As for
  * identities, run one CLAIIM process per database.
  */
+/** How far along an approval is: its status never goes back. */
+const STAGE: Record<ApprovalStatus, number> = { pending: 0, approved: 1, rejected: 1, used: 2, expired: 2 };
+
 export class ApprovalService implements ApprovalGate {
   private readonly held = new HeldApprovals();
   private readonly expiry: ApprovalExpiry;
@@ -362,6 +365,22 @@ export class ApprovalService implements ApprovalGate {
   // --- internals ---
 
   /** Reads the approval from the database again, after a conditional update found it changed. */
+  /**
+   * Another process asked for, answered, used or expired this approval (its Chron event; see
+   * ChronFollower): it is held as stored now, and whoever waits on it here is answered. A status
+   * only moves forward (pending, then approved or rejected, then used or expired), so a read that
+   * a change of this process overtook is not applied over it.
+   */
+  async followChange(id: string): Promise<void> {
+    const stored = await this.deps.store.find(id);
+    if (!stored) return;
+    const held = this.held.get(id);
+    if (!held) this.held.hold(stored);
+    else if (STAGE[stored.status] > STAGE[held.status]) this.held.change(held, stored);
+    else return;
+    this.held.wake(id);
+  }
+
   private async refresh(id: string): Promise<void> {
     const stored = await this.deps.store.find(id);
     const held = this.held.get(id);

@@ -122,6 +122,35 @@ describe.each(databaseKinds())("every process learns every change, on %s", (kind
     expect((await events(a, "policy.activated")).pop()).toMatchObject({ subject: { id: String(published.version) } });
   });
 
+  test("an approval asked through B is answered through A: B's long-poll wakes, and B's decision spends it once", async () => {
+    const token = await accessToken(b, bot);
+    const production = { ...staging, resource: "production" };
+    const asked = (await b.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send(production).expect(200)).body;
+    expect(asked).toMatchObject({ decision: "approval_required", approval: { status: "pending" } });
+    const id = asked.approval.id;
+    // An approver's key made through A, used on both.
+    const bridge = { Authorization: `Bearer ${(await a.http.post("/v1/api-keys").set(admin(a)).send({ name: "bridge", role: "approver", organization: "acme" }).expect(201)).body.secret}` };
+    await within(Date.now(), async () => (await a.http.get(`/v1/approvals/${id}`).set(bridge)).status === 200);
+    await within(Date.now(), async () => (await b.http.get(`/v1/approvals/${id}`).set(bridge)).status === 200);
+    const poll = b.http.get(`/v1/approvals/${id}?wait=20`).set(bridge).then((r) => r);
+    await new Promise((r) => setTimeout(r, 100));
+    const approvedAt = Date.now();
+    await a.http.post(`/v1/approvals/${id}/approve`).set(bridge).send({ reason: "CHG-7 reviewed", on_behalf_of: "alice@acme.example" }).expect(200);
+    const answered = await poll;
+    expect(answered.body).toMatchObject({ status: "approved" });
+    expect(Date.now() - approvedAt).toBeLessThanOrEqual(BOUND_MS);
+    const used = (await b.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send({ ...production, approval_id: id }).expect(200)).body;
+    expect(used).toMatchObject({ decision: "allow", approval: { id, status: "used" } });
+    // Spent through B: A refuses a second use.
+    await within(Date.now(), async () => (await a.http.get(`/v1/approvals/${id}`).set(bridge)).body.status === "used");
+    const again = (await a.http.post("/v1/decisions").set({ Authorization: `Bearer ${token}` }).send({ ...production, approval_id: id }).expect(200)).body;
+    expect(again).toMatchObject({ decision: "deny", reason_codes: ["approval_used"] });
+    const steps = ((await a.http.get(`/v1/chron/records?kind=event&limit=1000`).set(admin(a)).expect(200)).body.records as { type: string; subject: { id: string } }[])
+      .filter((r) => r.subject.id === id)
+      .map((r) => r.type);
+    expect(steps).toEqual(["approval.requested", "approval.approved", "approval.used"]);
+  });
+
   test("the accountable human deactivated through A: B denies", async () => {
     const token = await accessToken(b, bot);
     const since = Date.now();
