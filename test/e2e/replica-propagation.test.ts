@@ -120,6 +120,17 @@ describe.each(databaseKinds())("every process learns every change, on %s", (kind
     await within(Date.now(), async () => (await decide(b, token).expect(200)).body.policy.version === published.version);
     expect((await b.http.get("/v1/policies/status").set(admin(b)).expect(200)).body).toMatchObject({ active_version: published.version });
     expect((await events(a, "policy.activated")).pop()).toMatchObject({ subject: { id: String(published.version) } });
+
+    // A shadow set and stopped through A is evaluated, then no longer, beside B's decisions.
+    const shadowOf = async () => {
+      const { chron } = (await decide(b, token).expect(200)).body;
+      const [record] = (await b.http.get(`/v1/chron/records?kind=decision&agent=${bot.agentId}&from_seq=${chron.seq}&to_seq=${chron.seq}`).set(admin(b)).expect(200)).body.records;
+      return record.shadow?.version ?? null;
+    };
+    await a.http.put("/v1/policies/shadow").set(admin(a)).send({ version: 1 }).expect(200);
+    await within(Date.now(), async () => (await shadowOf()) === 1);
+    await a.http.delete("/v1/policies/shadow").set(admin(a)).expect(204);
+    await within(Date.now(), async () => (await shadowOf()) === null);
   });
 
   test("an approval asked through B is answered through A: B's long-poll wakes, and B's decision spends it once", async () => {
@@ -149,6 +160,16 @@ describe.each(databaseKinds())("every process learns every change, on %s", (kind
       .filter((r) => r.subject.id === id)
       .map((r) => r.type);
     expect(steps).toEqual(["approval.requested", "approval.approved", "approval.used"]);
+  });
+
+  test("after B restarts, a suspension through A still reaches it (the hole of issue 12: B kept allowing)", async () => {
+    await b.restart();
+    const token = await accessToken(b, bot);
+    expect((await decide(b, token).expect(200)).body.decision).toBe("allow");
+    await a.http.post(`/v1/agents/${bot.agentId}/suspend`).set(admin(a)).send({ reason: "after B's restart" }).expect(200);
+    await within(Date.now(), async () => (await decide(b, token).expect(200)).body.decision === "deny");
+    await a.http.post(`/v1/agents/${bot.agentId}/reactivate`).set(admin(a)).send({ reason: "after B's restart" }).expect(200);
+    await within(Date.now(), async () => (await decide(b, token).expect(200)).body.decision === "allow");
   });
 
   test("the accountable human deactivated through A: B denies", async () => {
