@@ -157,7 +157,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
   };
   const oauth = new OAuthService(stores.identity, directory, minter, oauthSettings, record, logger, serial);
   // WARNING: no authenticated request is answered from state older than the bound (503 state_stale).
-  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null, () => follower.check());
+  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null, () => follower.ensureFresh());
   const identityFollower = new IdentityFollower(directory, stores.identity, oauth, tokenKeys, serial, logger);
 
   // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.

@@ -37,7 +37,8 @@ const BATCH = 500;
  * before it knows it is its own.
  *
  * WARNING: fail closed. `check()` throws 503 `state_stale` unless this process has applied every
- * event committed up to `maxLagMs` ago; it is called on every authenticated request, from memory.
+ * event committed up to `maxLagMs` ago; every authenticated request goes through `ensureFresh()`,
+ * which reads memory only unless the follower is behind.
  * The follower is fresh as of the moment it read the chain's head, once it has applied everything
  * up to that head: every record at or below a committed head was committed before it (each record
  * chains from the one before it), so nothing below it can appear later.
@@ -51,9 +52,9 @@ export class ChronFollower {
   private polling: Promise<void> | null = null;
   private again = false;
   private failure: string | null = null;
-  /** Ids of events this process is committing or has committed, that the follower has not yet passed. */
-  private readonly own = new Set<string>();
-  /** Own events the follower passed over: if their commit is then reported failed, they are applied after all. */
+  /** Ids of events this process is committing ("sending") or has committed, that the follower has not yet passed. */
+  private readonly own = new Map<string, "sending" | "committed">();
+  /** Own events the follower passed over while their commit was still in flight: if it is then reported failed, they are applied after all. */
   private readonly passed = new Map<string, ChronRow>();
   private readonly lags: number[] = [];
 
@@ -99,7 +100,7 @@ export class ChronFollower {
   track(store: ChronStore): ChronStore {
     const append = async (rows: ChronRow[], effect?: Effect): Promise<void> => {
       const events = this.running ? rows.filter((r) => r.kind === "event") : [];
-      for (const r of events) this.own.add(r.id);
+      for (const r of events) this.own.set(r.id, "sending");
       try {
         await store.append(rows, effect);
       } catch (err) {
@@ -112,7 +113,10 @@ export class ChronFollower {
         }
         throw err;
       }
-      for (const r of events) this.passed.delete(r.id);
+      for (const r of events) {
+        if (this.own.has(r.id)) this.own.set(r.id, "committed");
+        else this.passed.delete(r.id);
+      }
     };
     return new Proxy(store, { get: (target, prop, receiver) => (prop === "append" ? append : (Reflect.get(target, prop, receiver) as unknown)) });
   }
@@ -129,6 +133,22 @@ export class ChronFollower {
     }
   }
 
+  /**
+   * What every authenticated request asks first. Fresh: nothing (memory only, the usual case).
+   * Behind (the event loop was held, or a poll failed): one catch-up now, shared by every request
+   * that asks meanwhile and given at most maxLagMs, then 503 `state_stale` if still behind. So a
+   * stall of this process's own does not turn into 503s; a database it cannot read does.
+   */
+  ensureFresh(): void | Promise<void> {
+    if (!this.running || performance.now() - this.freshAsOf <= this.settings.maxLagMs) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.settings.maxLagMs)));
+    return Promise.race([this.poll(), deadline]).then(() => {
+      clearTimeout(timer);
+      this.check();
+    });
+  }
+
   /** Why this process is not ready, if it is behind. */
   problem(now = performance.now()): string | null {
     try {
@@ -142,6 +162,11 @@ export class ChronFollower {
   /** How far behind, in ms, at the end of each catch-up that applied something (newest last, at most 1000). */
   appliedLags(): number[] {
     return [...this.lags];
+  }
+
+  /** What it keeps about this process's own events (both go back to 0 once the follower has passed them). */
+  ownKept(): { own: number; passed: number } {
+    return { own: this.own.size, passed: this.passed.size };
   }
 
   /** Reads and applies what is new now (and once more if asked again meanwhile). */
@@ -179,8 +204,11 @@ export class ChronFollower {
       while (this.lastSeq < head) {
         const rows = await this.store.list({ kind: "event", toSeq: head }, this.lastSeq, BATCH);
         for (const row of rows) {
-          if (this.own.delete(row.id)) this.passed.set(row.id, row);
-          else {
+          const own = this.own.get(row.id);
+          if (own) {
+            this.own.delete(row.id);
+            if (own === "sending") this.passed.set(row.id, row);
+          } else {
             await this.apply(row);
             this.noteLag(row);
           }

@@ -44,9 +44,30 @@ describe("ChronFollower: every process learns every change", () => {
     await p.mine.commit([decisionContent(2)]);
     await p.follower.poll();
     expect(p.applied).toEqual(["t1", "t2", "t3"]);
-    // Nothing twice.
+    // Nothing twice, and nothing kept about its own events once passed.
     await p.follower.poll();
     expect(p.applied).toEqual(["t1", "t2", "t3"]);
+    expect(p.follower.ownKept()).toEqual({ own: 0, passed: 0 });
+  });
+
+  test("behind, a request first makes the follower catch up: a stall of this process is no 503, a chain it cannot read is", async () => {
+    const store = new FakeChronStore();
+    const p = twoProcesses(store);
+    await p.follower.from();
+    await p.theirs.commit([event("during-the-stall")]);
+    await sleep(settings.maxLagMs + 20);
+    // The event loop was held past the bound (no poll ran): the request waits for one catch-up, then is answered.
+    const caughtUp = p.follower.ensureFresh();
+    expect(caughtUp).toBeInstanceOf(Promise);
+    await caughtUp;
+    expect(p.applied).toEqual(["during-the-stall"]);
+    expect(p.follower.ensureFresh()).toBeUndefined();
+
+    await sleep(settings.maxLagMs + 20);
+    store.head = async () => {
+      throw new Error("connect ECONNREFUSED");
+    };
+    await expect(p.follower.ensureFresh()).rejects.toMatchObject({ status: 503, code: "state_stale" });
   });
 
   test("an event that does not apply is tried again, and meanwhile this process answers 503 state_stale", async () => {
@@ -115,6 +136,7 @@ describe("ChronFollower: every process learns every change", () => {
     await expect(mine.commit([event("seen-then-failed")])).rejects.toThrow(/terminated/);
     await sleep(0);
     expect(applied).toEqual(["reported-failed", "seen-then-failed"]);
+    expect(follower.ownKept()).toEqual({ own: 0, passed: 0 });
   });
 
   test("until it has begun, and after it stopped, it refuses nothing", async () => {
