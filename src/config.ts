@@ -42,6 +42,8 @@ export interface Config {
   oidc: OidcSettings | null;
   logLevel: string;
   chron: { maxBatch: number; checkpointEveryRecords: number; checkpointEverySeconds: number; jsonExportMax: number };
+  /** How the changes other processes commit reach this one, and how far behind it may be before it answers 503 state_stale. */
+  sync: { pollMs: number; maxLagMs: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
   bodyLimits: { default: number; policy: number };
   /** A bundle-signing key kept outside the database; null: CLAIIM keeps its own in the database. */
@@ -111,6 +113,9 @@ const ENV = {
   CLAIIM_OIDC_JWKS_CACHE_SECONDS: wholeNumber(600),
   LOG_LEVEL: oneOf(["silent", "error", "warn", "info", "http", "verbose", "debug", "silly"], "info"),
   CLAIIM_CHRON_MAX_BATCH: wholeNumber(256),
+  // How another process's changes reach this one (ChronFollower); the poll defaults to 50 ms on SQLite, 200 ms on PostgreSQL (which also notifies).
+  CLAIIM_SYNC_POLL_MS: z.string().regex(/^\d+$/, "must be a whole number, at least 5").transform(Number).refine((n) => n >= 5 && n <= 60_000, "must be a whole number from 5 to 60000").optional(),
+  CLAIIM_SYNC_MAX_LAG_MS: wholeNumber(1000, 100),
   CLAIIM_CHECKPOINT_EVERY_RECORDS: wholeNumber(1000),
   CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(1),
   CLAIIM_EXPORT_JSON_MAX_RECORDS: wholeNumber(10000),
@@ -214,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       checkpointEverySeconds: e.CLAIIM_CHECKPOINT_EVERY_SECONDS,
       jsonExportMax: e.CLAIIM_EXPORT_JSON_MAX_RECORDS,
     },
+    sync: { pollMs: e.CLAIIM_SYNC_POLL_MS ?? (databaseKindOf(databaseUrl) === "sqlite" ? 50 : 200), maxLagMs: e.CLAIIM_SYNC_MAX_LAG_MS },
     bodyLimits: { default: 64 * 1024, policy: e.CLAIIM_POLICY_MAX_BYTES },
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },

@@ -11,7 +11,9 @@ import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
 import { SigningKeys } from "./keys/signing-keys";
 import type { ChronStore, Recorder } from "./chron/chron-store";
+import type { EventContent } from "./chron/record";
 import { ChronWriter } from "./chron/chron-writer";
+import { ChronFollower, type ChangeNotices } from "./chron/follower";
 import type { Checkpointer } from "./chron/checkpoints";
 import { buildChron, openChronKey, type OpenedChronKey } from "./chron/startup";
 import { publishChronKey, type ChronSigner } from "./chron/signer";
@@ -24,6 +26,7 @@ import { redact } from "./chron/redaction";
 import { chronRoutes } from "./chron/chron-routes";
 import type { IdentityStore } from "./identity/identity-store";
 import { IdentityDirectory } from "./identity/directory";
+import { IdentityFollower } from "./identity/follower";
 import { IdentityService } from "./identity/identity-service";
 import { CredentialService } from "./identity/credential-service";
 import { ApiKeyService } from "./identity/api-key-service";
@@ -62,6 +65,8 @@ export interface Stores {
   policy: PolicyStore;
   chron: ChronStore;
   approval: ApprovalStore;
+  /** How this process hears at once of events other processes commit (PostgreSQL's LISTEN); without it, it polls only. */
+  changeNotices?: ChangeNotices;
 }
 
 export interface Core {
@@ -77,6 +82,8 @@ export interface Core {
   verifier: ChronVerifier;
   writer: ChronWriter;
   checkpointer: Checkpointer;
+  /** Keeps what this process holds in memory up to date with the changes other processes commit. */
+  follower: ChronFollower;
   /** Chron's signing key (from its file): signs tree heads, tags records. */
   chronSigner: ChronSigner;
   approvals: ApprovalService;
@@ -104,8 +111,12 @@ export function openCoreChronKey(config: Config, stores: Stores, logger: Logger)
 export function buildCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>, chronKey: OpenedChronKey): Core {
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
   const chronSigner = chronKey.signer;
+  // Another process's changes reach this one through the Chron events it commits (follow, below);
+  // this process's own are known to the follower as they are appended, and skipped.
+  let follow: (event: EventContent) => Promise<void> = async () => undefined;
+  const follower = new ChronFollower(stores.chron, (event) => follow(event), config.sync, logger, stores.changeNotices ?? null);
   // Every change of state is committed by the single Chron writer, with its record, tagged by the Chron key.
-  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger, chronSigner);
+  const writer = new ChronWriter(follower.track(stores.chron), config.chron.maxBatch, logger, chronSigner);
   // Decisions count themselves here; verification, reports and replays give way to them.
   const live = new LiveWork();
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
@@ -147,7 +158,9 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     tokenEndpoint: `${config.publicUrl}/oauth/token`,
   };
   const oauth = new OAuthService(stores.identity, directory, minter, oauthSettings, record, logger, serial);
-  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null);
+  // WARNING: no authenticated request is answered from state older than the bound (503 state_stale).
+  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null, () => follower.ensureFresh());
+  const identityFollower = new IdentityFollower(directory, stores.identity, oauth, tokenKeys, serial, logger);
 
   // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
   const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
@@ -167,6 +180,11 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
     tripsToStop: config.evaluation.tripsToStop,
   });
+  follow = async (event) => {
+    await identityFollower.apply(event);
+    await policies.followChange(event);
+    if (event.subject.type === "approval") await approvals.followChange(event.subject.id);
+  };
   const replays = new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) =>
     policies.replayStopped(job, message),
   );
@@ -216,6 +234,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     verifier,
     writer,
     checkpointer,
+    follower,
     chronSigner,
     approvals,
     decisions,
@@ -225,6 +244,8 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     stopping: false,
     async start() {
       await chronParts.start();
+      // Before any state is loaded: what is committed after this head is followed.
+      await follower.from();
       await credentials.start();
       await directory.load(stores.identity);
       core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
@@ -237,9 +258,11 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       logger.info("idempotency keys reloaded from Chron", { keys: reloaded, ms: Date.now() - reloadStarted });
       await approvals.start();
       await oauth.start();
+      await follower.start();
     },
     async stop() {
       core.stopping = true;
+      await follower.stop();
       // Long-polls answer now and webhook deliveries stop; running replays end at their next step.
       await approvals.stop();
       await replays.stop();
@@ -250,7 +273,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     },
   };
   core.routes = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chronHalted: () => writer.haltedBy()?.message ?? null }, () => openapi),
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chronHalted: () => writer.haltedBy()?.message ?? null, behind: () => follower.problem() }, () => openapi),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
     ...inventoryRoutes(directory),

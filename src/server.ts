@@ -9,6 +9,7 @@ import { OpaCliCompiler } from "./policy/opa-compiler";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { ChronStore } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
+import { PostgresChangeNotices } from "./chron/follower";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { consoleHandler } from "./console/console-handler";
 import { buildCore, openCoreChronKey, type Core, type Stores } from "./core";
@@ -38,7 +39,13 @@ export function createHttpApp(core: Core, config: Config, logger: Logger) {
 /** Opens the database, builds and starts the core on it, and listens. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
-  const stores: Stores = { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) };
+  const stores: Stores = {
+    identity: new PrismaIdentityStore(db.prisma),
+    policy: new PrismaPolicyStore(db.prisma),
+    chron: createChronStore(db),
+    approval: new PrismaApprovalStore(db.prisma),
+    changeNotices: db.kind === "postgresql" ? new PostgresChangeNotices(db.pool.options, logger) : undefined,
+  };
   let core: Core;
   try {
     core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger));

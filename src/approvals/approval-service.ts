@@ -12,7 +12,7 @@ import { checkApprover, inScope, matches, mayRead, type ApprovalFilter } from ".
 import { ApprovalExpiry } from "./expiry";
 import type { ApprovalGate, Settled } from "./gate";
 import { HeldApprovals } from "./held";
-import { mismatches, type Approval } from "./model";
+import { mismatches, type Approval, type ApprovalStatus } from "./model";
 import { approvalEvent, type Directory } from "./views";
 import { approverName, boundRequest, newApproval, recordedRef, refusal, reply } from "./answers";
 import { WebhookNotifier } from "./webhook";
@@ -33,18 +33,22 @@ function notFound(id: string): NotFoundError {
   return new NotFoundError("approval_not_found", `approval ${id} does not exist`);
 }
 
+/** How far along an approval is: its status never goes back. */
+const STAGE: Record<ApprovalStatus, number> = { pending: 0, approved: 1, rejected: 1, used: 2, expired: 2 };
+
 /**
  * Human approval of one exact request of an agent, used once.
  *
  * The decision path reads approvals from memory only: every approval that is open, or closed less
  * than keepClosedSeconds after its expiry, is held here, loaded at start and updated on every
- * change this process makes. Each change commits with its Chron record through the single writer.
+ * change this process makes, and on every change another process makes (followChange, from its
+ * Chron event). Each change commits with its Chron record.
  *
  * WARNING: a transition is claimed in memory, synchronously, before anything is awaited (a claim on `held`),
  * so that two requests of this process can never both spend one approval; the database's
- * conditional update is the second guard, against another process or a hand edit. As for
- * identities, run one CLAIIM process per database.
+ * conditional update is the second guard, against another process or a hand edit.
  */
+
 export class ApprovalService implements ApprovalGate {
   private readonly held = new HeldApprovals();
   private readonly expiry: ApprovalExpiry;
@@ -309,6 +313,22 @@ export class ApprovalService implements ApprovalGate {
   // --- internals ---
 
   /** Reads the approval from the database again, after a conditional update found it changed. */
+  /**
+   * Another process asked for, answered, used or expired this approval (its Chron event; see
+   * ChronFollower): it is held as stored now, and whoever waits on it here is answered. A status
+   * only moves forward (pending, then approved or rejected, then used or expired), so a read that
+   * a change of this process overtook is not applied over it.
+   */
+  async followChange(id: string): Promise<void> {
+    const stored = await this.deps.store.find(id);
+    if (!stored) return;
+    const held = this.held.get(id);
+    if (!held) this.held.hold(stored);
+    else if (STAGE[stored.status] > STAGE[held.status]) this.held.change(held, stored);
+    else return;
+    this.held.wake(id);
+  }
+
   private async refresh(id: string): Promise<void> {
     const stored = await this.deps.store.find(id);
     const held = this.held.get(id);

@@ -108,7 +108,8 @@ export class HeldApprovals {
     return { held: this.approvals.size, open, waiting: this.waiting };
   }
 
-  private wake(id: string): void {
+  /** Answers whoever waits on the approval. */
+  wake(id: string): void {
     for (const done of [...(this.waiters.get(id) ?? [])]) done();
   }
 

@@ -9,6 +9,8 @@ export interface Readiness {
   stopping(): boolean;
   /** Why Chron takes no records (a record CLAIIM did not write after its head), if it does not. */
   chronHalted?(): string | null;
+  /** Why this process may hold state older than the bound (it has not applied other processes' changes), if it may. */
+  behind?(): string | null;
 }
 
 export function systemRoutes(readiness: Readiness, openapi: () => unknown): RouteSpec[] {
@@ -25,7 +27,7 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
     route({
       method: "get",
       path: "/readyz",
-      summary: "Readiness: a policy bundle is active, the database answers, and Chron takes records",
+      summary: "Readiness: a policy bundle is active, the database answers, Chron takes records, and other processes' changes are applied",
       tags: ["system"],
       access: { public: true },
       responses: {
@@ -39,6 +41,8 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
         if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");
         const halted = readiness.chronHalted?.();
         if (halted) throw new ServiceUnavailableError("not_ready", halted);
+        const behind = readiness.behind?.();
+        if (behind) throw new ServiceUnavailableError("not_ready", behind);
         return { status: 200, body: { status: "ready", policy_version: version } };
       },
     }),

@@ -44,10 +44,17 @@ export class Authenticator {
     private readonly keys: SigningKeys,
     private readonly tokens: TokenSettings,
     private readonly oidc: OidcVerifier | null = null,
+    /** Throws (503), or rejects once it has tried to catch up, when what this process holds may be older than the bound: nothing is answered from it then. */
+    private readonly fresh: () => void | Promise<void> = () => undefined,
   ) {}
 
-  /** Synchronous for API keys and CLAIIM's own tokens; a human's token may need the provider's keys fetched. */
+  /** Synchronous for API keys and CLAIIM's own tokens while this process is up to date; a human's token may need the provider's keys fetched. */
   authenticate(authorization: string | undefined): Principal | Promise<Principal> {
+    const catchingUp = this.fresh();
+    return catchingUp ? catchingUp.then(() => this.principal(authorization)) : this.principal(authorization);
+  }
+
+  private principal(authorization: string | undefined): Principal | Promise<Principal> {
     const match = authorization ? /^Bearer ([^\s]+)$/i.exec(authorization.trim()) : null;
     if (!match) throw new AuthenticationError("credential_missing", "send a credential as Authorization: Bearer <token>");
     const secret = match[1];

@@ -30,8 +30,9 @@ export function notFound(what: "organization" | "human" | "agent" | "credential"
  * decision costs no database read. Lookups honour the caller's scope: what a confined caller may
  * not see does not exist for it (not found, never forbidden).
  *
- * WARNING: the directory is this process's. Run one CLAIIM process per database until the
- * directory learns of changes made by another process.
+ * WARNING: the directory is this process's. Changes made by another CLAIIM process on the same
+ * database reach it through their Chron events (IdentityFollower), within the follower's bound;
+ * past it, nothing is answered from the directory (503 state_stale).
  */
 export class IdentityDirectory implements Names {
   private readonly orgs = new Map<string, Organization>();

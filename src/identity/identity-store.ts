@@ -15,6 +15,13 @@ export interface IdentityStore extends KeyStore {
   listCredentials(): Promise<AgentCredential[]>;
   listApiKeys(): Promise<ApiKey[]>;
   listClients(): Promise<AgentClient[]>;
+  /** One identity as stored now, or null: what another process changed is re-read by its id (see IdentityFollower). */
+  findOrganization(id: string): Promise<Organization | null>;
+  findHuman(id: string): Promise<Human | null>;
+  findAgent(id: string): Promise<Agent | null>;
+  findCredential(id: string): Promise<AgentCredential | null>;
+  findApiKey(id: string): Promise<ApiKey | null>;
+  findClient(id: string): Promise<AgentClient | null>;
 
   createOrganization(org: Organization, tx: Tx): Promise<void>;
   saveHuman(human: Human, tx: Tx): Promise<void>;

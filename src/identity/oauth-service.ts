@@ -84,6 +84,11 @@ export class OAuthService {
     for (const c of await this.store.listClients()) this.clients.set(c.id, c);
   }
 
+  /** A client as another process left it (see IdentityFollower). */
+  putClient(client: AgentClient): void {
+    this.clients.set(client.id, client);
+  }
+
   client(id: string): AgentClient | undefined {
     return this.clients.get(id);
   }

@@ -14,25 +14,35 @@ function conflictOn(code: CodeWith<409>, message: string) {
   };
 }
 
+type AgentRow = Omit<Agent, "status" | "skills"> & { status: string; skills: { name: string; version: string; registeredAt: Date }[] };
+const agentOf = (row: AgentRow): Agent => ({
+  ...row,
+  status: row.status as AgentStatus,
+  skills: row.skills.map((s) => ({ name: s.name, version: s.version, registeredAt: s.registeredAt })),
+});
+const humanOf = <R extends { status: string }>(r: R) => ({ ...r, status: r.status as HumanStatus });
+const apiKeyOf = <R extends { role: string }>(r: R) => ({ ...r, role: r.role as Role });
+const clientOf = <R extends { method: string; publicJwk: string | null }>(r: R) => ({
+  ...r,
+  method: r.method as ClientMethod,
+  publicJwk: r.publicJwk ? (JSON.parse(r.publicJwk) as Record<string, unknown>) : null,
+});
+const ORGANIZATION = { id: true, slug: true, name: true, createdAt: true } as const;
+const SKILLS = { skills: { orderBy: { name: "asc" } } } as const;
+
 export class PrismaIdentityStore implements IdentityStore {
   constructor(private readonly prisma: Prisma) {}
 
   async listOrganizations(): Promise<Organization[]> {
-    return this.prisma.organization.findMany({ orderBy: { createdAt: "asc" }, select: { id: true, slug: true, name: true, createdAt: true } });
+    return this.prisma.organization.findMany({ orderBy: { createdAt: "asc" }, select: ORGANIZATION });
   }
 
   async listHumans(): Promise<Human[]> {
-    const rows = await this.prisma.human.findMany({ orderBy: { createdAt: "asc" } });
-    return rows.map((r) => ({ ...r, status: r.status as HumanStatus }));
+    return (await this.prisma.human.findMany({ orderBy: { createdAt: "asc" } })).map(humanOf);
   }
 
   async listAgents(): Promise<Agent[]> {
-    const rows = await this.prisma.agent.findMany({ include: { skills: { orderBy: { name: "asc" } } }, orderBy: { createdAt: "asc" } });
-    return rows.map((row) => ({
-      ...row,
-      status: row.status as AgentStatus,
-      skills: row.skills.map((s) => ({ name: s.name, version: s.version, registeredAt: s.registeredAt })),
-    }));
+    return (await this.prisma.agent.findMany({ include: SKILLS, orderBy: { createdAt: "asc" } })).map(agentOf);
   }
 
   async listCredentials(): Promise<AgentCredential[]> {
@@ -40,8 +50,7 @@ export class PrismaIdentityStore implements IdentityStore {
   }
 
   async listApiKeys(): Promise<ApiKey[]> {
-    const rows = await this.prisma.apiKey.findMany({ orderBy: { createdAt: "asc" } });
-    return rows.map((r) => ({ ...r, role: r.role as Role }));
+    return (await this.prisma.apiKey.findMany({ orderBy: { createdAt: "asc" } })).map(apiKeyOf);
   }
 
   async listSigningKeys(purpose: string): Promise<SigningKey[]> {
@@ -82,8 +91,35 @@ export class PrismaIdentityStore implements IdentityStore {
   }
 
   async listClients(): Promise<AgentClient[]> {
-    const rows = await this.prisma.agentClient.findMany({ orderBy: { createdAt: "asc" } });
-    return rows.map((r) => ({ ...r, method: r.method as ClientMethod, publicJwk: r.publicJwk ? (JSON.parse(r.publicJwk) as Record<string, unknown>) : null }));
+    return (await this.prisma.agentClient.findMany({ orderBy: { createdAt: "asc" } })).map(clientOf);
+  }
+
+  findOrganization(id: string): Promise<Organization | null> {
+    return this.prisma.organization.findUnique({ where: { id }, select: ORGANIZATION });
+  }
+
+  async findHuman(id: string): Promise<Human | null> {
+    const row = await this.prisma.human.findUnique({ where: { id } });
+    return row && humanOf(row);
+  }
+
+  async findAgent(id: string): Promise<Agent | null> {
+    const row = await this.prisma.agent.findUnique({ where: { id }, include: SKILLS });
+    return row && agentOf(row);
+  }
+
+  findCredential(id: string): Promise<AgentCredential | null> {
+    return this.prisma.agentCredential.findUnique({ where: { id } });
+  }
+
+  async findApiKey(id: string): Promise<ApiKey | null> {
+    const row = await this.prisma.apiKey.findUnique({ where: { id } });
+    return row && apiKeyOf(row);
+  }
+
+  async findClient(id: string): Promise<AgentClient | null> {
+    const row = await this.prisma.agentClient.findUnique({ where: { id } });
+    return row && clientOf(row);
   }
 
   async saveClient(client: AgentClient, tx: Tx): Promise<void> {

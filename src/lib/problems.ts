@@ -138,6 +138,7 @@ export const PROBLEMS = {
   database_unavailable: 503,
   chron_unavailable: 503,
   chron_broken: 503,
+  state_stale: 503,
   archive_unverified: 503,
   oidc_unavailable: 503,
 } as const satisfies Record<string, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503>;

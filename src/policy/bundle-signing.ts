@@ -133,6 +133,16 @@ export class BundleSigner {
     });
   }
 
+  /** The purpose its keys are stored under. */
+  get purpose(): string {
+    return this.keys.purpose;
+  }
+
+  /** Another process rotated the stored keys: load them again (an external key file is not the database's). */
+  async reload(): Promise<void> {
+    if (!this.external) this.keys.load(await this.store.listSigningKeys(this.keys.purpose));
+  }
+
   private verifiers(): Verifier[] {
     return [...this.keys.all(), ...this.trusted];
   }

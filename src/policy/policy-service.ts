@@ -25,6 +25,9 @@ export { mayChangePolicy } from "./changes";
 export type { PolicyDiff, PolicyStatus, PolicyVersionView, PublishRequest, ShadowView } from "./policy-views";
 
 
+/** The policy events after which the active and shadow versions are read again (followChange). */
+const FOLLOWED = new Set(["policy.activated", "policy.shadow_started", "policy.shadow_stopped"]);
+
 export interface PolicyServiceDeps {
   store: PolicyStore;
   compiler: PolicyCompiler;
@@ -246,6 +249,36 @@ export class PolicyService {
       );
       this.logger.info("reference policies published and activated", { version: view.version, revision: view.revision });
     }
+  }
+
+  /**
+   * Another process changed what is active, shadowed or signs bundles (its Chron event names the
+   * change; see ChronFollower): this process takes the same state from the database, one at a
+   * time with its own changes. It records nothing: the change was recorded where it was made.
+   * WARNING: a version that does not load here throws, and the follower tries again; meanwhile this
+   * process answers 503 rather than decide under the version it held before.
+   */
+  followChange(event: { type: string; subject: { type: string; name: string } }): Promise<void> {
+    if (event.type.startsWith("signing_key.")) {
+      return event.subject.name === this.signer.purpose ? this.serial.run(() => this.signer.reload()) : Promise.resolve();
+    }
+    if (!FOLLOWED.has(event.type)) return Promise.resolve();
+    return this.serial.run(async () => {
+      const state = await this.store.state();
+      if (state.activeVersion !== null && state.activeVersion !== this.engine.active()?.version) {
+        const stored = await this.store.get(state.activeVersion);
+        if (!stored) throw new Error(`the active policy version ${state.activeVersion} is not stored`);
+        this.engine.swap(await instantiate(stored, state.activatedAt ?? new Date(), this.verify, this.engine.pool));
+        this.logger.info("policy activated by another process", { version: state.activeVersion });
+      }
+      const shadow = state.shadow?.version ?? null;
+      if (shadow !== (this.engine.shadow()?.version ?? null)) {
+        // A shadow never decides: one that does not load here is logged, not retried.
+        const loaded = shadow === null ? null : await this.load(shadow).catch((err: Error) => (this.logger.error("shadow policy of another process could not be loaded", { version: shadow, error: err.message }), null));
+        this.engine.setShadow(loaded);
+        this.shadows.trips = 0;
+      }
+    });
   }
 
   /** A published version, verified and loaded, for evaluation beside the decision path (shadow, replay). */

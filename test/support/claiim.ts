@@ -27,6 +27,8 @@ export interface TestServerOptions {
   logStream?: Writable;
   /** A database prepared by the test (migrated, perhaps holding what an earlier CLAIIM wrote), and the folder for the server's data. */
   database?: { db: TestDatabase; dir: string };
+  /** The administrator credential, for a server on a database whose bootstrap credential another made (a second replica). */
+  admin?: string;
 }
 
 export async function startTestServer(kind: DatabaseKind, options: TestServerOptions = {}): Promise<TestServer> {
@@ -49,7 +51,7 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
   const logger = createLogger(config.logLevel, options.logStream);
   let claiim = await startClaiim(config, logger);
   let running = true;
-  const admin = fs.readFileSync(claiim.bootstrapCredentialFile!, "utf8").trim();
+  const admin = options.admin ?? fs.readFileSync(claiim.bootstrapCredentialFile!, "utf8").trim();
   const server: TestServer = {
     claiim,
     config,

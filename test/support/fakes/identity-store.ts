@@ -69,6 +69,24 @@ export class FakeIdentityStore implements IdentityStore, Transactional {
     if (i >= 0) this.signingKeys[i] = copy(key);
     else this.signingKeys.push(copy(key));
   }
+  async findOrganization(id: string) {
+    return copy(this.orgs.find((x) => x.id === id) ?? null);
+  }
+  async findHuman(id: string) {
+    return copy(this.humans.find((x) => x.id === id) ?? null);
+  }
+  async findAgent(id: string) {
+    return copy(this.agents.find((x) => x.id === id) ?? null);
+  }
+  async findCredential(id: string) {
+    return copy(this.credentials.find((x) => x.id === id) ?? null);
+  }
+  async findApiKey(id: string) {
+    return copy(this.apiKeys.find((x) => x.id === id) ?? null);
+  }
+  async findClient(id: string) {
+    return copy(this.clients.find((x) => x.id === id) ?? null);
+  }
   async listClients() {
     return copy(this.clients);
   }
