@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Logger } from "../lib/logger";
+import type { CheckpointerState } from "../ops/health";
 import type { SigningKeys } from "../keys/signing-keys";
 import type { Checkpoint, ChronStore } from "./chron-store";
 import { MerkleFrontier } from "./merkle";
@@ -81,6 +82,8 @@ export class Checkpointer {
   private frontier = new MerkleFrontier();
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  private unsignedSinceMs: number | null = null;
+  private failing: { message: string; atMs: number } | null = null;
 
   constructor(
     private readonly store: ChronStore,
@@ -117,6 +120,7 @@ export class Checkpointer {
       after = rows[rows.length - 1].seq;
     }
     this.head = await this.store.head();
+    if (this.head && this.head.seq > (this.last?.seq ?? 0)) this.unsignedSinceMs = Date.now();
     this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
     this.timer.unref();
     this.due(false);
@@ -132,8 +136,24 @@ export class Checkpointer {
     return this.pending;
   }
 
+  /** How signing fares, for readiness and the metrics. */
+  health(): CheckpointerState {
+    const lastSignedSeq = this.last?.seq ?? 0;
+    const headSeq = this.head?.seq ?? 0;
+    const unsigned = Math.max(0, headSeq - lastSignedSeq);
+    return {
+      lastSignedSeq,
+      lastSignedAtMs: this.last?.tsMs ?? null,
+      headSeq,
+      unsigned,
+      lagSeconds: unsigned > 0 && this.unsignedSinceMs !== null ? (Date.now() - this.unsignedSinceMs) / 1000 : 0,
+      failing: this.failing,
+    };
+  }
+
   /** Called after every Chron commit, with the committed rows in order. */
   committed(rows: ChronRow[]): void {
+    if (this.unsignedSinceMs === null) this.unsignedSinceMs = Date.now();
     for (const row of rows) this.frontier.append(row.hash);
     this.head = { seq: rows[rows.length - 1].seq, hash: rows[rows.length - 1].hash };
     this.due(false);
@@ -211,6 +231,7 @@ export class Checkpointer {
       })
       .catch((err: Error) => {
         this.covered = this.last?.seq ?? 0;
+        this.failing = { message: err.message, atMs: Date.now() };
         this.logger.error("chron checkpoint failed", { error: err.message, seq: head.seq });
       });
   }
@@ -223,6 +244,9 @@ export class Checkpointer {
     const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: key.kid, jws, frontier: record.frontier };
     await this.store.insertCheckpoint(checkpoint);
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
+    this.failing = null;
+    // What was committed after this checkpoint's record waits from now (a slight underestimate).
+    this.unsignedSinceMs = (this.head?.seq ?? 0) > this.last.seq ? Date.now() : null;
     this.covered = Math.max(this.covered, checkpoint.seq);
     return checkpoint;
   }

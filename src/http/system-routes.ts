@@ -1,13 +1,28 @@
 import { z } from "./openapi";
 import { route, type RouteSpec } from "./route";
 import { ServiceUnavailableError } from "../lib/errors";
+import type { ChronHealth } from "../ops/health";
 
 export interface Readiness {
   policyVersion(): number | null;
   databaseAnswers(): Promise<boolean>;
   /** True once CLAIIM has begun to stop: not ready, so that load balancers send no more. */
   stopping(): boolean;
+  /** The Chron writer and checkpointer: stuck or failing means not ready. */
+  chron(): ChronHealth;
 }
+
+const ChronHealthView = z.object({
+  writer: z.object({ status: z.enum(["ok", "stuck", "failing"]), queued: z.number().int(), last_commit_at: z.string().nullable(), error: z.string().optional() }),
+  checkpointer: z.object({
+    status: z.enum(["ok", "stuck", "failing"]),
+    last_signed_seq: z.number().int(),
+    last_signed_at: z.string().nullable(),
+    unsigned_records: z.number().int(),
+    lag_seconds: z.number(),
+    error: z.string().optional(),
+  }),
+});
 
 export function systemRoutes(readiness: Readiness, openapi: () => unknown): RouteSpec[] {
   return [
@@ -23,19 +38,21 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
     route({
       method: "get",
       path: "/readyz",
-      summary: "Readiness: a policy bundle is active and the database answers",
+      summary: "Readiness: not stopping, a policy bundle is active, the database answers, and Chron's writer and checkpointer are neither stuck nor failing",
       tags: ["system"],
       access: { public: true },
       responses: {
-        200: { description: "Ready", schema: z.object({ status: z.literal("ready"), policy_version: z.number().int() }) },
-        503: { description: "Not ready" },
+        200: { description: "Ready", schema: z.object({ status: z.literal("ready"), policy_version: z.number().int(), chron: ChronHealthView }) },
+        503: { description: "Not ready (not_ready): the detail says why; `chron` says how the writer and the checkpointer fare" },
       },
       handle: async () => {
         if (readiness.stopping()) throw new ServiceUnavailableError("not_ready", "CLAIIM is stopping");
         const version = readiness.policyVersion();
         if (version === null) throw new ServiceUnavailableError("not_ready", "no policy bundle is active");
         if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");
-        return { status: 200, body: { status: "ready", policy_version: version } };
+        const { ready, reason, ...chron } = readiness.chron();
+        if (!ready) throw new ServiceUnavailableError("not_ready", reason ?? "Chron is not ready", { chron });
+        return { status: 200, body: { status: "ready", policy_version: version, chron } };
       },
     }),
     route({

@@ -1,9 +1,12 @@
 // Who acts: the roles, the callers CLAIIM authenticates (principals), the organisation they are
 // confined to, and how Chron names whoever made a change (actors). Every pillar reads these.
 
-/** approver: approves or rejects agents' requests that need a human's approval, in one organisation. */
-export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver";
-export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver"];
+/**
+ * approver: approves or rejects agents' requests that need a human's approval, in one organisation.
+ * metrics: reads /metrics and nothing else (for Prometheus).
+ */
+export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "metrics";
+export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver", "metrics"];
 
 export interface Actor {
   type: "api_key" | "human" | "agent" | "system";
