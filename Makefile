@@ -20,8 +20,8 @@ test: setup ## OPA policy tests and jest (route, service and end-to-end tests on
 fuzz: setup ## schemathesis against a live CLAIIM from its OpenAPI document (FUZZ_SECONDS=300; FUZZ_DATABASE_URL for PostgreSQL)
 	@bash scripts/fuzz.sh
 
-publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1 to activate, SHADOW=1 to shadow)
-	@node scripts/publish-policy.mjs --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
+publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1, SHADOW=1; CLAIIM_URL or PORT, CLAIIM_TOKEN)
+	@node bin/claiim publish --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
 
 bench: setup ## decisions/s, latency and the Chron check under load; then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js
