@@ -9,8 +9,9 @@ import type { ChronStore } from "../chron/chron-store";
 import type { DecisionContent } from "../chron/record";
 import { UnprocessableError } from "../lib/errors";
 import type { BundleFiles } from "./bundle";
-import type { EvalOutcome, EvaluationPool } from "./evaluation/pool";
+import type { EvaluationPool } from "./evaluation/pool";
 import { nanosOf, type ActivePolicy } from "./policy-engine";
+import type { EvalOutcome } from "./evaluation/types";
 
 export interface TestsBuild {
   /** `opa build -t wasm` of the set with its tests, one entrypoint per test rule. */

@@ -6,8 +6,8 @@ import type { Decision, ShadowResult } from "../chron/record";
 import type { AgentContext } from "../identity/identity-service";
 import type { OnBehalfOf } from "../shared/principal";
 import { ApprovalSpecSchema, type ApprovalSpec } from "./approval-spec";
-import type { EvalOutcome } from "./evaluation/pool";
 import type { ActivePolicy } from "./policy-engine";
+import type { EvalOutcome } from "./evaluation/types";
 
 /** What an agent asks to do. */
 export interface ActionRequest {

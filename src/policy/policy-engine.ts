@@ -1,7 +1,8 @@
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, type BundleFiles } from "./bundle";
-import type { EvalOutcome, EvaluationPool, PolicyHandle } from "./evaluation/pool";
+import type { EvaluationPool } from "./evaluation/pool";
 import { ENTRYPOINT } from "./opa-compiler";
 import type { StoredBundle } from "./policy-store";
+import type { EvalOutcome, PolicyHandle } from "./evaluation/types";
 
 /** A bundle loaded into the evaluation workers, ready to evaluate. */
 export interface ActivePolicy {

@@ -182,7 +182,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       params: z.object({ name: z.string().max(100) }),
       responses: { 200: { description: "The bundle (application/gzip)" }, 304: { description: "Not modified" }, 404: { description: "No such bundle" } },
       handle: async ({ params, req }): Promise<Reply> => {
-        const bundle = params.name === "claiim" ? await policies.servedBundle() : null;
+        const bundle = params.name === "claiim" ? await policies.sidecar.active() : null;
         if (!bundle) throw new NotFoundError("bundle_not_found", `no active bundle named ${params.name}`);
         const etag = `"${bundle.revision}"`;
         if (req.get("if-none-match") === etag) return { status: 304, headers: { ETag: etag } };
@@ -211,7 +211,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
         409: { description: "The version is the active one (shadow_is_active)" },
         422: { description: "The stored bundle failed verification (policy_load_failed)" },
       },
-      handle: async ({ body, principal }) => ({ status: 200, body: await policies.setShadow(body.version, actorOf(principal), scopeOf(principal)) }),
+      handle: async ({ body, principal }) => ({ status: 200, body: await policies.shadows.setShadow(body.version, actorOf(principal), scopeOf(principal)) }),
     }),
     route({
       method: "delete",
@@ -221,7 +221,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author"] },
       responses: { 204: { description: "Stopped" }, 404: { description: "Nothing is shadowed (no_shadow)" } },
       handle: async ({ principal }) => {
-        await policies.stopShadow(actorOf(principal), scopeOf(principal));
+        await policies.shadows.stopShadow(actorOf(principal), scopeOf(principal));
         return { status: 204 };
       },
     }),
@@ -242,7 +242,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       responses: { 200: { description: "The report", schema: ShadowReportView }, 404: { description: "Nothing is shadowed and no version was named (no_shadow)" } },
       handle: async ({ query, principal }) => ({
         status: 200,
-        body: await policies.shadowReport({
+        body: await policies.shadows.shadowReport({
           version: query.version,
           fromMs: query.from ? Date.parse(query.from) : undefined,
           toMs: query.to ? Date.parse(query.to) : undefined,

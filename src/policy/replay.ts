@@ -5,10 +5,10 @@ import { ConflictError, NotFoundError, ServiceUnavailableError } from "../lib/er
 import type { Logger } from "../lib/logger";
 import { checkWindow } from "../shared/windows";
 import { BACKGROUND, Pacer, type LiveWork, type PaceSettings } from "../lib/pacer";
-import type { EvalOutcome } from "./evaluation/pool";
 import { nanosOf, type ActivePolicy } from "./policy-engine";
 import { type Actor, actorName } from "../shared/principal";
 import { decisionOf, outcomeOf, type PolicyInput } from "./decision-policy";
+import type { EvalOutcome } from "./evaluation/types";
 
 export interface ReplayChange extends DecisionRef {
   recorded: { decision: string; reasons: string[]; policy_version: number | null };

@@ -13,7 +13,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseLossless } from "lossless-json";
-import { compare, key, numberOf, writeJSON, type RegoValue } from "../../src/policy/runtime/value";
+import { compare, key, numberOf, type RegoValue } from "../../src/policy/runtime/value";
+import { writeJSON } from "../../src/policy/runtime/value-text";
 
 export interface OpaCase {
   note: string;

@@ -8,11 +8,12 @@
  */
 import path from "node:path";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
-import { writeJSON, type RegoValue } from "../../src/policy/runtime/value";
+import { type RegoValue } from "../../src/policy/runtime/value";
 import { OPA_BIN } from "../support/fake-core";
 import { testPool } from "../support/pool";
 import { bindingsOf, judge, loadCases, needsNonStrictOracle, opaEvalBindings, sourcesOf, type OpaCase, type Outcome } from "./harness";
 import exceptions from "./exceptions.json";
+import { writeJSON } from "../../src/policy/runtime/value-text";
 
 const cases = loadCases();
 const keyOf = (c: OpaCase) => `${c.file} | ${c.note}`;

@@ -12,10 +12,11 @@ import path from "node:path";
 import { parse as parseLossless } from "lossless-json";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
 import { capabilitiesDocument, referenceNames } from "../../src/policy/runtime/capabilities";
-import { key, numberOf, writeJSON, type RegoValue } from "../../src/policy/runtime/value";
+import { key, numberOf, type RegoValue } from "../../src/policy/runtime/value";
 import { OPA_BIN } from "../support/fake-core";
 import { testPool } from "../support/pool";
 import { CURATED, generated, NO_GENERATED, NOT_COMPARED, type TypeDecl } from "./cases";
+import { writeJSON } from "../../src/policy/runtime/value-text";
 
 interface Declared {
   name: string;

@@ -1,6 +1,7 @@
-import { EvaluationPool, type EvalOutcome, type EvaluationLimits } from "../../src/policy/evaluation/pool";
+import { EvaluationPool } from "../../src/policy/evaluation/pool";
 import { referenceModulePath } from "../../src/policy/runtime/reference";
 import type { RegoValue } from "../../src/policy/runtime/value";
+import type { EvalOutcome, EvaluationLimits } from "../../src/policy/evaluation/types";
 
 const pools: EvaluationPool[] = [];
 

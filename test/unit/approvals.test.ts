@@ -1,5 +1,6 @@
 import type { RegoValue } from "../../src/policy/runtime/value";
 import { ApprovalService, type ApprovalSettings } from "../../src/approvals/approval-service";
+import { checkApprover } from "../../src/approvals/approvers";
 import type { Directory } from "../../src/approvals/views";
 import type { DecisionContent, EventContent } from "../../src/chron/record";
 import { DecisionService } from "../../src/decisions/decision-service";
@@ -329,7 +330,7 @@ describe("who may approve", () => {
     const h = harness();
     const a = await pendingFor(h);
     const check = (p: Principal, relay?: string) => {
-      const r = h.approvals.check(a, p, relay);
+      const r = checkApprover(a, p, directory, relay);
       return r.ok ? "ok" : r.error.code;
     };
     expect(check(oidc("alice@acme.example"))).toBe("ok");
@@ -347,7 +348,7 @@ describe("who may approve", () => {
     const h = harness();
     const a = await pendingFor(h);
     const check = (p: Principal, relay?: string) => {
-      const r = h.approvals.check(a, p, relay);
+      const r = checkApprover(a, p, directory, relay);
       return r.ok ? r.ref : r.error.code;
     };
     expect(check(key("approver", "o-acme"), "alice@acme.example")).toMatchObject({ actor: { type: "api_key", id: "k-approver" }, human: { id: "h-alice" } });
@@ -359,7 +360,7 @@ describe("who may approve", () => {
 
     const byRole = harness({ policy: needsApproval({ approvers: { roles: ["approver"], humans: ["bob@acme.example"] } }) });
     const r = await pendingFor(byRole);
-    const checkRole = (p: Principal) => (byRole.approvals.check(r, p).ok ? "ok" : "refused");
+    const checkRole = (p: Principal) => (checkApprover(r, p, directory).ok ? "ok" : "refused");
     expect(checkRole(key("approver", "o-acme"))).toBe("ok");
     expect(checkRole(oidc("carol@acme.example", { roles: ["approver"] }))).toBe("ok");
     // A role counts inside the organisation only: a human who spans every organisation is not one of its approvers by role.
@@ -371,11 +372,11 @@ describe("who may approve", () => {
   test("the user the request was made for never approves it, by token or by relay", async () => {
     const h = harness();
     const a = await pendingFor(h, { ...production, on_behalf_of: { subject: "alice@acme.example" } });
-    expect(h.approvals.check(a, oidc("alice@acme.example"))).toMatchObject({ ok: false, error: { code: "approval_self" } });
-    expect(h.approvals.check(a, key("approver", "o-acme"), "alice@acme.example")).toMatchObject({ ok: false, error: { code: "approval_self" } });
+    expect(checkApprover(a, oidc("alice@acme.example"), directory)).toMatchObject({ ok: false, error: { code: "approval_self" } });
+    expect(checkApprover(a, key("approver", "o-acme"), directory, "alice@acme.example")).toMatchObject({ ok: false, error: { code: "approval_self" } });
     await expect(h.approvals.approve(a.id, oidc("alice@acme.example"), "mine")).rejects.toMatchObject({ status: 403, code: "approval_self" });
     const bySubject = await pendingFor(h, { ...production, purpose: "x", on_behalf_of: { subject: "sub-alice@acme.example" } });
-    expect(h.approvals.check(bySubject, oidc("alice@acme.example"))).toMatchObject({ ok: false, error: { code: "approval_self" } });
+    expect(checkApprover(bySubject, oidc("alice@acme.example"), directory)).toMatchObject({ ok: false, error: { code: "approval_self" } });
   });
 
   test("outside the organisation the approval does not exist; decided ones cannot be decided again", async () => {

@@ -17,7 +17,8 @@ describe("architecture", () => {
     const root = path.resolve(__dirname, "../../src");
     const result = await madge(root, { fileExtensions: ["ts"], tsConfig: path.resolve(__dirname, "../../tsconfig.json"), excludeRegExp: [/^generated\//] });
     graph = result.obj();
-    cycles = result.circular();
+    // Within src/ only: packages it uses (the SDK's declarations) are theirs to arrange.
+    cycles = result.circular().filter((cycle) => cycle.some((file) => !file.startsWith("..")));
   }, 120_000);
 
   test("no module imports itself back through others", () => {

@@ -200,12 +200,12 @@ describe("PolicyService with the real OPA compiler", () => {
   test("shadow mode: a published version runs beside the active one until stopped, or until it is activated", async () => {
     const { store, engine, service, chron, signer } = await setup();
     await service.start(REGO);
-    await expect(service.setShadow(1, TESTER)).rejects.toMatchObject({ status: 409, code: "shadow_is_active" });
-    await expect(service.setShadow(7, TESTER)).rejects.toMatchObject({ status: 404, code: "policy_version_not_found" });
-    await expect(service.stopShadow(TESTER)).rejects.toMatchObject({ status: 404, code: "no_shadow" });
-    await expect(service.shadowReport({ orgId: null, samples: 5 })).rejects.toMatchObject({ code: "no_shadow" });
+    await expect(service.shadows.setShadow(1, TESTER)).rejects.toMatchObject({ status: 409, code: "shadow_is_active" });
+    await expect(service.shadows.setShadow(7, TESTER)).rejects.toMatchObject({ status: 404, code: "policy_version_not_found" });
+    await expect(service.shadows.stopShadow(TESTER)).rejects.toMatchObject({ status: 404, code: "no_shadow" });
+    await expect(service.shadows.shadowReport({ orgId: null, samples: 5 })).rejects.toMatchObject({ code: "no_shadow" });
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
-    const view = await service.setShadow(2, TESTER);
+    const view = await service.shadows.setShadow(2, TESTER);
     expect(view).toMatchObject({ version: 2, set_by: "api_key:k-test" });
     expect(engine.shadow()!.version).toBe(2);
     expect(engine.active()!.version).toBe(1);
@@ -219,18 +219,18 @@ describe("PolicyService with the real OPA compiler", () => {
     await service.activate(2, TESTER);
     expect([engine.active()!.version, engine.shadow()]).toEqual([2, null]);
     expect(store.current.shadow).toBeNull();
-    await service.setShadow(1, TESTER);
-    await service.stopShadow(TESTER);
+    await service.shadows.setShadow(1, TESTER);
+    await service.shadows.stopShadow(TESTER);
     expect(engine.shadow()).toBeNull();
     expect(chron.events().map((e) => e.type).filter((t) => t.startsWith("policy.shadow"))).toEqual(["policy.shadow_started", "policy.shadow_started", "policy.shadow_stopped"]);
-    await expect(service.shadowReport({ version: 1, orgId: null, samples: 5 })).rejects.toMatchObject({ code: "shadow_window_required" });
+    await expect(service.shadows.shadowReport({ version: 1, orgId: null, samples: 5 })).rejects.toMatchObject({ code: "shadow_window_required" });
   });
 
   test("a shadow whose bundle no longer verifies is not evaluated after a restart; the active version runs on, and the status says why", async () => {
     const { store, service, signer } = await setup();
     await service.start(REGO);
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: false }, TESTER);
-    await service.setShadow(2, TESTER);
+    await service.shadows.setShadow(2, TESTER);
     store.bundles.get(2)!.fileSha256 = "sha256:forged";
     const engine = new PolicyEngine(await testPool());
     const restarted = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() });

@@ -13,100 +13,12 @@
  * whatever a policy does.
  */
 import fs from "node:fs";
-import path from "node:path";
-import v8 from "node:v8";
-import { Worker } from "node:worker_threads";
 import type { Logger } from "../../lib/logger";
 import { prepareModuleAsync } from "../runtime/host";
 import { ReferenceBuiltins } from "../runtime/reference";
-import { parseValue, type RegoValue } from "../runtime/value";
-import type { EvalJob, FromWorker, ToWorker, WorkerOutcome } from "./protocol";
-
-export interface EvaluationLimits {
-  /** Deadline of one evaluation (CLAIIM_EVAL_TIMEOUT_MS). */
-  timeoutMs: number;
-  /** WebAssembly memory maximum of a policy, and heap limit of a worker (CLAIIM_EVAL_MAX_MEMORY_MB). */
-  maxMemoryBytes: number;
-  /** Worker threads (CLAIIM_EVAL_WORKERS). */
-  workers: number;
-}
-
-export type Trip = "timeout" | "memory";
-
-export type EvalOutcome =
-  | { ok: true; value: RegoValue | undefined; ms: number }
-  | { ok: false; kind: Trip | "error"; message: string; ms: number };
-
-/** A policy loaded into every worker. */
-export interface PolicyHandle {
-  readonly id: number;
-  /** True when the policy calls OPA's builtin module (reference.ts). */
-  readonly usesReference: boolean;
-}
-
-export interface TripEvent {
-  handle: number;
-  kind: Trip;
-  ms: number;
-}
-
-export interface PoolStats {
-  workers: number;
-  evaluations: number;
-  timeouts: number;
-  memory_exceeded: number;
-  worker_restarts: number;
-  queued: number;
-}
-
-interface Job extends EvalJob {
-  outcomes: EvalOutcome[];
-  resolve: (outcomes: EvalOutcome[]) => void;
-}
-
-interface Slot {
-  worker: Worker;
-  slot: Int32Array;
-  started: BigInt64Array;
-  inflight: Map<number, Job>;
-  timer: NodeJS.Timeout | null;
-  dead: boolean;
-  retiring: boolean;
-}
-
-interface Image {
-  module: WebAssembly.Module;
-  overrides: [number, string][];
-  data: string;
-}
-
-/**
- * WARNING: WebAssembly is compiled eagerly, when a policy is loaded, not function by function at
- * first call: a lazily compiled policy takes tens of milliseconds longer on its first evaluation in
- * each worker, which would count against the deadline (and, at publish, refuse a sound policy).
- */
-let eagerWasm = false;
-function compileWasmEagerly(): void {
-  if (eagerWasm) return;
-  v8.setFlagsFromString("--no-wasm-lazy-compilation");
-  eagerWasm = true;
-}
-
-/** Jobs a worker holds at once; more wait in the pool's queue. */
-const MAX_IN_FLIGHT = 64;
-
-/** The worker's script: the compiled one, or the TypeScript source through tsx (tests, tsx). */
-function workerScript(): { filename: string; evaluated: boolean } {
-  const js = path.join(__dirname, "worker.js");
-  if (__filename.endsWith(".js") && fs.existsSync(js)) return { filename: js, evaluated: false };
-  const ts = path.join(__dirname, "worker.ts");
-  return { filename: `require("tsx/cjs/api").register(); require(${JSON.stringify(ts)});`, evaluated: true };
-}
-
-function outcomeOf(o: WorkerOutcome): EvalOutcome {
-  if (!o.ok) return o;
-  return { ok: true, value: o.result === null ? undefined : parseValue(o.result), ms: o.ms };
-}
+import type { FromWorker, ToWorker } from "./protocol";
+import type { EvalOutcome, EvaluationLimits, PolicyHandle, PoolStats, Trip, TripEvent } from "./types";
+import { compileWasmEagerly, MAX_IN_FLIGHT, outcomeOf, startWorker, type Image, type Job, type Slot } from "./worker-thread";
 
 export class EvaluationPool {
   private readonly slots: Slot[] = [];
@@ -212,21 +124,10 @@ export class EvaluationPool {
   }
 
   private spawn(): Slot {
-    const progress = new SharedArrayBuffer(16);
-    const script = workerScript();
-    const worker = new Worker(script.filename, {
-      eval: script.evaluated,
-      workerData: { maxMemoryBytes: this.limits.maxMemoryBytes, reference: this.reference, referenceFile: this.referenceFile, progress },
-      // The JavaScript heap of builtins (strings, arrays they build) is bounded like the policy's memory.
-      resourceLimits: { maxOldGenerationSizeMb: Math.max(64, Math.ceil(this.limits.maxMemoryBytes / 1048576)), maxYoungGenerationSizeMb: 16 },
-      stdout: false,
-      stderr: false,
-    });
-    const s: Slot = { worker, slot: new Int32Array(progress, 0, 2), started: new BigInt64Array(progress, 8, 1), inflight: new Map(), timer: null, dead: false, retiring: false };
-    Atomics.store(s.slot, 0, -1);
-    worker.on("message", (m: FromWorker) => this.received(s, m));
-    worker.on("error", (err) => this.failed(s, err));
-    worker.on("exit", () => this.failed(s, null));
+    const s = startWorker(this.limits, this.reference, this.referenceFile);
+    s.worker.on("message", (m: FromWorker) => this.received(s, m));
+    s.worker.on("error", (err) => this.failed(s, err));
+    s.worker.on("exit", () => this.failed(s, null));
     for (const [id, image] of this.images) this.send(s, { type: "load", id, ...image });
     this.idle(s);
     return s;

@@ -7,8 +7,8 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { NeedsReference, PolicyRuntime } from "../runtime/host";
 import { MemoryLimitError, type WasmPolicy } from "../runtime/wasm-policy";
-import { writeJSON } from "../runtime/value";
 import type { FromWorker, ToWorker, WorkerOutcome, WorkerSetup } from "./protocol";
+import { writeJSON } from "../runtime/value-text";
 
 const setup = workerData as WorkerSetup;
 const port = parentPort!;

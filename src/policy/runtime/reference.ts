@@ -16,7 +16,8 @@ import path from "node:path";
 import type { WASI as WasiClass } from "node:wasi";
 import { withMemoryMaximum } from "./wasm-binary";
 import { Halt, MemoryLimitError, type EvalContext } from "./wasm-policy";
-import { parseValue, writeValue, type RegoValue } from "./value";
+import { type RegoValue } from "./value";
+import { parseValue, writeValue } from "./value-text";
 
 const ROOT = path.resolve(__dirname, __filename.endsWith(".ts") ? "../../.." : "../../../..");
 

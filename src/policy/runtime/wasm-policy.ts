@@ -11,7 +11,8 @@
  * errors; a Halt ends the evaluation. Memory has a maximum: past it the policy aborts with
  * MemoryLimitError.
  */
-import { parseValue, writeValue, toJSON, RegoSet, isPlainObject, type RegoValue } from "./value";
+import { RegoSet, isPlainObject, type RegoValue } from "./value";
+import { parseValue, toJSON, writeValue } from "./value-text";
 
 export const WASM_PAGE = 64 * 1024;
 
