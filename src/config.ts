@@ -49,6 +49,11 @@ export interface Config {
   bundleSigning: ExternalBundleKeys | null;
   /** How long a stop waits for requests in flight before it cuts their connections. */
   shutdownTimeoutSeconds: number;
+  /**
+   * How long, at the start of a stop, CLAIIM goes on serving while readiness answers 503, so that
+   * load balancers that poll /readyz send no more before the listener closes (within the timeout).
+   */
+  shutdownDelaySeconds: number;
   /** How long, and how many, Idempotency-Keys of decisions are remembered. */
   idempotency: { ttlSeconds: number; maxKeys: number };
   /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
@@ -130,6 +135,7 @@ const ENV = {
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
   CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
   CLAIIM_SHUTDOWN_TIMEOUT_SECONDS: wholeNumber(30),
+  CLAIIM_SHUTDOWN_DELAY_SECONDS: wholeNumber(0, 0),
   CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
   CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
   CLAIIM_EVAL_WORKERS: wholeNumber(2),
@@ -277,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },
     shutdownTimeoutSeconds: e.CLAIIM_SHUTDOWN_TIMEOUT_SECONDS,
+    shutdownDelaySeconds: e.CLAIIM_SHUTDOWN_DELAY_SECONDS,
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
     evaluation: {

@@ -89,6 +89,8 @@ export interface Core {
   /** True from the moment stop() begins: readiness answers 503 first, so balancers look elsewhere. */
   stopping: boolean;
   start(): Promise<void>;
+  /** The first step of a stop, before requests drain: not ready any more, and long-polls answer now. */
+  beginStop(): void;
   stop(): Promise<void>;
 }
 
@@ -233,8 +235,12 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       await approvals.start();
       await oauth.start();
     },
-    async stop() {
+    beginStop() {
       core.stopping = true;
+      approvals.endWaits();
+    },
+    async stop() {
+      core.beginStop();
       // Long-polls answer now and webhook deliveries stop; running replays end at their next step.
       await approvals.stop();
       await replays.stop();

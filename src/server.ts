@@ -16,7 +16,7 @@ import { buildCore, type Core } from "./core";
 export { buildCore, createCore, type Core, type Stores } from "./core";
 
 /** A running CLAIIM: its services, its HTTP server and its database. */
-export interface Claiim extends Omit<Core, "authenticator" | "start" | "stop"> {
+export interface Claiim extends Omit<Core, "authenticator" | "start" | "stop" | "beginStop"> {
   url: string;
   /** Where the separate metrics listener serves /metrics (CLAIIM_METRICS_ADDRESS), or null. */
   metricsUrl: string | null;
@@ -105,7 +105,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     tracing: core.tracing.enabled ? config.ops.tracing.endpoint : "off",
   });
 
-  const { authenticator: _authenticator, start: _start, stop: _stop, ...services } = core;
+  const { authenticator: _authenticator, start: _start, stop: _stop, beginStop: _beginStop, ...services } = core;
   return {
     ...services,
     get bootstrapCredentialFile() {
@@ -119,7 +119,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     server,
     db,
     logger,
-    close: () => stopClaiim(core, [server, ...(metrics ? [metrics] : [])], db, config.shutdownTimeoutSeconds * 1000, logger),
+    close: () => stopClaiim(core, [server, ...(metrics ? [metrics] : [])], db, { timeoutMs: config.shutdownTimeoutSeconds * 1000, delayMs: config.shutdownDelaySeconds * 1000 }, logger),
   };
 }
 
@@ -133,8 +133,9 @@ function until<T>(promise: Promise<T>, deadlineMs: number): Promise<T | "late"> 
 }
 
 /**
- * The bounded stop, all of it within `timeoutMs`: readiness answers 503 at once (load balancers
- * look elsewhere); requests in flight, and the Chron records they wait for, get four fifths of the
+ * The bounded stop, all of it within `timeoutMs`: readiness answers 503 at once, and for `delayMs`
+ * (at most half the bound) CLAIIM goes on serving so that load balancers polling /readyz look
+ * elsewhere before the listener closes; then requests in flight, and the Chron records they wait for, get four fifths of the
  * time, after which their connections are cut; then the services stop in the reverse order of their
  * start (replays end, Chron commits what is queued, checkpoints are signed) and the database closes.
  * The last log line says that CLAIIM stopped, and whether it had to give up on something.
@@ -142,10 +143,13 @@ function until<T>(promise: Promise<T>, deadlineMs: number): Promise<T | "late"> 
  * WARNING: no answer leaves without its record: a request cut at the deadline gets no answer at
  * all, and its decision, if the writer still commits it, is in Chron all the same.
  */
-async function stopClaiim(core: Core, servers: Server[], db: Database, timeoutMs: number, logger: Logger): Promise<void> {
-  core.stopping = true;
+async function stopClaiim(core: Core, servers: Server[], db: Database, bound: { timeoutMs: number; delayMs: number }, logger: Logger): Promise<void> {
+  core.beginStop();
+  const { timeoutMs } = bound;
   const started = Date.now();
   const deadline = started + timeoutMs;
+  const delayMs = Math.min(bound.delayMs, Math.floor(timeoutMs / 2));
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
   const [server, ...others] = servers;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();

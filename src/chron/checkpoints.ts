@@ -126,8 +126,14 @@ export class Checkpointer {
     this.due(false);
   }
 
+  /**
+   * Stops the timer and signs what is still unsigned (call it once the writer has committed its
+   * last records): a clean stop leaves no unsigned tail for someone with the database to rewrite
+   * while CLAIIM is down.
+   */
   stop(): Promise<unknown> {
     if (this.timer) clearInterval(this.timer);
+    this.due(true);
     return this.idle();
   }
 
