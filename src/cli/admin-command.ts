@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { loadConfig } from "../config";
-import { openDatabase } from "../db/database";
+import { openDatabase, sqlitePath } from "../db/database";
 import { createLogger } from "../lib/logger";
 import { Serial } from "../lib/serial";
 import { ChronWriter } from "../chron/chron-writer";
@@ -49,21 +49,30 @@ async function recover(opts: { reason: string; out?: string; name: string; expir
   const out = path.resolve(opts.out ?? path.join(config.dataDir, "recovered-admin.token"));
   if (fs.existsSync(out)) throw new CliError(`${out} exists: move it away, or give --out`, EXIT.usage);
   const logger = createLogger("error", process.stderr);
+  // Opening a SQLite file that is not there would create an empty one: that is a wrong DATABASE_URL, not a database to mint in.
+  if (config.databaseKind === "sqlite" && !fs.existsSync(sqlitePath(config.databaseUrl))) {
+    throw new CliError(`there is no database at ${sqlitePath(config.databaseUrl)}: run this with CLAIIM's own DATABASE_URL`, EXIT.unreachable);
+  }
   let db;
   try {
     db = await openDatabase(config.databaseKind, config.databaseUrl);
   } catch (err) {
     throw new CliError(`cannot open the database (${config.databaseKind}): ${(err as Error).message}`, EXIT.unreachable);
   }
-  const writer = new ChronWriter(createChronStore(db), 1, logger);
+  const store = new PrismaIdentityStore(db.prisma);
+  const directory = new IdentityDirectory();
+  let chron;
   try {
-    const store = new PrismaIdentityStore(db.prisma);
-    const directory = new IdentityDirectory();
-    try {
-      await directory.load(store);
-    } catch (err) {
-      throw new CliError(`the database holds no CLAIIM data that can be read (${(err as Error).message.split("\n")[0]}); start CLAIIM once to create it`, EXIT.unreachable);
-    }
+    // A database that CLAIIM never migrated has no Chron table (the SQLite store prepares its statements at once).
+    chron = createChronStore(db);
+    await chron.head();
+    await directory.load(store);
+  } catch (err) {
+    await db.close();
+    throw new CliError(`the database holds no CLAIIM data that can be read (${(err as Error).message.split("\n")[0]}); start CLAIIM once to create it`, EXIT.unreachable);
+  }
+  const writer = new ChronWriter(chron, 1, logger);
+  try {
     const keys = new ApiKeyService(directory, store, (contents, effect) => writer.commit(contents, effect), new Serial());
     const expiresAt = hours > 0 ? new Date(Date.now() + hours * 3600_000) : null;
     const { key, secret } = await keys.createApiKey({ name: opts.name, role: "admin", organization: null, expiresAt, reason: opts.reason }, operator(), ALL_ORGANIZATIONS);
