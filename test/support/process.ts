@@ -28,9 +28,13 @@ export interface ClaiimProcess {
   stop(): Promise<void>;
 }
 
-export async function startClaiimProcess(kind: DatabaseKind, env: Record<string, string> = {}): Promise<ClaiimProcess> {
+/**
+ * `database`: a database made for the test (dropped at stop), else a fresh one; env.DATABASE_URL,
+ * when given, is what CLAIIM connects with (another role), while the test reads with the database's own URL.
+ */
+export async function startClaiimProcess(kind: DatabaseKind, env: Record<string, string> = {}, given?: TestDatabase): Promise<ClaiimProcess> {
   const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "proc-"));
-  const database: TestDatabase = await freshDatabase(kind, dir);
+  const database: TestDatabase = given ?? (await freshDatabase(kind, dir));
   const port = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts")], {
     cwd: ROOT,
