@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test fuzz bench typecheck publish-policy clean
+.PHONY: help setup run test test-lts fuzz bench typecheck publish-policy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN
 
 test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
 	@bash scripts/test.sh
+
+test-lts: setup ## the tests on the Node.js LTS line (24, from the npm registry, in .tools/node-lts); jest arguments in ARGS="…"
+	@bash scripts/test-lts.sh $(ARGS)
 
 fuzz: setup ## schemathesis against a live CLAIIM from its OpenAPI document (FUZZ_SECONDS=300; FUZZ_DATABASE_URL for PostgreSQL)
 	@bash scripts/fuzz.sh
