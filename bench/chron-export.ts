@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { databaseKindOf } from "../src/config";
 import { openDatabase } from "../src/db/database";
@@ -16,12 +16,15 @@ import { createLogger } from "../src/lib/logger";
 import { createChronStore } from "../src/server";
 import { ChronWriter } from "../src/chron/chron-writer";
 import { ChronService } from "../src/chron/chron-service";
-import { Checkpointer, jwksKeys } from "../src/chron/checkpoints";
+import { ChronVerifier } from "../src/chron/verification";
+import { Checkpointer } from "../src/chron/checkpoints";
 import { ChronExporter } from "../src/chron/export";
 import { ndjsonItems, verifyExport } from "../src/chron/export-verifier";
 import type { DecisionContent } from "../src/chron/record";
-import { generate, publish, SigningKeys } from "../src/keys/signing-keys";
+import { LocalKeySigner, publishChronKey } from "../src/chron/signer";
+import { WitnessLog } from "../src/chron/witness";
 import { measureConsoleQueries } from "./console-queries";
+import { jwksKeys } from "../src/chron/checkpoint-jws";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RECORDS = Number(process.env.BENCH_CHRON_RECORDS ?? 1_000_000);
@@ -79,14 +82,19 @@ async function main(): Promise<void> {
   const db = await openDatabase(databaseKindOf(url), url);
   const logger = createLogger("warn");
   const store = createChronStore(db);
-  const writer = new ChronWriter(store, BATCH, logger);
-  const keys = new SigningKeys("chron-checkpoint");
-  keys.load([generate("chron-checkpoint")]);
-  const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
+  const keys = new LocalKeySigner(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string);
+  const writer = new ChronWriter(store, BATCH, logger, keys);
+  const witness = { log: new WitnessLog(path.join(dir, "witness")), remote: null };
+  const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger, witness);
   await checkpointer.start();
   writer.onCommit((rows) => checkpointer.committed(rows));
-  const chron = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
-  const exporter = new ChronExporter(store, chron, checkpointer, (c, e) => writer.commit(c, e), 10_000, logger);
+  const chron = new ChronService(store);
+  const verifier = new ChronVerifier(store, writer, { keys: checkpointer.keys(), signer: keys, witnessFile: witness.log.file });
+  const exporter = new ChronExporter(store, verifier, checkpointer, (c, e) => writer.commit(c, e), 10_000, logger, undefined, {
+    writerHead: () => writer.knownHead(),
+    lastWitnessed: () => checkpointer.lastWitnessed(),
+    signer: keys,
+  });
 
   console.log(`Chron benchmark: ${RECORDS.toLocaleString("en")} decision records on ${url.split(":")[0]}, checkpoint every 1,000`);
   const fill = await measure(async () => {
@@ -110,12 +118,12 @@ async function main(): Promise<void> {
   const size = fs.statSync(file).size / 2 ** 20;
   console.log(`export    ${exported.seconds.toFixed(1)} s for ${exported.result.toLocaleString("en")} records (${size.toFixed(0)} MiB NDJSON); peak memory +${exported.rssMiB.toFixed(0)} MiB RSS, +${exported.heapMiB.toFixed(0)} MiB heap`);
 
-  const verified = await measure(() => chron.verify());
+  const verified = await measure(() => verifier.verify());
   console.log(
     `verify    ${verified.seconds.toFixed(1)} s in the database: ${verified.result.valid ? "valid" : "BROKEN"}, ${verified.result.checked.toLocaleString("en")} records, ${verified.result.checkpoints.checked} checkpoints; peak memory +${verified.rssMiB.toFixed(0)} MiB RSS, +${verified.heapMiB.toFixed(0)} MiB heap`,
   );
 
-  const offline = await measure(() => verifyExport(ndjsonItems(file), jwksKeys({ keys: keys.all().map(publish) })));
+  const offline = await measure(() => verifyExport(ndjsonItems(file), jwksKeys({ keys: keys.publicKeys().map(publishChronKey) })));
   console.log(
     `offline   ${offline.seconds.toFixed(1)} s for claiim-verify's check of the export: ${offline.result.ok ? "OK" : `FAILED ${JSON.stringify(offline.result.problem)}`}; peak memory +${offline.rssMiB.toFixed(0)} MiB RSS, +${offline.heapMiB.toFixed(0)} MiB heap`,
   );

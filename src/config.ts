@@ -11,6 +11,7 @@ import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
 import type { RateLimitSettings } from "./ops/rate-limits";
 import type { TracingSettings } from "./ops/tracing";
+import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 
 export interface Config {
   port: number;
@@ -64,6 +65,8 @@ export interface Config {
   evaluation: EvaluationSettings;
   /** Operating CLAIIM: metrics, traces, rate limits, readiness. */
   ops: OpsSettings;
+  /** Chron's signing key (a file, outside the database) and its witnesses. */
+  chronTrust: ChronTrustConfig;
 }
 
 export interface OpsSettings {
@@ -129,7 +132,7 @@ const ENV = {
   LOG_LEVEL: oneOf(["silent", "error", "warn", "info", "http", "verbose", "debug", "silly"], "info"),
   CLAIIM_CHRON_MAX_BATCH: wholeNumber(256),
   CLAIIM_CHECKPOINT_EVERY_RECORDS: wholeNumber(1000),
-  CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(60),
+  CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(1),
   CLAIIM_EXPORT_JSON_MAX_RECORDS: wholeNumber(10000),
   CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
@@ -312,5 +315,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       trustProxy: trustProxy(e.CLAIIM_TRUST_PROXY),
       chronStuckSeconds: e.CLAIIM_CHRON_STUCK_SECONDS,
     },
+    chronTrust: chronTrustConfig(env, cwd, dataDir),
   };
 }

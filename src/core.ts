@@ -1,3 +1,4 @@
+import path from "node:path";
 // The composition root: every service is built here, and nowhere else, on the stores it is given
 // (Prisma and SQL ones in production, fakes in route tests). Building does no I/O; start() then
 // brings the services up in order, and stop() takes them down in the reverse order.
@@ -8,15 +9,18 @@ import { Serial } from "./lib/serial";
 import { document, type RouteSpec } from "./http/route";
 import { generateDocument, OpenAPIRegistry } from "./http/openapi";
 import { systemRoutes } from "./http/system-routes";
-import { loadOrCreateKeys, publish, SigningKeys } from "./keys/signing-keys";
+import { SigningKeys } from "./keys/signing-keys";
 import type { ChronStore, Recorder } from "./chron/chron-store";
 import { ChronWriter } from "./chron/chron-writer";
-import { Checkpointer } from "./chron/checkpoints";
-import { ChronService } from "./chron/chron-service";
+import type { Checkpointer } from "./chron/checkpoints";
+import { buildChron, openChronKey, type OpenedChronKey } from "./chron/startup";
+import { publishChronKey, type ChronSigner } from "./chron/signer";
+import { ReceivedHeads, witnessRoutes } from "./chron/witness-receiver";
+import type { ChronService } from "./chron/chron-service";
+import type { ChronVerifier } from "./chron/verification";
 import { ChronExporter } from "./chron/export";
 import { ChronRetention } from "./chron/retention";
 import { redact } from "./chron/redaction";
-import { recordKeyCreation } from "./chron/key-events";
 import { chronRoutes } from "./chron/chron-routes";
 import type { IdentityStore } from "./identity/identity-store";
 import { IdentityDirectory } from "./identity/directory";
@@ -75,8 +79,11 @@ export interface Core {
   engine: PolicyEngine;
   replays: ReplayRunner;
   chron: ChronService;
+  verifier: ChronVerifier;
   writer: ChronWriter;
   checkpointer: Checkpointer;
+  /** Chron's signing key (from its file): signs tree heads, tags records. */
+  chronSigner: ChronSigner;
   approvals: ApprovalService;
   decisions: DecisionService;
   routes: RouteSpec[];
@@ -94,20 +101,45 @@ export interface Core {
   stop(): Promise<void>;
 }
 
-/** Builds every service and route; nothing runs and nothing is read until start(). */
-export function buildCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Core {
+/**
+ * Opens Chron's signing key (its file, created beside the database the first time; see
+ * openChronKey): the key decides what the writer tags and who signs tree heads, so every service
+ * is built on it.
+ */
+export function openCoreChronKey(config: Config, stores: Stores, logger: Logger): Promise<OpenedChronKey> {
+  return openChronKey(config.chronTrust, stores.chron, stores.identity, logger);
+}
+
+/** Builds every service and route on an opened Chron key; nothing runs and nothing more is read until start(). */
+export function buildCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>, chronKey: OpenedChronKey): Core {
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-  // Every change of state is committed by the single Chron writer, with its record.
-  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger);
+  const chronSigner = chronKey.signer;
+  // Every change of state is committed by the single Chron writer, with its record, tagged by the Chron key.
+  const writer = new ChronWriter(stores.chron, config.chron.maxBatch, logger, chronSigner);
   // Decisions count themselves here; verification, reports and replays give way to them.
   const live = new LiveWork();
   const record: Recorder = (contents, effect) => writer.commit(contents, effect);
 
-  const checkpointKeys = new SigningKeys("chron-checkpoint");
-  const checkpointer = new Checkpointer(stores.chron, checkpointKeys, { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds }, logger);
-  const chron = new ChronService(stores.chron, writer, (kid) => checkpointer.keyFor(kid), live);
-  const exporter = new ChronExporter(stores.chron, chron, checkpointer, record, config.chron.jsonExportMax, logger, live);
-  const retention = new ChronRetention(stores.chron, exporter, (kid) => checkpointer.keyFor(kid), record, config.archiveDir, logger);
+  // WARNING: start() verifies Chron whole, against its signed heads and the witness, before anything
+  // is written: a tampered chain stops the start there, naming its first bad record.
+  const chronParts = buildChron({
+    key: chronKey,
+    trust: config.chronTrust,
+    policy: { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
+    store: stores.chron,
+    identity: stores.identity,
+    writer,
+    live,
+    logger,
+    userAgent: `CLAIIM/${VERSION}`,
+  });
+  const { chron, verifier, checkpointer } = chronParts;
+  const exporter = new ChronExporter(stores.chron, verifier, checkpointer, record, config.chron.jsonExportMax, logger, live, {
+    writerHead: () => writer.knownHead(),
+    lastWitnessed: () => checkpointer.lastWitnessed(),
+    signer: chronSigner,
+  });
+  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head));
 
   // Identity changes of every kind go one at a time, so that each one's "before" is exact.
   const serial = new Serial();
@@ -188,7 +220,8 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     },
     evaluation: () => pool.stats(),
   });
-  writer.onCommit((rows, seconds) => metrics.committed(rows, seconds));
+  // Only this process's own commits: records another process committed are counted there.
+  writer.onCommit((rows, seconds) => seconds !== null && metrics.committed(rows, seconds));
   writer.onFailure((seconds) => metrics.commitFailed(seconds));
   pool.onOutcome((o) => metrics.evaluated(o));
   const limits = new RateLimits(config.ops.rateLimits, (limit) => metrics.limited(limit));
@@ -206,8 +239,10 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     engine,
     replays,
     chron,
+    verifier,
     writer,
     checkpointer,
+    chronSigner,
     approvals,
     decisions,
     routes: [],
@@ -218,16 +253,13 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     bootstrapCredentialFile: null,
     stopping: false,
     async start() {
-      await loadOrCreateKeys(checkpointKeys, stores.identity, recordKeyCreation(record));
+      await chronParts.start();
       await credentials.start();
       await directory.load(stores.identity);
       core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
       await pool.start();
       await signer.start();
       await policies.start(config.regoDir);
-      // The checkpointer reads what was committed so far, then follows every commit.
-      await checkpointer.start();
-      writer.onCommit((rows) => checkpointer.committed(rows));
       // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
       const reloadStarted = Date.now();
       const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
@@ -253,17 +285,18 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     },
   };
   core.routes = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chron: health }, () => openapi),
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chron: health, chronHalted: () => writer.haltedBy()?.message ?? null }, () => openapi),
     ...metricsRoutes(metrics),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
-    ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...checkpointKeys.all().map(publish), ...signer.jwks()] })),
+    ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
     ...inventoryRoutes(directory),
     ...meRoutes(directory),
     ...oauthRoutes(oauth, credentials, config.keyOverlapSeconds, (address, clientId) => limits.admitToken(address, clientId)),
     ...decisionRoutes(decisions),
     ...permissionRoutes(directory, engine),
     ...approvalRoutes(approvals, directory, approvalDirectory, config.publicUrl),
-    ...chronRoutes(chron, exporter, retention, directory),
+    ...chronRoutes(chron, verifier, exporter, retention, directory),
+    ...witnessRoutes(new ReceivedHeads(path.join(config.chronTrust.witnessDir, "received"), logger)),
     ...policyRoutes(policies, replays, config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();
@@ -274,7 +307,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
 
 /** Builds and starts: a core ready to serve. */
 export async function createCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>): Promise<Core> {
-  const core = buildCore(config, stores, compiler, logger, databaseAnswers);
+  const core = buildCore(config, stores, compiler, logger, databaseAnswers, await openCoreChronKey(config, stores, logger));
   await core.start();
   return core;
 }

@@ -11,7 +11,7 @@ import type { ChronStore } from "./chron/chron-store";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { consoleHandler } from "./console/console-handler";
-import { buildCore, type Core } from "./core";
+import { buildCore, openCoreChronKey, type Core, type Stores } from "./core";
 
 export { buildCore, createCore, type Core, type Stores } from "./core";
 
@@ -70,13 +70,14 @@ const urlOf = (server: Server, host: string) => `http://${host.includes(":") ? `
 /** Opens the database, builds and starts the core on it, and listens. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
-  const core = buildCore(
-    config,
-    { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) },
-    new OpaCliCompiler(config.opaBin),
-    logger,
-    () => databaseAnswers(db),
-  );
+  const stores: Stores = { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) };
+  let core: Core;
+  try {
+    core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger));
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw err;
+  }
   try {
     await core.start();
   } catch (err) {

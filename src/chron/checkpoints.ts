@@ -1,64 +1,19 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
-import jwt from "jsonwebtoken";
 import type { Logger } from "../lib/logger";
 import type { CheckpointerState } from "../ops/health";
-import type { SigningKeys } from "../keys/signing-keys";
 import type { Checkpoint, ChronStore } from "./chron-store";
-import { MerkleFrontier } from "./merkle";
+import { consistencyProof, MerkleFrontier } from "./merkle";
 import type { ChainHead, ChronRow } from "./record";
-
-/** What a checkpoint's JWS says. */
-export interface CheckpointClaims {
-  sequence: number;
-  hash: string;
-  timestamp: string;
-  count: number;
-  /** RFC 6962 Merkle root over the hashes of records 1..sequence. */
-  root?: string;
-}
+import { lookupIn, signJws, type ChronKeyLookup, type ChronSigner } from "./signer";
+import { verifyCheckpoint, type CheckpointClaims } from "./checkpoint-jws";
+import type { RemoteWitness, WitnessedHead, WitnessLog } from "./witness";
 
 export interface CheckpointPolicy {
   everyRecords: number;
   everySeconds: number;
 }
 
-/** Checks a checkpoint's signature with the key its kid names; returns what it signs, or throws why not. */
-export function verifyCheckpoint(jws: string, keyFor: (kid: string) => KeyObject | undefined): CheckpointClaims {
-  const decoded = jwt.decode(jws, { complete: true });
-  if (!decoded || typeof decoded.payload === "string") throw new Error("checkpoint is not a JWS");
-  const key = decoded.header.kid ? keyFor(decoded.header.kid) : undefined;
-  if (!key) throw new Error(`checkpoint is signed by an unknown key (kid ${decoded.header.kid ?? "missing"})`);
-  try {
-    const claims = jwt.verify(jws, key, { algorithms: ["ES256"] }) as unknown as CheckpointClaims;
-    if (typeof claims.sequence !== "number" || typeof claims.hash !== "string" || typeof claims.count !== "number") throw new Error("checkpoint lacks sequence, hash or count");
-    return claims;
-  } catch (err) {
-    throw new Error(`checkpoint signature does not verify: ${(err as Error).message}`);
-  }
-}
-
-/** Checks an export header's signature; returns the digest it signs, or throws why not. */
-export function verifyDigestSignature(jws: string, keyFor: (kid: string) => KeyObject | undefined): string {
-  const decoded = jwt.decode(jws, { complete: true });
-  const key = decoded?.header.kid ? keyFor(decoded.header.kid) : undefined;
-  if (!key) throw new Error("the header is signed by an unknown key");
-  try {
-    const claims = jwt.verify(jws, key, { algorithms: ["ES256"] }) as { header_sha256?: unknown };
-    if (typeof claims.header_sha256 !== "string") throw new Error("no header_sha256");
-    return claims.header_sha256;
-  } catch (err) {
-    throw new Error(`the header's signature does not verify: ${(err as Error).message}`);
-  }
-}
-
-/** A key lookup over a JWKS document, for verifiers that hold no server. */
-export function jwksKeys(jwks: { keys: Record<string, unknown>[] }): (kid: string) => KeyObject | undefined {
-  const byKid = new Map<string, KeyObject>();
-  for (const jwk of jwks.keys ?? []) {
-    if (typeof jwk.kid === "string") byKid.set(jwk.kid, createPublicKey({ key: jwk as unknown as import("node:crypto").JsonWebKey, format: "jwk" }));
-  }
-  return (kid) => byKid.get(kid);
-}
+/** A checkpoint CLAIIM refused to sign, because the stored records disagree with what is signed or committed. */
+export class ChronBrokenError extends Error {}
 
 /** The record a checkpoint is about, with the Merkle root of the tree of records 1..seq. */
 interface Anchor extends ChainHead {
@@ -66,13 +21,31 @@ interface Anchor extends ChainHead {
   frontier: string;
 }
 
+/** Where signed tree heads go besides the database: the local witness log, and a remote witness. */
+export interface Witnesses {
+  log: WitnessLog;
+  remote: RemoteWitness | null;
+}
+
+/** What start-up verification found: the chain's head, and the Merkle frontier at it. */
+export interface ChronStart {
+  head: ChainHead | null;
+  frontier: MerkleFrontier;
+}
+
 /**
- * Signs checkpoints: every `everyRecords` records or every `everySeconds` seconds, whichever comes
- * first (and only when the chain has grown), and on demand at a given record (for exports). A
- * checkpoint signs {sequence, hash, timestamp, count, root} as a compact JWS with the Chron key,
- * whose public half is in the JWKS: the chain's hash at `sequence`, and the RFC 6962 Merkle root of
- * records 1..sequence, against which single records can later be proven. Once signed, a rewritten
- * chain can no longer match it.
+ * Signs tree heads (checkpoints): every `everyRecords` records or every `everySeconds` seconds,
+ * whichever comes first (and only when the chain has grown), when it stops, and on demand at a
+ * given record (for exports and retention). A checkpoint signs {sequence, hash, timestamp, count,
+ * root} as a compact JWS with the Chron key (through its ChronSigner): the chain's hash at
+ * `sequence`, and the RFC 6962 Merkle root of records 1..sequence. Every head that grows the tree
+ * is also written to the witness log outside the database (with the consistency proof from the
+ * head before) and offered to the remote witness. Once signed and witnessed, a rewritten or
+ * shortened chain can no longer match it.
+ *
+ * WARNING: heads are signed from what the writer committed (the frontier kept in memory), never
+ * from what the database says now: a row changed or deleted under a running CLAIIM cannot get
+ * itself signed.
  */
 export class Checkpointer {
   private last: Checkpoint | null = null;
@@ -84,22 +57,49 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | null = null;
   private unsignedSinceMs: number | null = null;
   private failing: { message: string; atMs: number } | null = null;
+  private readonly lookup: ChronKeyLookup;
+  /** The last head the witness log holds, with the frontier at it. */
+  private witnessed: { head: WitnessedHead; frontier: string | null } | null = null;
+  /** Record hashes after the witnessed head, in order, up to this process's head; null when not known (then read from the store). */
+  private sinceWitnessed: string[] | null = null;
 
   constructor(
     private readonly store: ChronStore,
-    private readonly keys: SigningKeys,
+    private readonly signer: ChronSigner,
     private readonly policy: CheckpointPolicy,
     private readonly logger: Logger,
-  ) {}
+    private readonly witnesses: Witnesses | null = null,
+  ) {
+    this.lookup = lookupIn(signer.publicKeys());
+  }
 
   /**
-   * Rebuilds the Merkle frontier from the stored record hashes (one pass from the first kept
-   * record), and refuses to go on if it disagrees with the root the last checkpoint signed: the
-   * stored chain was tampered with.
+   * Starts from what start-up verification found, or else rebuilds the Merkle frontier from the
+   * stored record hashes (one pass), refusing to go on if it disagrees with the root the last
+   * checkpoint signed. Opens the witness log.
    */
-  async start(): Promise<void> {
+  async start(from?: ChronStart): Promise<void> {
     this.last = await this.store.lastCheckpoint();
     this.covered = this.last?.seq ?? 0;
+    if (from) {
+      this.head = from.head;
+      this.frontier = MerkleFrontier.parse(from.frontier.serialize());
+    } else {
+      await this.rebuild();
+      this.head = await this.store.head();
+    }
+    if (this.witnesses) {
+      const head = await this.witnesses.log.open(this.logger);
+      this.witnessed = head ? { head, frontier: null } : null;
+      this.sinceWitnessed = head && head.tree_size === (this.head?.seq ?? 0) ? [] : null;
+    }
+    if (this.head && this.head.seq > (this.last?.seq ?? 0)) this.unsignedSinceMs = Date.now();
+    this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
+    this.timer.unref();
+    this.due(false);
+  }
+
+  private async rebuild(): Promise<void> {
     const kept = await this.store.bounds({});
     let after = 0;
     if (kept && kept.first > 1) {
@@ -119,22 +119,17 @@ export class Checkpointer {
       if (rows.length < 5000) break;
       after = rows[rows.length - 1].seq;
     }
-    this.head = await this.store.head();
-    if (this.head && this.head.seq > (this.last?.seq ?? 0)) this.unsignedSinceMs = Date.now();
-    this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
-    this.timer.unref();
-    this.due(false);
   }
 
-  /**
-   * Stops the timer and signs what is still unsigned (call it once the writer has committed its
-   * last records): a clean stop leaves no unsigned tail for someone with the database to rewrite
-   * while CLAIIM is down.
-   */
-  stop(): Promise<unknown> {
+  /** Signs a last head at what was committed, then stops; the remote witness gets its timeout to take it. */
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.due(true);
-    return this.idle();
+    this.timer = null;
+    const head = this.head;
+    if (head && head.seq > this.covered) this.due(true);
+    await this.idle();
+    await this.witnesses?.remote?.stop();
+    await this.witnesses?.log.close();
   }
 
   /** Settles once every checkpoint already due is written. */
@@ -157,48 +152,97 @@ export class Checkpointer {
     };
   }
 
-  /** Called after every Chron commit, with the committed rows in order. */
+  /** Called after every Chron commit (and for records adopted from another CLAIIM process), with the rows in order. */
   committed(rows: ChronRow[]): void {
     if (this.unsignedSinceMs === null) this.unsignedSinceMs = Date.now();
-    for (const row of rows) this.frontier.append(row.hash);
+    for (const row of rows) {
+      this.frontier.append(row.hash);
+      this.sinceWitnessed?.push(row.hash);
+    }
     this.head = { seq: rows[rows.length - 1].seq, hash: rows[rows.length - 1].hash };
     this.due(false);
   }
 
-  /** Signs a checkpoint at exactly this record, unless one exists; serialised with the periodic ones. */
+  /** The keys that verify Chron's signatures. */
+  keys(): ChronKeyLookup {
+    return this.lookup;
+  }
+
+  /** The last head the local witness log holds. */
+  lastWitnessed(): WitnessedHead | null {
+    return this.witnessed?.head ?? null;
+  }
+
+  /**
+   * Signs a checkpoint at exactly this record, unless one exists; serialised with the periodic
+   * ones. At this process's head, `record` must be what it committed; below it, the stored hashes
+   * must rebuild the root of the next signed head (or of the head in memory), or nothing is signed.
+   */
   at(record: ChainHead): Promise<Checkpoint> {
-    const current = this.frontier.size === record.seq ? this.frontier.serialize() : null;
+    const atHead = this.head?.seq === record.seq && this.frontier.size === record.seq;
+    if (atHead && this.head!.hash !== record.hash) return Promise.reject(new ChronBrokenError(`record ${record.seq} is not the record CLAIIM committed there`));
+    const current = atHead ? this.frontier.serialize() : null;
     const next = this.pending.then(async () => {
       const existing = (await this.store.checkpoints(record.seq - 1, 1))[0];
       if (existing?.seq === record.seq) return existing;
-      return this.sign(this.anchor(record, current ? MerkleFrontier.parse(current) : await this.frontierAt(record.seq)));
+      const frontier = current ? MerkleFrontier.parse(current) : await this.frontierAt(record.seq, record.hash);
+      return this.sign(this.anchor(record, frontier));
     });
     this.pending = next.catch(() => undefined);
     return next;
   }
 
   /** A compact JWS of {header_sha256: digest}, for export headers. */
-  signDigest(digest: string): string {
-    const key = this.keys.current();
-    return jwt.sign({ header_sha256: digest }, key.privateKey, { algorithm: key.alg, keyid: key.kid, noTimestamp: true });
+  signDigest(digest: string): Promise<string> {
+    return signJws(this.signer, { header_sha256: digest });
   }
 
-  keyFor(kid: string): KeyObject | undefined {
-    return this.keys.all().find((k) => k.kid === kid)?.publicKey;
-  }
-
-  private checkAgainst(cp: Checkpoint, frontier: MerkleFrontier): void {
-    const claims = verifyCheckpoint(cp.jws, (kid) => this.keyFor(kid));
-    if (claims.root !== undefined && claims.root !== frontier.root()) {
-      throw new Error(`the stored Chron records do not match the Merkle root signed at checkpoint ${cp.seq}: the trail was tampered with`);
-    }
+  keyFor(kid: string) {
+    return this.lookup(kid);
   }
 
   /**
-   * The frontier at record `seq`: from the nearest checkpoint at or before it that stores one
-   * (checked against the root it signs), or from the first record, then the stored hashes after it.
+   * The consistency proof between the tree of `from.size` records (which must be a witnessed head,
+   * so that a checkpoint stores the frontier there) and the tree of `to`, from the stored hashes.
    */
-  private async frontierAt(seq: number): Promise<MerkleFrontier> {
+  async proofBetween(from: { size: number; root: string }, to: { tree_size: number }): Promise<string[]> {
+    const prefix = await this.frontierAt(from.size);
+    if (prefix.root() !== from.root) throw new ChronBrokenError(`the stored records do not rebuild the witnessed root at ${from.size}`);
+    return consistencyProof(prefix, await this.hashes(from.size, to.tree_size));
+  }
+
+  /** The Merkle frontier of the records before `seq` (for an export's header), from the stored hashes. */
+  frontierBefore(seq: number): Promise<MerkleFrontier> {
+    return this.frontierAt(seq - 1);
+  }
+
+  private checkAgainst(cp: Checkpoint, frontier: MerkleFrontier): void {
+    const claims = verifyCheckpoint(cp.jws, this.lookup);
+    if (claims.root !== undefined && claims.root !== frontier.root()) {
+      throw new ChronBrokenError(`the stored Chron records do not match the Merkle root signed at checkpoint ${cp.seq}: the trail was tampered with`);
+    }
+  }
+
+  /** Stored record hashes after `after`, up to `upTo`. */
+  private async hashes(after: number, upTo: number): Promise<string[]> {
+    const out: string[] = [];
+    while (after < upTo) {
+      const rows = await this.store.list({ toSeq: upTo }, after, 5000);
+      if (rows.length === 0) break;
+      for (const row of rows) out.push(row.hash);
+      after = rows[rows.length - 1].seq;
+    }
+    return out;
+  }
+
+  /**
+   * The frontier at record `seq`, from the stored hashes: from the nearest checkpoint at or before
+   * it that stores one (checked against the root it signs), or from the first record. With
+   * `expectedHash`, the records after `seq` are read on to the next signed head (or to the head in
+   * memory) and must rebuild its root, and record `seq` must have that hash: so that nothing
+   * rewritten since is ever signed.
+   */
+  private async frontierAt(seq: number, expectedHash?: string): Promise<MerkleFrontier> {
     let frontier = new MerkleFrontier();
     let after = 0;
     const from = await this.store.checkpointAtOrBefore(seq);
@@ -208,16 +252,34 @@ export class Checkpointer {
       after = from.seq;
     } else {
       const kept = await this.store.bounds({});
-      if (kept && kept.first > 1) throw new Error(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
+      if (kept && kept.first > 1) throw new ChronBrokenError(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
     }
-    while (after < seq) {
-      const rows = await this.store.list({ toSeq: seq }, after, 5000);
+    const next = expectedHash === undefined ? undefined : (await this.store.checkpoints(seq, 1))[0];
+    const upTo = expectedHash === undefined ? seq : (next?.seq ?? Math.max(seq, this.head?.seq ?? seq));
+    let atSeq: MerkleFrontier | null = frontier.size === seq ? MerkleFrontier.parse(frontier.serialize()) : null;
+    let hashAtSeq: string | null = null;
+    while (after < upTo) {
+      const rows = await this.store.list({ toSeq: upTo }, after, 5000);
       if (rows.length === 0) break;
-      for (const row of rows) frontier.append(row.hash);
+      for (const row of rows) {
+        if (row.seq !== frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${frontier.size + 1} is missing`);
+        frontier.append(row.hash);
+        if (row.seq === seq) {
+          atSeq = MerkleFrontier.parse(frontier.serialize());
+          hashAtSeq = row.hash;
+        }
+      }
       after = rows[rows.length - 1].seq;
     }
-    if (frontier.size !== seq) throw new Error(`Chron's records do not run contiguously up to ${seq}`);
-    return frontier;
+    if (!atSeq || frontier.size !== upTo) throw new ChronBrokenError(`Chron's records do not run contiguously up to ${upTo}`);
+    if (expectedHash !== undefined) {
+      if (hashAtSeq !== null && hashAtSeq !== expectedHash) throw new ChronBrokenError(`record ${seq} changed while CLAIIM was signing it`);
+      const signedRoot = next ? verifyCheckpoint(next.jws, this.lookup).root : this.head?.seq === upTo && this.frontier.size === upTo ? this.frontier.root() : undefined;
+      if (signedRoot !== undefined && signedRoot !== frontier.root()) {
+        throw new ChronBrokenError(`the stored records up to ${upTo} do not rebuild the Merkle root ${next ? "signed at that checkpoint" : "CLAIIM committed"}: CLAIIM will not sign over them`);
+      }
+    }
+    return atSeq;
   }
 
   private anchor(record: ChainHead, frontier: MerkleFrontier): Anchor {
@@ -243,17 +305,43 @@ export class Checkpointer {
   }
 
   private async sign(record: Anchor): Promise<Checkpoint> {
-    const key = this.keys.current();
     const now = new Date();
     const claims: CheckpointClaims = { sequence: record.seq, hash: record.hash, timestamp: now.toISOString(), count: record.seq, root: record.root };
-    const jws = jwt.sign(claims, key.privateKey, { algorithm: key.alg, keyid: key.kid, noTimestamp: true });
-    const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: key.kid, jws, frontier: record.frontier };
+    const jws = await signJws(this.signer, claims);
+    const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: this.signer.kid, jws, frontier: record.frontier };
     await this.store.insertCheckpoint(checkpoint);
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
     this.failing = null;
     // What was committed after this checkpoint's record waits from now (a slight underestimate).
     this.unsignedSinceMs = (this.head?.seq ?? 0) > this.last.seq ? Date.now() : null;
     this.covered = Math.max(this.covered, checkpoint.seq);
+    if (this.witnesses && checkpoint.seq > (this.witnessed?.head.tree_size ?? 0)) await this.witness(checkpoint, claims, record.frontier);
     return checkpoint;
+  }
+
+  /**
+   * Appends a signed head to the witness log, with the consistency proof from the head before it,
+   * and offers it to the remote witness. A failure is logged: the checkpoint stands, and the next
+   * head is proven from the last one the log holds.
+   */
+  private async witness(cp: Checkpoint, claims: CheckpointClaims, frontier: string): Promise<void> {
+    const previous = this.witnessed;
+    try {
+      let consistency: WitnessedHead["consistency"] = null;
+      if (previous) {
+        const from = previous.head.tree_size;
+        const known = this.sinceWitnessed && this.sinceWitnessed.length >= cp.seq - from ? this.sinceWitnessed.slice(0, cp.seq - from) : null;
+        const prefix = previous.frontier ? MerkleFrontier.parse(previous.frontier) : await this.frontierAt(from);
+        const proof = known ? consistencyProof(prefix, known) : await this.proofBetween({ size: from, root: previous.head.root }, { tree_size: cp.seq });
+        consistency = { from_size: from, from_root: previous.head.root, proof };
+      }
+      const head: WitnessedHead = { chron_witness: 1, tree_size: cp.seq, root: claims.root!, hash: cp.hash, timestamp: claims.timestamp, kid: cp.kid, jws: cp.jws, consistency };
+      await this.witnesses!.log.append(head);
+      this.witnessed = { head, frontier };
+      this.sinceWitnessed = this.sinceWitnessed && this.sinceWitnessed.length >= cp.seq - (previous?.head.tree_size ?? 0) ? this.sinceWitnessed.slice(cp.seq - (previous?.head.tree_size ?? 0)) : this.head?.seq === cp.seq ? [] : null;
+      this.witnesses!.remote?.offer(head);
+    } catch (err) {
+      this.logger.error("witness log: a signed tree head could not be written", { error: (err as Error).message, seq: cp.seq, file: this.witnesses!.log.file });
+    }
   }
 }

@@ -123,3 +123,25 @@ export async function* scanRecords(
     after = rows[rows.length - 1].seq;
   }
 }
+
+/**
+ * Stored records after `after`, up to `upTo` (inclusive; to the head when omitted), page by page
+ * in chain order: the one way Chron's own passes (verification, proofs, exports, the Merkle tree)
+ * read the chain.
+ */
+export function rowsAfter(store: Pick<ChronStore, "list" | "bounds">, after: number, upTo?: number, pageSize = 1000): AsyncGenerator<ChronRow[]> {
+  return scanRecords(store, upTo === undefined ? { fromSeq: after + 1 } : { fromSeq: after + 1, toSeq: upTo }, pageSize);
+}
+
+/**
+ * Where the kept chain starts after retention. null: nothing was pruned. Otherwise `first`, the
+ * first record kept, and the retention checkpoint at first - 1, which carries the Merkle frontier
+ * of what was archived; `checkpoint` is null when none anchors what is left (records deleted by
+ * hand). Each caller decides what a missing anchor means for it (a problem named, or a refusal).
+ */
+export async function retentionAnchor(store: Pick<ChronStore, "bounds" | "checkpointAtOrBefore">): Promise<{ first: number; checkpoint: Checkpoint | null } | null> {
+  const kept = await store.bounds({});
+  if (!kept || kept.first <= 1) return null;
+  const at = await store.checkpointAtOrBefore(kept.first - 1);
+  return { first: kept.first, checkpoint: at?.seq === kept.first - 1 ? at : null };
+}

@@ -3,7 +3,22 @@ import { ClaiimError } from "../lib/errors";
 import { DuplicateKeyError } from "../db/duplicate";
 import type { WriterState } from "../ops/health";
 import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
-import { checkedColumns, seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+import { canonicalRecord, checkedColumns, seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+import { tagVerdict, type ChronSigner } from "./signer";
+
+/**
+ * Chron stopped taking records: the database holds a record after this writer's head that CLAIIM
+ * did not write (no valid tag), or that does not chain from it. Nothing more is appended to a chain
+ * someone else wrote into; verification names the record, and a restart refuses to start on it.
+ */
+export class ChronHaltedError extends Error {
+  constructor(
+    readonly seq: number,
+    readonly problem: string,
+  ) {
+    super(`Chron is halted: record ${seq} ${problem}`);
+  }
+}
 
 /**
  * Failures that say the database cannot be reached or written at all: then every record would
@@ -35,7 +50,11 @@ interface Pending {
  * so that a change that fails cannot take unrelated decisions down with it.
  *
  * WARNING: the chain head lives in memory so that an append reads nothing. After any failed
- * commit it is dropped and re-read from the database, since another writer may have moved it.
+ * commit it is re-read from the database, since another writer may have moved it; the records
+ * found after the head this writer knew are adopted only if each chains from the one before and
+ * carries a valid tag: written by CLAIIM (another process with the same key, or this one's commit
+ * that reported a failure but went through). Anything else halts the writer (ChronHaltedError):
+ * a database administrator's appended row is never built upon.
  */
 export class ChronWriter {
   private queue: Pending[] = [];
@@ -44,17 +63,34 @@ export class ChronWriter {
   private closed = false;
   private committedCount = 0;
   private batchCount = 0;
-  private readonly listeners: ((rows: ChronRow[], seconds: number) => void)[] = [];
+  /** Told of every record that joins the chain: `seconds` is this writer's commit time, null for records another process committed (adopted). */
+  private readonly listeners: ((rows: ChronRow[], seconds: number | null) => void)[] = [];
   private readonly failureListeners: ((seconds: number) => void)[] = [];
   private committingSince: number | null = null;
   private failing: { message: string; atMs: number } | null = null;
   private lastCommitMs: number | null = null;
+  /** The head this writer last knew for certain (committed by it, adopted, or verified at start). */
+  private trusted: ChainHead | null | undefined = undefined;
+  private halted: ChronHaltedError | null = null;
 
   constructor(
     private readonly store: ChronStore,
     private readonly maxBatch: number,
     private readonly logger: Logger,
+    /** Tags each record, and checks the tags of records found after this writer's head. Without it (service tests), records are untagged and any head is adopted. */
+    private readonly signer?: Pick<ChronSigner, "kid" | "tag">,
   ) {}
+
+  /** The head verified at start-up: the writer goes on from it, and adopts nothing before checking it. */
+  startAt(head: ChainHead | null): void {
+    this.head = head;
+    this.trusted = head;
+  }
+
+  /** Why the writer stopped taking records, if it did. */
+  haltedBy(): ChronHaltedError | null {
+    return this.halted;
+  }
 
   /** Records one decision. */
   async append(content: ChronContent): Promise<ChronRow> {
@@ -64,6 +100,7 @@ export class ChronWriter {
   /** Records contents, in order, together with the effect when there is one. */
   commit(contents: ChronContent[], effect?: Effect): Promise<ChronRow[]> {
     if (this.closed) return Promise.reject(new Error("Chron writer is closed"));
+    if (this.halted) return Promise.reject(this.halted);
     // A content whose columns cannot be stored is refused here, before it can join a batch.
     try {
       for (const content of contents) checkedColumns(content);
@@ -77,8 +114,8 @@ export class ChronWriter {
     });
   }
 
-  /** Calls `listener` with the committed rows, in chain order, and how long the commit took, after every commit. */
-  onCommit(listener: (rows: ChronRow[], seconds: number) => void): void {
+  /** Calls `listener` with the rows that joined the chain, in chain order, after every commit (with how long it took) and every adoption (null). */
+  onCommit(listener: (rows: ChronRow[], seconds: number | null) => void): void {
     this.listeners.push(listener);
   }
 
@@ -134,11 +171,13 @@ export class ChronWriter {
     this.committingSince = started;
     for (let attempt = 1; ; attempt++) {
       try {
-        this.head ??= await this.store.head();
-        const rows = seal(contents, this.head);
+        if (this.halted) throw this.halted;
+        this.head ??= await this.adoptHead();
+        const rows = seal(contents, this.head, this.signer ? (hash) => this.signer!.tag(hash) : undefined);
         await this.store.append(rows, effect);
         const last = rows[rows.length - 1];
         this.head = { seq: last.seq, hash: last.hash };
+        this.trusted = this.head;
         this.committedCount += rows.length;
         this.batchCount += 1;
         this.committingSince = null;
@@ -154,6 +193,10 @@ export class ChronWriter {
         return;
       } catch (err) {
         this.head = undefined;
+        if (err instanceof ChronHaltedError) {
+          batch.forEach((p) => p.reject(err));
+          return;
+        }
         if (err instanceof ChronConflictError && attempt === 1) {
           this.logger.warn("chron head moved under this writer; re-reading it", { error: err.message });
           continue;
@@ -178,5 +221,54 @@ export class ChronWriter {
         return;
       }
     }
+  }
+
+  /**
+   * The database's head, once the records after the head this writer knew are checked and handed
+   * to the listeners (so that the checkpointer's Merkle tree stays whole); halts on any record that
+   * is not CLAIIM's.
+   */
+  private async adoptHead(): Promise<ChainHead | null> {
+    const head = await this.store.head();
+    const known = this.trusted;
+    if (known === undefined || !this.signer) {
+      this.trusted = head;
+      return head;
+    }
+    if ((head?.seq ?? 0) < (known?.seq ?? 0)) {
+      throw this.halt(head ? head.seq + 1 : 1, "and those after it, which this writer committed, are no longer stored");
+    }
+    let prev = known;
+    while ((prev?.seq ?? 0) < (head?.seq ?? 0)) {
+      const rows = await this.store.list({}, prev?.seq ?? 0, 1000);
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const problem = this.foreignProblem(row, prev);
+        if (problem) throw this.halt(row.seq, problem);
+        prev = { seq: row.seq, hash: row.hash };
+      }
+      this.logger.warn("chron records written by another CLAIIM process adopted", { from_seq: rows[0].seq, to_seq: prev!.seq });
+      for (const listener of this.listeners) listener(rows, null);
+      this.trusted = prev;
+    }
+    return prev;
+  }
+
+  /** Why a record found after `prev` is not one to build upon; null when it is CLAIIM's and chains. */
+  private foreignProblem(row: ChronRow, prev: ChainHead | null): string | null {
+    if (row.seq !== (prev?.seq ?? 0) + 1) return "is not the next record";
+    if (prev && row.prevHash !== prev.hash) return "does not chain from this writer's head";
+    try {
+      if (canonicalRecord(JSON.parse(row.content) as ChronContent, row.seq, row.prevHash).hash !== row.hash) return "has a hash that does not cover its content";
+    } catch {
+      return "has content that is not a record";
+    }
+    return tagVerdict(row.tag, row.hash, this.signer!) === "valid" ? null : "was not written by CLAIIM (no valid tag) after this writer's head";
+  }
+
+  private halt(seq: number, problem: string): ChronHaltedError {
+    this.halted = new ChronHaltedError(seq, problem);
+    this.logger.error("chron halted: a record CLAIIM did not write", { seq, problem });
+    return this.halted;
   }
 }

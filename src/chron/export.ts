@@ -2,14 +2,19 @@ import { stringify } from "csv-stringify/sync";
 import { canonicalize, sha256Hex } from "../lib/canonical";
 import { PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
-import type { Checkpoint, ChronFilter, ChronStore, Recorder } from "./chron-store";
-import { verifyCheckpoint } from "./checkpoints";
+import { retentionAnchor, rowsAfter, scanRecords, type Checkpoint, type ChronFilter, type ChronStore, type Recorder } from "./chron-store";
 import { MerkleFrontier, MerkleTree } from "./merkle";
 import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
-import type { ChronService } from "./chron-service";
+import { TagTrail, UNVOUCHED } from "./row-checks";
+import type { ChronVerifier } from "./verification";
 import type { Checkpointer } from "./checkpoints";
-import { GENESIS_HASH, newEvent, toRecord } from "./record";
+import { ChronBrokenError } from "./checkpoints";
+import { ChronHaltedError } from "./chron-writer";
+import { GENESIS_HASH, newEvent, type ChronContent, type ChronRow } from "./record";
 import type { Actor } from "../shared/principal";
+import { tagVerdict, type ChronSigner } from "./signer";
+import type { WitnessedHead } from "./witness";
+import { verifyCheckpoint } from "./checkpoint-jws";
 
 export type ExportFormat = "ndjson" | "csv" | "json";
 
@@ -23,7 +28,8 @@ export interface ExportRange {
 /** The report header: who exported what, when, and what an auditor needs to check it. */
 export interface ExportHeader {
   chron_export: "header";
-  format_version: 1;
+  /** 2 adds `prefix`, `chron_halted` and problem lines; a verifier of version 2 reads version 1 too. */
+  format_version: 1 | 2;
   exported_by: Actor;
   exported_at: string;
   filters: Record<string, string | number>;
@@ -42,6 +48,17 @@ export interface ExportHeader {
   checkpoints: { seq: number; hash: string; kid: string; jws: string }[];
   /** Merkle: the tree of records 1..tree_size, whose root the checkpoint at tree_size signs. */
   tree_head: { tree_size: number; root: string; checkpoint: { seq: number; hash: string; kid: string; jws: string } } | null;
+  /**
+   * Contiguous: the RFC 6962 Merkle frontier of the records before first_seq ({size, nodes}), so
+   * that the verifier can rebuild the root of every signed head in the range (and compare it with
+   * the witness); the roots it rebuilds prove the frontier right.
+   */
+  prefix?: { size: number; nodes: (string | null)[] } | null;
+  /**
+   * Present when Chron had halted on a record CLAIIM did not write: the export could not be
+   * recorded in Chron, and the chain cannot be trusted from that record on.
+   */
+  chron_halted?: { seq: number; problem: string };
   /** Where the keys that verify the checkpoints are published. */
   jwks: string;
   /**
@@ -53,6 +70,17 @@ export interface ExportHeader {
 
 /** What narrows an export to a selection; any of them makes it a Merkle export. */
 export type ExportSelection = Pick<ChronFilter, "kind" | "orgId" | "agentId" | "ownerId" | "action" | "decision" | "policyVersion">;
+
+/**
+ * What the server found wrong with a record it exported, where the export alone cannot show it
+ * (filter columns, the stored form, the writer's tag, records missing after the end): written
+ * before the record it concerns (or before the trailer), so that the verifier reports it.
+ */
+export interface ExportProblemLine {
+  chron_export: "problem";
+  seq: number;
+  problem: string;
+}
 
 export interface ExportTrailer {
   chron_export: "trailer";
@@ -71,6 +99,12 @@ export interface ExportError {
 
 const PAGE = 1000;
 
+export interface KnownBeyond {
+  writerHead?: () => { seq: number; hash: string } | null;
+  lastWitnessed?: () => WitnessedHead | null;
+  signer?: Pick<ChronSigner, "kid" | "tag">;
+}
+
 /** What the header's signature covers. */
 export function headerDigest(header: ExportHeader): string {
   const { signature: _signature, ...rest } = header;
@@ -87,13 +121,15 @@ export function headerDigest(header: ExportHeader): string {
 export class ChronExporter {
   constructor(
     private readonly store: ChronStore,
-    private readonly chron: ChronService,
+    private readonly verifier: ChronVerifier,
     private readonly checkpointer: Checkpointer,
     private readonly record: Recorder,
     private readonly jsonMax: number,
     private readonly logger: Logger,
     /** Reading the chain for a Merkle tree gives way to live decisions (see Pacer). */
     private readonly live: LiveWork = new LiveWork(),
+    /** What the server knows beyond the stored chain: its writer's head, the witness's last head, and the tags' key. */
+    private readonly known: KnownBeyond = {},
   ) {}
 
   async prepare(
@@ -104,6 +140,8 @@ export class ChronExporter {
     filters: Record<string, string | number>,
   ): Promise<{ header: ExportHeader; body: AsyncGenerator<string> }> {
     const merkle = Object.values(selection).some((v) => v !== undefined);
+    // What was committed and witnessed before the export began must all be in it (when it has no upper bound).
+    const beyond = { writer: this.known.writerHead?.() ?? null, witnessed: this.known.lastWitnessed?.() ?? null };
     const head = await this.store.head();
     let tree: MerkleTree | null = null;
     let treeHead: ExportHeader["tree_head"] = null;
@@ -115,20 +153,23 @@ export class ChronExporter {
     const bounds = head ? await this.store.bounds({ ...range, ...selection, toSeq: Math.min(range.toSeq ?? upTo, upTo) }) : null;
     const first = bounds?.first ?? null;
     const last = bounds?.last ?? null;
-    const count = bounds ? (merkle ? bounds.count : last! - first! + 1) : 0;
+    // What is stored: a record missing from a range is for the verifier to name, not a short export.
+    const count = bounds?.count ?? 0;
     if (format === "json" && count > this.jsonMax) {
       throw new PayloadTooLargeError("export_too_large_for_json", `${count} records are more than a JSON report holds (${this.jsonMax}); export them with format=ndjson, which streams`);
     }
     let prevHash: string | null = null;
     let checkpoints: Checkpoint[] = [];
+    let prefix: ExportHeader["prefix"] = null;
     if (bounds && !merkle) {
       const firstRow = (await this.store.list({}, first! - 1, 1))[0];
       prevHash = firstRow.prevHash;
       checkpoints = await this.anchor(first!, last!);
+      prefix = JSON.parse((first! > 1 ? await this.checkpointer.frontierBefore(first!) : new MerkleFrontier()).serialize()) as ExportHeader["prefix"];
     }
     const header: ExportHeader = {
       chron_export: "header",
-      format_version: 1,
+      format_version: 2,
       exported_by: actor,
       exported_at: new Date().toISOString(),
       filters,
@@ -139,20 +180,29 @@ export class ChronExporter {
       prev_hash: prevHash,
       checkpoints: checkpoints.map((c) => ({ seq: c.seq, hash: c.hash, kid: c.kid, jws: c.jws })),
       tree_head: treeHead,
+      ...(merkle ? {} : { prefix }),
       jwks: "/.well-known/jwks.json",
     };
-    header.signature = this.checkpointer.signDigest(headerDigest(header));
-    await this.record([
-      newEvent({
-        type: "chron.exported",
-        actor,
-        subject: { type: "chron", id: first === null ? "empty" : `${first}-${last}`, name: format },
-        before: null,
-        after: { format, selection: header.selection, filters, count, first_seq: first, last_seq: last },
-      }),
-    ]);
-    this.logger.info("chron export", { format, selection: header.selection, count, first_seq: first, last_seq: last });
-    return { header, body: this.body(header, format, { ...range, ...selection }, tree) };
+    try {
+      await this.record([
+        newEvent({
+          type: "chron.exported",
+          actor,
+          subject: { type: "chron", id: first === null ? "empty" : `${first}-${last}`, name: format },
+          before: null,
+          after: { format, selection: header.selection, filters, count, first_seq: first, last_seq: last },
+        }),
+      ]);
+    } catch (err) {
+      // WARNING: a Chron halted on a record CLAIIM did not write can record nothing; its evidence
+      // must still be exportable. The header says so, and the verifier fails on it.
+      if (!(err instanceof ChronHaltedError)) throw err;
+      header.chron_halted = { seq: err.seq, problem: err.problem };
+    }
+    header.signature = await this.checkpointer.signDigest(headerDigest(header));
+    this.logger.info("chron export", { format, selection: header.selection, count, first_seq: first, last_seq: last, halted: header.chron_halted?.seq ?? null });
+    const open = !filters.to && !filters.to_seq;
+    return { header, body: this.body(header, format, { ...range, ...selection }, tree, open ? beyond : null) };
   }
 
   /**
@@ -163,22 +213,19 @@ export class ChronExporter {
   private async treeAt(seq: number): Promise<{ tree: MerkleTree; treeHead: NonNullable<ExportHeader["tree_head"]> }> {
     const [checkpoint] = (await this.anchor(seq, seq)).slice(-1);
     // After retention the tree starts from the frontier stored with the checkpoint before what is kept.
-    const kept = await this.store.bounds({});
+    const kept = await retentionAnchor(this.store);
     let prefix = new MerkleFrontier();
     let after = 0;
-    if (kept && kept.first > 1) {
-      const anchor = (await this.store.checkpoints(kept.first - 2, 1))[0];
-      if (anchor?.seq !== kept.first - 1 || !anchor.frontier) throw new ServiceUnavailableError("chron_broken", "records were pruned without the retention checkpoint that anchors the rest");
+    if (kept) {
+      const anchor = kept.checkpoint;
+      if (!anchor?.frontier) throw new ServiceUnavailableError("chron_broken", "records were pruned without the retention checkpoint that anchors the rest");
       prefix = MerkleFrontier.parse(anchor.frontier);
       after = anchor.seq;
     }
     const hashes: string[] = [];
     const pacer = new Pacer(this.live, INTERACTIVE);
-    while (after < seq) {
-      const rows = await this.store.list({ toSeq: seq }, after, 1000);
-      if (rows.length === 0) break;
+    for await (const rows of rowsAfter(this.store, after, seq)) {
       for (const row of rows) hashes.push(row.hash);
-      after = rows[rows.length - 1].seq;
       await pacer.tick();
     }
     const tree = await MerkleTree.build(hashes, prefix, () => pacer.tick());
@@ -204,46 +251,102 @@ export class ChronExporter {
     }
     if (inRange[inRange.length - 1]?.seq === last) return inRange;
     const from = inRange[inRange.length - 1] ?? before;
-    const broken = await this.chron.verifySegment((from?.seq ?? 0) + 1, last, from?.hash ?? GENESIS_HASH);
+    // WARNING: never sign over what does not verify: the export then goes out without a checkpoint
+    // at its end (the verifier says so) and with the problems beside the records.
+    const broken = await this.verifier.verifySegment((from?.seq ?? 0) + 1, last, from?.hash ?? GENESIS_HASH, true);
     if (broken) {
-      throw new ServiceUnavailableError("chron_broken", `the chain does not verify at record ${broken.seq} (${broken.problem}); CLAIIM will not sign a checkpoint over it`);
+      this.logger.warn("chron export: no checkpoint signed at its end, the chain does not verify", { seq: broken.seq, problem: broken.problem });
+      return inRange;
     }
     const lastRow = (await this.store.list({}, last - 1, 1))[0];
-    return [...inRange, await this.checkpointer.at({ seq: lastRow.seq, hash: lastRow.hash })];
+    try {
+      return [...inRange, await this.checkpointer.at({ seq: lastRow.seq, hash: lastRow.hash })];
+    } catch (err) {
+      if (!(err instanceof ChronBrokenError)) throw err;
+      this.logger.warn("chron export: no checkpoint signed at its end", { error: err.message });
+      return inRange;
+    }
   }
 
-  private async *body(header: ExportHeader, format: ExportFormat, filter: ChronFilter, tree: MerkleTree | null): AsyncGenerator<string> {
+  private async *body(header: ExportHeader, format: ExportFormat, filter: ChronFilter, tree: MerkleTree | null, beyond: Beyond | null): AsyncGenerator<string> {
     const line = (v: unknown) => (format === "csv" ? `# ${JSON.stringify(v)}\n` : `${JSON.stringify(v)}\n`);
     const proof = (seq: number) => (tree ? { leaf_index: seq - 1, audit_path: tree.proof(seq - 1) } : undefined);
+    // The JSON report cannot interleave problems with its records: they follow the records.
+    const later: ExportProblemLine[] = [];
+    const problem = (p: ExportProblemLine) => {
+      if (format === "json") {
+        later.push(p);
+        return "";
+      }
+      return line(p);
+    };
+    // Records after the last checkpoint of a contiguous export are vouched for by their tags alone.
+    const lastSigned = header.checkpoints[header.checkpoints.length - 1]?.seq ?? 0;
+    const tags = new TagTrail(this.known.signer);
     yield format === "json" ? `{"header":${JSON.stringify(header)},"records":[` : line(header);
     if (format === "csv") yield stringify([["seq", "kind", "id", "timestamp", "prev_hash", "hash", "content", ...(tree ? ["merkle_proof"] : [])]]);
     let written = 0;
     let lastHash: string | null = null;
     try {
-      for (let after = (header.first_seq ?? 1) - 1; header.last_seq !== null && after < header.last_seq; ) {
-        const rows = await this.store.list(tree ? { ...filter, toSeq: header.last_seq } : { toSeq: header.last_seq }, after, PAGE);
-        if (rows.length === 0) break;
+      // A filtered export reads what matches; a whole one, every record of its range.
+      const range = header.last_seq === null ? null : { ...(tree ? filter : {}), fromSeq: Math.max(header.first_seq ?? 1, (tree ? filter.fromSeq : undefined) ?? 1), toSeq: header.last_seq };
+      for await (const rows of range ? scanRecords(this.store, range, PAGE) : []) {
         for (const row of rows) {
+          // Parsed once: for the record as exported, and for the checks only the server can make.
+          const content = JSON.parse(row.content) as ChronContent;
+          const record = { seq: row.seq, ...content, prev_hash: row.prevHash, hash: row.hash };
+          for (const p of this.rowProblems(row, content, !tree && row.seq > lastSigned, tree ? null : tags)) yield problem(p);
           const p = proof(row.seq);
           if (format === "csv") {
             yield stringify([[row.seq, row.kind, row.id, new Date(row.tsMs).toISOString(), row.prevHash, row.hash, row.content, ...(p ? [JSON.stringify(p)] : [])]]);
           } else {
-            const record = p ? { ...toRecord(row), merkle_proof: p } : toRecord(row);
-            yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(record)}${format === "json" ? "" : "\n"}`;
+            yield `${format === "json" && written > 0 ? "," : ""}${JSON.stringify(p ? { ...record, merkle_proof: p } : record)}${format === "json" ? "" : "\n"}`;
           }
           written += 1;
           lastHash = row.hash;
         }
-        after = rows[rows.length - 1].seq;
       }
       if (written !== header.count) throw new Error(`expected ${header.count} records, read ${written}`);
+      const missing = beyond ? missingAfter(tree ? tree.size : (header.last_seq ?? 0), beyond) : null;
+      if (missing) yield problem(missing);
       const trailer: ExportTrailer = { chron_export: "trailer", count: written, last_seq: header.last_seq, last_hash: lastHash, complete: true };
-      yield format === "json" ? `],"trailer":${JSON.stringify(trailer)}}` : line(trailer);
+      yield format === "json" ? `],"problems":${JSON.stringify(later)},"trailer":${JSON.stringify(trailer)}}` : line(trailer);
     } catch (err) {
       // WARNING: never end a failed export silently: the reader must see that it is incomplete.
       this.logger.error("chron export failed midway", { error: (err as Error).message, records_written: written });
       const trailer: ExportError = { chron_export: "error", message: (err as Error).message, records_written: written, complete: false };
-      yield format === "json" ? `],"trailer":${JSON.stringify(trailer)}}` : line(trailer);
+      yield format === "json" ? `],"problems":${JSON.stringify(later)},"trailer":${JSON.stringify(trailer)}}` : line(trailer);
     }
   }
+
+  /** What the server sees wrong with a row that the export cannot show: see ChronVerifier.storedRowProblems; unsigned rows must carry CLAIIM's tag. */
+  private rowProblems(row: ChronRow, content: ChronContent, unsigned: boolean, tags: TagTrail | null): ExportProblemLine[] {
+    const own = this.verifier.storedRowProblems(row, content);
+    // Along a contiguous export, an untagged record after tagged ones is one CLAIIM did not write.
+    const tagged = tags?.row(row);
+    if (tagged && !own.some((p) => p.problem === tagged.problem)) own.push(tagged);
+    const found = own.map((p) => ({ chron_export: "problem" as const, seq: p.seq, problem: p.problem }));
+    const signer = this.known.signer;
+    if (unsigned && signer && !found.length && tagVerdict(row.tag, row.hash, signer) !== "valid") {
+      found.push({ chron_export: "problem", seq: row.seq, problem: UNVOUCHED });
+    }
+    return found;
+  }
+
+}
+
+/** What the server knew when an export began. */
+interface Beyond {
+  writer: { seq: number; hash: string } | null;
+  witnessed: WitnessedHead | null;
+}
+
+/** Records this server had committed, or the witness held a signed head for, when the export began, beyond its end (for an export without an upper bound). */
+function missingAfter(end: number, beyond: Beyond): ExportProblemLine | null {
+  const witnessed = beyond.witnessed;
+  if (witnessed && witnessed.tree_size > end) {
+    return { chron_export: "problem", seq: end + 1, problem: `missing: the witness holds a tree head of ${witnessed.tree_size} records signed at ${witnessed.timestamp}; records from ${end + 1} on are no longer stored` };
+  }
+  if (beyond.writer && beyond.writer.seq > end) return { chron_export: "problem", seq: end + 1, problem: `missing: this server committed records up to ${beyond.writer.seq}; those from ${end + 1} on are no longer stored` };
+  return null;
 }

@@ -185,3 +185,87 @@ export function verifyInclusion(recordHash: string, index: number, size: number,
   }
   return sn === 0 && r.toString("hex") === root;
 }
+
+/** The largest power of two below n (n > 1). */
+function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/**
+ * RFC 9162 §2.1.4.1: the consistency proof between the tree of the first `prefix.size` leaves and
+ * the tree that adds `after` (record hashes of the leaves that follow), bottom up.
+ *
+ * Every node of such a proof is either one of the perfect subtrees the smaller tree's frontier
+ * holds, or the root of a range that lies wholly among the added leaves: so the proof needs only
+ * the frontier at the first size (stored with each checkpoint) and the hashes after it, never the
+ * leaves before, which may have been pruned. Cost: O(added leaves).
+ */
+export function consistencyProof(prefix: MerkleFrontier, after: string[]): string[] {
+  const m = prefix.size;
+  const n = m + after.length;
+  if (m === 0 || m === n) return [];
+  const known = new Map<string, Buffer>();
+  let offset = 0;
+  for (const [level, node] of prefix.subtrees()) {
+    known.set(`${offset}:${1 << level}`, node);
+    offset += 1 << level;
+  }
+  const leaves = after.map(leafHash);
+  // The root of leaves lo..hi-1, all of them among the added ones (RFC 6962 MTH).
+  const mth = (lo: number, hi: number): Buffer => {
+    if (hi - lo === 1) return leaves[lo - m];
+    const k = splitPoint(hi - lo);
+    return nodeHash(mth(lo, lo + k), mth(lo + k, hi));
+  };
+  const old = (lo: number, hi: number): Buffer => {
+    const node = known.get(`${lo}:${hi - lo}`);
+    if (!node) throw new Error(`no frontier node for leaves ${lo}..${hi - 1}`);
+    return node;
+  };
+  const sub = (lo: number, hi: number, whole: boolean): Buffer[] => {
+    if (m === hi) return whole ? [] : [old(lo, hi)];
+    const k = splitPoint(hi - lo);
+    if (m - lo <= k) return [...sub(lo, lo + k, whole), mth(lo + k, hi)];
+    return [...sub(lo + k, hi, false), old(lo, lo + k)];
+  };
+  return sub(0, n, true).map((b) => b.toString("hex"));
+}
+
+/** RFC 9162 §2.1.4.2: does `proof` show that the tree of `second` leaves with `secondRoot` extends the tree of `first` leaves with `firstRoot`? */
+export function verifyConsistency(first: number, second: number, proof: string[], firstRoot: string, secondRoot: string): boolean {
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second) || first < 0 || first > second) return false;
+  if (!Array.isArray(proof) || proof.some((h) => typeof h !== "string" || !/^[0-9a-f]{64}$/.test(h))) return false;
+  if (first === 0) return proof.length === 0;
+  if (first === second) return proof.length === 0 && firstRoot === secondRoot;
+  const path = (first & (first - 1)) === 0 ? [firstRoot, ...proof] : [...proof];
+  if (path.length === 0 || !/^[0-9a-f]{64}$/.test(path[0])) return false;
+  let fn = first - 1;
+  let sn = second - 1;
+  while (fn % 2 === 1) {
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  let fr: Buffer = Buffer.from(path[0], "hex");
+  let sr = fr;
+  for (const hex of path.slice(1)) {
+    if (sn === 0) return false;
+    const c = Buffer.from(hex, "hex");
+    if (fn % 2 === 1 || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      sr = nodeHash(sr, c);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && fr.toString("hex") === firstRoot && sr.toString("hex") === secondRoot;
+}

@@ -170,6 +170,8 @@ export interface ChronRow {
   content: string;
   prevHash: string;
   hash: string;
+  /** The writer's tag (see ChronSigner.tag); not part of the record, which the hash covers. Null before tags existed. */
+  tag: string | null;
 }
 
 /** A record as the API shows it. */
@@ -257,14 +259,14 @@ export function sameColumn(stored: unknown, derived: unknown): boolean {
   return stored === derived.toWellFormed() || stored === derived.replace(/[\ud800-\udfff]/gu, "\ufffd\ufffd\ufffd");
 }
 
-/** Chains contents after `head`, in order. Each content must have passed checkedColumns(). */
-export function seal(contents: ChronContent[], head: ChainHead | null): ChronRow[] {
+/** Chains contents after `head`, in order, each tagged by `tagger` (see ChronSigner.tag). Each content must have passed checkedColumns(). */
+export function seal(contents: ChronContent[], head: ChainHead | null, tagger?: (hash: string) => string): ChronRow[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   return contents.map((content) => {
     seq += 1;
     const { text, hash } = canonicalRecord(content, seq, prevHash);
-    const row: ChronRow = { seq, ...indexColumns(content), content: text, prevHash, hash };
+    const row: ChronRow = { seq, ...indexColumns(content), content: text, prevHash, hash, tag: tagger ? tagger(hash) : null };
     prevHash = hash;
     return row;
   });

@@ -2,14 +2,14 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
-import type { KeyObject } from "node:crypto";
 import { ConflictError, InputError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import type { ChronStore, Recorder } from "./chron-store";
 import type { ChronExporter } from "./export";
 import { ndjsonItems, verifyExport } from "./export-verifier";
-import { newEvent } from "./record";
+import { newEvent, type ChainHead } from "./record";
 import type { Actor } from "../shared/principal";
+import type { ChronKeyLookup } from "./signer";
 
 export interface PruneResult {
   archive: { file: string; sha256: string; records: number; first_seq: number; last_seq: number };
@@ -21,7 +21,9 @@ export interface PruneResult {
  * Retention, the one way records leave Chron: a closed range, from the first kept record up to a
  * signed checkpoint, is exported to an archive file, the archive is verified as an auditor would
  * verify it, and only then is the range deleted, through the database's delete guard, in the same
- * transaction as the record that says so. The checkpoint at the end of the range stays: it carries
+ * transaction as the record that says so, which is signed and witnessed at once: verification
+ * accepts a chain that starts after record 1 only where such a record accounts for the gap. The
+ * checkpoint at the end of the range stays: it carries
  * the hash and the Merkle frontier the rest of the chain goes on from, so both the archive and
  * what remains verify on their own.
  */
@@ -31,10 +33,12 @@ export class ChronRetention {
   constructor(
     private readonly store: ChronStore,
     private readonly exporter: ChronExporter,
-    private readonly keyFor: (kid: string) => KeyObject | undefined,
+    private readonly keys: ChronKeyLookup,
     private readonly record: Recorder,
     private readonly archiveDir: string,
     private readonly logger: Logger,
+    /** Signs (and witnesses) a tree head at this record at once (Checkpointer.at). */
+    private readonly signHead: (record: ChainHead) => Promise<unknown>,
   ) {}
 
   async prune(upToSeq: number, reason: string, actor: Actor): Promise<PruneResult> {
@@ -73,12 +77,12 @@ export class ChronRetention {
     const sha256 = hash.digest("hex");
 
     // WARNING: nothing is deleted unless the archive verifies on its own and holds the whole range.
-    const report = await verifyExport(ndjsonItems(file), this.keyFor);
+    const report = await verifyExport(ndjsonItems(file), this.keys);
     if (!report.ok || report.records !== upToSeq - kept.first + 1 || header.last_seq !== upToSeq) {
       throw new ServiceUnavailableError("archive_unverified", `the archive ${path.basename(file)} does not verify (${report.problem?.message ?? "incomplete"}); nothing was deleted`);
     }
     let pruned = 0;
-    await this.record(
+    const [prunedRecord] = await this.record(
       [
         newEvent({
           type: "chron.pruned",
@@ -93,6 +97,9 @@ export class ChronRetention {
         pruned = await this.store.prune(upToSeq, tx);
       },
     );
+    // WARNING: the gap at the start is accepted only because a signed record says so: sign it now,
+    // and hand it to the witness, rather than leave it in the unsigned tail.
+    await this.signHead({ seq: prunedRecord.seq, hash: prunedRecord.hash });
     this.logger.info("chron pruned", { up_to_seq: upToSeq, records: pruned, archive: file });
     const rest = await this.store.bounds({});
     return {

@@ -5,8 +5,8 @@ import type { Prisma, Tx } from "../db/database";
 import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
-const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash";
-const PER_ROW = 13;
+const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag";
+const PER_ROW = 14;
 
 type RawRow = {
   seq: number | string | bigint;
@@ -22,6 +22,7 @@ type RawRow = {
   content: string;
   prev_hash: string;
   hash: string;
+  tag: string | null;
 };
 
 function fromRaw(r: RawRow): ChronRow {
@@ -39,6 +40,7 @@ function fromRaw(r: RawRow): ChronRow {
     content: r.content,
     prevHash: r.prev_hash,
     hash: r.hash,
+    tag: r.tag,
   };
 }
 
@@ -112,7 +114,7 @@ function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number;
 }
 
 function values(r: ChronRow): unknown[] {
-  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash];
+  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash, r.tag];
 }
 
 /** WHERE clause shared by both dialects; `param(i)` renders the i-th placeholder (1-based). */

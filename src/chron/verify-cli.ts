@@ -1,15 +1,22 @@
 /*
  * claiim-verify: checks a Chron export offline, without the server or its database.
  *
- *   claiim-verify <export.ndjson|.csv|.json> --jwks <jwks.json> [--format ndjson|csv|json]
+ *   claiim-verify <export.ndjson|.csv|.json> --jwks <jwks.json> [--witness <witness.log>] [--format ndjson|csv|json]
+ *
+ * With --witness, the export is also held against a witness log (CLAIIM_WITNESS_DIR's
+ * chron-witness.log, or what a remote witness stored): every head in it is checked (signature,
+ * and the consistency proof that it extends the one before), every head in the export's range must
+ * name the exported record and Merkle root, and an export without an upper bound must hold every
+ * record the witness had a signed head for before the export was made.
  *
  * Exit status: 0 when every check passes, 1 naming the first bad record when one fails, 2 when
  * the command itself is used wrongly or a file cannot be read. `claiim verify` runs the same check
  * (verifyFile below) with a progress bar.
  */
 import fs from "node:fs";
-import { jwksKeys } from "./checkpoints";
 import { csvItems, jsonItems, ndjsonItems, verifyExport, type ExportItem, type ExportProblem, type ExportReport } from "./export-verifier";
+import { readWitnessLog } from "./witness";
+import { jwksKeys } from "./checkpoint-jws";
 
 /** The command was used wrongly, or a file cannot be read: exit status 2. */
 export class VerifyUsageError extends Error {}
@@ -22,9 +29,9 @@ export interface VerifyProgress {
   record(): void;
 }
 
-/** Checks one export file against a JWKS file; throws VerifyUsageError when it cannot even start. */
-export async function verifyFile(file: string, jwksFile: string, format?: string, progress?: VerifyProgress): Promise<ExportReport> {
-  const chosen = format ?? (file.endsWith(".csv") ? "csv" : file.endsWith(".json") ? "json" : "ndjson");
+/** Checks one export file against a JWKS file (and a witness log); throws VerifyUsageError when it cannot even start. */
+export async function verifyFile(file: string, jwksFile: string, options: { format?: string; witness?: string; progress?: VerifyProgress } = {}): Promise<ExportReport> {
+  const chosen = options.format ?? (file.endsWith(".csv") ? "csv" : file.endsWith(".json") ? "json" : "ndjson");
   if (!["ndjson", "csv", "json"].includes(chosen)) throw new VerifyUsageError(`unknown format ${chosen}`);
   let keys;
   try {
@@ -33,8 +40,9 @@ export async function verifyFile(file: string, jwksFile: string, format?: string
     throw new VerifyUsageError(`cannot read the JWKS ${jwksFile}: ${(err as Error).message}`);
   }
   if (!fs.existsSync(file)) throw new VerifyUsageError(`no such file ${file}`);
+  if (options.witness !== undefined && !fs.existsSync(options.witness)) throw new VerifyUsageError(`no such witness log ${options.witness}`);
   const items = chosen === "csv" ? csvItems(file) : chosen === "json" ? jsonItems(file) : ndjsonItems(file);
-  return verifyExport(progress ? counted(items, progress) : items, keys);
+  return verifyExport(options.progress ? counted(items, options.progress) : items, keys, options.witness ? { witness: readWitnessLog(options.witness, keys) } : {});
 }
 
 async function* counted(items: AsyncIterable<ExportItem>, progress: VerifyProgress): AsyncGenerator<ExportItem> {
@@ -47,7 +55,8 @@ async function* counted(items: AsyncIterable<ExportItem>, progress: VerifyProgre
 
 /** The report as the verifier prints it: OK, or every problem (first one first) and the report as JSON. */
 export function describeReport(report: ExportReport): string {
-  if (report.ok) return `OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact\n`;
+  const witnessed = report.witness ? `; witness: ${report.witness.heads} signed tree heads, each extending the one before, ${report.witness.checked} of them in the export's range and matching it` : "";
+  if (report.ok) return `OK: ${report.records} records (${report.first_seq ?? "-"}..${report.last_seq ?? "-"}), ${report.checkpoints} signed checkpoints, chain intact${witnessed}\n`;
   const where = (p: ExportProblem) => `${p.seq !== null ? ` at record ${p.seq}` : ""}${p.line !== null ? ` (line ${p.line})` : ""}`;
   const [first, ...rest] = report.problems;
   let out = `FAILED${where(first)}: ${first.message}\n`;
@@ -56,14 +65,16 @@ export function describeReport(report: ExportReport): string {
   return out + JSON.stringify(report) + "\n";
 }
 
-const USAGE = "usage: claiim-verify <export file> --jwks <jwks.json> [--format ndjson|csv|json]";
+const USAGE = "usage: claiim-verify <export file> --jwks <jwks.json> [--witness <witness.log>] [--format ndjson|csv|json]";
 
 async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let jwksFile: string | undefined;
   let format: string | undefined;
+  let witness: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--jwks") jwksFile = argv[++i];
+    else if (argv[i] === "--witness") witness = argv[++i];
     else if (argv[i] === "--format") format = argv[++i];
     else if (argv[i].startsWith("-")) throw new VerifyUsageError(`unknown option ${argv[i]}`);
     else if (!file) file = argv[i];
@@ -71,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!file) throw new VerifyUsageError("name the export file");
   if (!jwksFile) throw new VerifyUsageError("--jwks is required: the keys that verify Chron's checkpoints (GET /.well-known/jwks.json)");
-  const report = await verifyFile(file, jwksFile, format);
+  const report = await verifyFile(file, jwksFile, { format, witness });
   process.stdout.write(describeReport(report));
   return report.ok ? 0 : 1;
 }

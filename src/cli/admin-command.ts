@@ -7,6 +7,7 @@ import { openDatabase, sqlitePath } from "../db/database";
 import { createLogger } from "../lib/logger";
 import { Serial } from "../lib/serial";
 import { ChronWriter } from "../chron/chron-writer";
+import { LocalKeySigner, readTrustedKeys } from "../chron/signer";
 import { IdentityDirectory } from "../identity/directory";
 import { ApiKeyService } from "../identity/api-key-service";
 import { PrismaIdentityStore } from "../identity/prisma-identity-store";
@@ -71,7 +72,21 @@ async function recover(opts: { reason: string; out?: string; name: string; expir
     await db.close();
     throw new CliError(`the database holds no CLAIIM data that can be read (${(err as Error).message.split("\n")[0]}); start CLAIIM once to create it`, EXIT.unreachable);
   }
-  const writer = new ChronWriter(chron, 1, logger);
+  // WARNING: a record CLAIIM cannot vouch for halts it: the key's creation is tagged with Chron's
+  // own key (the file outside the database), as CLAIIM's writer tags every record.
+  const keyFile = config.chronTrust.keys.keyFile;
+  if (!fs.existsSync(keyFile)) {
+    await db.close();
+    throw new CliError(`there is no Chron key at ${keyFile}: run this on CLAIIM's host with its CLAIIM_DATA_DIR (or CLAIIM_CHRON_SIGNING_KEY_FILE)`, EXIT.usage);
+  }
+  let signer;
+  try {
+    signer = new LocalKeySigner(fs.readFileSync(keyFile, "utf8"), readTrustedKeys(config.chronTrust.keys.trustedKeysFile));
+  } catch (err) {
+    await db.close();
+    throw new CliError(`cannot read the Chron key ${keyFile}: ${(err as Error).message}`, EXIT.usage);
+  }
+  const writer = new ChronWriter(chron, 1, logger, signer);
   try {
     const keys = new ApiKeyService(directory, store, (contents, effect) => writer.commit(contents, effect), new Serial());
     const expiresAt = hours > 0 ? new Date(Date.now() + hours * 3600_000) : null;

@@ -10,6 +10,8 @@ export interface Readiness {
   stopping(): boolean;
   /** The Chron writer and checkpointer: stuck or failing means not ready. */
   chron(): ChronHealth;
+  /** Why Chron takes no records (a record CLAIIM did not write after its head), if it does not. */
+  chronHalted?(): string | null;
 }
 
 const ChronHealthView = z.object({
@@ -38,7 +40,7 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
     route({
       method: "get",
       path: "/readyz",
-      summary: "Readiness: not stopping, a policy bundle is active, the database answers, and Chron's writer and checkpointer are neither stuck nor failing",
+      summary: "Readiness: not stopping, a policy bundle is active, the database answers, Chron takes records, and its writer and checkpointer are neither stuck nor failing",
       tags: ["system"],
       access: { public: true },
       responses: {
@@ -50,6 +52,8 @@ export function systemRoutes(readiness: Readiness, openapi: () => unknown): Rout
         const version = readiness.policyVersion();
         if (version === null) throw new ServiceUnavailableError("not_ready", "no policy bundle is active");
         if (!(await readiness.databaseAnswers())) throw new ServiceUnavailableError("not_ready", "the database does not answer");
+        const halted = readiness.chronHalted?.();
+        if (halted) throw new ServiceUnavailableError("not_ready", halted);
         const { ready, reason, ...chron } = readiness.chron();
         if (!ready) throw new ServiceUnavailableError("not_ready", reason ?? "Chron is not ready", { chron });
         return { status: 200, body: { status: "ready", policy_version: version, chron } };

@@ -52,7 +52,7 @@ const IssuedCredential = z
 
 export function identityRoutes(
   { identity, credentials, apiKeys }: { identity: IdentityService; credentials: CredentialService; apiKeys: ApiKeyService },
-  jwks: () => { keys: Record<string, string>[] },
+  jwks: () => { keys: Record<string, string | number>[] },
 ): RouteSpec[] {
   const directory = identity.directory;
   const slugOf = (orgId: string | null) => (orgId ? (directory.organization(orgId)?.slug ?? orgId) : null);

@@ -89,6 +89,8 @@ export const PROBLEMS = {
   replay_not_found: 404,
   no_shadow: 404,
   console_not_built: 404,
+  tree_size_unknown: 404,
+  witness_log_not_found: 404,
   // 405
   method_not_allowed: 405,
   // 409: the request conflicts with the state it meets.
@@ -109,6 +111,9 @@ export const PROBLEMS = {
   retention_running: 409,
   already_pruned: 409,
   checkpoint_without_frontier: 409,
+  records_pruned: 409,
+  witness_head_not_extending: 409,
+  witness_head_inconsistent: 409,
   // 413 and 415: the body is too large, or not in a form CLAIIM reads.
   payload_too_large: 413,
   too_many_parameters: 413,

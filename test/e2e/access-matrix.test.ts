@@ -1,7 +1,7 @@
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 
-type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "agent";
+type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness" | "agent";
 
 /**
  * The specification, written out by hand: who may call each route. The test checks it against
@@ -44,6 +44,9 @@ const MAY: Record<string, Who[]> = {
   "POST /v1/approvals/{id}/reject": ["admin", "approver"],
   "GET /v1/chron/records": ["admin", "auditor"],
   "GET /v1/chron/verify": ["admin", "auditor"],
+  "GET /v1/chron/consistency": ["admin", "auditor"],
+  "POST /v1/witness/heads": ["admin", "witness"],
+  "GET /v1/witness/heads": ["admin", "auditor", "witness"],
   "GET /v1/chron/export": ["admin", "auditor"],
   "GET /v1/chron/summary": ["admin", "auditor"],
   "POST /v1/chron/retention": ["admin"],
@@ -76,7 +79,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
   beforeAll(async () => {
     s = await startTestServer(kind);
     creds.admin = s.admin;
-    for (const role of ["policy_author", "agent_manager", "auditor"] as const) {
+    for (const role of ["policy_author", "agent_manager", "auditor", "witness"] as const) {
       creds[role] = (await s.http.post("/v1/api-keys").set(bearer(s.admin)).send({ name: role, role }).expect(201)).body.secret;
     }
     for (const slug of ["acme", "globex"] as const) {

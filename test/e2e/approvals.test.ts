@@ -45,6 +45,9 @@ describe.each(databaseKinds())("human approval on %s", (kind) => {
         CLAIIM_APPROVAL_WEBHOOK_SECRET: SECRET,
         CLAIIM_APPROVAL_WEBHOOK_RETRY_SECONDS: "0.2,0.2",
         CLAIIM_APPROVAL_WEBHOOK_TIMEOUT_SECONDS: "1",
+        // No tree head signed by the clock: a long-poll is checked to hold no database connection,
+        // and a head signed in that instant would hold one for its own insert.
+        CLAIIM_CHECKPOINT_EVERY_SECONDS: "3600",
       },
     });
     ids.acme = (await s.http.post("/v1/organizations").set(admin()).send({ slug: "acme", name: "Acme" }).expect(201)).body.id;
@@ -329,6 +332,8 @@ async function startSecondProcess(s: TestServer): Promise<{ http: ReturnType<typ
     env: {
       ...process.env,
       DATABASE_URL: s.config.databaseUrl,
+      // A replica shares the Chron key (it signs and tags what it writes), and has its own witness log.
+      CLAIIM_CHRON_SIGNING_KEY_FILE: s.config.chronTrust.keys.keyFile,
       PORT: String(port),
       CLAIIM_DATA_DIR: path.join(dir, "data"),
       CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"),

@@ -7,9 +7,9 @@ import { claiimVerify } from "../support/verify-cli";
 import { downloadExport, saveJwks } from "../support/export";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { asDatabaseOwner, script, sql } from "../support/sql";
-import { jwksKeys, verifyCheckpoint } from "../../src/chron/checkpoints";
 import { canonicalize } from "../../src/lib/canonical";
 import { recordHash, type ChronContent } from "../../src/chron/record";
+import { jwksKeys, verifyCheckpoint } from "../../src/chron/checkpoint-jws";
 
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
 
@@ -101,8 +101,10 @@ describe.each(databaseKinds())("Chron audit on %s", (kind) => {
         await sql(s.claiim.db, "UPDATE chron_records SET content = $1, prev_hash = $2, hash = $3 WHERE seq = $4", [canonicalize(content), prev, hash, row.seq]);
         prev = hash;
       }
-      // ...but it no longer matches what CLAIIM signed.
-      expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: Number(cp.seq), problem: "record disagrees with its signed checkpoint" } });
+      // ...but it no longer matches what CLAIIM signed, and the first rewritten record is named by its writer's tag.
+      const found = await verify();
+      expect(found).toMatchObject({ valid: false, first_bad: { seq: target, problem: expect.stringMatching(/^writer's tag does not match/) } });
+      expect(found.problems).toContainEqual(expect.objectContaining({ seq: Number(cp.seq), problem: "record disagrees with its signed checkpoint" }));
       for (const row of originals) await sql(s.claiim.db, "UPDATE chron_records SET content = $1, prev_hash = $2, hash = $3 WHERE seq = $4", [row.content, row.prev_hash, row.hash, row.seq]);
       expect((await verify()).valid).toBe(true);
 

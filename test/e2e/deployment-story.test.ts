@@ -395,7 +395,8 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
       expect(await verify()).toMatchObject({ valid: false, first_bad: { seq: head, problem: expect.stringMatching(/^missing/) } });
       await sql(s.claiim.db, `INSERT INTO chron_records (${Object.keys(last).join(", ")}) VALUES (${Object.keys(last).map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(last));
 
-      expect(await verify()).toEqual(ok);
+      // Checkpoints go on being signed every second meanwhile; the chain itself is as it was.
+      expect(await verify()).toMatchObject({ valid: true, checked: ok.checked, head: ok.head, problem_count: 0 });
     });
   });
 

@@ -118,7 +118,7 @@ describe.each(databaseKinds())("hostile input on %s", (kind) => {
     const legacy: DecisionContent = { ...template, decision_id: `legacy-${kind}`, action: "deploy\ud800", timestamp: new Date().toISOString() };
     // As an earlier CLAIIM wrote it: straight to the store, each database encoding the column its own way.
     await s.claiim.writer.close().catch(() => undefined);
-    const rows = seal([legacy], await store.head());
+    const rows = seal([legacy], await store.head(), (hash) => s.claiim.chronSigner.tag(hash));
     await store.append(rows);
     s.claiim.checkpointer.committed(rows);
     await s.restart();

@@ -86,7 +86,7 @@ describe("HTTP contract (routes on fake stores)", () => {
   });
 
   test("an unexpected failure is a 500 problem without a stack trace", async () => {
-    const spy = jest.spyOn(app.core.chron, "verify").mockRejectedValueOnce(new Error("secret internals at /srv/x.ts:1"));
+    const spy = jest.spyOn(app.core.verifier, "verify").mockRejectedValueOnce(new Error("secret internals at /srv/x.ts:1"));
     const res = await app.http.get("/v1/chron/verify").set(bearer(auditor)).expect(500);
     expect(res.body).toMatchObject({ code: "internal_error", status: 500 });
     expect(JSON.stringify(res.body)).not.toMatch(/secret internals|x\.ts/);

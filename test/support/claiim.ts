@@ -25,11 +25,13 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** Captures the server's logs (at LOG_LEVEL, default "http" when a stream is given). */
   logStream?: Writable;
+  /** A database prepared by the test (migrated, perhaps holding what an earlier CLAIIM wrote), and the folder for the server's data. */
+  database?: { db: TestDatabase; dir: string };
 }
 
 export async function startTestServer(kind: DatabaseKind, options: TestServerOptions = {}): Promise<TestServer> {
-  const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "srv-"));
-  const db: TestDatabase = await freshDatabase(kind, dir);
+  const dir = options.database?.dir ?? fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "srv-"));
+  const db: TestDatabase = options.database?.db ?? (await freshDatabase(kind, dir));
   const config = loadConfig(
     {
       PORT: "0",
@@ -54,7 +56,8 @@ export async function startTestServer(kind: DatabaseKind, options: TestServerOpt
     admin,
     http: request(claiim.url),
     async restart(downMs = 0) {
-      await claiim.close();
+      // A start that failed (a tampered chain refused) left nothing running to close.
+      if (running) await claiim.close();
       running = false;
       if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       claiim = await startClaiim({ ...config, port: 0 }, logger);

@@ -14,6 +14,10 @@ export interface LossyProxy {
   loseNext(n: number, how: Loss): void;
   /** POST /v1/decisions requests seen, and their Idempotency-Key headers. */
   decisionKeys: string[];
+  /** While true, every request gets a 503 and never reaches the target: the target is down. */
+  down: boolean;
+  /** Requests refused while down. */
+  refused: number;
   close(): Promise<void>;
 }
 
@@ -22,6 +26,12 @@ export async function startLossyProxy(target: string): Promise<LossyProxy> {
   let losses: Loss[] = [];
   const decisionKeys: string[] = [];
   const server: Server = createServer((req, res) => {
+    if (proxy.down) {
+      proxy.refused += 1;
+      req.resume();
+      res.writeHead(503, { "Content-Type": "application/problem+json" }).end(JSON.stringify({ status: 503, code: "upstream_down" }));
+      return;
+    }
     const isDecision = req.method === "POST" && req.url === "/v1/decisions";
     if (isDecision) decisionKeys.push(String(req.headers["idempotency-key"] ?? ""));
     const loss = isDecision ? losses.shift() : undefined;
@@ -42,8 +52,10 @@ export async function startLossyProxy(target: string): Promise<LossyProxy> {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  return {
+  const proxy: LossyProxy = {
     url: `http://127.0.0.1:${port}`,
+    down: false,
+    refused: 0,
     loseNext(n, how) {
       losses = Array(n).fill(how);
     },
@@ -54,4 +66,5 @@ export async function startLossyProxy(target: string): Promise<LossyProxy> {
         server.close(() => resolve());
       }),
   };
+  return proxy;
 }

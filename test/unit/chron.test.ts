@@ -1,39 +1,28 @@
 import { ChronWriter } from "../../src/chron/chron-writer";
 import { ChronService } from "../../src/chron/chron-service";
+import { ChronVerifier } from "../../src/chron/verification";
 import { FakeChronStore } from "../support/fakes/chron-store";
 import { scanRecords } from "../../src/chron/chron-store";
 import { LiveWork } from "../../src/lib/pacer";
 import { GENESIS_HASH, recordHash, seal, type DecisionContent } from "../../src/chron/record";
 import { canonicalize } from "../../src/lib/canonical";
 import { createLogger } from "../../src/lib/logger";
-import { Checkpointer, jwksKeys } from "../../src/chron/checkpoints";
+import { Checkpointer } from "../../src/chron/checkpoints";
 import { ChronExporter } from "../../src/chron/export";
 import { verifyExport } from "../../src/chron/export-verifier";
-import { generate, publish, SigningKeys } from "../../src/keys/signing-keys";
+import { LocalKeySigner, publishChronKey } from "../../src/chron/signer";
+import { generateKeyPairSync } from "node:crypto";
+import { jwksKeys } from "../../src/chron/checkpoint-jws";
+import { decisionContent } from "../support/decision-content";
+
+function newSigner(): LocalKeySigner {
+  return new LocalKeySigner(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string);
+}
 
 const logger = createLogger("silent");
 
 function content(n: number, decision: "allow" | "deny" = "allow"): DecisionContent {
-  return {
-    kind: "decision",
-    decision_id: `d-${n}`,
-    timestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
-    path: "claiim/decision",
-    organization: { id: "o-1", slug: "acme" },
-    agent: { id: `a-${n % 3}`, name: "bot", status: "active" },
-    accountable_human: { id: "h-1", name: "Alice", email: "a@x", status: "active" },
-    on_behalf_of: null,
-    requested_by: { credential_id: "c-1" },
-    action: "deploy",
-    resource: "staging",
-    purpose: "p",
-    skill: { name: "deploy", version: "1.2.0" },
-    decision,
-    reasons: [],
-    policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" },
-    bundles: { claiim: { revision: "1-sha256:x" } },
-    input: { n },
-  };
+  return decisionContent(n, { agent: { id: `a-${n % 3}`, name: "bot", status: "active" }, accountable_human: { id: "h-1", name: "Alice", email: "a@x", status: "active" }, purpose: "p", decision, reasons: [] });
 }
 
 describe("ChronWriter (group commit)", () => {
@@ -101,7 +90,7 @@ describe("ChronWriter (group commit)", () => {
     expect(settled.map((s) => s.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
     expect(store.rows.map((r) => r.id)).toEqual(["d-1", "d-2", "d-4", "d-5"]);
     expect(store.rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
-    expect(await new ChronService(store, writer, () => undefined).verify()).toMatchObject({ valid: true, checked: 4 });
+    expect(await new ChronVerifier(store, writer, { keys: () => undefined }).verify()).toMatchObject({ valid: true, checked: 4 });
   });
 
   test("a record whose columns could not be stored as they are is refused before it joins a batch", async () => {
@@ -122,7 +111,7 @@ describe("ChronWriter (group commit)", () => {
     const row = await writer.append(content(3));
     expect(row.seq).toBe(3);
     expect(row.prevHash).toBe(other[0].hash);
-    expect(await new ChronService(store, writer, () => undefined).verify()).toMatchObject({ valid: true, checked: 3 });
+    expect(await new ChronVerifier(store, writer, { keys: () => undefined }).verify()).toMatchObject({ valid: true, checked: 3 });
   });
 
   test("close() commits what is queued and then refuses", async () => {
@@ -152,18 +141,18 @@ describe("scanRecords", () => {
   });
 });
 
-describe("ChronService", () => {
+describe("ChronVerifier", () => {
   async function chain(n: number) {
     const store = new FakeChronStore();
     const writer = new ChronWriter(store, 1000, logger);
     await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1, i % 2 ? "deny" : "allow"))));
-    return { store, writer, service: new ChronService(store, writer, () => undefined) };
+    return { store, writer, service: new ChronVerifier(store, writer, { keys: () => undefined }) };
   }
 
   test("verification gives way to live decisions instead of holding the event loop", async () => {
     const { store, writer } = await chain(4000);
     const live = new LiveWork();
-    const service = new ChronService(store, writer, () => undefined, live);
+    const service = new ChronVerifier(store, writer, { keys: () => undefined }, live);
     let turns = 0;
     const traffic = setInterval(() => {
       turns += 1;
@@ -202,7 +191,7 @@ describe("ChronService", () => {
     const writer = new ChronWriter(store, 1000, logger);
     for (let n = 1; n <= 6; n++) await writer.append({ ...content(n), organization: { id: n % 2 ? "o-1" : "o-2", slug: n % 2 ? "acme" : "globex" } });
     store.rows[1].action = "secret-action-of-globex";
-    const service = new ChronService(store, writer, () => undefined);
+    const service = new ChronVerifier(store, writer, { keys: () => undefined });
     const all = await service.verify();
     expect(all).toMatchObject({ valid: false, checked: 6, first_bad: { seq: 2, found: "secret-action-of-globex" } });
     const acme = await service.verify({ orgId: "o-1" });
@@ -270,7 +259,8 @@ describe("ChronService", () => {
   });
 
   test("lists with filters and an opaque cursor", async () => {
-    const { service } = await chain(25);
+    const { store } = await chain(25);
+    const service = new ChronService(store);
     const first = await service.list({ decision: "deny" }, undefined, 5);
     expect(first.records.map((r) => r.seq)).toEqual([2, 4, 6, 8, 10]);
     const second = await service.list({ decision: "deny" }, first.next_cursor!, 5);
@@ -288,10 +278,9 @@ describe("ChronExporter", () => {
     const store = new FakeChronStore();
     const writer = new ChronWriter(store, 1000, logger);
     await Promise.all(Array.from({ length: n }, (_, i) => writer.append(content(i + 1))));
-    const keys = new SigningKeys("chron-checkpoint");
-    keys.load([generate("chron-checkpoint")]);
+    const keys = newSigner();
     const checkpointer = new Checkpointer(store, keys, { everyRecords: 1000, everySeconds: 3600 }, logger);
-    const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
+    const service = new ChronVerifier(store, writer, { keys: checkpointer.keys() });
     const exporter = new ChronExporter(store, service, checkpointer, (c, e) => writer.commit(c, e), jsonMax, logger);
     return { store, keys, exporter };
   }
@@ -317,7 +306,7 @@ describe("ChronExporter", () => {
         yield v.chron_export ? { type: v.chron_export, value: v, line: n } : { type: "record" as const, value: v, line: n };
       }
     }
-    const report = await verifyExport(items() as never, jwksKeys({ keys: keys.all().map(publish) }));
+    const report = await verifyExport(items() as never, jwksKeys({ keys: keys.publicKeys().map(publishChronKey) }));
     expect(report).toMatchObject({ ok: false, records: 1000, problem: { message: expect.stringMatching(/ended with an error: connection reset \(incomplete\)/) } });
   });
 
@@ -331,8 +320,7 @@ describe("ChronExporter", () => {
 describe("Checkpointer", () => {
   test("counts the next checkpoint from the one already scheduled, even before it is written", async () => {
     const store = new FakeChronStore();
-    const keys = new SigningKeys("chron-checkpoint");
-    keys.load([generate("chron-checkpoint")]);
+    const keys = newSigner();
     const checkpointer = new Checkpointer(store, keys, { everyRecords: 10, everySeconds: 3600 }, logger);
     await checkpointer.start();
     const writer = new ChronWriter(store, 1000, logger);
@@ -345,7 +333,7 @@ describe("Checkpointer", () => {
     for (let i = 1; i <= 25; i++) await writer.append(content(i));
     await checkpointer.idle();
     expect(store.checkpointRows.map((c) => c.seq)).toEqual([10, 20]);
-    const service = new ChronService(store, writer, (kid) => checkpointer.keyFor(kid));
+    const service = new ChronVerifier(store, writer, { keys: checkpointer.keys() });
     expect(await service.verify()).toMatchObject({ valid: true, checkpoints: { checked: 2, last: { seq: 20 } } });
   });
 });

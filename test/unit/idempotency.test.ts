@@ -1,6 +1,7 @@
 import { IdempotencyIndex, parseIdempotencyKey, type RequestView } from "../../src/decisions/idempotency";
 import { seal, type DecisionContent } from "../../src/chron/record";
 import type { DecisionResponse } from "../../src/decisions/model";
+import { decisionContent } from "../support/decision-content";
 
 const view: RequestView = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" }, on_behalf_of: null };
 
@@ -15,28 +16,7 @@ function counter() {
 }
 
 function recorded(over: Partial<DecisionContent>, tsMs: number): DecisionContent {
-  return {
-    kind: "decision",
-    decision_id: "rec-1",
-    timestamp: new Date(tsMs).toISOString(),
-    path: "claiim/decision",
-    organization: { id: "o", slug: "acme" },
-    agent: { id: "a-1", name: "bot", status: "active" },
-    accountable_human: null,
-    on_behalf_of: null,
-    requested_by: { credential_id: "c" },
-    action: "deploy",
-    resource: "staging",
-    purpose: "release",
-    skill: { name: "deploy", version: "1.2.0" },
-    decision: "deny",
-    reasons: ["no"],
-    policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" },
-    bundles: {},
-    input: {},
-    idempotency_key: "k-1",
-    ...over,
-  };
+  return decisionContent(1, { decision_id: "rec-1", timestamp: new Date(tsMs).toISOString(), organization: { id: "o", slug: "acme" }, accountable_human: null, requested_by: { credential_id: "c" }, decision: "deny", reasons: ["no"], bundles: {}, input: {}, idempotency_key: "k-1", ...over });
 }
 
 describe("IdempotencyIndex", () => {

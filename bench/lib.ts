@@ -1,0 +1,118 @@
+// What the benchmarks share: CLAIIM started as its own process on a fresh database, the reference
+// agents registered, and autocannon requests for their allowed and denied actions.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import net from "node:net";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const autocannon = require("autocannon") as (opts: Record<string, unknown>) => Promise<AutocannonResult>;
+
+export interface AutocannonResult {
+  duration: number;
+  requests: { average: number; total: number };
+  latency: { p50: number; p90: number; p99: number; max: number; average: number };
+  "2xx": number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+export const ROOT = path.resolve(__dirname, "../..");
+
+export const AGENTS = [
+  { name: "deploy-bot", skill: "deploy", allow: ["deploy", "staging"], deny: ["deploy", "production"] },
+  { name: "support-bot", skill: "customer-support", allow: ["draft_response", "ticket/1"], deny: ["send_response", "ticket/1"] },
+  { name: "finance-bot", skill: "finance-reporting", allow: ["read_report", "report/q3"], deny: ["execute_payment", "vendor/9"] },
+  { name: "hr-bot", skill: "hr-assistant", allow: ["summarize_document", "policy-doc/leave"], deny: ["read_employee_record", "employee/7"] },
+  { name: "legal-bot", skill: "legal-analysis", allow: ["analyze_document", "document/nda"], deny: ["disclose_externally", "document/nda"] },
+  { name: "review-bot", skill: "code-review", allow: ["comment_pull_request", "repo/api"], deny: ["merge_pull_request", "repo/api"] },
+];
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+export async function call(base: string, token: string, method: string, url: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(base + url, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = res.status === 204 ? {} : ((await res.json()) as Record<string, unknown>);
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+export interface BenchServer {
+  base: string;
+  admin: string;
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** CLAIIM as its own process, on a fresh database (SQLite in a temporary folder unless BENCH_DATABASE_URL says otherwise), ready. */
+export async function startServer(extraEnv: Record<string, string> = {}, databaseUrl?: string): Promise<BenchServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bench-"));
+  const url = databaseUrl ?? `file:${path.join(dir, "claiim.db")}`;
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const env = { ...process.env, DATABASE_URL: url, PORT: String(port), CLAIIM_DATA_DIR: path.join(dir, "data"), CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"), LOG_LEVEL: "warn", ...extraEnv };
+  execFileSync(path.join(ROOT, "node_modules/.bin/prisma"), ["migrate", "deploy"], { cwd: ROOT, env, stdio: "ignore" });
+  const child = spawn(process.execPath, [path.join(ROOT, "dist/src/main.js")], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  let exited = false;
+  child.on("exit", () => (exited = true));
+  for (let i = 0; ; i++) {
+    if (i > 300 || exited) throw new Error("CLAIIM did not become ready");
+    if ((await fetch(`${base}/readyz`).catch(() => null))?.ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const admin = fs.readFileSync(path.join(dir, "data/bootstrap-admin.token"), "utf8").trim();
+  return {
+    base,
+    admin,
+    dir,
+    env,
+    process: child,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    },
+  };
+}
+
+/** The reference agents, registered: autocannon requests for each one's allowed and denied action, and their tokens. */
+export async function registerAgents(base: string, admin: string, onDecision: (decisionId: string) => void = () => undefined): Promise<{ requests: Record<string, unknown>[]; tokens: Record<string, string> }> {
+  await call(base, admin, "POST", "/v1/organizations", { slug: "bench", name: "Bench Corp" });
+  await call(base, admin, "POST", "/v1/humans", { organization: "bench", name: "Owner", email: "owner@bench.example" });
+  const requests: Record<string, unknown>[] = [];
+  const tokens: Record<string, string> = {};
+  for (const a of AGENTS) {
+    const agent = await call(base, admin, "POST", "/v1/agents", { organization: "bench", name: a.name, owner: "owner@bench.example", skills: [{ name: a.skill, version: "1.0.0" }] });
+    const { token } = await call(base, admin, "POST", `/v1/agents/${agent.id}/credentials`, {});
+    tokens[a.name] = token as string;
+    for (const [action, resource] of [a.allow, a.deny]) {
+      requests.push({
+        method: "POST",
+        path: "/v1/decisions",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ action, resource, purpose: "benchmark", skill: { name: a.skill, version: "1.0.0" } }),
+        onResponse: (status: number, body: string) => {
+          if (status === 200) onDecision(/"decision_id":"([^"]+)"/.exec(body)![1]);
+        },
+      });
+    }
+  }
+  return { requests, tokens };
+}
