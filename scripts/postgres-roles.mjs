@@ -21,9 +21,13 @@ const client = new pg.Client({ connectionString: url });
 try {
   await client.connect();
   const quoted = client.escapeIdentifier(role);
-  const exists = (await client.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [role])).rowCount > 0;
-  // A password is a literal in CREATE/ALTER ROLE, not a parameter: escaped as one.
-  await client.query(`${exists ? "ALTER" : "CREATE"} ROLE ${quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ${client.escapeLiteral(password)}`);
+  const existing = (await client.query("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = $1", [role])).rows[0];
+  // A role that may do anything makes the grants below meaningless.
+  if (existing && (existing.rolsuper || existing.rolcreaterole || existing.rolcreatedb || existing.rolbypassrls)) {
+    fail(`${role} exists with SUPERUSER, CREATEROLE, CREATEDB or BYPASSRLS: CLAIIM must run as a role without them`);
+  }
+  // A new role has none of those. A password is a literal in CREATE/ALTER ROLE, not a parameter: escaped as one.
+  await client.query(`${existing ? "ALTER" : "CREATE"} ROLE ${quoted} LOGIN PASSWORD ${client.escapeLiteral(password)}`);
   await client.query("BEGIN");
   await client.query(`GRANT USAGE ON SCHEMA public TO ${quoted}`);
   await client.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${quoted}`);

@@ -112,7 +112,10 @@ onPostgres("compose's database setup on PostgreSQL, run for real", () => {
         await app.end();
       }
       expect((await p.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${p.admin}` })).body.valid).toBe(true);
-      await expect(run("node", ["scripts/postgres-roles.mjs"], { cwd: ROOT, env: { PATH: process.env.PATH, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: "Robert'); DROP TABLE x;--", CLAIIM_APP_PASSWORD: "x" } })).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/CLAIIM_APP_ROLE must be a lower-case role name/) });
+      const roles = (appRole: string) => run("node", ["scripts/postgres-roles.mjs"], { cwd: ROOT, env: { PATH: process.env.PATH, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: appRole, CLAIIM_APP_PASSWORD: "x" } });
+      await expect(roles("Robert'); DROP TABLE x;--")).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/CLAIIM_APP_ROLE must be a lower-case role name/) });
+      // A role that may create databases (the owner here) is no limited role: refused, not granted.
+      await expect(roles(new URL(ownerUrl).username)).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/exists with SUPERUSER, CREATEROLE, CREATEDB or BYPASSRLS/) });
     } finally {
       if (p) await p.stop();
       else await database.drop();
