@@ -29,7 +29,8 @@ export CLAIIM_TEST_PYTHON="$ROOT/.tools/venv/bin/python"
 browser=()
 if [ "${CLAIIM_TEST_SKIP_BROWSER:-}" = 1 ]; then
   log "CLAIIM_TEST_SKIP_BROWSER=1: the console's browser tests do not run"
-  browser=(--testPathIgnorePatterns /test/browser/)
+  # One argument (=): a separate one would take the jest arguments after it as more patterns.
+  browser=(--testPathIgnorePatterns=/test/browser/)
 else
   bash scripts/ensure-chromium.sh
 fi
