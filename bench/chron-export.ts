@@ -19,12 +19,13 @@ import { ChronService } from "../src/chron/chron-service";
 import { ChronVerifier } from "../src/chron/verification";
 import { Checkpointer } from "../src/chron/checkpoints";
 import { ChronExporter } from "../src/chron/export";
-import { ndjsonItems, verifyExport } from "../src/chron/export-verifier";
+import { verifyExport } from "../src/chron/export-verifier";
 import type { DecisionContent } from "../src/chron/record";
 import { LocalKeySigner, publishChronKey } from "../src/chron/signer";
 import { WitnessLog } from "../src/chron/witness";
 import { measureConsoleQueries } from "./console-queries";
 import { jwksKeys } from "../src/chron/checkpoint-jws";
+import { ndjsonItems } from "../src/chron/export-items";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RECORDS = Number(process.env.BENCH_CHRON_RECORDS ?? 1_000_000);

@@ -13,7 +13,7 @@
 import { randomUUID } from "node:crypto";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { autocannon, ROOT, startServer, registerAgents, call, type AutocannonResult } from "./lib";
+import { autocannon, ROOT, startServer, registerAgents, call, recordedDecisions, type AutocannonResult } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
@@ -95,13 +95,7 @@ async function main(): Promise<void> {
 
     // Decisions the server answered after the client stopped listening are recorded but not acknowledged.
     await new Promise((r) => setTimeout(r, 500));
-    const recorded = new Set<string>();
-    let cursor: string | null = null;
-    do {
-      const page = (await call(base, admin, "GET", `/v1/chron/records?kind=decision&limit=1000${cursor ? `&cursor=${cursor}` : ""}`)) as { records: { decision_id: string }[]; next_cursor: string | null };
-      for (const r of page.records) recorded.add(r.decision_id);
-      cursor = page.next_cursor;
-    } while (cursor);
+    const recorded = await recordedDecisions(base, admin);
     const verify = (await call(base, admin, "GET", "/v1/chron/verify")) as { valid: boolean; checked: number };
     const missing = [...acknowledged].filter((id) => !recorded.has(id)).length;
 

@@ -116,3 +116,15 @@ export async function registerAgents(base: string, admin: string, onDecision: (d
   }
   return { requests, tokens };
 }
+
+/** The decision ids Chron holds, read page by page through the API. */
+export async function recordedDecisions(base: string, admin: string): Promise<Set<string>> {
+  const recorded = new Set<string>();
+  let cursor: string | null = null;
+  do {
+    const page = (await call(base, admin, "GET", `/v1/chron/records?kind=decision&limit=1000${cursor ? `&cursor=${cursor}` : ""}`)) as { records: { decision_id: string }[]; next_cursor: string | null };
+    for (const r of page.records) recorded.add(r.decision_id);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return recorded;
+}

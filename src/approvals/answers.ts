@@ -1,6 +1,9 @@
 // What an agent's decision says about an approval: the request it binds, why it cannot be used,
 // and how the decision record and the answer name it. Pure functions.
 import type { ApproverRef, DecisionApproval, DecisionContent } from "../chron/record";
+import { randomUUID } from "node:crypto";
+import type { AgentContext } from "../identity/identity-service";
+import type { ApprovalSpec } from "../policy/approval-spec";
 import type { ApprovalReply } from "./gate";
 import { mismatches, type Approval, type BoundRequest } from "./model";
 import { approvalUrls, approverView, approversView, type Directory } from "./views";
@@ -41,4 +44,30 @@ export function reply(a: Approval, directory: Directory, publicUrl: string): App
 export function approverName(ref: ApproverRef | null): string {
   if (!ref) return "nobody";
   return ref.human ? (ref.actor.type === "human" ? ref.human.email : `${ref.human.email} (through ${ref.actor.name})`) : `${ref.actor.type} ${ref.actor.name}`;
+}
+
+/** A new pending approval of this exact request, asked by the agent's decision, open for `ttlSeconds`. */
+export function newApproval(content: DecisionContent, spec: ApprovalSpec, ctx: AgentContext, ttlSeconds: number, webhook: boolean): Approval {
+  const now = Date.parse(content.timestamp);
+  return {
+    id: randomUUID(),
+    orgId: ctx.organization.id,
+    agentId: ctx.agent.id,
+    ownerId: ctx.owner?.id ?? null,
+    credentialId: content.requested_by.credential_id,
+    decisionId: content.decision_id,
+    request: boundRequest(content),
+    reasons: content.reasons,
+    approvers: { accountable_human: spec.approvers.accountable_human, roles: spec.approvers.roles, humans: spec.approvers.humans },
+    status: "pending",
+    policyVersion: content.policy.version,
+    createdAt: new Date(now),
+    expiresAt: new Date(now + ttlSeconds * 1000),
+    decidedAt: null,
+    decidedBy: null,
+    decisionReason: null,
+    usedAt: null,
+    usedByDecisionId: null,
+    webhook: { state: webhook ? "pending" : "none", attempts: 0, lastAttemptAt: null, nextAttemptAt: null, lastError: null, deliveredAt: null },
+  };
 }

@@ -1,5 +1,4 @@
 // Human approval of one exact request of an agent: asking, deciding, using once, reading.
-import { randomUUID } from "node:crypto";
 import { chronUnavailable, type Recorder } from "../chron/chron-store";
 import type { DecisionContent } from "../chron/record";
 import type { AgentContext } from "../identity/identity-service";
@@ -9,30 +8,15 @@ import type { Logger } from "../lib/logger";
 import type { ApprovalSpec } from "../policy/approval-spec";
 import { actorOf, type Principal } from "../shared/principal";
 import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
-import { checkApprover, inScope, mayRead } from "./approvers";
+import { checkApprover, inScope, matches, mayRead, type ApprovalFilter } from "./approvers";
 import { ApprovalExpiry } from "./expiry";
 import type { ApprovalGate, Settled } from "./gate";
 import { HeldApprovals } from "./held";
-import { mismatches, type Approval, type ApprovalStatus } from "./model";
+import { mismatches, type Approval } from "./model";
 import { approvalEvent, type Directory } from "./views";
-import { approverName, boundRequest, recordedRef, refusal, reply } from "./answers";
-import { WebhookNotifier, type WebhookSettings } from "./webhook";
-
-export interface ApprovalSettings {
-  /** When the policy names no ttl_seconds. */
-  defaultTtlSeconds: number;
-  /** No approval stays open longer, whatever the policy asks. */
-  maxTtlSeconds: number;
-  /** How long a closed approval stays in memory after its expiry, so that using it gets its precise reason. */
-  keepClosedSeconds: number;
-  /** Open approvals one agent may have; beyond, its requests are denied (approval_limit). */
-  maxOpenPerAgent: number;
-  /** Long-polls waiting at once; beyond, a poll answers at once. */
-  maxWaiters: number;
-  publicUrl: string;
-  webhook: WebhookSettings | null;
-  userAgent: string;
-}
+import { approverName, boundRequest, newApproval, recordedRef, refusal, reply } from "./answers";
+import { WebhookNotifier } from "./webhook";
+import type { ApprovalSettings } from "./config";
 
 export interface ApprovalDeps {
   store: ApprovalStore;
@@ -41,15 +25,6 @@ export interface ApprovalDeps {
   redact(content: DecisionContent): DecisionContent;
   directory: Directory;
   logger: Logger;
-}
-
-export interface ApprovalFilter {
-  status?: ApprovalStatus;
-  orgId?: string;
-  agentId?: string;
-  /** An email: approvals that name this human (as accountable human or listed); "me": those the caller may approve. */
-  approver?: string;
-  limit: number;
 }
 
 type Verdict = "approved" | "rejected";
@@ -143,27 +118,7 @@ export class ApprovalService implements ApprovalGate {
       return this.deny(content, "approval_unavailable", "the policy asks for a human's approval, but names no active human of the organisation who could give it");
     }
     const ttl = Math.min(spec.ttl_seconds ?? this.settings.defaultTtlSeconds, this.settings.maxTtlSeconds);
-    const approval: Approval = {
-      id: randomUUID(),
-      orgId: ctx.organization.id,
-      agentId: ctx.agent.id,
-      ownerId: ctx.owner?.id ?? null,
-      credentialId: content.requested_by.credential_id,
-      decisionId: content.decision_id,
-      request: bound,
-      reasons: content.reasons,
-      approvers: { accountable_human: spec.approvers.accountable_human, roles: spec.approvers.roles, humans: spec.approvers.humans },
-      status: "pending",
-      policyVersion: content.policy.version,
-      createdAt: new Date(now),
-      expiresAt: new Date(now + ttl * 1000),
-      decidedAt: null,
-      decidedBy: null,
-      decisionReason: null,
-      usedAt: null,
-      usedByDecisionId: null,
-      webhook: { state: this.notifier ? "pending" : "none", attempts: 0, lastAttemptAt: null, nextAttemptAt: null, lastError: null, deliveredAt: null },
-    };
+    const approval = newApproval(content, spec, ctx, ttl, this.notifier !== null);
     const final: DecisionContent = { ...content, approval: recordedRef(approval) };
     const requested = approvalEvent(this.deps.directory, approval, "approval.requested", this.agentActor(ctx), null, {
       status: "pending",
@@ -343,18 +298,10 @@ export class ApprovalService implements ApprovalGate {
 
   /** Approvals in memory (open, or closed recently) this principal may read, newest first. */
   list(filter: ApprovalFilter, p: Principal): Approval[] {
-    const email = filter.approver && filter.approver !== "me" ? filter.approver.toLowerCase() : null;
     const out: Approval[] = [];
     for (const a of this.held.newestFirst()) {
       if (out.length >= filter.limit) break;
-      if ((filter.status && a.status !== filter.status) || (filter.orgId && a.orgId !== filter.orgId) || (filter.agentId && a.agentId !== filter.agentId)) continue;
-      if (!mayRead(a, p, this.deps.directory)) continue;
-      if (filter.approver === "me" && !checkApprover(a, p, this.deps.directory).ok) continue;
-      if (email) {
-        const owner = a.ownerId ? this.deps.directory.human(a.ownerId) : undefined;
-        if (!((a.approvers.accountable_human && owner?.email === email) || a.approvers.humans.includes(email))) continue;
-      }
-      out.push(a);
+      if (matches(a, filter, p, this.deps.directory)) out.push(a);
     }
     return out;
   }
@@ -376,6 +323,4 @@ export class ApprovalService implements ApprovalGate {
   private agentActor(ctx: AgentContext) {
     return { type: "agent" as const, id: ctx.agent.id, name: ctx.agent.name };
   }
-
-
 }

@@ -5,7 +5,7 @@ import type { Human } from "../identity/model";
 import { NotAllowedError, type ClaiimError } from "../lib/errors";
 import type { CodeWith } from "../lib/problems";
 import { actorOf, rolesOf, type Principal, type Role } from "../shared/principal";
-import type { Approval } from "./model";
+import type { Approval, ApprovalStatus } from "./model";
 import { approversView, type Directory } from "./views";
 
 export type Check = { ok: true; ref: ApproverRef } | { ok: false; error: ClaiimError };
@@ -65,4 +65,26 @@ export function mayRead(a: Approval, p: Principal, directory: Directory): boolea
   if (rolesOf(p).some((r) => READERS.includes(r))) return true;
   // A signed-in human without such a role sees what they may answer.
   return checkApprover(a, p, directory).ok;
+}
+
+export interface ApprovalFilter {
+  status?: ApprovalStatus;
+  orgId?: string;
+  agentId?: string;
+  /** An email: approvals that name this human (as accountable human or listed); "me": those the caller may approve. */
+  approver?: string;
+  limit: number;
+}
+
+/** Whether an approval passes GET /v1/approvals' filters for this principal (who must be able to read it). */
+export function matches(a: Approval, filter: ApprovalFilter, p: Principal, directory: Directory): boolean {
+  if ((filter.status && a.status !== filter.status) || (filter.orgId && a.orgId !== filter.orgId) || (filter.agentId && a.agentId !== filter.agentId)) return false;
+  if (!mayRead(a, p, directory)) return false;
+  if (filter.approver === "me" && !checkApprover(a, p, directory).ok) return false;
+  const email = filter.approver && filter.approver !== "me" ? filter.approver.toLowerCase() : null;
+  if (email) {
+    const owner = a.ownerId ? directory.human(a.ownerId) : undefined;
+    if (!((a.approvers.accountable_human && owner?.email === email) || a.approvers.humans.includes(email))) return false;
+  }
+  return true;
 }

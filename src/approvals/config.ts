@@ -4,9 +4,23 @@ import { parseEnv, wholeNumber } from "../lib/env";
 import type { WebhookSettings } from "./webhook";
 
 export interface ApprovalConfig {
+  /** When the policy names no ttl_seconds. */
   defaultTtlSeconds: number;
+  /** No approval stays open longer, whatever the policy asks. */
   maxTtlSeconds: number;
   webhook: WebhookSettings | null;
+}
+
+/** The approval service's settings: the configuration, and the bounds CLAIIM sets itself. */
+export interface ApprovalSettings extends ApprovalConfig {
+  /** How long a closed approval stays in memory after its expiry, so that using it gets its precise reason. */
+  keepClosedSeconds: number;
+  /** Open approvals one agent may have; beyond, its requests are denied (approval_limit). */
+  maxOpenPerAgent: number;
+  /** Long-polls waiting at once; beyond, a poll answers at once. */
+  maxWaiters: number;
+  publicUrl: string;
+  userAgent: string;
 }
 
 const ENV = {

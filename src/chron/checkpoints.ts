@@ -5,7 +5,8 @@ import { consistencyProof, MerkleFrontier } from "./merkle";
 import type { ChainHead, ChronRow } from "./record";
 import { lookupIn, signJws, type ChronKeyLookup, type ChronSigner } from "./signer";
 import { verifyCheckpoint, type CheckpointClaims } from "./checkpoint-jws";
-import type { RemoteWitness, WitnessedHead, WitnessLog } from "./witness";
+import type { WitnessedHead, WitnessLog } from "./witness";
+import type { RemoteWitness } from "./remote-witness";
 
 export interface CheckpointPolicy {
   everyRecords: number;

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { LocalKeySigner, readTrustedKeys, type ChronKeyFiles } from "./signer";
-import type { RemoteWitnessSettings } from "./witness";
+import type { RemoteWitnessSettings } from "./remote-witness";
 
 /** Where Chron's signing key lives, and where its signed tree heads are witnessed. */
 export interface ChronTrustConfig {

@@ -6,10 +6,11 @@ import { ConflictError, InputError, ServiceUnavailableError } from "../lib/error
 import type { Logger } from "../lib/logger";
 import type { ChronStore, Recorder } from "./chron-store";
 import type { ChronExporter } from "./export";
-import { ndjsonItems, verifyExport } from "./export-verifier";
+import { verifyExport } from "./export-verifier";
 import { newEvent, type ChainHead } from "./record";
 import type { Actor } from "../shared/principal";
 import type { ChronKeyLookup } from "./signer";
+import { ndjsonItems } from "./export-items";
 
 export interface PruneResult {
   archive: { file: string; sha256: string; records: number; first_seq: number; last_seq: number };

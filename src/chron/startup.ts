@@ -16,7 +16,8 @@ import { MerkleFrontier } from "./merkle";
 import { newEvent } from "./record";
 import { SYSTEM } from "../shared/principal";
 import { LocalKeySigner, lookupIn, movingKeyFile, openKeyFile, publicJwkOf, readTrustedKeys, settleKeyFile, trustKeys, type ChronSigner, type ChronVerifyingKey } from "./signer";
-import { RemoteWitness, WitnessLog } from "./witness";
+import { WitnessLog } from "./witness";
+import { RemoteWitness } from "./remote-witness";
 
 /** Start-up found the chain tampered with: CLAIIM does not start on it, and says where. */
 export class ChronTamperedError extends Error {

@@ -14,9 +14,10 @@
  * (verifyFile below) with a progress bar.
  */
 import fs from "node:fs";
-import { csvItems, jsonItems, ndjsonItems, verifyExport, type ExportItem, type ExportProblem, type ExportReport } from "./export-verifier";
+import { verifyExport, type ExportProblem, type ExportReport } from "./export-verifier";
 import { readWitnessLog } from "./witness";
 import { jwksKeys } from "./checkpoint-jws";
+import { csvItems, jsonItems, ndjsonItems, type ExportItem } from "./export-items";
 
 /** The command was used wrongly, or a file cannot be read: exit status 2. */
 export class VerifyUsageError extends Error {}

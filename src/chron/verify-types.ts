@@ -1,7 +1,7 @@
 // What a verification of Chron reports, and what it checks with: shared by the verifier, its
 // cursors and row checks, and the routes.
 import type { ChronKeyLookup, ChronSigner } from "./signer";
-import type { RemoteWitnessStatus } from "./witness";
+import type { RemoteWitnessStatus } from "./remote-witness";
 
 /** One anomaly verification found. */
 export interface VerifyProblem {

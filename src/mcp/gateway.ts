@@ -25,8 +25,9 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Decision, DecisionRequest, Permissions } from "@claiim/sdk";
 import type { Logger } from "../lib/logger";
-import { approvalText, ApprovalWaitError, META_APPROVAL_ID, waitForHuman, waitOutcome, type ApprovalWaiter, type RequestContext } from "./approvals";
+import { ApprovalWaitError, META_APPROVAL_ID, waitForHuman, waitOutcome, type ApprovalWaiter, type RequestContext } from "./approvals";
 import { globMatch, resourceOf, type GatewayConfig, type Governed, type UpstreamConfig } from "./config";
+import { DENIED_ERROR_CODE, Kind, META_DECISION, META_ON_BEHALF_OF, META_PURPOSE, Meta, Refusal, allPages, contextOf, decisionMeta, describe, describeWait } from "./wire";
 
 /** What the gateway needs of CLAIIM: the agent's decisions, its waits for approvals, and its own permissions (a @claiim/sdk client). */
 export interface Asker extends ApprovalWaiter {
@@ -34,71 +35,12 @@ export interface Asker extends ApprovalWaiter {
   permissions(): Promise<Permissions>;
 }
 
-/** Request metadata (`params._meta`) a client may send: the purpose of the call and the user it is for. */
-export const META_PURPOSE = "io.claiim/purpose";
-export const META_ON_BEHALF_OF = "io.claiim/on_behalf_of";
-/** Where results carry the decision that let them through or stopped them. */
-export const META_DECISION = "io.claiim/decision";
-/** JSON-RPC error code (implementation-defined range) of a resource read or prompt refused by CLAIIM. */
-export const DENIED_ERROR_CODE = -32003;
-
 interface Upstream {
   name: string;
   client: Client;
   capabilities: ServerCapabilities;
 }
 
-type Kind = "tool" | "prompt" | "resource";
-
-/** Why a call does not go through: CLAIIM's decision, or a refusal made before CLAIIM could be asked. */
-type Refusal = { decision: Decision | null; message: string };
-
-type Meta = Record<string, unknown> | undefined;
-
-function describe(kind: Kind, name: string, d: Decision): string {
-  const reasons = d.reasons.map((r) => r.message).join("; ") || "no reason given";
-  const approval = d.decision === "approval_required" && d.approval ? ` ${approvalText(d.approval)}` : "";
-  return `CLAIIM did not allow ${kind} "${name}" (${d.decision}): ${reasons}. decision_id ${d.decisionId}.${approval}`;
-}
-
-/** A wait for the human that ended without an approval to use; a timed-out one can still be used later. */
-function describeWait(kind: Kind, name: string, err: ApprovalWaitError): string {
-  const reasons = err.reasons.map((r) => r.message).join("; ");
-  const later = err.code === "approval_pending" ? ` ${approvalText(err.approval)}` : "";
-  return `CLAIIM did not allow ${kind} "${name}" (${err.code}): ${reasons}. decision_id ${err.decisionId}.${later}`;
-}
-
-function decisionMeta(d: Decision | null): Record<string, unknown> {
-  return d ? { [META_DECISION]: { decision_id: d.decisionId, decision: d.decision, reasons: d.reasons, ...(d.approval ? { approval: d.approval } : {}) } } : {};
-}
-
-/** What a request handler knows of the request: its cancellation, its progress token, and how to notify its client. */
-function contextOf(meta: Meta, extra: { signal: AbortSignal; sendNotification: RequestContext["notify"] }): RequestContext {
-  const token = meta?.progressToken;
-  return { signal: extra.signal, notify: extra.sendNotification, ...(typeof token === "string" || typeof token === "number" ? { progressToken: token } : {}) };
-}
-
-async function allPages<T>(list: (cursor: string | undefined) => Promise<{ nextCursor?: string } & T>, items: (page: T) => unknown[]): Promise<unknown[]> {
-  const out: unknown[] = [];
-  let cursor: string | undefined;
-  for (let page = 0; page < 1000; page++) {
-    const res = await list(cursor);
-    out.push(...items(res));
-    if (!res.nextCursor) break;
-    cursor = res.nextCursor;
-  }
-  return out;
-}
-
-/**
- * The MCP gateway: between an MCP client and upstream MCP servers, as the agent. Every tools/call
- * (and every prompt or resource the configuration maps to an action) becomes a CLAIIM decision
- * first; only an allow reaches the upstream. Lists show what the agent may call now, from its
- * effective permissions. A tool the configuration does not name is hidden and refused.
- *
- * WARNING: fail closed. When CLAIIM cannot be asked, when the answer is anything but an allow,
- * or when the resource cannot be derived from the request, nothing is sent upstream.
- */
 export class McpGateway {
   private upstreams: Upstream[] = [];
   private readonly servers = new Set<Server>();

@@ -171,7 +171,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Versions", schema: z.object({ versions: z.array(PolicyVersionView) }) } },
-      handle: async () => ({ status: 200, body: { versions: await policies.list() } }),
+      handle: async () => ({ status: 200, body: { versions: await policies.reads.list() } }),
     }),
     route({
       method: "get",
@@ -196,7 +196,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Status", schema: PolicyStatusView } },
-      handle: async ({ principal }) => ({ status: 200, body: await policies.status(scopeOf(principal).orgId) }),
+      handle: async ({ principal }) => ({ status: 200, body: await policies.reads.status(scopeOf(principal).orgId) }),
     }),
     route({
       method: "put",
@@ -317,7 +317,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
           }),
         },
       },
-      handle: async () => ({ status: 200, body: { keys: policies.signingKeys() } }),
+      handle: async () => ({ status: 200, body: { keys: policies.reads.signingKeys() } }),
     }),
     route({
       method: "post",
@@ -340,7 +340,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author", "auditor"] },
       params: Version,
       responses: { 200: { description: "The version", schema: PolicyVersionView.extend({ files: z.record(z.string(), z.string()) }) } },
-      handle: async ({ params }) => ({ status: 200, body: await policies.get(params.version) }),
+      handle: async ({ params }) => ({ status: 200, body: await policies.reads.get(params.version) }),
     }),
     route({
       method: "get",
@@ -363,7 +363,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
           }),
         },
       },
-      handle: async ({ params, query }) => ({ status: 200, body: await policies.diff(params.version, query.against) }),
+      handle: async ({ params, query }) => ({ status: 200, body: await policies.reads.diff(params.version, query.against) }),
     }),
     route({
       method: "post",

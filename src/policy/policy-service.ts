@@ -1,5 +1,5 @@
 import path from "node:path";
-import { ClaiimError, InputError, NotFoundError, UnprocessableError } from "../lib/errors";
+import { ClaiimError, NotFoundError, UnprocessableError } from "../lib/errors";
 import type { ChronStore, Recorder } from "../chron/chron-store";
 import { newEvent } from "../chron/record";
 import type { Logger } from "../lib/logger";
@@ -8,13 +8,14 @@ import { Serial } from "../lib/serial";
 import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
 import { BundleMirror } from "./bundle-mirror";
 import type { BundleSigner } from "./bundle-signing";
-import type { PolicyCompiler, PolicySources, PolicyWarning } from "./opa-compiler";
+import type { PolicyCompiler, PolicyWarning } from "./opa-compiler";
 import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import type { BudgetGate } from "./budget";
 import type { ReplayView } from "./replay";
 import type { PolicyStore } from "./policy-store";
-import { BUNDLE_NAME, diffSources, readPolicyDir, statusView, versionView, type PolicyDiff, type PolicyStatus, type PolicyVersionView, type PublishRequest } from "./policy-views";
+import { BUNDLE_NAME, readPolicyDir, versionView, type PolicyVersionView, type PublishRequest } from "./policy-views";
 import { ShadowService } from "./shadow-service";
+import { PolicyReads } from "./policy-reads";
 import { SidecarBundles } from "./sidecar-bundles";
 import { BOOTSTRAP, BOUNDS, mayChangePolicy, STARTUP } from "./changes";
 import { type Actor, actorName, ALL_ORGANIZATIONS, type Scope } from "../shared/principal";
@@ -67,6 +68,8 @@ export class PolicyService {
   readonly shadows: ShadowService;
   /** The active version as OPA sidecars fetch it. */
   readonly sidecar: SidecarBundles;
+  /** Versions, files, diffs, status and signing keys, as the routes read them. */
+  readonly reads: PolicyReads;
 
   constructor(deps: PolicyServiceDeps) {
     ({ store: this.store, compiler: this.compiler, engine: this.engine, signer: this.signer, record: this.record, logger: this.logger } = deps);
@@ -86,6 +89,7 @@ export class PolicyService {
       serial: this.serial,
       tripsToStop: deps.tripsToStop ?? 3,
     });
+    this.reads = new PolicyReads({ store: deps.store, engine: deps.engine, signer: deps.signer, decisionCounts: this.decisionCounts, shadowTrips: () => this.shadows.trips });
   }
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
@@ -260,45 +264,6 @@ export class PolicyService {
       const rotated = await this.signer.rotate(actor, reason);
       this.logger.info("bundle-signing key rotated", { kid: rotated.kid, previous: rotated.previous, actor });
       return rotated;
-    });
-  }
-
-  signingKeys(): ReturnType<BundleSigner["list"]> {
-    return this.signer.list();
-  }
-
-  async list(): Promise<PolicyVersionView[]> {
-    return (await this.store.list()).map((b) => versionView(b, this.engine.active()?.version ?? null));
-  }
-
-  async get(version: number): Promise<PolicyVersionView & { files: PolicySources }> {
-    const stored = await this.store.get(version);
-    if (!stored) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
-    return { ...versionView(stored, this.engine.active()?.version ?? null), files: stored.sources };
-  }
-
-  /** What changed from `base` (by default the version's parent) to `version`: files added, removed, and unified diffs of the changed ones. */
-  async diff(version: number, base?: number): Promise<PolicyDiff> {
-    const to = await this.store.get(version);
-    if (!to) throw new NotFoundError("policy_version_not_found", `policy version ${version} does not exist`);
-    const against = base ?? to.parent;
-    if (against === null) throw new InputError("policy_no_parent", `policy version ${version} has no parent; say which version to compare it with (against)`, [{ path: "against", message: "required" }]);
-    const from = await this.store.get(against);
-    if (!from) throw new NotFoundError("policy_version_not_found", `policy version ${against} does not exist`);
-    return diffSources(from, to, against, version);
-  }
-
-  /** OPA-style status; `orgId` confines the decision counts to one organisation's. */
-  async status(orgId: string | null = null): Promise<PolicyStatus> {
-    const revisions = new Map((await this.store.list()).map((b) => [b.version, b.revision]));
-    return statusView({
-      state: await this.store.state(),
-      active: this.engine.active(),
-      shadowEvaluating: this.engine.shadow()?.version ?? null,
-      shadowTrips: this.shadows.trips,
-      revisions,
-      decisions: await this.decisionCounts(orgId ?? undefined),
-      pool: this.engine.pool,
     });
   }
 

@@ -1,5 +1,5 @@
 import type { RegoValue } from "../../src/policy/runtime/value";
-import { ApprovalService, type ApprovalSettings } from "../../src/approvals/approval-service";
+import { ApprovalService } from "../../src/approvals/approval-service";
 import { checkApprover } from "../../src/approvals/approvers";
 import type { Directory } from "../../src/approvals/views";
 import type { DecisionContent, EventContent } from "../../src/chron/record";
@@ -11,6 +11,7 @@ import { FakeApprovalStore } from "../support/fakes/approval-store";
 import { fakeChron } from "../support/recorder";
 import type { Principal } from "../../src/shared/principal";
 import type { DecisionRequest } from "../../src/decisions/model";
+import type { ApprovalSettings } from "../../src/approvals/config";
 
 const now = new Date();
 const org = (id: string, slug: string): Organization => ({ id, slug, name: slug, createdAt: now });

@@ -114,7 +114,7 @@ describe("PolicyService with the real OPA compiler", () => {
     expect(engine.active()).toBe(before);
     await service.activate(2, TESTER);
     expect(engine.active()!.version).toBe(2);
-    expect((await service.status()).active_revision).toBe(v2.revision);
+    expect((await service.reads.status()).active_revision).toBe(v2.revision);
   });
 
   test.each([
@@ -127,7 +127,7 @@ describe("PolicyService with the real OPA compiler", () => {
     tamper(store.bundles.get(2)! as never);
     await expect(service.activate(2, TESTER)).rejects.toMatchObject({ status: 422, code: "policy_activation_failed", message: expect.stringMatching(why) });
     expect(engine.active()!.version).toBe(1);
-    expect((await service.status()).errors[0].message).toMatch(why);
+    expect((await service.reads.status()).errors[0].message).toMatch(why);
   });
 
   test("a bundle rebuilt with other content is refused; forged consistently (hashes, revision, manifest recomputed), by its signature", async () => {
@@ -146,7 +146,7 @@ describe("PolicyService with the real OPA compiler", () => {
     Object.assign(stored, { digest, revision, fileSha256: fileSha256(stored.bundle) });
     await expect(service.activate(2, TESTER)).rejects.toMatchObject({ code: "policy_activation_failed", message: expect.stringMatching(/bundle signature invalid: .* does not match its signed hash/) });
     expect(engine.active()!.version).toBe(1);
-    expect((await service.status()).errors[0].message).toMatch(/bundle signature invalid/);
+    expect((await service.reads.status()).errors[0].message).toMatch(/bundle signature invalid/);
   });
 
   test("a bundle file under bundles/ that differs from the verified copy is moved aside, replaced and reported at activation", async () => {
@@ -159,7 +159,7 @@ describe("PolicyService with the real OPA compiler", () => {
     await service.activate(2, TESTER);
     expect(fs.readFileSync(file).equals(genuine)).toBe(true);
     expect(fs.readdirSync(bundleDir).filter((f) => f.startsWith("2.tar.gz.rejected-"))).toHaveLength(1);
-    expect((await service.status()).errors[0].message).toMatch(/2.tar.gz differed from the verified copy of version 2/);
+    expect((await service.reads.status()).errors[0].message).toMatch(/2.tar.gz differed from the verified copy of version 2/);
     expect(chron.events().map((e) => e.type)).toContain("policy.bundle_file_replaced");
     fs.rmSync(file);
     await service.activate(2, TESTER);
@@ -185,13 +185,13 @@ describe("PolicyService with the real OPA compiler", () => {
   test("after a rotation new versions are signed by the new key, and versions signed by the old one still activate", async () => {
     const { service, chron, engine } = await setup();
     await service.start(REGO);
-    const [first] = service.signingKeys();
+    const [first] = service.reads.signingKeys();
     const rotated = await service.rotateSigningKey(TESTER, "yearly rotation");
     expect(rotated).toEqual({ kid: expect.any(String), previous: first.kid });
-    const keys = service.signingKeys();
+    const keys = service.reads.signingKeys();
     expect(keys.map((k) => [k.kid, k.current])).toEqual([[first.kid, false], [rotated.kid, true]]);
     await service.publish({ files: await readPolicyDir(REGO), message: "v2", activate: true }, TESTER);
-    expect((await service.status()).active_signed_by).toBe(rotated.kid);
+    expect((await service.reads.status()).active_signed_by).toBe(rotated.kid);
     await service.activate(1, TESTER);
     expect(engine.active()!.signedBy).toBe(first.kid);
     expect(chron.events().find((e) => e.type === "signing_key.rotated")).toMatchObject({ reason: "yearly rotation", before: { signing_kid: first.kid }, after: { signing_kid: rotated.kid } });
@@ -209,7 +209,7 @@ describe("PolicyService with the real OPA compiler", () => {
     expect(view).toMatchObject({ version: 2, set_by: "api_key:k-test" });
     expect(engine.shadow()!.version).toBe(2);
     expect(engine.active()!.version).toBe(1);
-    expect((await service.status()).shadow).toMatchObject({ version: 2, evaluating: true });
+    expect((await service.reads.status()).shadow).toMatchObject({ version: 2, evaluating: true });
 
     // A restart resumes the shadow from the stored state.
     const again = new PolicyEngine(await testPool());
@@ -236,7 +236,7 @@ describe("PolicyService with the real OPA compiler", () => {
     const restarted = new PolicyService({ store, compiler: new OpaCliCompiler(OPA_BIN), engine, signer, bundleDir: os.tmpdir(), record: fakeChron().record, logger: createLogger("silent"), chron: new FakeChronStore() });
     await restarted.start(REGO);
     expect([engine.active()!.version, engine.shadow()]).toEqual([1, null]);
-    const status = await restarted.status();
+    const status = await restarted.reads.status();
     expect(status.shadow).toMatchObject({ version: 2, evaluating: false });
     expect(status.errors[0].message).toMatch(/^shadow not evaluated: .*archive hash/);
   });
