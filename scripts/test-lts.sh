@@ -24,6 +24,9 @@ mods="$lts/modules"
 stamp="$mods/.built-for"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$LTS_VERSION $want" ]; then
   log "compiling better-sqlite3 $want for Node.js $LTS_VERSION into $mods (a few minutes the first time)"
+  # Afresh: npm would keep a copy of the same version built for another Node.js (ObjectWrap's
+  # code is compiled in from the headers, so even the same ABI is not the same build).
+  rm -rf "$mods"
   mkdir -p "$mods"
   echo '{"private": true}' > "$mods/package.json"
   (cd "$mods" && PATH="$ROOT/$home/bin:$PATH" npm_config_nodedir="$ROOT/$home" npm install --no-audit --no-fund --foreground-scripts --build-from-source "better-sqlite3@$want")
