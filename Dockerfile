@@ -1,4 +1,7 @@
 # CLAIIM in a container, on the current Node.js LTS line (24). Used by docker-compose.yml.
+# WARNING: pinned to 24.18.0. From 24.19 on, better-sqlite3 12 aborts the process when the garbage
+# collector frees a statement outside JavaScript (docs/operations.md, "Node.js versions"); a later
+# 24.x needs better-sqlite3 13, which does not run on Node.js 20 (`make test-lts` shows both).
 # Three build stages, and a runtime image without compilers or sources that runs as the
 # unprivileged user `node` and reports its health from /readyz.
 FROM openpolicyagent/opa:1.22.3-static AS opa
@@ -11,7 +14,7 @@ RUN GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod go build -buildmode=c-shared -trimp
  && cat main.go go.mod go.sum | sha256sum | cut -d' ' -f1 > /opa-builtins.sum
 
 # npm packages (better-sqlite3 compiled for this Node.js), Prisma clients, compiled TypeScript, the console.
-FROM node:24-bookworm-slim AS build
+FROM node:24.18.0-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -22,7 +25,7 @@ COPY . .
 COPY --from=builtins /opa-builtins.wasm /opa-builtins.sum /app/.tools/
 RUN bash scripts/setup.sh
 
-FROM node:24-bookworm-slim
+FROM node:24.18.0-bookworm-slim
 WORKDIR /app
 COPY --from=opa /opa /usr/local/bin/opa
 # What CLAIIM runs on, and nothing it was built with: the compiled code, the packages (the Prisma

@@ -6,7 +6,8 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-LTS_VERSION="${CLAIIM_LTS_NODE_VERSION:-24.21.0}"
+# The container's release (Dockerfile): 24.19 and later abort with better-sqlite3 12.
+LTS_VERSION="${CLAIIM_LTS_NODE_VERSION:-24.18.0}"
 lts=".tools/node-lts"
 home="$lts/node_modules/node/node_modules/node-$(node -p 'process.platform')-$(node -p 'process.arch')"
 

@@ -36,11 +36,13 @@ describe("the container and compose files", () => {
   test("the image runs on the Node.js LTS line that package.json supports, as a non-root user, healthy only when /readyz says ready", () => {
     const stages = dockerStages();
     const runtime = stages[stages.length - 1];
-    const lts = /^node:(\d+)-bookworm-slim$/.exec(runtime.from)?.[1];
-    expect(lts).toBe("24");
+    const [, lts, release] = /^node:((\d+)\.\d+\.\d+)-bookworm-slim$/.exec(runtime.from) ?? [];
+    expect(release).toBe("24");
+    // make test-lts runs the tests on the very release the image is built on.
+    expect(fs.readFileSync(path.join(ROOT, "scripts/test-lts.sh"), "utf8")).toContain(`LTS_VERSION="\${CLAIIM_LTS_NODE_VERSION:-${lts}}"`);
     expect(stages.find((s) => s.from.endsWith(" AS build"))?.from).toBe(`node:${lts}-bookworm-slim AS build`);
     const engines = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).engines.node as string;
-    expect(engines.split("||").map((r) => r.trim())).toContain(`>=${lts}`);
+    expect(engines.split("||").map((r) => r.trim())).toContain(`>=${release}`);
     // Multi-stage: the runtime image has no compiler, and copies what the build made.
     expect(runtime.lines.some((l) => /apt-get install/.test(l))).toBe(false);
     expect(runtime.lines.filter((l) => l.startsWith("COPY --from=build")).length).toBeGreaterThan(3);
