@@ -7,6 +7,7 @@ import { accessToken, DEPLOY_SKILL, registerDeployBot, type TestAgent } from "..
 import { sql } from "../support/sql";
 import { until } from "../support/until";
 import { freePort } from "../support/browser";
+import { nodeEnv } from "../support/process";
 
 const ROOT = path.resolve(__dirname, "../..");
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: DEPLOY_SKILL };
@@ -25,7 +26,7 @@ interface Run {
 function claiim(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
   const entry = `require(${JSON.stringify(path.join(ROOT, "src/cli/main.ts"))}).main(["node", "claiim", ...process.argv.slice(1)])`;
   return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", "tsx", "-e", entry, ...args], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
+    execFile(process.execPath, ["--import", "tsx", "-e", entry, ...args], { cwd: ROOT, env: { ...nodeEnv(), PATH: process.env.PATH, HOME: process.env.HOME, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
     );
   });

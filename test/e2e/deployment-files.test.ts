@@ -5,7 +5,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { databaseKinds, freshDatabase } from "../support/databases";
-import { startClaiimProcess } from "../support/process";
+import { nodeEnv, startClaiimProcess } from "../support/process";
 import { accessToken, DEPLOY_SKILL, registerDeployBot } from "../support/agents";
 import { withDatabase } from "../support/global-setup";
 
@@ -83,7 +83,7 @@ onPostgres("compose's database setup on PostgreSQL, run for real", () => {
     const password = randomBytes(12).toString("base64url");
     const ownerUrl = database.url;
     const appUrl = Object.assign(new URL(ownerUrl), { username: role, password }).toString();
-    const migrate = () => run("bash", ["scripts/migrate-postgres.sh"], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: role, CLAIIM_APP_PASSWORD: password } });
+    const migrate = () => run("bash", ["scripts/migrate-postgres.sh"], { cwd: ROOT, env: { ...nodeEnv(), PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: role, CLAIIM_APP_PASSWORD: password } });
     const dropRole = async () => {
       const c = new pg.Client({ connectionString: withDatabase(process.env.CLAIIM_TEST_PG_URL!, "postgres") });
       await c.connect();
@@ -114,7 +114,7 @@ onPostgres("compose's database setup on PostgreSQL, run for real", () => {
         await app.end();
       }
       expect((await p.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${p.admin}` })).body.valid).toBe(true);
-      const roles = (appRole: string) => run("node", ["scripts/postgres-roles.mjs"], { cwd: ROOT, env: { PATH: process.env.PATH, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: appRole, CLAIIM_APP_PASSWORD: "x" } });
+      const roles = (appRole: string) => run("node", ["scripts/postgres-roles.mjs"], { cwd: ROOT, env: { ...nodeEnv(), PATH: process.env.PATH, DATABASE_URL: ownerUrl, CLAIIM_APP_ROLE: appRole, CLAIIM_APP_PASSWORD: "x" } });
       await expect(roles("Robert'); DROP TABLE x;--")).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/CLAIIM_APP_ROLE must be a lower-case role name/) });
       // A role that may create databases (the owner here) is no limited role: refused, not granted.
       await expect(roles(new URL(ownerUrl).username)).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/exists with SUPERUSER, CREATEROLE, CREATEDB or BYPASSRLS/) });

@@ -12,6 +12,16 @@ import { openDatabase, type Database, type DatabaseKind } from "../../src/db/dat
 
 const ROOT = path.resolve(__dirname, "../..");
 
+/**
+ * What every node the tests start inherits besides what they set: under `make test-lts`, the hook
+ * that loads native modules built for that Node.js (scripts/lts-modules.cjs).
+ */
+export function nodeEnv(): Record<string, string> {
+  const keep: Record<string, string> = {};
+  for (const name of ["NODE_OPTIONS", "CLAIIM_LTS_MODULES"]) if (process.env[name]) keep[name] = process.env[name]!;
+  return keep;
+}
+
 export interface ClaiimProcess {
   url: string;
   http: ReturnType<typeof request>;
@@ -39,6 +49,7 @@ export async function startClaiimProcess(kind: DatabaseKind, env: Record<string,
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts")], {
     cwd: ROOT,
     env: {
+      ...nodeEnv(),
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       DATABASE_URL: database.url,
