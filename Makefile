@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test fuzz bench typecheck publish-policy clean
+.PHONY: help setup run test test-lts fuzz bench typecheck publish-policy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,11 +17,14 @@ run: setup ## migrate the database and serve CLAIIM (PORT, DATABASE_URL, OPA_BIN
 test: setup ## OPA policy tests and jest (route, service and end-to-end tests on SQLite and PostgreSQL)
 	@bash scripts/test.sh
 
+test-lts: setup ## the tests on the Node.js LTS line (24, from the npm registry, in .tools/node-lts); jest arguments in ARGS="…"
+	@bash scripts/test-lts.sh $(ARGS)
+
 fuzz: setup ## schemathesis against a live CLAIIM from its OpenAPI document (FUZZ_SECONDS=300; FUZZ_DATABASE_URL for PostgreSQL)
 	@bash scripts/fuzz.sh
 
-publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1 to activate, SHADOW=1 to shadow)
-	@node scripts/publish-policy.mjs --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
+publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1, SHADOW=1; CLAIIM_URL or PORT, CLAIIM_TOKEN)
+	@node bin/claiim publish --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
 
 bench: setup ## decisions/s, latency and the Chron check under load; CLAIIM against opa run --server; how fast a change reaches a second process; the cost of a tree head every second; then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js

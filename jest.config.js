@@ -1,5 +1,12 @@
+const path = require("node:path");
+
+// `make test-lts` (scripts/test-lts.sh): native modules built for the LTS Node.js, from their own folder.
+const lts = process.env.CLAIIM_LTS_MODULES;
+const ltsModules = lts ? Object.fromEntries(require("./scripts/lts-modules.cjs").NATIVE.map((m) => [`^${m}$`, path.join(lts, m)])) : {};
+
 /** @type {import('jest').Config} */
 module.exports = {
+  moduleNameMapper: ltsModules,
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],

@@ -28,6 +28,8 @@ DO $$ BEGIN
     CREATE ROLE claiim_test LOGIN CREATEDB PASSWORD 'claiim_test';
   END IF;
 END $$;
+-- CREATEROLE: the deployment test makes the limited role CLAIIM runs as (scripts/postgres-roles.mjs).
+ALTER ROLE claiim_test CREATEROLE;
 SELECT 'CREATE DATABASE claiim_test OWNER claiim_test' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'claiim_test')\gexec
 SQL
 echo "postgresql://claiim_test:claiim_test@127.0.0.1:$port/claiim_test"

@@ -9,8 +9,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "
 
 lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
 if [ "$(cat node_modules/.claiim-lock 2>/dev/null)" != "$lock_sum" ]; then
-  log "installing npm packages"
-  npm ci --no-audit --no-fund
+  # npm ci is silent while it works; say what it does, and show the native builds as they run.
+  log "installing npm packages with npm ci (the first time takes a few minutes: it downloads about 1,000 packages and compiles better-sqlite3 for this Node.js)"
+  npm ci --no-audit --no-fund --foreground-scripts
   echo "$lock_sum" > node_modules/.claiim-lock
 fi
 
@@ -53,10 +54,17 @@ if [ ! -f "$stamp" ] || [ prisma/models.prisma -nt "$stamp" ] || [ package-lock.
   mkdir -p .tools && touch "$stamp"
 fi
 
-log "compiling TypeScript"
-# The SDK first: CLAIIM's own code (the MCP gateway) and the tests use it as the package @claiim/sdk.
-tsc -p sdk/typescript
-tsc -p .
+# TypeScript is compiled only when a source, a tsconfig or the packages changed since the last
+# compile: a second `make run` starts in seconds. The stamp is the checksum of all of them.
+ts_stamp_file="dist/.claiim-compiled"
+ts_stamp="$( (find src bench sdk/typescript/src -type f -name '*.ts' -print0 | sort -z | xargs -0 sha256sum; sha256sum tsconfig.json sdk/typescript/tsconfig.json package-lock.json) | sha256sum | cut -d' ' -f1)"
+if [ ! -f dist/src/main.js ] || [ "$(cat "$ts_stamp_file" 2>/dev/null)" != "$ts_stamp" ]; then
+  log "compiling TypeScript"
+  # The SDK first: CLAIIM's own code (the MCP gateway) and the tests use it as the package @claiim/sdk.
+  tsc -p sdk/typescript
+  tsc -p .
+  echo "$ts_stamp" > "$ts_stamp_file"
+fi
 # The list of builtins the module implements, read from it once (it takes a fraction of a second).
 [ -f "$ref_out" ] && node -e 'require("./dist/src/policy/runtime/capabilities").referenceNames()'
 true

@@ -29,7 +29,7 @@ export CLAIIM_TEST_PYTHON="$ROOT/.tools/venv/bin/python"
 browser=()
 if [ "${CLAIIM_TEST_SKIP_BROWSER:-}" = 1 ]; then
   log "CLAIIM_TEST_SKIP_BROWSER=1: the console's browser tests do not run"
-  browser=(--testPathIgnorePatterns /test/browser/)
+  browser=(--testPathIgnorePatterns=/test/browser/)
 else
   bash scripts/ensure-chromium.sh
 fi
@@ -38,7 +38,8 @@ log "jest"
 mkdir -p .tools
 rm -f .tools/jest-results.json
 status=0
-jest --ci --json --outputFile=.tools/jest-results.json "${browser[@]}" "$@" || status=$?
+# The ignore pattern goes last: an array option takes the jest arguments after it as more patterns.
+jest --ci --json --outputFile=.tools/jest-results.json "$@" "${browser[@]}" || status=$?
 # One plain closing line that any CI can read.
 if [ -f .tools/jest-results.json ]; then
   node -e 'const r = require("./.tools/jest-results.json");

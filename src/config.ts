@@ -9,6 +9,8 @@ import type { ExternalBundleKeys } from "./policy/bundle-signing";
 import { oneOf, optionalText, parseEnv, text, wholeNumber } from "./lib/env";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
+import type { RateLimitSettings } from "./ops/rate-limits";
+import type { TracingSettings } from "./ops/tracing";
 import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 
 export interface Config {
@@ -50,6 +52,11 @@ export interface Config {
   bundleSigning: ExternalBundleKeys | null;
   /** How long a stop waits for requests in flight before it cuts their connections. */
   shutdownTimeoutSeconds: number;
+  /**
+   * How long, at the start of a stop, CLAIIM goes on serving while readiness answers 503, so that
+   * load balancers that poll /readyz send no more before the listener closes (within the timeout).
+   */
+  shutdownDelaySeconds: number;
   /** How long, and how many, Idempotency-Keys of decisions are remembered. */
   idempotency: { ttlSeconds: number; maxKeys: number };
   /** Human approval: how long approvals stay open, and the webhook that tells a human one waits. */
@@ -58,8 +65,21 @@ export interface Config {
   console: ConsoleSettings;
   /** Bounds of every policy evaluation (decisions, shadow, replay, the budget gate), and the workers that run them. */
   evaluation: EvaluationSettings;
+  /** Operating CLAIIM: metrics, traces, rate limits, readiness. */
+  ops: OpsSettings;
   /** Chron's signing key (a file, outside the database) and its witnesses. */
   chronTrust: ChronTrustConfig;
+}
+
+export interface OpsSettings {
+  /** A second listener serving only /metrics, without a credential (e.g. 127.0.0.1:9464); null: /metrics on the API's port, for admin and metrics keys. */
+  metricsAddress: { host: string; port: number } | null;
+  tracing: TracingSettings;
+  rateLimits: RateLimitSettings;
+  /** Express's "trust proxy": which proxies' X-Forwarded-For names the client whose address the rate limits count. */
+  trustProxy: boolean | number | string;
+  /** A Chron commit running longer, or failing more recently, than this makes CLAIIM not ready. */
+  chronStuckSeconds: number;
 }
 
 export interface EvaluationSettings {
@@ -123,13 +143,61 @@ const ENV = {
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
   CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
   CLAIIM_SHUTDOWN_TIMEOUT_SECONDS: wholeNumber(30),
+  CLAIIM_SHUTDOWN_DELAY_SECONDS: wholeNumber(0, 0),
   CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
   CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
   CLAIIM_EVAL_WORKERS: wholeNumber(2),
   CLAIIM_EVAL_TRIPS_TO_STOP: wholeNumber(3),
   CLAIIM_BUDGET_SAMPLES: wholeNumber(1000, 0),
   CLAIIM_OPA_BUILTINS_WASM: optionalText(),
+  CLAIIM_METRICS_ADDRESS: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/, "must be host:port, e.g. 127.0.0.1:9464")
+    .optional(),
+  CLAIIM_RATE_LIMIT_WINDOW_SECONDS: wholeNumber(60),
+  CLAIIM_RATE_LIMIT_TOKEN_PER_CLIENT: wholeNumber(60, 0),
+  CLAIIM_RATE_LIMIT_TOKEN_PER_ADDRESS: wholeNumber(600, 0),
+  CLAIIM_RATE_LIMIT_FAILURES_PER_ADDRESS: wholeNumber(60, 0),
+  CLAIIM_RATE_LIMIT_FAILURES_PER_CLIENT: wholeNumber(20, 0),
+  CLAIIM_TRUST_PROXY: optionalText(),
+  CLAIIM_CHRON_STUCK_SECONDS: wholeNumber(15),
+  // OpenTelemetry's own variables (https://opentelemetry.io/docs/specs/otel/protocol/exporter/).
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalText(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalText(),
+  OTEL_EXPORTER_OTLP_HEADERS: optionalText(),
+  OTEL_SERVICE_NAME: text("claiim"),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0*)?)$/, "must be a ratio from 0 to 1")
+    .transform(Number)
+    .optional(),
 };
+
+/** Express's trust proxy: true/false, a number of hops, or addresses and subnets (e.g. "loopback, 10.0.0.0/8"). */
+function trustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === "false") return false;
+  if (value === "true") return true;
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** OTEL_EXPORTER_OTLP_HEADERS: key=value pairs separated by commas, values percent-encoded. */
+function otlpHeaders(value: string | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const pair of (value ?? "").split(",")) {
+    const i = pair.indexOf("=");
+    if (i <= 0) continue;
+    headers[decodeURIComponent(pair.slice(0, i).trim())] = decodeURIComponent(pair.slice(i + 1).trim());
+  }
+  return headers;
+}
+
+function hostPort(value: string | undefined): { host: string; port: number } | null {
+  if (!value) return null;
+  const i = value.lastIndexOf(":");
+  const port = Number(value.slice(i + 1));
+  if (port > 65535) throw new Error("configuration: CLAIIM_METRICS_ADDRESS has a port above 65535");
+  return { host: value.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port };
+}
 
 function bundleSigning(env: NodeJS.ProcessEnv, cwd: string): ExternalBundleKeys | null {
   if (!env.CLAIIM_BUNDLE_SIGNING_KEY_FILE) {
@@ -224,6 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bundleSigning: bundleSigning(env, cwd),
     idempotency: { ttlSeconds: e.CLAIIM_IDEMPOTENCY_TTL_SECONDS, maxKeys: e.CLAIIM_IDEMPOTENCY_MAX_KEYS },
     shutdownTimeoutSeconds: e.CLAIIM_SHUTDOWN_TIMEOUT_SECONDS,
+    shutdownDelaySeconds: e.CLAIIM_SHUTDOWN_DELAY_SECONDS,
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
     evaluation: {
@@ -233,6 +302,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       tripsToStop: e.CLAIIM_EVAL_TRIPS_TO_STOP,
       budgetSamples: e.CLAIIM_BUDGET_SAMPLES,
       referenceModule: e.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, e.CLAIIM_OPA_BUILTINS_WASM) : null,
+    },
+    ops: {
+      metricsAddress: hostPort(e.CLAIIM_METRICS_ADDRESS),
+      tracing: {
+        endpoint: e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (e.OTEL_EXPORTER_OTLP_ENDPOINT ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces` : null),
+        headers: otlpHeaders(e.OTEL_EXPORTER_OTLP_HEADERS),
+        serviceName: e.OTEL_SERVICE_NAME,
+        sampleRatio: e.OTEL_TRACES_SAMPLER_ARG ?? 1,
+      },
+      rateLimits: {
+        windowSeconds: e.CLAIIM_RATE_LIMIT_WINDOW_SECONDS,
+        tokenPerClient: e.CLAIIM_RATE_LIMIT_TOKEN_PER_CLIENT,
+        tokenPerAddress: e.CLAIIM_RATE_LIMIT_TOKEN_PER_ADDRESS,
+        failuresPerAddress: e.CLAIIM_RATE_LIMIT_FAILURES_PER_ADDRESS,
+        failuresPerClient: e.CLAIIM_RATE_LIMIT_FAILURES_PER_CLIENT,
+      },
+      trustProxy: trustProxy(e.CLAIIM_TRUST_PROXY),
+      chronStuckSeconds: e.CLAIIM_CHRON_STUCK_SECONDS,
     },
     chronTrust: chronTrustConfig(env, cwd, dataDir),
   };

@@ -57,6 +57,11 @@ import { decisionRoutes } from "./decisions/decision-routes";
 import { IdempotencyIndex } from "./decisions/idempotency";
 import { permissionRoutes } from "./decisions/permission-routes";
 import { ALL_ORGANIZATIONS } from "./shared/principal";
+import { Metrics } from "./ops/metrics";
+import { RateLimits } from "./ops/rate-limits";
+import { Tracing } from "./ops/tracing";
+import { chronHealth } from "./ops/health";
+import { metricsRoutes } from "./http/metrics-routes";
 
 import { version as VERSION } from "../package.json";
 
@@ -90,11 +95,16 @@ export interface Core {
   decisions: DecisionService;
   routes: RouteSpec[];
   authenticator: Authenticator;
+  metrics: Metrics;
+  limits: RateLimits;
+  tracing: Tracing;
   /** Path of the bootstrap administrator credential, when start() created it. */
   bootstrapCredentialFile: string | null;
   /** True from the moment stop() begins: readiness answers 503 first, so balancers look elsewhere. */
   stopping: boolean;
   start(): Promise<void>;
+  /** The first step of a stop, before requests drain: not ready any more, and long-polls answer now. */
+  beginStop(): void;
   stop(): Promise<void>;
 }
 
@@ -220,6 +230,22 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     idempotency,
   );
 
+  // Operating CLAIIM: what the metrics read, the rate limits (their refusals counted), traces.
+  const metrics = new Metrics({
+    chron: () => {
+      const cp = checkpointer.health();
+      return { queued: writer.health().queued, unsignedRecords: cp.unsigned, checkpointLagSeconds: cp.lagSeconds };
+    },
+    evaluation: () => pool.stats(),
+  });
+  // Only this process's own commits: records another process committed are counted there.
+  writer.onCommit((rows, seconds) => seconds !== null && metrics.committed(rows, seconds));
+  writer.onFailure((seconds) => metrics.commitFailed(seconds));
+  pool.onOutcome((o) => metrics.evaluated(o));
+  const limits = new RateLimits(config.ops.rateLimits, (limit) => metrics.limited(limit));
+  const tracing = new Tracing(config.ops.tracing, VERSION);
+  const health = () => chronHealth(writer.health(), checkpointer.health(), { stuckSeconds: config.ops.chronStuckSeconds, checkpointEverySeconds: config.chron.checkpointEverySeconds });
+
   let openapi: unknown = null;
   const core: Core = {
     directory,
@@ -240,6 +266,9 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     decisions,
     routes: [],
     authenticator,
+    metrics,
+    limits,
+    tracing,
     bootstrapCredentialFile: null,
     stopping: false,
     async start() {
@@ -260,8 +289,13 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       await oauth.start();
       await follower.start();
     },
-    async stop() {
+    beginStop() {
       core.stopping = true;
+      approvals.endWaits();
+    },
+    async stop() {
+      core.beginStop();
+      // Other processes' changes are no longer followed: this one answers nothing more from memory.
       await follower.stop();
       // Long-polls answer now and webhook deliveries stop; running replays end at their next step.
       await approvals.stop();
@@ -270,15 +304,18 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       await writer.close();
       await checkpointer.stop();
       await pool.close();
+      // Spans still buffered go out (bounded by the exporter's own timeout).
+      await tracing.shutdown().catch((err: Error) => logger.warn("traces not all exported at stop", { error: err.message }));
     },
   };
   core.routes = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chronHalted: () => writer.haltedBy()?.message ?? null, behind: () => follower.problem() }, () => openapi),
+    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chron: health, chronHalted: () => writer.haltedBy()?.message ?? null, behind: () => follower.problem() }, () => openapi),
+    ...metricsRoutes(metrics),
     // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
     ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
     ...inventoryRoutes(directory),
     ...meRoutes(directory),
-    ...oauthRoutes(oauth, credentials, config.keyOverlapSeconds),
+    ...oauthRoutes(oauth, credentials, config.keyOverlapSeconds, (address, clientId) => limits.admitToken(address, clientId)),
     ...decisionRoutes(decisions),
     ...permissionRoutes(directory, engine),
     ...approvalRoutes(approvals, directory, approvalDirectory, config.publicUrl),

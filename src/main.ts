@@ -12,21 +12,23 @@ async function main(): Promise<void> {
     const file = path.relative(process.cwd(), claiim.bootstrapCredentialFile) || claiim.bootstrapCredentialFile;
     process.stdout.write(
       `\nFirst start: the bootstrap administrator credential was written to ${file} (mode 0600).\n` +
-        `Use it as a bearer token, e.g.  export CLAIIM_ADMIN_TOKEN=$(cat ${file})\n` +
+        `Use it as a bearer token; the claiim command reads it from CLAIIM_TOKEN:  export CLAIIM_TOKEN=$(cat ${file})\n` +
         `then create your own keys and delete the file.\n\n`,
     );
   }
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: the operator will not wait for the bound.
+      logger.error("CLAIIM stopped at once, on a second signal", { signal });
+      process.exit(1);
+    }
     stopping = true;
-    logger.info("stopping", { signal });
+    logger.info("stopping: readiness now answers 503; requests in flight and Chron commits get CLAIIM_SHUTDOWN_TIMEOUT_SECONDS to finish", { signal });
+    // close() logs the last line, "CLAIIM stopped" or why it stopped uncleanly.
     claiim.close().then(
       () => process.exit(0),
-      (err: Error) => {
-        logger.error("unclean stop", { error: err.message });
-        process.exit(1);
-      },
+      () => process.exit(1),
     );
   };
   process.on("SIGINT", () => stop("SIGINT"));

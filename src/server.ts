@@ -17,8 +17,10 @@ import { buildCore, openCoreChronKey, type Core, type Stores } from "./core";
 export { buildCore, createCore, type Core, type Stores } from "./core";
 
 /** A running CLAIIM: its services, its HTTP server and its database. */
-export interface Claiim extends Omit<Core, "authenticator" | "start" | "stop"> {
+export interface Claiim extends Omit<Core, "authenticator" | "start" | "stop" | "beginStop"> {
   url: string;
+  /** Where the separate metrics listener serves /metrics (CLAIIM_METRICS_ADDRESS), or null. */
+  metricsUrl: string | null;
   server: Server;
   db: Database;
   logger: Logger;
@@ -31,10 +33,40 @@ export function createChronStore(db: Database): ChronStore {
 }
 
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
-  return createApp(core.routes, { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default }, logger, [
-    consoleHandler(config.console, config.oidc, logger),
-  ]);
+  return createApp(
+    core.routes,
+    { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default },
+    logger,
+    [consoleHandler(config.console, config.oidc, logger)],
+    { metrics: core.metrics, limits: core.limits, tracing: core.tracing, trustProxy: config.ops.trustProxy },
+  );
 }
+
+/** The separate listener of CLAIIM_METRICS_ADDRESS: GET /metrics without a credential, nothing else. */
+function metricsServer(core: Core): Server {
+  return createServer((req, res) => {
+    if (req.url?.split("?")[0] !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
+      res.writeHead(404, { "Content-Type": "text/plain" }).end("only GET /metrics is served here\n");
+      return;
+    }
+    core.metrics.scrape().then(
+      ({ text, contentType }) => res.writeHead(200, { "Content-Type": contentType, "Cache-Control": "no-store" }).end(req.method === "HEAD" ? undefined : text),
+      () => res.writeHead(500, { "Content-Type": "text/plain" }).end("metrics could not be collected\n"),
+    );
+  });
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+const urlOf = (server: Server, host: string) => `http://${host.includes(":") ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
 
 /** Opens the database, builds and starts the core on it, and listens. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
@@ -61,18 +93,27 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     throw err;
   }
   const server = createServer(createHttpApp(core, config, logger));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
+  const metrics = config.ops.metricsAddress ? metricsServer(core) : null;
+  try {
+    await listen(server, config.port, config.host);
+    if (metrics && config.ops.metricsAddress) await listen(metrics, config.ops.metricsAddress.port, config.ops.metricsAddress.host);
+  } catch (err) {
+    server.close();
+    await core.stop().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+  const url = urlOf(server, config.host);
+  const metricsUrl = metrics && config.ops.metricsAddress ? `${urlOf(metrics, config.ops.metricsAddress.host)}/metrics` : null;
+  logger.info("CLAIIM listening", {
+    url,
+    database: config.databaseKind,
+    policy_version: core.engine.active()?.version ?? null,
+    ...(metricsUrl ? { metrics: metricsUrl } : {}),
+    tracing: core.tracing.enabled ? config.ops.tracing.endpoint : "off",
   });
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  logger.info("CLAIIM listening", { url, database: config.databaseKind, policy_version: core.engine.active()?.version ?? null });
 
-  const { authenticator: _authenticator, start: _start, stop: _stop, ...services } = core;
+  const { authenticator: _authenticator, start: _start, stop: _stop, beginStop: _beginStop, ...services } = core;
   return {
     ...services,
     get bootstrapCredentialFile() {
@@ -82,30 +123,66 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
       return core.stopping;
     },
     url,
+    metricsUrl,
     server,
     db,
     logger,
-    close: () => stopClaiim(core, server, db, config.shutdownTimeoutSeconds * 1000, logger),
+    close: () => stopClaiim(core, [server, ...(metrics ? [metrics] : [])], db, { timeoutMs: config.shutdownTimeoutSeconds * 1000, delayMs: config.shutdownDelaySeconds * 1000 }, logger),
   };
 }
 
+/** Settles with the promise's value, or "late" once the deadline (ms since the epoch) has passed. */
+function until<T>(promise: Promise<T>, deadlineMs: number): Promise<T | "late"> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), Math.max(0, deadlineMs - Date.now()));
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /**
- * The bounded stop: readiness answers 503 at once; in-flight requests (and their Chron records)
- * get until the deadline to finish, then their connections are cut; then the services stop in the
- * reverse order of their start, and the database closes.
+ * The bounded stop, all of it within `timeoutMs`: readiness answers 503 at once, and for `delayMs`
+ * (at most half the bound) CLAIIM goes on serving so that load balancers polling /readyz look
+ * elsewhere before the listener closes; then requests in flight, and the Chron records they wait for, get four fifths of the
+ * time, after which their connections are cut; then the services stop in the reverse order of their
+ * start (replays end, Chron commits what is queued, checkpoints are signed) and the database closes.
+ * The last log line says that CLAIIM stopped, and whether it had to give up on something.
+ *
+ * WARNING: no answer leaves without its record: a request cut at the deadline gets no answer at
+ * all, and its decision, if the writer still commits it, is in Chron all the same.
  */
-async function stopClaiim(core: Core, server: Server, db: Database, timeoutMs: number, logger: Logger): Promise<void> {
-  core.stopping = true;
+async function stopClaiim(core: Core, servers: Server[], db: Database, bound: { timeoutMs: number; delayMs: number }, logger: Logger): Promise<void> {
+  core.beginStop();
+  const { timeoutMs } = bound;
   const started = Date.now();
+  const deadline = started + timeoutMs;
+  const delayMs = Math.min(bound.delayMs, Math.floor(timeoutMs / 2));
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+  const [server, ...others] = servers;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const deadline = new Promise<"late">((resolve) => setTimeout(() => resolve("late"), timeoutMs).unref());
-  if ((await Promise.race([closed, deadline])) === "late") {
+  for (const other of others) {
+    other.close();
+    other.closeAllConnections();
+  }
+  if ((await until(closed, started + Math.floor(timeoutMs * 0.8))) === "late") {
     logger.warn("requests still in flight at the shutdown deadline; closing their connections", { timeout_ms: timeoutMs });
     server.closeAllConnections();
     await closed;
   }
-  await core.stop();
-  await db.close();
-  logger.info("CLAIIM stopped", { ms: Date.now() - started });
+  const stopped = core.stop().then(() => db.close());
+  const outcome = await until(
+    stopped.then(
+      () => "done" as const,
+      (err: Error) => err,
+    ),
+    deadline,
+  );
+  if (outcome === "done") {
+    logger.info("CLAIIM stopped", { ms: Date.now() - started });
+    return;
+  }
+  const why = outcome === "late" ? `its services had not stopped within ${timeoutMs} ms` : `stopping its services failed: ${outcome.message}`;
+  logger.error("CLAIIM stopped uncleanly", { ms: Date.now() - started, reason: why });
+  throw new Error(why);
 }

@@ -54,7 +54,7 @@ export class ApprovalService implements ApprovalGate {
   private readonly expiry: ApprovalExpiry;
   /** Approvals being recorded, by agent and request: the same request asked meanwhile waits for it rather than asking the human twice. */
   private readonly asking = new Map<string, Promise<Approval | null>>();
-  private stopped = false;
+  private waitsEnded = false;
   private readonly notifier: WebhookNotifier | null;
 
   constructor(
@@ -77,12 +77,17 @@ export class ApprovalService implements ApprovalGate {
     this.expiry.arm();
   }
 
+  /** At shutdown, before requests drain: long-polls answer now with the approval as it stands, and new ones do not wait. */
+  endWaits(): void {
+    this.waitsEnded = true;
+    this.held.wakeAll();
+  }
+
   /** Stops timers and deliveries, and answers every long-poll now. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.endWaits();
     this.expiry.stop();
     this.notifier?.stop();
-    this.held.wakeAll();
     await this.notifier?.settled();
   }
 
@@ -289,7 +294,7 @@ export class ApprovalService implements ApprovalGate {
    */
   async wait(id: string, p: Principal, seconds: number, signal?: AbortSignal): Promise<Approval> {
     const a = await this.get(id, p);
-    if (seconds <= 0 || a.status !== "pending" || this.stopped) return a;
+    if (seconds <= 0 || a.status !== "pending" || this.waitsEnded) return a;
     // The expiry ends the wait too, even if recording it is late.
     await this.held.waitFor(id, Math.min(seconds * 1000, Math.max(0, a.expiresAt.getTime() - Date.now()) + 50), this.settings.maxWaiters, signal);
     return this.held.get(id) ?? a;

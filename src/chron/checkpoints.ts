@@ -1,4 +1,5 @@
 import type { Logger } from "../lib/logger";
+import type { CheckpointerState } from "../ops/health";
 import type { Checkpoint, ChronStore } from "./chron-store";
 import { consistencyProof, MerkleFrontier } from "./merkle";
 import type { ChainHead, ChronRow } from "./record";
@@ -55,6 +56,8 @@ export class Checkpointer {
   private frontier = new MerkleFrontier();
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  private unsignedSinceMs: number | null = null;
+  private failing: { message: string; atMs: number } | null = null;
   private readonly lookup: ChronKeyLookup;
   /** The last head the witness log holds, with the frontier at it. */
   private witnessed: { head: WitnessedHead; frontier: string | null } | null = null;
@@ -91,6 +94,7 @@ export class Checkpointer {
       this.witnessed = head ? { head, frontier: null } : null;
       this.sinceWitnessed = head && head.tree_size === (this.head?.seq ?? 0) ? [] : null;
     }
+    if (this.head && this.head.seq > (this.last?.seq ?? 0)) this.unsignedSinceMs = Date.now();
     this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
     this.timer.unref();
     this.due(false);
@@ -134,8 +138,24 @@ export class Checkpointer {
     return this.pending;
   }
 
+  /** How signing fares, for readiness and the metrics. */
+  health(): CheckpointerState {
+    const lastSignedSeq = this.last?.seq ?? 0;
+    const headSeq = this.head?.seq ?? 0;
+    const unsigned = Math.max(0, headSeq - lastSignedSeq);
+    return {
+      lastSignedSeq,
+      lastSignedAtMs: this.last?.tsMs ?? null,
+      headSeq,
+      unsigned,
+      lagSeconds: unsigned > 0 && this.unsignedSinceMs !== null ? (Date.now() - this.unsignedSinceMs) / 1000 : 0,
+      failing: this.failing,
+    };
+  }
+
   /** Called after every Chron commit (and for records adopted from another CLAIIM process), with the rows in order. */
   committed(rows: ChronRow[]): void {
+    if (this.unsignedSinceMs === null) this.unsignedSinceMs = Date.now();
     for (const row of rows) {
       this.frontier.append(row.hash);
       this.sinceWitnessed?.push(row.hash);
@@ -280,6 +300,7 @@ export class Checkpointer {
       })
       .catch((err: Error) => {
         this.covered = this.last?.seq ?? 0;
+        this.failing = { message: err.message, atMs: Date.now() };
         this.logger.error("chron checkpoint failed", { error: err.message, seq: head.seq });
       });
   }
@@ -291,6 +312,9 @@ export class Checkpointer {
     const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: this.signer.kid, jws, frontier: record.frontier };
     await this.store.insertCheckpoint(checkpoint);
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
+    this.failing = null;
+    // What was committed after this checkpoint's record waits from now (a slight underestimate).
+    this.unsignedSinceMs = (this.head?.seq ?? 0) > this.last.seq ? Date.now() : null;
     this.covered = Math.max(this.covered, checkpoint.seq);
     if (this.witnesses && checkpoint.seq > (this.witnessed?.head.tree_size ?? 0)) await this.witness(checkpoint, claims, record.frontier);
     return checkpoint;

@@ -1,4 +1,7 @@
 import { runOutsideRequests, type Logger } from "../lib/logger";
+import { ClaiimError } from "../lib/errors";
+import { DuplicateKeyError } from "../db/duplicate";
+import type { WriterState } from "../ops/health";
 import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
 import { canonicalRecord, checkedColumns, seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
@@ -24,6 +27,11 @@ export class ChronHaltedError extends Error {
 function unreachable(err: unknown): boolean {
   const code = String((err as { code?: unknown })?.code ?? "");
   return /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_)/.test(code) || /^(08|53|57)/.test(code) || /^SQLITE_(BUSY|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)/.test(code) || /Connection terminated|connection timeout/i.test((err as Error)?.message ?? "");
+}
+
+/** A refusal by the change a commit carries (a taken name, a replayed assertion): the caller's answer, not a failure of Chron. */
+function refusedByEffect(err: unknown): boolean {
+  return err instanceof DuplicateKeyError || err instanceof ClaiimError;
 }
 
 interface Pending {
@@ -55,7 +63,12 @@ export class ChronWriter {
   private closed = false;
   private committedCount = 0;
   private batchCount = 0;
-  private readonly listeners: ((rows: ChronRow[]) => void)[] = [];
+  /** Told of every record that joins the chain: `seconds` is this writer's commit time, null for records another process committed (adopted). */
+  private readonly listeners: ((rows: ChronRow[], seconds: number | null) => void)[] = [];
+  private readonly failureListeners: ((seconds: number) => void)[] = [];
+  private committingSince: number | null = null;
+  private failing: { message: string; atMs: number } | null = null;
+  private lastCommitMs: number | null = null;
   /** The head this writer last knew for certain (committed by it, adopted, or verified at start). */
   private trusted: ChainHead | null | undefined = undefined;
   private halted: ChronHaltedError | null = null;
@@ -101,9 +114,19 @@ export class ChronWriter {
     });
   }
 
-  /** Calls `listener` with the committed rows, in chain order, after every commit. */
-  onCommit(listener: (rows: ChronRow[]) => void): void {
+  /** Calls `listener` with the rows that joined the chain, in chain order, after every commit (with how long it took) and every adoption (null). */
+  onCommit(listener: (rows: ChronRow[], seconds: number | null) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Calls `listener` after every commit that failed (not those its own change refused). */
+  onFailure(listener: (seconds: number) => void): void {
+    this.failureListeners.push(listener);
+  }
+
+  /** How the writer fares, for readiness and the metrics. */
+  health(): WriterState {
+    return { queued: this.queue.length, committingSinceMs: this.committingSince, failing: this.failing, lastCommitMs: this.lastCommitMs };
   }
 
   /** The last committed record, as this writer knows it (null before the first append). */
@@ -144,6 +167,8 @@ export class ChronWriter {
   private async commitBatch(batch: Pending[]): Promise<void> {
     const contents = batch.flatMap((p) => p.contents);
     const effect = batch.length === 1 ? batch[0].effect : undefined;
+    const started = Date.now();
+    this.committingSince = started;
     for (let attempt = 1; ; attempt++) {
       try {
         if (this.halted) throw this.halted;
@@ -155,12 +180,16 @@ export class ChronWriter {
         this.trusted = this.head;
         this.committedCount += rows.length;
         this.batchCount += 1;
+        this.committingSince = null;
+        this.failing = null;
+        this.lastCommitMs = Date.now();
+        const seconds = (this.lastCommitMs - started) / 1000;
         let offset = 0;
         for (const p of batch) {
           p.resolve(rows.slice(offset, offset + p.contents.length));
           offset += p.contents.length;
         }
-        for (const listener of this.listeners) listener(rows);
+        for (const listener of this.listeners) listener(rows, seconds);
         return;
       } catch (err) {
         this.head = undefined;
@@ -179,7 +208,15 @@ export class ChronWriter {
           for (const p of batch) await this.commitBatch([p]);
           return;
         }
-        this.logger.error("chron commit failed", { error: (err as Error).message, records: contents.length });
+        this.committingSince = null;
+        if (effect && refusedByEffect(err)) {
+          // Nothing is wrong with Chron: the change was refused, and its caller answers why.
+          this.logger.debug("chron commit refused by its change", { error: (err as Error).message });
+        } else {
+          this.failing = { message: (err as Error).message, atMs: Date.now() };
+          for (const listener of this.failureListeners) listener((Date.now() - started) / 1000);
+          this.logger.error("chron commit failed", { error: (err as Error).message, records: contents.length });
+        }
         batch.forEach((p) => p.reject(err));
         return;
       }
@@ -211,7 +248,7 @@ export class ChronWriter {
         prev = { seq: row.seq, hash: row.hash };
       }
       this.logger.warn("chron records written by another CLAIIM process adopted", { from_seq: rows[0].seq, to_seq: prev!.seq });
-      for (const listener of this.listeners) listener(rows);
+      for (const listener of this.listeners) listener(rows, null);
       this.trusted = prev;
     }
     return prev;

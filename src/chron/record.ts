@@ -56,6 +56,9 @@ export interface DecisionContent {
   masked?: string[];
   /** The Idempotency-Key the agent sent with the request, if any: a retry with it gets this decision again. */
   idempotency_key?: string;
+  /** With tracing on (OpenTelemetry), the trace and span of the request that asked, as OPA's decision logs carry them. */
+  trace_id?: string;
+  span_id?: string;
 }
 
 /** What the policy answered, before an approval was looked at. */

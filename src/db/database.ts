@@ -26,7 +26,7 @@ export type Database =
   | { kind: "sqlite"; prisma: Prisma; sqlite: BetterSqlite3.Database; close(): Promise<void> }
   | { kind: "postgresql"; prisma: Prisma; pool: pg.Pool; close(): Promise<void> };
 
-function sqlitePath(url: string): string {
+export function sqlitePath(url: string): string {
   return url.replace(/^file:/, "").replace(/\?.*$/, "");
 }
 

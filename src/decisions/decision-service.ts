@@ -11,6 +11,7 @@ import { DECISION_PATH, decisionOf, denial, outcomeOf, policyInput, shadowResult
 import { IdempotencyIndex, type RequestView } from "./idempotency";
 import type { Caller, DecisionRequest, DecisionResponse } from "./model";
 import type { OnBehalfOf } from "../shared/principal";
+import type { TraceRef } from "../ops/tracing";
 
 /** What the decision path reads: all of it in memory. */
 export interface DecisionDeps {
@@ -51,13 +52,13 @@ export class DecisionService {
    * same request gets that answer again (replayed), and no second Chron record; another request
    * with the key is a 409.
    */
-  async decideOnce(caller: Caller, req: DecisionRequest, key: string): Promise<{ response: DecisionResponse; replayed: boolean }> {
+  async decideOnce(caller: Caller, req: DecisionRequest, key: string, trace?: TraceRef): Promise<{ response: DecisionResponse; replayed: boolean }> {
     const onBehalfOf = effectiveOnBehalfOf(caller, req);
     const view: RequestView = { action: req.action, resource: req.resource, purpose: req.purpose, skill: req.skill, on_behalf_of: onBehalfOf?.subject ?? null };
-    return this.idempotency.run(caller.agentId, key, view, () => this.decide(caller, req, key));
+    return this.idempotency.run(caller.agentId, key, view, () => this.decide(caller, req, key, trace));
   }
 
-  async decide(caller: Caller, req: DecisionRequest, idempotencyKey?: string): Promise<DecisionResponse> {
+  async decide(caller: Caller, req: DecisionRequest, idempotencyKey?: string, trace?: TraceRef): Promise<DecisionResponse> {
     this.live.count += 1;
     const ctx = this.deps.agentContext(caller.agentId);
     if (!ctx) throw new AuthenticationError("token_invalid", "the agent token names no known agent");
@@ -99,6 +100,10 @@ export class DecisionService {
     };
     if (shadowPolicy) content.shadow = shadowResult(shadowPolicy, outcomes[policy ? 1 : 0], input, content.decision);
     if (idempotencyKey !== undefined) content.idempotency_key = idempotencyKey;
+    if (trace) {
+      content.trace_id = trace.trace_id;
+      content.span_id = trace.span_id;
+    }
     const settled = evaluation.approval ? await this.deps.approvals!.settle(content, evaluation.approval, req.approval_id ?? null, ctx) : await this.recordPlain(content);
     const final = settled.content;
     return {

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import { ClaiimError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
+import { ClaiimError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, RateLimitedError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 
 interface HttpError {
@@ -84,6 +84,9 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (res.headersSent) return void res.end();
+    // For the access log and the metrics: which problem this response is.
+    res.locals.problemCode = problem.code;
+    if (problem instanceof RateLimitedError) res.set("Retry-After", String(problem.retryAfterSeconds));
     if (problem.status === 401) res.set("WWW-Authenticate", 'Bearer realm="claiim"');
     if (problem instanceof MethodNotAllowedError) res.set("Allow", problem.allow);
     res

@@ -28,7 +28,7 @@ export class ApiKeyService {
    * caller confined to an organisation can only create keys confined to it.
    */
   createApiKey(
-    input: { name: string; role: Role; organization: string | null; expiresAt: Date | null },
+    input: { name: string; role: Role; organization: string | null; expiresAt: Date | null; reason?: string },
     actor: Actor,
     scope: Scope,
     secret: { prefix: string; secret: string } = newApiKeySecret(),
@@ -54,7 +54,9 @@ export class ApiKeyService {
         expiresAt: input.expiresAt,
         revokedAt: null,
       };
-      await this.record([identityEvent("api_key.created", actor, { type: "api_key", id: key.id, name: key.name }, org, null, null, apiKeyState(key))], (tx) => this.store.saveApiKey(key, tx));
+      await this.record([identityEvent("api_key.created", actor, { type: "api_key", id: key.id, name: key.name }, org, null, null, apiKeyState(key), input.reason ?? null)], (tx) =>
+        this.store.saveApiKey(key, tx),
+      );
       this.directory.putApiKey(key);
       return { key, secret: secret.secret };
     });
@@ -75,12 +77,18 @@ export class ApiKeyService {
     });
   }
 
+  /** True while some administrator key is neither revoked nor expired. */
+  hasUsableAdmin(now = Date.now()): boolean {
+    return this.directory.listApiKeys(ALL_ORGANIZATIONS).some((k) => k.role === "admin" && !k.revokedAt && (!k.expiresAt || k.expiresAt.getTime() > now));
+  }
+
   /**
-   * On a database with no administrator key, creates one and writes it to a file readable only
-   * by this user. Returns the file's path, or null when an administrator key already exists.
+   * On a database with no usable administrator key (none, or all revoked or expired), creates one
+   * and writes it to a file readable only by this user. Returns the file's path, or null when a
+   * usable administrator key exists.
    */
   async ensureBootstrapAdmin(dataDir: string): Promise<string | null> {
-    if (this.directory.listApiKeys(ALL_ORGANIZATIONS).some((k) => k.role === "admin" && !k.revokedAt)) return null;
+    if (this.hasUsableAdmin()) return null;
     const secret = newApiKeySecret();
     const file = path.join(dataDir, "bootstrap-admin.token");
     // The file first: a start that dies between the two steps must not leave a key nobody holds.

@@ -1,3 +1,4 @@
+import { decodeJwt } from "jose";
 import { z } from "../http/openapi";
 import { route, type RouteSpec } from "../http/route";
 import { AuthenticationError } from "../lib/errors";
@@ -53,7 +54,22 @@ function basicCredentials(header: string | undefined): { id: string; secret: str
   return { id, secret };
 }
 
-export function oauthRoutes(oauth: OAuthService, credentials: CredentialService, keyOverlapSeconds: number): RouteSpec[] {
+/** The client a token request names (HTTP Basic, client_id, or the assertion's issuer), unverified: only for rate limits. */
+function claimedClient(basic: { id: string } | null, body: { client_id?: string; client_assertion?: string }): string | null {
+  if (basic) return basic.id;
+  if (body.client_id) return body.client_id;
+  try {
+    const iss = body.client_assertion ? decodeJwt(body.client_assertion).iss : undefined;
+    return typeof iss === "string" && isCleanText(iss) && iss.length <= 200 ? iss : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Rate limits of the token endpoint: throws a 429 when the address or the client asked too often. */
+export type TokenAdmission = (address: string, clientId: string | null) => Promise<void>;
+
+export function oauthRoutes(oauth: OAuthService, credentials: CredentialService, keyOverlapSeconds: number, admit: TokenAdmission = async () => undefined): RouteSpec[] {
   const view = (c: AgentClient) => ({
     client_id: c.id,
     agent_id: c.agentId,
@@ -85,12 +101,16 @@ export function oauthRoutes(oauth: OAuthService, credentials: CredentialService,
         200: { description: "A short-lived access token", schema: TokenResponse },
         400: { description: "OAuth invalid_request, invalid_grant or unsupported_grant_type (the problem carries `error` and `error_description`)" },
         401: { description: "OAuth invalid_client: unknown, revoked or badly authenticated client, or a replayed assertion" },
+        429: { description: "rate_limited: too many token requests from this address or for this client, or too many failed authentications; Retry-After says when to try again" },
       },
-      handle: async ({ body, req }) => ({
-        status: 200,
-        headers: { "Cache-Control": "no-store", Pragma: "no-cache" },
-        body: await oauth.token(body, basicCredentials(req.headers.authorization)),
-      }),
+      handle: async ({ body, req, res }) => {
+        const basic = basicCredentials(req.headers.authorization);
+        const clientId = claimedClient(basic, body);
+        // Counted against this client if it fails (app.ts), and admitted only within its limits.
+        res.locals.oauthClient = clientId;
+        await admit(req.ip ?? "unknown", clientId);
+        return { status: 200, headers: { "Cache-Control": "no-store", Pragma: "no-cache" }, body: await oauth.token(body, basic) };
+      },
     }),
     route({
       method: "post",

@@ -94,6 +94,15 @@ export class UnprocessableError extends ClaiimError {
   }
 }
 
+/** A rate limit refused the request; `retryAfterSeconds` goes out as Retry-After (RFC 9110 §10.2.3). */
+export class RateLimitedError extends ClaiimError {
+  readonly status = 429;
+  readonly title = "Too many requests";
+  constructor(code: CodeWith<429>, message: string, readonly retryAfterSeconds: number) {
+    super(code, message, { retry_after_seconds: retryAfterSeconds });
+  }
+}
+
 /** A dependency (database, policy engine) cannot serve the request; nothing was decided. */
 export class ServiceUnavailableError extends ClaiimError {
   readonly status = 503;

@@ -131,6 +131,8 @@ export const PROBLEMS = {
   policy_load_failed: 422,
   policy_activation_failed: 422,
   policy_too_slow: 422,
+  // 429: a rate limit refused the request; Retry-After says when to try again.
+  rate_limited: 429,
   // 500: CLAIIM is at fault.
   internal_error: 500,
   // 503: a dependency cannot serve the request; nothing was changed or decided.
@@ -141,7 +143,7 @@ export const PROBLEMS = {
   state_stale: 503,
   archive_unverified: 503,
   oidc_unavailable: 503,
-} as const satisfies Record<string, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503>;
+} as const satisfies Record<string, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503>;
 
 export type ProblemCode = keyof typeof PROBLEMS;
 

@@ -25,7 +25,8 @@ export const ApprovalSpecSchema = z
     approvers: z
       .object({
         accountable_human: z.boolean().default(false),
-        roles: z.array(z.enum(ROLES as [Role, ...Role[]])).max(10).default([]),
+        // A metrics key reads /metrics and nothing else: it answers no approval.
+        roles: z.array(z.enum(ROLES.filter((r) => r !== "metrics") as [Role, ...Role[]])).max(10).default([]),
         humans: z
           .array(z.string().email().max(320).transform((e) => e.toLowerCase()))
           .max(50)

@@ -1,10 +1,13 @@
 // Who acts: the roles, the callers CLAIIM authenticates (principals), the organisation they are
 // confined to, and how Chron names whoever made a change (actors). Every pillar reads these.
 
-/** approver: approves or rejects agents' requests that need a human's approval, in one organisation. */
-/** `witness`: another CLAIIM that posts its Chron's signed tree heads here, for this one to witness (see chron/witness-receiver.ts). */
-export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness";
-export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver", "witness"];
+/**
+ * approver: approves or rejects agents' requests that need a human's approval, in one organisation.
+ * metrics: reads /metrics and nothing else (for Prometheus).
+ * witness: another CLAIIM that posts its Chron's signed tree heads here, for this one to witness (see chron/witness-receiver.ts).
+ */
+export type Role = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness" | "metrics";
+export const ROLES: readonly Role[] = ["admin", "policy_author", "agent_manager", "auditor", "approver", "witness", "metrics"];
 
 export interface Actor {
   type: "api_key" | "human" | "agent" | "system";

@@ -1,7 +1,7 @@
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 
-type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness" | "agent";
+type Who = "admin" | "policy_author" | "agent_manager" | "auditor" | "approver" | "witness" | "metrics" | "agent";
 
 /**
  * The specification, written out by hand: who may call each route. The test checks it against
@@ -38,6 +38,8 @@ const MAY: Record<string, Who[]> = {
   "DELETE /v1/api-keys/{id}": ["admin"],
   "POST /v1/decisions": ["agent"],
   "GET /v1/agent/permissions": ["agent"],
+  // Prometheus: a metrics key reads this and nothing else.
+  "GET /metrics": ["admin", "metrics"],
   "GET /v1/approvals": ["admin", "auditor", "agent_manager", "approver", "agent"],
   "GET /v1/approvals/{id}": ["admin", "auditor", "agent_manager", "approver", "agent"],
   "POST /v1/approvals/{id}/approve": ["admin", "approver"],
@@ -79,7 +81,7 @@ describe.each(databaseKinds())("access on %s", (kind) => {
   beforeAll(async () => {
     s = await startTestServer(kind);
     creds.admin = s.admin;
-    for (const role of ["policy_author", "agent_manager", "auditor", "witness"] as const) {
+    for (const role of ["policy_author", "agent_manager", "auditor", "witness", "metrics"] as const) {
       creds[role] = (await s.http.post("/v1/api-keys").set(bearer(s.admin)).send({ name: role, role }).expect(201)).body.secret;
     }
     for (const slug of ["acme", "globex"] as const) {

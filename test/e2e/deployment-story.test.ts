@@ -38,7 +38,7 @@ describe.each(databaseKinds())("the deployment-agent story on %s", (kind) => {
   test("first start: ready, reference policy active, bootstrap credential in a private file", async () => {
     await s.http.get("/healthz").expect(200, { status: "ok" });
     const ready = await s.http.get("/readyz").expect(200);
-    expect(ready.body).toEqual({ status: "ready", policy_version: 1 });
+    expect(ready.body).toEqual({ status: "ready", policy_version: 1, chron: { writer: expect.objectContaining({ status: "ok" }), checkpointer: expect.objectContaining({ status: "ok" }) } });
     const mode = fs.statSync(s.claiim.bootstrapCredentialFile!).mode & 0o777;
     expect(mode).toBe(0o600);
     expect(s.admin).toMatch(/^claiim_/);

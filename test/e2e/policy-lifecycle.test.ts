@@ -53,21 +53,21 @@ describe.each(databaseKinds())("changing policy safely on %s", (kind) => {
     expect((await s.http.get("/v1/policies/9/diff").set(admin()).expect(404)).body.code).toBe("policy_version_not_found");
   });
 
-  test("make publish-policy's script publishes a folder, and prints OPA's refusal when there is one", async () => {
+  test("claiim publish (make publish-policy) publishes a folder, and prints OPA's refusal when there is one", async () => {
     const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "rego-"));
     for (const [name, text] of Object.entries(files)) {
       fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
       fs.writeFileSync(path.join(dir, name), text);
     }
-    const script = path.resolve(__dirname, "../../scripts/publish-policy.mjs");
+    const script = path.resolve(__dirname, "../../bin/claiim");
     const env = { ...process.env, CLAIIM_TOKEN: s.admin };
-    const ok = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url, "--message", "from a folder", "--activate"], { env });
+    const ok = await run(process.execPath, [script, "publish", "--dir", dir, "--url", s.claiim.url, "--message", "from a folder", "--activate"], { env });
     expect(ok.stdout).toMatch(/^published version \d+ \(\d+-sha256:[0-9a-f]{64}\), active; parent 1/);
-    const shadowed = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url, "--message", "try it in the shadow", "--shadow"], { env });
+    const shadowed = await run(process.execPath, [script, "publish", "--dir", dir, "--url", s.claiim.url, "--message", "try it in the shadow", "--shadow"], { env });
     expect(shadowed.stdout).toMatch(/published version (\d+) .*\nversion \1 is the shadow since /);
     await s.http.delete("/v1/policies/shadow").set(admin()).expect(204);
     fs.writeFileSync(path.join(dir, "claiim/decision.rego"), "package claiim\n\ndecision := {\n");
-    const refused = await run(process.execPath, [script, "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
+    const refused = await run(process.execPath, [script, "publish", "--dir", dir, "--url", s.claiim.url], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/refused \(422 policy_syntax_error\)[\s\S]*claiim\/decision\.rego:\d+:\d+: rego_parse_error/) });
   });
 

@@ -1,5 +1,8 @@
 import type { TestServer } from "./claiim";
 
+/** What the helpers use of a server: a test server, or a CLAIIM process (test/support/process.ts). */
+export type Served = Pick<TestServer, "http" | "admin">;
+
 export interface TestAgent {
   orgSlug: string;
   humanId: string;
@@ -14,7 +17,7 @@ export const DEPLOY_SKILL = { name: "deploy", version: "1.2.0" } as const;
  * The deployment story's cast on a running CLAIIM: an organisation, its accountable human, the
  * deploy-bot agent with the deploy skill, and an OAuth client_secret client for it.
  */
-export async function registerDeployBot(s: TestServer, slug = "acme", name = "deploy-bot"): Promise<TestAgent> {
+export async function registerDeployBot(s: Served, slug = "acme", name = "deploy-bot"): Promise<TestAgent> {
   const admin = { Authorization: `Bearer ${s.admin}` };
   await s.http.post("/v1/organizations").set(admin).send({ slug, name: slug }).expect(201);
   const humanId = (await s.http.post("/v1/humans").set(admin).send({ organization: slug, name: "Alice Ops", email: `alice@${slug}.example` }).expect(201)).body.id;
@@ -24,13 +27,13 @@ export async function registerDeployBot(s: TestServer, slug = "acme", name = "de
 }
 
 /** An access token for the agent's client, from the real token endpoint. */
-export async function accessToken(s: TestServer, a: TestAgent): Promise<string> {
+export async function accessToken(s: Served, a: TestAgent): Promise<string> {
   const res = await s.http.post("/oauth/token").auth(a.clientId, a.clientSecret).type("form").send({ grant_type: "client_credentials" }).expect(200);
   return res.body.access_token;
 }
 
 /** Decision records in Chron, read straight from the API (oldest first). */
-export async function decisionRecords(s: TestServer, agentId: string): Promise<Record<string, unknown>[]> {
+export async function decisionRecords(s: Served, agentId: string): Promise<Record<string, unknown>[]> {
   const res = await s.http.get(`/v1/chron/records?kind=decision&agent=${agentId}&limit=1000`).set({ Authorization: `Bearer ${s.admin}` }).expect(200);
   return res.body.records;
 }

@@ -31,6 +31,7 @@ export class EvaluationPool {
   private flushing = false;
   private closed = false;
   private readonly tripListeners: ((e: TripEvent) => void)[] = [];
+  private readonly outcomeListeners: ((outcome: EvalOutcome) => void)[] = [];
   private readonly counters = { evaluations: 0, timeouts: 0, memory_exceeded: 0, worker_restarts: 0 };
 
   constructor(
@@ -51,6 +52,11 @@ export class EvaluationPool {
 
   onTrip(listener: (e: TripEvent) => void): void {
     this.tripListeners.push(listener);
+  }
+
+  /** Calls `listener` with the outcome of every evaluation (the metrics time them). */
+  onOutcome(listener: (outcome: EvalOutcome) => void): void {
+    this.outcomeListeners.push(listener);
   }
 
   stats(): PoolStats {
@@ -171,6 +177,7 @@ export class EvaluationPool {
         job.outcomes.push(outcome);
         job.from += 1;
         this.counters.evaluations += 1;
+        for (const l of this.outcomeListeners) l(outcome);
         if (job.from === job.policies.length) {
           s.inflight.delete(job.id);
           job.resolve(job.outcomes);
@@ -214,9 +221,11 @@ export class EvaluationPool {
     for (const job of s.inflight.values()) {
       if (culprit && job.id === current && job.from === phase) {
         if (culprit.kind !== "error") this.tripped(job.policies[phase], culprit.kind, elapsed);
-        job.outcomes.push({ ok: false, kind: culprit.kind, message: culprit.message, ms: elapsed });
+        const outcome: EvalOutcome = { ok: false, kind: culprit.kind, message: culprit.message, ms: elapsed };
+        job.outcomes.push(outcome);
         job.from += 1;
         this.counters.evaluations += 1;
+        for (const l of this.outcomeListeners) l(outcome);
         if (job.from === job.policies.length) {
           job.resolve(job.outcomes);
           continue;
