@@ -53,6 +53,7 @@ import { decisionRoutes } from "./decisions/decision-routes";
 import { IdempotencyIndex } from "./decisions/idempotency";
 import { permissionRoutes } from "./decisions/permission-routes";
 import { ALL_ORGANIZATIONS } from "./shared/principal";
+import { holderName, Lease, type LeaseStore } from "./db/lease";
 
 import { version as VERSION } from "../package.json";
 
@@ -61,6 +62,8 @@ export interface Stores {
   policy: PolicyStore;
   chron: ChronStore;
   approval: ApprovalStore;
+  /** Leases in the database, shared by every CLAIIM process on it; without them (route tests) this process is the only one, and coordinates. */
+  leases?: LeaseStore;
 }
 
 export interface Core {
@@ -200,6 +203,12 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     idempotency,
   );
 
+  // WARNING: one process at a time signs the periodic tree heads of the chain every process writes:
+  // the holder of this lease (see Lease). The others still sign on demand (exports, retention).
+  const coordinator = stores.leases
+    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held))
+    : null;
+
   let openapi: unknown = null;
   const core: Core = {
     directory,
@@ -222,6 +231,10 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     stopping: false,
     async start() {
       await chronParts.start();
+      if (coordinator) {
+        await checkpointer.coordinate(false);
+        await coordinator.start();
+      }
       await credentials.start();
       await directory.load(stores.identity);
       core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
@@ -243,6 +256,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       // What is queued commits; then nothing more is written.
       await writer.close();
       await checkpointer.stop();
+      await coordinator?.stop();
       await pool.close();
     },
   };

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
 import { openDatabase, databaseAnswers, type Database } from "./db/database";
+import { leaseStore } from "./db/lease";
 import { createLogger, type Logger } from "./lib/logger";
 import { createApp } from "./http/app";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
@@ -38,7 +39,13 @@ export function createHttpApp(core: Core, config: Config, logger: Logger) {
 /** Opens the database, builds and starts the core on it, and listens. */
 export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
-  const stores: Stores = { identity: new PrismaIdentityStore(db.prisma), policy: new PrismaPolicyStore(db.prisma), chron: createChronStore(db), approval: new PrismaApprovalStore(db.prisma) };
+  const stores: Stores = {
+    identity: new PrismaIdentityStore(db.prisma),
+    policy: new PrismaPolicyStore(db.prisma),
+    chron: createChronStore(db),
+    approval: new PrismaApprovalStore(db.prisma),
+    leases: leaseStore(db),
+  };
   let core: Core;
   try {
     core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger));
