@@ -205,8 +205,8 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
 
   // WARNING: one process at a time signs the periodic tree heads of the chain every process writes:
   // the holder of this lease (see Lease). The others still sign on demand (exports, retention).
-  const coordinator = stores.leases
-    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held))
+  const coordinator: Lease | null = stores.leases
+    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held, () => coordinator!.holds()))
     : null;
 
   let openapi: unknown = null;

@@ -57,6 +57,8 @@ export class Checkpointer {
   private frontier = new MerkleFrontier();
   /** Signs periodic heads: the process holding the coordinator's lease (see coordinate()). */
   private coordinating = true;
+  /** Whether the lease is held this very moment (coordinating follows it through callbacks, which timers may delay). */
+  private holds: () => boolean = () => true;
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private readonly lookup: ChronKeyLookup;
@@ -164,8 +166,9 @@ export class Checkpointer {
    * and the Merkle root are checked against the frontier stored with it, and the witness log's next
    * line proves consistency from this process's last witnessed head (witness()).
    */
-  async coordinate(on: boolean): Promise<void> {
+  async coordinate(on: boolean, holds: () => boolean = () => on): Promise<void> {
     this.coordinating = on;
+    this.holds = holds;
     if (!on) return;
     const task = this.pending.then(async () => {
       const last = await this.store.lastCheckpoint();
@@ -343,7 +346,7 @@ export class Checkpointer {
   }
 
   private due(timer: boolean): void {
-    if (!this.coordinating) return;
+    if (!this.coordinating || !this.holds()) return;
     const head = this.head;
     if (!head || head.seq <= this.covered) return;
     if (!timer && head.seq - this.covered < this.policy.everyRecords) return;
@@ -352,7 +355,7 @@ export class Checkpointer {
     const frontier = this.frontier.size === head.seq && this.tip?.hash === head.hash ? MerkleFrontier.parse(this.frontier.serialize()) : null;
     this.pending = this.pending
       .then(async () => {
-        if (head.seq <= (this.last?.seq ?? 0)) return;
+        if (head.seq <= (this.last?.seq ?? 0) || !this.holds()) return;
         if (frontier) return void (await this.sign(this.anchor(head, frontier)));
         // Other processes' records lie between the frontier and the head: read and check them, then sign at the tip reached.
         await this.catchUp(head.seq);

@@ -86,7 +86,10 @@ export function leaseStore(db: Database): LeaseStore {
  * WARNING: two processes never act on the lease at once as long as the holder stops before the
  * database lets another take it: its own deadline is counted from the moment it *sent* the claim
  * that granted it, minus a margin for clock rate differences, so it always falls before the expiry
- * the database wrote. A holder that cannot reach the database keeps acting only until then.
+ * the database wrote. A holder that cannot reach the database keeps acting only until then. Ask
+ * holds() at the moment of acting: onChange(false) runs on a timer, which a busy process may run
+ * late. (For the Chron coordinator an overlap costs duplicate work, not correctness: a checkpoint
+ * is unique by seq, and each process's witness log proves its own heads consistent.)
  */
 export class Lease {
   private held = false;
