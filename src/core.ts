@@ -130,7 +130,9 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     lastWitnessed: () => checkpointer.lastWitnessed(),
     signer: chronSigner,
   });
-  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head));
+  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head), (work) =>
+    stores.leases ? new Lease(stores.leases, "retention", holderName(), 30_000, logger, () => undefined).exclusively(work, 0) : work(),
+  );
 
   // Identity changes of every kind go one at a time, so that each one's "before" is exact.
   const serial = new Serial();
@@ -235,12 +237,22 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
         await checkpointer.coordinate(false);
         await coordinator.start();
       }
-      await credentials.start();
-      await directory.load(stores.identity);
-      core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
-      await pool.start();
-      await signer.start();
-      await policies.start(config.regoDir);
+      // WARNING: what a first start creates (the token and bundle-signing keys, the bootstrap
+      // credential, the reference policies from rego/) is created by one process: processes
+      // starting together on one database take turns through this lease, each reading what the
+      // one before created. Its time to live is long (30 s) so that a start slowed down (SQLite's
+      // synchronous waits for the write lock) does not lose it midway; a process killed while
+      // starting delays the others' starts by that much at most.
+      const firstStart = async () => {
+        await credentials.start();
+        await directory.load(stores.identity);
+        core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
+        await pool.start();
+        await signer.start();
+        await policies.start(config.regoDir);
+      };
+      if (stores.leases) await new Lease(stores.leases, "start-up", holderName(), Math.max(30_000, config.chron.coordinatorLeaseMs), logger, () => undefined).exclusively(firstStart, 120_000);
+      else await firstStart();
       // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
       const reloadStarted = Date.now();
       const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));

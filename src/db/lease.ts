@@ -64,6 +64,9 @@ export async function releaseLease(db: Database, name: string, holder: string): 
   else await db.pool.query("UPDATE leases SET expires_ms = 0 WHERE name = $1 AND holder = $2", [name, holder]);
 }
 
+/** The lease was held by another process for longer than the caller would wait. */
+export class LeaseBusyError extends Error {}
+
 /** A name for this process as a lease holder: unique to this start. */
 export function holderName(): string {
   return `${os.hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
@@ -116,6 +119,27 @@ export class Lease {
     await this.changing;
     this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
     this.interval.unref();
+  }
+
+  /**
+   * Runs `work` while holding the lease, claiming it every 100 ms until it is free (for up to
+   * `waitMs`), renewing it every third of its time to live while `work` runs, then handing it back.
+   */
+  async exclusively<T>(work: () => Promise<T>, waitMs: number): Promise<T> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.claim();
+      if (this.holds()) break;
+      if (Date.now() >= deadline) throw new LeaseBusyError(`the lease ${this.name} was not free within ${waitMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
+    this.interval.unref();
+    try {
+      return await work();
+    } finally {
+      await this.stop();
+    }
   }
 
   /** True while this process may act on the lease. */

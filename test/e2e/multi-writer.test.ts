@@ -1,8 +1,10 @@
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
+import { openDatabase } from "../../src/db/database";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { databaseKinds } from "../support/databases";
+import { databaseKinds, freshDatabase } from "../support/databases";
 import { downloadExport, saveJwks } from "../support/export";
 import { startReplica, type Replica } from "../support/replicas";
 import { sql } from "../support/sql";
@@ -17,15 +19,13 @@ const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
 const LEASE_MS = 1500;
 const LEASE = { CLAIIM_COORDINATOR_LEASE_MS: String(LEASE_MS) };
 
-/** Decisions driven at every base at once, `perBase` at a time each, until `until` settles: the ids acknowledged (200), and per base how many were acknowledged and how many failed. */
-async function load(bases: string[], token: string, until: Promise<unknown>, perBase: number): Promise<{ acknowledged: string[]; byBase: number[]; failedByBase: number[] }> {
+/** Decisions driven at every base at once, `perBase` at a time each, until `enough` says so: the ids acknowledged (200), and per base how many were acknowledged and how many failed. */
+async function load(bases: string[], token: string, enough: (byBase: number[]) => boolean, perBase: number): Promise<{ acknowledged: string[]; byBase: number[]; failedByBase: number[] }> {
   const acknowledged: string[] = [];
   const byBase = bases.map(() => 0);
   const failedByBase = bases.map(() => 0);
-  let done = false;
-  void until.then(() => (done = true));
   const loop = async (b: number, n: number) => {
-    for (let i = n; !done; i++) {
+    for (let i = n; !enough(byBase); i++) {
       const res = await fetch(`${bases[b]}/v1/decisions`, { method: "POST", headers: { ...bearer(token), "Content-Type": "application/json" }, body: JSON.stringify(i % 2 ? denied : allowed) }).catch(() => null);
       if (res?.status === 200) {
         acknowledged.push(((await res.json()) as { decision_id: string }).decision_id);
@@ -88,10 +88,12 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
     const before = (await chronIds(s)).seqs.length;
     const witnessDirs = [s.config.chronTrust.witnessDir, ...replicas.map((r) => path.join(r.dataDir, "witness"))];
     const linesBefore = witnessDirs.map(witnessLines);
-    const { acknowledged, failedByBase, byBase } = await load(bases, token, sleep(4000), 8);
+    // Until each process has had 150 decisions acknowledged (however long a loaded machine takes), or a minute has passed.
+    const started = Date.now();
+    const { acknowledged, failedByBase, byBase } = await load(bases, token, (n) => n.every((k) => k >= 150) || Date.now() - started > 60_000, 8);
     expect(failedByBase).toEqual([0, 0, 0]);
     // Each process took its share: the chain is written by all three.
-    for (const n of byBase) expect(n).toBeGreaterThan(50);
+    for (const n of byBase) expect(n).toBeGreaterThanOrEqual(150);
     expect(new Set(acknowledged).size).toBe(acknowledged.length);
 
     const { ids, seqs } = await chronIds(s);
@@ -132,6 +134,7 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
     expect(victim).toBeDefined();
     const bases = [s.claiim.url, ...replicas.map((r) => r.base)];
 
+    let faultsDone = false;
     let killedAt = 0;
     let movedAt = 0;
     let seqAtKill = 0;
@@ -149,13 +152,13 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
       // The new coordinator goes on signing: a head beyond every record written before the kill.
       await until("a head signed by the new coordinator", async () => Number((await sql(s.claiim.db, "SELECT MAX(seq) AS seq FROM chron_checkpoints"))[0].seq) > seqAtKill, 10_000);
       await sleep(1500);
-    })();
-    const { acknowledged, byBase, failedByBase } = await load(bases, token, faults, 8);
+    })().finally(() => (faultsDone = true));
+    const { acknowledged, byBase, failedByBase } = await load(bases, token, () => faultsDone, 8);
     await faults;
     const victimIndex = bases.indexOf(victim.base);
     // Only the killed process failed requests; every process answered some.
     failedByBase.forEach((n, i) => expect([i, n]).toEqual([i, i === victimIndex ? n : 0]));
-    for (const n of byBase) expect(n).toBeGreaterThan(10);
+    for (const n of byBase) expect(n).toBeGreaterThan(0);
     // The stated bound: the lease's time to live and a third more (one claim period), from the kill.
     expect(movedAt - killedAt).toBeLessThanOrEqual(LEASE_MS + LEASE_MS / 3 + 1000);
 
@@ -169,4 +172,44 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
     }
     replicas.splice(replicas.indexOf(victim), 1);
   }, 120_000);
+
+  test("one retention run at a time across processes: while another holds the retention lease, a run answers 409 retention_running", async () => {
+    const [replica] = replicas;
+    await sql(s.claiim.db, "INSERT INTO leases (name, holder, expires_ms, term) VALUES ('retention', 'elsewhere/1/x', $1, 1)", [Date.now() + 60_000]);
+    const [{ seq }] = await sql(s.claiim.db, "SELECT MIN(seq) AS seq FROM chron_records WHERE seq NOT IN (SELECT seq FROM chron_checkpoints)");
+    const ask = () => fetch(`${replica.base}/v1/chron/retention`, { method: "POST", headers: { ...bearer(s.admin), "Content-Type": "application/json" }, body: JSON.stringify({ up_to_seq: Number(seq), reason: "test" }) });
+    const busy = await ask();
+    expect([busy.status, ((await busy.json()) as { code: string }).code]).toEqual([409, "retention_running"]);
+    await sql(s.claiim.db, "UPDATE leases SET expires_ms = 0 WHERE name = 'retention'");
+    // Past the lease: that record is no checkpoint, so the run stops at its first check.
+    const free = await ask();
+    expect([free.status, ((await free.json()) as { code: string }).code]).toEqual([400, "not_a_checkpoint"]);
+  });
+});
+
+describe.each(databaseKinds())("processes starting together on a new %s database", (kind) => {
+  test("what a first start creates is created once: one bootstrap credential, one set of signing keys, one published reference policy", async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "first-start-"));
+    const db = await freshDatabase(kind, dir);
+    const keyFile = path.join(dir, "chron-key.pem");
+    fs.writeFileSync(keyFile, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    const started = await Promise.all([0, 1, 2].map(() => startReplica({ databaseUrl: db.url, keyFile }, LEASE)));
+    const reader = await openDatabase(kind, db.url);
+    try {
+      const tokens = started.filter((r) => fs.existsSync(path.join(r.dataDir, "bootstrap-admin.token")));
+      expect(tokens).toHaveLength(1);
+      const query = (text: string) => sql(reader, text);
+      expect(await query("SELECT role FROM api_keys")).toEqual([{ role: "admin" }]);
+      expect((await query("SELECT version FROM policy_bundles")).map((r) => Number(r.version))).toEqual([1]);
+      const keys = (await query("SELECT purpose FROM signing_keys WHERE retired_at IS NULL")).map((r) => r.purpose).sort();
+      expect(keys).toEqual([...new Set(keys)]);
+      // Each of them serves with what the first one created.
+      const admin = fs.readFileSync(path.join(tokens[0].dataDir, "bootstrap-admin.token"), "utf8").trim();
+      for (const r of started) expect((await fetch(`${r.base}/v1/chron/verify`, { headers: bearer(admin) })).status).toBe(200);
+    } finally {
+      await Promise.all(started.map((r) => r.stop()));
+      await reader.close();
+      await db.drop();
+    }
+  }, 180_000);
 });

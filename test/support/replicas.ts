@@ -29,21 +29,23 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startReplica(s: TestServer, env: Record<string, string> = {}): Promise<Replica> {
+/** A replica of a running test server, or a process on a database of the test's own (`databaseUrl`, with the Chron key file every process shares). */
+export async function startReplica(s: TestServer | { databaseUrl: string; keyFile: string }, env: Record<string, string> = {}): Promise<Replica> {
+  const on = "config" in s ? { databaseUrl: s.config.databaseUrl, keyFile: s.config.chronTrust.keys.keyFile, regoDir: s.config.regoDir, opaBin: s.config.opaBin } : { ...s, regoDir: path.join(ROOT, "rego"), opaBin: process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa") };
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "replica-"));
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
-      DATABASE_URL: s.config.databaseUrl,
+      DATABASE_URL: on.databaseUrl,
       // A replica shares the Chron key (it signs and tags what it writes), and has its own witness log.
-      CLAIIM_CHRON_SIGNING_KEY_FILE: s.config.chronTrust.keys.keyFile,
+      CLAIIM_CHRON_SIGNING_KEY_FILE: on.keyFile,
       PORT: String(port),
       CLAIIM_DATA_DIR: path.join(dir, "data"),
       CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"),
-      CLAIIM_REGO_DIR: s.config.regoDir,
-      OPA_BIN: s.config.opaBin,
+      CLAIIM_REGO_DIR: on.regoDir,
+      OPA_BIN: on.opaBin,
       LOG_LEVEL: "error",
       ...env,
     },
