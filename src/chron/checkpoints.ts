@@ -184,7 +184,7 @@ export class Checkpointer {
     });
     this.pending = task.catch((err: Error) => this.logger.error("chron coordinator could not take over the last signed head", { error: err.message }));
     await this.pending;
-    this.tick();
+    // The next tick of the timer (within everySeconds) signs what the others wrote meanwhile.
   }
 
   /** The period's work of the coordinator: learn the chain's head (other processes write too), and sign it if it grew. */
