@@ -61,15 +61,15 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
-/** CLAIIM as its own process, on a fresh database (SQLite in a temporary folder unless BENCH_DATABASE_URL says otherwise), ready. */
-export async function startServer(extraEnv: Record<string, string> = {}, databaseUrl?: string): Promise<BenchServer> {
+/** CLAIIM as its own process, on a fresh database (SQLite in a temporary folder unless BENCH_DATABASE_URL says otherwise), ready; `root` is the build to run (another commit's, to compare). */
+export async function startServer(extraEnv: Record<string, string> = {}, databaseUrl?: string, root = ROOT): Promise<BenchServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bench-"));
   const url = databaseUrl ?? `file:${path.join(dir, "claiim.db")}`;
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const env = { ...process.env, DATABASE_URL: url, PORT: String(port), CLAIIM_DATA_DIR: path.join(dir, "data"), CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"), LOG_LEVEL: "warn", ...extraEnv };
-  execFileSync(path.join(ROOT, "node_modules/.bin/prisma"), ["migrate", "deploy"], { cwd: ROOT, env, stdio: "ignore" });
-  const child = spawn(process.execPath, [path.join(ROOT, "dist/src/main.js")], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync(path.join(root, "node_modules/.bin/prisma"), ["migrate", "deploy"], { cwd: root, env, stdio: "ignore" });
+  const child = spawn(process.execPath, [path.join(root, "dist/src/main.js")], { cwd: root, env, stdio: ["ignore", "ignore", "inherit"] });
   let exited = false;
   child.on("exit", () => (exited = true));
   for (let i = 0; ; i++) {

@@ -43,7 +43,7 @@ export interface Config {
   /** Humans signing in with the organisation's own identity provider; null when not configured. */
   oidc: OidcSettings | null;
   logLevel: string;
-  chron: { maxBatch: number; checkpointEveryRecords: number; checkpointEverySeconds: number; jsonExportMax: number };
+  chron: { maxBatch: number; checkpointEveryRecords: number; checkpointEverySeconds: number; jsonExportMax: number; coordinatorLeaseMs: number };
   /** How the changes other processes commit reach this one, and how far behind it may be before it answers 503 state_stale. */
   sync: { pollMs: number; maxLagMs: number };
   /** Largest accepted request body, in bytes, for the decision endpoint and for policy uploads. */
@@ -138,6 +138,8 @@ const ENV = {
   CLAIIM_SYNC_MAX_LAG_MS: wholeNumber(1000, 100),
   CLAIIM_CHECKPOINT_EVERY_RECORDS: wholeNumber(1000),
   CLAIIM_CHECKPOINT_EVERY_SECONDS: wholeNumber(1),
+  // How long the Chron coordinator's lease lasts unrenewed: a dead holder's work moves within it and a third more.
+  CLAIIM_COORDINATOR_LEASE_MS: wholeNumber(5000).refine((ms) => ms >= 300, "must be at least 300 ms"),
   CLAIIM_EXPORT_JSON_MAX_RECORDS: wholeNumber(10000),
   CLAIIM_POLICY_MAX_BYTES: wholeNumber(4 * 1024 * 1024),
   CLAIIM_IDEMPOTENCY_TTL_SECONDS: wholeNumber(24 * 3600),
@@ -286,6 +288,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       checkpointEveryRecords: e.CLAIIM_CHECKPOINT_EVERY_RECORDS,
       checkpointEverySeconds: e.CLAIIM_CHECKPOINT_EVERY_SECONDS,
       jsonExportMax: e.CLAIIM_EXPORT_JSON_MAX_RECORDS,
+      coordinatorLeaseMs: e.CLAIIM_COORDINATOR_LEASE_MS,
     },
     sync: { pollMs: e.CLAIIM_SYNC_POLL_MS ?? (databaseKindOf(databaseUrl) === "sqlite" ? 50 : 200), maxLagMs: e.CLAIIM_SYNC_MAX_LAG_MS },
     bodyLimits: { default: 64 * 1024, policy: e.CLAIIM_POLICY_MAX_BYTES },

@@ -62,6 +62,7 @@ import { RateLimits } from "./ops/rate-limits";
 import { Tracing } from "./ops/tracing";
 import { chronHealth } from "./ops/health";
 import { metricsRoutes } from "./http/metrics-routes";
+import { holderName, Lease, type LeaseStore } from "./db/lease";
 
 import { version as VERSION } from "../package.json";
 
@@ -72,6 +73,8 @@ export interface Stores {
   approval: ApprovalStore;
   /** How this process hears at once of events other processes commit (PostgreSQL's LISTEN); without it, it polls only. */
   changeNotices?: ChangeNotices;
+  /** Leases in the database, shared by every CLAIIM process on it; without them (route tests) this process is the only one, and coordinates. */
+  leases?: LeaseStore;
 }
 
 export interface Core {
@@ -150,7 +153,9 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     lastWitnessed: () => checkpointer.lastWitnessed(),
     signer: chronSigner,
   });
-  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head));
+  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head), (work) =>
+    stores.leases ? new Lease(stores.leases, "retention", holderName(), 30_000, logger, () => undefined).exclusively(work, 0) : work(),
+  );
 
   // Identity changes of every kind go one at a time, so that each one's "before" is exact.
   const serial = new Serial();
@@ -245,6 +250,11 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
   const limits = new RateLimits(config.ops.rateLimits, (limit) => metrics.limited(limit));
   const tracing = new Tracing(config.ops.tracing, VERSION);
   const health = () => chronHealth(writer.health(), checkpointer.health(), { stuckSeconds: config.ops.chronStuckSeconds, checkpointEverySeconds: config.chron.checkpointEverySeconds });
+  // WARNING: one process at a time signs the periodic tree heads of the chain every process writes:
+  // the holder of this lease (see Lease). The others still sign on demand (exports, retention).
+  const coordinator: Lease | null = stores.leases
+    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held, () => coordinator!.holds()))
+    : null;
 
   let openapi: unknown = null;
   const core: Core = {
@@ -275,12 +285,26 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       await chronParts.start();
       // Before any state is loaded: what is committed after this head is followed.
       await follower.from();
-      await credentials.start();
-      await directory.load(stores.identity);
-      core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
-      await pool.start();
-      await signer.start();
-      await policies.start(config.regoDir);
+      if (coordinator) {
+        await checkpointer.coordinate(false);
+        await coordinator.start();
+      }
+      // WARNING: what a first start creates (the token and bundle-signing keys, the bootstrap
+      // credential, the reference policies from rego/) is created by one process: processes
+      // starting together on one database take turns through this lease, each reading what the
+      // one before created. Its time to live is long (30 s) so that a start slowed down (SQLite's
+      // synchronous waits for the write lock) does not lose it midway; a process killed while
+      // starting delays the others' starts by that much at most.
+      const firstStart = async () => {
+        await credentials.start();
+        await directory.load(stores.identity);
+        core.bootstrapCredentialFile = await apiKeys.ensureBootstrapAdmin(config.dataDir);
+        await pool.start();
+        await signer.start();
+        await policies.start(config.regoDir);
+      };
+      if (stores.leases) await new Lease(stores.leases, "start-up", holderName(), Math.max(30_000, config.chron.coordinatorLeaseMs), logger, () => undefined).exclusively(firstStart, 120_000);
+      else await firstStart();
       // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
       const reloadStarted = Date.now();
       const reloaded = idempotency.load(await stores.chron.latest({ kind: "decision", fromMs: reloadStarted - config.idempotency.ttlSeconds * 1000 }, config.idempotency.maxKeys));
@@ -303,6 +327,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       // What is queued commits; then nothing more is written.
       await writer.close();
       await checkpointer.stop();
+      await coordinator?.stop();
       await pool.close();
       // Spans still buffered go out (bounded by the exporter's own timeout).
       await tracing.shutdown().catch((err: Error) => logger.warn("traces not all exported at stop", { error: err.message }));

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Config } from "./config";
 import { openDatabase, databaseAnswers, type Database } from "./db/database";
+import { leaseStore } from "./db/lease";
 import { createLogger, type Logger } from "./lib/logger";
 import { createApp } from "./http/app";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
@@ -77,6 +78,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     chron: createChronStore(db),
     approval: new PrismaApprovalStore(db.prisma),
     changeNotices: db.kind === "postgresql" ? new PostgresChangeNotices(db.pool.options, logger) : undefined,
+    leases: leaseStore(db),
   };
   let core: Core;
   try {

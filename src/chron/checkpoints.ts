@@ -1,9 +1,9 @@
 import type { Logger } from "../lib/logger";
 import type { CheckpointerState } from "../ops/health";
-import type { Checkpoint, ChronStore } from "./chron-store";
+import { ChronConflictError, type Checkpoint, type ChronStore } from "./chron-store";
 import { consistencyProof, MerkleFrontier } from "./merkle";
-import type { ChainHead, ChronRow } from "./record";
-import { lookupIn, signJws, type ChronKeyLookup, type ChronSigner } from "./signer";
+import { GENESIS_HASH, type ChainHead, type ChronRow } from "./record";
+import { lookupIn, signJws, tagVerdict, type ChronKeyLookup, type ChronSigner } from "./signer";
 import { verifyCheckpoint, type CheckpointClaims } from "./checkpoint-jws";
 import type { WitnessedHead, WitnessLog } from "./witness";
 import type { RemoteWitness } from "./remote-witness";
@@ -52,8 +52,15 @@ export class Checkpointer {
   private last: Checkpoint | null = null;
   /** The highest record a checkpoint is signed or scheduled for: the next one is counted from it. */
   private covered = 0;
+  /** The highest record known to be committed (by this process, or by another, as read at a tick). */
   private head: ChainHead | null = null;
+  /** The record the frontier ends at: the frontier is the Merkle tree of records 1..tip. */
+  private tip: ChainHead | null = null;
   private frontier = new MerkleFrontier();
+  /** Signs periodic heads: the process holding the coordinator's lease (see coordinate()). */
+  private coordinating = true;
+  /** Whether the lease is held this very moment (coordinating follows it through callbacks, which timers may delay). */
+  private holds: () => boolean = () => true;
   private pending: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private unsignedSinceMs: number | null = null;
@@ -89,13 +96,14 @@ export class Checkpointer {
       await this.rebuild();
       this.head = await this.store.head();
     }
+    this.tip = this.head;
     if (this.witnesses) {
       const head = await this.witnesses.log.open(this.logger);
       this.witnessed = head ? { head, frontier: null } : null;
       this.sinceWitnessed = head && head.tree_size === (this.head?.seq ?? 0) ? [] : null;
     }
     if (this.head && this.head.seq > (this.last?.seq ?? 0)) this.unsignedSinceMs = Date.now();
-    this.timer = setInterval(() => this.due(true), this.policy.everySeconds * 1000);
+    this.timer = setInterval(() => this.tick(), this.policy.everySeconds * 1000);
     this.timer.unref();
     this.due(false);
   }
@@ -127,7 +135,7 @@ export class Checkpointer {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const head = this.head;
-    if (head && head.seq > this.covered) this.due(true);
+    if (head && head.seq > this.covered && this.coordinating) this.due(true);
     await this.idle();
     await this.witnesses?.remote?.stop();
     await this.witnesses?.log.close();
@@ -153,15 +161,86 @@ export class Checkpointer {
     };
   }
 
-  /** Called after every Chron commit (and for records adopted from another CLAIIM process), with the rows in order. */
+  /**
+   * Called after every commit of this process's writer, with its rows in order. When other
+   * processes appended since the frontier's tip, the rows cannot extend it here: the next signing
+   * reads the records in between from the store and checks each (catchUp).
+   */
   committed(rows: ChronRow[]): void {
     if (this.unsignedSinceMs === null) this.unsignedSinceMs = Date.now();
-    for (const row of rows) {
-      this.frontier.append(row.hash);
-      this.sinceWitnessed?.push(row.hash);
+    if (rows[0].seq === this.frontier.size + 1 && rows[0].prevHash === (this.tip?.hash ?? GENESIS_HASH)) {
+      for (const row of rows) {
+        this.frontier.append(row.hash);
+        this.sinceWitnessed?.push(row.hash);
+      }
+      this.tip = { seq: rows[rows.length - 1].seq, hash: rows[rows.length - 1].hash };
     }
-    this.head = { seq: rows[rows.length - 1].seq, hash: rows[rows.length - 1].hash };
+    const last = rows[rows.length - 1];
+    if (last.seq > (this.head?.seq ?? 0)) this.head = { seq: last.seq, hash: last.hash };
     this.due(false);
+  }
+
+  /**
+   * Makes this process the coordinator (it signs a head every period, and at stop) or not (it
+   * signs only on demand: at(), for exports, retention and key changes). A new coordinator goes on
+   * from the last head signed in the database when that is beyond its own frontier: the signature
+   * and the Merkle root are checked against the frontier stored with it, and the witness log's next
+   * line proves consistency from this process's last witnessed head (witness()).
+   */
+  async coordinate(on: boolean, holds: () => boolean = () => on): Promise<void> {
+    this.coordinating = on;
+    this.holds = holds;
+    if (!on) return;
+    const task = this.pending.then(async () => {
+      const last = await this.store.lastCheckpoint();
+      if (last) this.last = last;
+      if (last?.frontier && last.seq > this.frontier.size) {
+        const frontier = MerkleFrontier.parse(last.frontier);
+        this.checkAgainst(last, frontier);
+        this.frontier = frontier;
+        this.tip = { seq: last.seq, hash: last.hash };
+        this.sinceWitnessed = null;
+      }
+      this.covered = Math.max(this.covered, last?.seq ?? 0);
+    });
+    this.pending = task.catch((err: Error) => this.logger.error("chron coordinator could not take over the last signed head", { error: err.message }));
+    await this.pending;
+    // The next tick of the timer (within everySeconds) signs what the others wrote meanwhile.
+  }
+
+  /** The period's work of the coordinator: learn the chain's head (other processes write too), and sign it if it grew. */
+  private tick(): void {
+    if (!this.coordinating) return;
+    this.store
+      .head()
+      .then((found) => {
+        if (found && found.seq > (this.head?.seq ?? 0)) this.head = found;
+        this.due(true);
+      })
+      .catch((err: Error) => this.logger.error("chron checkpoint: the chain's head could not be read", { error: err.message }));
+  }
+
+  /**
+   * Extends the frontier with the stored records after its tip, up to `upTo`: each must follow the
+   * one before, chain from it, and carry a valid tag (CLAIIM wrote it, here or in another process).
+   * WARNING: this is what keeps a head signed over other processes' records as safe as one signed
+   * over this process's own: a row no CLAIIM wrote, or one missing, is never signed over.
+   */
+  private async catchUp(upTo: number): Promise<void> {
+    while (this.frontier.size < upTo) {
+      const rows = await this.store.list({ toSeq: upTo }, this.frontier.size, 5000);
+      if (rows.length === 0) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${this.frontier.size + 1} is missing`);
+      for (const row of rows) {
+        // This process's own commits may have extended the frontier meanwhile.
+        if (row.seq <= this.frontier.size) continue;
+        if (row.seq !== this.frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${this.frontier.size + 1} is missing`);
+        if (row.prevHash !== (this.tip?.hash ?? GENESIS_HASH)) throw new ChronBrokenError(`record ${row.seq} does not chain from the record before it`);
+        if (tagVerdict(row.tag, row.hash, this.signer) !== "valid") throw new ChronBrokenError(`record ${row.seq} was not written by CLAIIM (no valid tag): no head is signed over it`);
+        this.frontier.append(row.hash);
+        this.sinceWitnessed?.push(row.hash);
+        this.tip = { seq: row.seq, hash: row.hash };
+      }
+    }
   }
 
   /** The keys that verify Chron's signatures. */
@@ -180,8 +259,8 @@ export class Checkpointer {
    * must rebuild the root of the next signed head (or of the head in memory), or nothing is signed.
    */
   at(record: ChainHead): Promise<Checkpoint> {
-    const atHead = this.head?.seq === record.seq && this.frontier.size === record.seq;
-    if (atHead && this.head!.hash !== record.hash) return Promise.reject(new ChronBrokenError(`record ${record.seq} is not the record CLAIIM committed there`));
+    const atHead = this.tip?.seq === record.seq && this.frontier.size === record.seq;
+    if (atHead && this.tip!.hash !== record.hash) return Promise.reject(new ChronBrokenError(`record ${record.seq} is not the record CLAIIM committed there`));
     const current = atHead ? this.frontier.serialize() : null;
     const next = this.pending.then(async () => {
       const existing = (await this.store.checkpoints(record.seq - 1, 1))[0];
@@ -256,7 +335,7 @@ export class Checkpointer {
       if (kept && kept.first > 1) throw new ChronBrokenError(`Chron starts at record ${kept.first} without the retention checkpoint before it`);
     }
     const next = expectedHash === undefined ? undefined : (await this.store.checkpoints(seq, 1))[0];
-    const upTo = expectedHash === undefined ? seq : (next?.seq ?? Math.max(seq, this.head?.seq ?? seq));
+    const upTo = expectedHash === undefined ? seq : (next?.seq ?? Math.max(seq, this.tip?.seq ?? seq));
     let atSeq: MerkleFrontier | null = frontier.size === seq ? MerkleFrontier.parse(frontier.serialize()) : null;
     let hashAtSeq: string | null = null;
     while (after < upTo) {
@@ -275,7 +354,7 @@ export class Checkpointer {
     if (!atSeq || frontier.size !== upTo) throw new ChronBrokenError(`Chron's records do not run contiguously up to ${upTo}`);
     if (expectedHash !== undefined) {
       if (hashAtSeq !== null && hashAtSeq !== expectedHash) throw new ChronBrokenError(`record ${seq} changed while CLAIIM was signing it`);
-      const signedRoot = next ? verifyCheckpoint(next.jws, this.lookup).root : this.head?.seq === upTo && this.frontier.size === upTo ? this.frontier.root() : undefined;
+      const signedRoot = next ? verifyCheckpoint(next.jws, this.lookup).root : this.tip?.seq === upTo && this.frontier.size === upTo ? this.frontier.root() : undefined;
       if (signedRoot !== undefined && signedRoot !== frontier.root()) {
         throw new ChronBrokenError(`the stored records up to ${upTo} do not rebuild the Merkle root ${next ? "signed at that checkpoint" : "CLAIIM committed"}: CLAIIM will not sign over them`);
       }
@@ -288,15 +367,20 @@ export class Checkpointer {
   }
 
   private due(timer: boolean): void {
+    if (!this.coordinating || !this.holds()) return;
     const head = this.head;
     if (!head || head.seq <= this.covered) return;
     if (!timer && head.seq - this.covered < this.policy.everyRecords) return;
     this.covered = head.seq;
     // The frontier is taken now: by the time the signing runs, it may have grown.
-    const frontier = this.frontier.size === head.seq ? MerkleFrontier.parse(this.frontier.serialize()) : null;
+    const frontier = this.frontier.size === head.seq && this.tip?.hash === head.hash ? MerkleFrontier.parse(this.frontier.serialize()) : null;
     this.pending = this.pending
       .then(async () => {
-        if (head.seq > (this.last?.seq ?? 0)) await this.sign(this.anchor(head, frontier ?? (await this.frontierAt(head.seq))));
+        if (head.seq <= (this.last?.seq ?? 0) || !this.holds()) return;
+        if (frontier) return void (await this.sign(this.anchor(head, frontier)));
+        // Other processes' records lie between the frontier and the head: read and check them, then sign at the tip reached.
+        await this.catchUp(head.seq);
+        await this.sign(this.anchor(this.tip!, MerkleFrontier.parse(this.frontier.serialize())));
       })
       .catch((err: Error) => {
         this.covered = this.last?.seq ?? 0;
@@ -310,7 +394,16 @@ export class Checkpointer {
     const claims: CheckpointClaims = { sequence: record.seq, hash: record.hash, timestamp: now.toISOString(), count: record.seq, root: record.root };
     const jws = await signJws(this.signer, claims);
     const checkpoint: Checkpoint = { seq: record.seq, hash: record.hash, tsMs: now.getTime(), count: record.seq, kid: this.signer.kid, jws, frontier: record.frontier };
-    await this.store.insertCheckpoint(checkpoint);
+    try {
+      await this.store.insertCheckpoint(checkpoint);
+    } catch (err) {
+      // Another CLAIIM process signed this record first (on demand, or as the coordinator before a takeover): that head stands.
+      const theirs = err instanceof ChronConflictError ? (await this.store.checkpoints(record.seq - 1, 1))[0] : undefined;
+      if (theirs?.seq !== record.seq || theirs.hash !== record.hash) throw err;
+      if (!this.last || theirs.seq > this.last.seq) this.last = theirs;
+      this.covered = Math.max(this.covered, theirs.seq);
+      return theirs;
+    }
     if (!this.last || checkpoint.seq > this.last.seq) this.last = checkpoint;
     this.failing = null;
     // What was committed after this checkpoint's record waits from now (a slight underestimate).
@@ -339,7 +432,7 @@ export class Checkpointer {
       const head: WitnessedHead = { chron_witness: 1, tree_size: cp.seq, root: claims.root!, hash: cp.hash, timestamp: claims.timestamp, kid: cp.kid, jws: cp.jws, consistency };
       await this.witnesses!.log.append(head);
       this.witnessed = { head, frontier };
-      this.sinceWitnessed = this.sinceWitnessed && this.sinceWitnessed.length >= cp.seq - (previous?.head.tree_size ?? 0) ? this.sinceWitnessed.slice(cp.seq - (previous?.head.tree_size ?? 0)) : this.head?.seq === cp.seq ? [] : null;
+      this.sinceWitnessed = this.sinceWitnessed && this.sinceWitnessed.length >= cp.seq - (previous?.head.tree_size ?? 0) ? this.sinceWitnessed.slice(cp.seq - (previous?.head.tree_size ?? 0)) : this.tip?.seq === cp.seq ? [] : null;
       this.witnesses!.remote?.offer(head);
     } catch (err) {
       this.logger.error("witness log: a signed tree head could not be written", { error: (err as Error).message, seq: cp.seq, file: this.witnesses!.log.file });

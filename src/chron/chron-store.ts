@@ -30,6 +30,12 @@ export function chronUnavailable(): ServiceUnavailableError {
 /** Thrown when an append collides with a row another writer appended first. */
 export class ChronConflictError extends Error {}
 
+/**
+ * The PostgreSQL advisory lock every CLAIIM process takes (pg_advisory_xact_lock) to append to
+ * Chron: one chain per database, so one key. (SQLite has one write lock per database already.)
+ */
+export const WRITERS_LOCK = 0x43684c41494d; // "ChLAIM"
+
 /** A signed statement that record `seq` of the chain has `hash` (see Checkpointer). */
 export interface Checkpoint {
   seq: number;
@@ -80,8 +86,17 @@ export interface ChronStore {
   decisionCounts(filter: ChronFilter): Promise<DecisionCount[]>;
   /** Events of these types matching the filter, counted per UTC day and type. */
   eventCounts(filter: ChronFilter, types: readonly string[]): Promise<EventCount[]>;
-  /** Appends rows, and applies the effect, in one transaction: all of it or none. */
-  append(rows: ChronRow[], effect?: Effect): Promise<void>;
+  /**
+   * Appends under the database's write lock, shared by every CLAIIM process on the database (see
+   * WRITERS_LOCK): inside the transaction, with the lock held, applies the effect, reads the
+   * chain's last record, and inserts the rows `build` seals after it; all of it or none. Returns
+   * the rows inserted.
+   *
+   * WARNING: the head is read only after the lock is taken, in the same transaction as the insert:
+   * that alone keeps several writers from taking the same seq. `build` runs while every other
+   * writer waits, so it must be quick (hashing and tagging only, see sealPrepared).
+   */
+  append(build: (head: ChronRow | null) => ChronRow[], effect?: Effect): Promise<ChronRow[]>;
   /**
    * Rows matching the filter with seq > afterSeq, at most `limit`, in chain order (`asc`) or
    * newest first (`desc`; bound it from above with `filter.toSeq`).

@@ -3,7 +3,7 @@ import { ClaiimError } from "../lib/errors";
 import { DuplicateKeyError } from "../db/duplicate";
 import type { WriterState } from "../ops/health";
 import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
-import { canonicalRecord, checkedColumns, seal, type ChainHead, type ChronContent, type ChronRow } from "./record";
+import { canonicalRecord, checkedColumns, prepareRecord, sealPrepared, type ChainHead, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
 
 /**
@@ -49,12 +49,15 @@ interface Pending {
  * A commit that carries an effect (a change to CLAIIM's state) goes in a transaction of its own,
  * so that a change that fails cannot take unrelated decisions down with it.
  *
- * WARNING: the chain head lives in memory so that an append reads nothing. After any failed
- * commit it is re-read from the database, since another writer may have moved it; the records
- * found after the head this writer knew are adopted only if each chains from the one before and
- * carries a valid tag: written by CLAIIM (another process with the same key, or this one's commit
- * that reported a failure but went through). Anything else halts the writer (ChronHaltedError):
- * a database administrator's appended row is never built upon.
+ * Several writers, one chain: every CLAIIM process on a database has its writer, and each batch
+ * is appended under the database's write lock (ChronStore.append), chained on the last record as
+ * read inside that transaction. So two processes never take the same seq, and none needs to retry.
+ *
+ * WARNING: a writer builds only upon a last record that is CLAIIM's: one it committed itself, or,
+ * when other processes appended after it, one that carries a valid tag and whose hash covers its
+ * content (and chains from this writer's head when it directly follows it). Anything else halts
+ * the writer (ChronHaltedError): a database administrator's appended row is never built upon.
+ * Listeners hear of this writer's own rows only; a seq it skips was another process's.
  */
 export class ChronWriter {
   private queue: Pending[] = [];
@@ -63,8 +66,8 @@ export class ChronWriter {
   private closed = false;
   private committedCount = 0;
   private batchCount = 0;
-  /** Told of every record that joins the chain: `seconds` is this writer's commit time, null for records another process committed (adopted). */
-  private readonly listeners: ((rows: ChronRow[], seconds: number | null) => void)[] = [];
+  /** Told of the records this writer committed, with its commit time in seconds. */
+  private readonly listeners: ((rows: ChronRow[], seconds: number) => void)[] = [];
   private readonly failureListeners: ((seconds: number) => void)[] = [];
   private committingSince: number | null = null;
   private failing: { message: string; atMs: number } | null = null;
@@ -114,8 +117,8 @@ export class ChronWriter {
     });
   }
 
-  /** Calls `listener` with the rows that joined the chain, in chain order, after every commit (with how long it took) and every adoption (null). */
-  onCommit(listener: (rows: ChronRow[], seconds: number | null) => void): void {
+  /** Calls `listener` with the rows this writer committed, in chain order, after every commit, with how long it took (rows of other processes come between). */
+  onCommit(listener: (rows: ChronRow[], seconds: number) => void): void {
     this.listeners.push(listener);
   }
 
@@ -167,14 +170,15 @@ export class ChronWriter {
   private async commitBatch(batch: Pending[]): Promise<void> {
     const contents = batch.flatMap((p) => p.contents);
     const effect = batch.length === 1 ? batch[0].effect : undefined;
+    // Canonicalised once, here: under the lock only hashing and tagging are left to do.
+    const prepared = contents.map((c) => prepareRecord(c));
+    const tagger = this.signer ? (hash: string) => this.signer!.tag(hash) : undefined;
     const started = Date.now();
     this.committingSince = started;
     for (let attempt = 1; ; attempt++) {
       try {
         if (this.halted) throw this.halted;
-        this.head ??= await this.adoptHead();
-        const rows = seal(contents, this.head, this.signer ? (hash) => this.signer!.tag(hash) : undefined);
-        await this.store.append(rows, effect);
+        const rows = await this.store.append((found) => sealPrepared(prepared, this.follow(found), tagger), effect);
         const last = rows[rows.length - 1];
         this.head = { seq: last.seq, hash: last.hash };
         this.trusted = this.head;
@@ -192,13 +196,13 @@ export class ChronWriter {
         for (const listener of this.listeners) listener(rows, seconds);
         return;
       } catch (err) {
-        this.head = undefined;
         if (err instanceof ChronHaltedError) {
+          this.committingSince = null;
           batch.forEach((p) => p.reject(err));
           return;
         }
         if (err instanceof ChronConflictError && attempt === 1) {
-          this.logger.warn("chron head moved under this writer; re-reading it", { error: err.message });
+          this.logger.warn("chron head moved under this writer; appending again", { error: err.message });
           continue;
         }
         if (batch.length > 1 && !unreachable(err)) {
@@ -224,34 +228,24 @@ export class ChronWriter {
   }
 
   /**
-   * The database's head, once the records after the head this writer knew are checked and handed
-   * to the listeners (so that the checkpointer's Merkle tree stays whole); halts on any record that
-   * is not CLAIIM's.
+   * The head to chain the batch on, given the chain's last record as read under the writers' lock;
+   * throws (halting the writer) when that record is not one to build upon. Runs under the lock, so
+   * it reads nothing more: records other writers appended in between are not this writer's to
+   * check one by one (the lease holder's checkpointer does, before it signs over them), but the
+   * last of them must be CLAIIM's, chain from this writer's head when it directly follows it, and
+   * have a hash that covers its content.
    */
-  private async adoptHead(): Promise<ChainHead | null> {
-    const head = await this.store.head();
+  private follow(found: ChronRow | null): ChainHead | null {
+    const head = found ? { seq: found.seq, hash: found.hash } : null;
     const known = this.trusted;
-    if (known === undefined || !this.signer) {
-      this.trusted = head;
-      return head;
-    }
-    if ((head?.seq ?? 0) < (known?.seq ?? 0)) {
-      throw this.halt(head ? head.seq + 1 : 1, "and those after it, which this writer committed, are no longer stored");
-    }
-    let prev = known;
-    while ((prev?.seq ?? 0) < (head?.seq ?? 0)) {
-      const rows = await this.store.list({}, prev?.seq ?? 0, 1000);
-      if (rows.length === 0) break;
-      for (const row of rows) {
-        const problem = this.foreignProblem(row, prev);
-        if (problem) throw this.halt(row.seq, problem);
-        prev = { seq: row.seq, hash: row.hash };
-      }
-      this.logger.warn("chron records written by another CLAIIM process adopted", { from_seq: rows[0].seq, to_seq: prev!.seq });
-      for (const listener of this.listeners) listener(rows, null);
-      this.trusted = prev;
-    }
-    return prev;
+    if (known === undefined || !this.signer) return head;
+    const knownSeq = known?.seq ?? 0;
+    if (head?.seq === known?.seq && head?.hash === known?.hash) return head;
+    if ((head?.seq ?? 0) < knownSeq) throw this.halt(head ? head.seq + 1 : 1, "and those after it, which this writer committed, are no longer stored");
+    if (found!.seq === knownSeq) throw this.halt(found!.seq, "is not the record this writer committed there");
+    const problem = this.foreignProblem(found!, found!.seq === knownSeq + 1 ? known : { seq: found!.seq - 1, hash: found!.prevHash });
+    if (problem) throw this.halt(found!.seq, problem);
+    return head;
   }
 
   /** Why a record found after `prev` is not one to build upon; null when it is CLAIIM's and chains. */

@@ -98,11 +98,18 @@ export class ChronFollower {
    * follower already passed over (a commit can go through and still be reported failed).
    */
   track(store: ChronStore): ChronStore {
-    const append = async (rows: ChronRow[], effect?: Effect): Promise<void> => {
-      const events = this.running ? rows.filter((r) => r.kind === "event") : [];
-      for (const r of events) this.own.set(r.id, "sending");
+    const append = async (build: (head: ChronRow | null) => ChronRow[], effect?: Effect): Promise<ChronRow[]> => {
+      let events: ChronRow[] = [];
+      // The rows are built under the writers' lock, just before they are sent: noted there.
+      const noting = (head: ChronRow | null): ChronRow[] => {
+        const rows = build(head);
+        events = this.running ? rows.filter((r) => r.kind === "event") : [];
+        for (const r of events) this.own.set(r.id, "sending");
+        return rows;
+      };
+      let rows: ChronRow[];
       try {
-        await store.append(rows, effect);
+        rows = await store.append(noting, effect);
       } catch (err) {
         for (const r of events) {
           if (this.own.delete(r.id)) continue;
@@ -117,6 +124,7 @@ export class ChronFollower {
         if (this.own.has(r.id)) this.own.set(r.id, "committed");
         else this.passed.delete(r.id);
       }
+      return rows;
     };
     return new Proxy(store, { get: (target, prop, receiver) => (prop === "append" ? append : (Reflect.get(target, prop, receiver) as unknown)) });
   }

@@ -182,7 +182,7 @@ export interface ChainHead {
   hash: string;
 }
 
-type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" | "ownerId" | "action" | "decision" | "policyVersion">;
+export type IndexColumns = Pick<ChronRow, "id" | "kind" | "tsMs" | "orgId" | "agentId" | "ownerId" | "action" | "decision" | "policyVersion">;
 
 /** The filter columns of a record, derived from its content alone. */
 export function indexColumns(content: ChronContent): IndexColumns {
@@ -216,17 +216,35 @@ export function recordHash(content: ChronContent, seq: number, prevHash: string)
  * members of those names (no ChronContent does). A property test holds it equal to recordHash().
  */
 export function canonicalRecord(content: ChronContent, seq: number, prevHash: string): { text: string; hash: string } {
+  const prepared = prepareRecord(content);
+  return { text: prepared.text, hash: chainedHash(prepared, seq, prevHash) };
+}
+
+/** A content canonicalised once, before it has a place in the chain (see canonicalRecord). */
+export interface PreparedRecord {
+  content: ChronContent;
+  columns: IndexColumns;
+  text: string;
+  members: [string, string][];
+}
+
+/** The costly part of sealing, which does not depend on the record's place: done outside the writers' lock. */
+export function prepareRecord(content: ChronContent, columns: IndexColumns = indexColumns(content)): PreparedRecord {
   const members: [string, string][] = [];
   for (const key of Object.keys(content).sort()) {
     const value = (content as unknown as Record<string, unknown>)[key];
     if (value === undefined) continue;
     members.push([key, `${JSON.stringify(key)}:${canonicalize(value)}`]);
   }
-  const text = `{${members.map((m) => m[1]).join(",")}}`;
-  const chained = [...members, ["prev_hash", `"prev_hash":${JSON.stringify(prevHash)}`], ["seq", `"seq":${canonicalize(seq)}`]] as [string, string][];
+  return { content, columns, text: `{${members.map((m) => m[1]).join(",")}}`, members };
+}
+
+/** recordHash() of a prepared content at `seq` after `prevHash`. */
+function chainedHash(prepared: PreparedRecord, seq: number, prevHash: string): string {
+  const chained = [...prepared.members, ["prev_hash", `"prev_hash":${JSON.stringify(prevHash)}`], ["seq", `"seq":${canonicalize(seq)}`]] as [string, string][];
   // The same order as canonicalize's: UTF-16 code units, which is what Array.prototype.sort compares.
   chained.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { text, hash: sha256Hex(`{${chained.map((m) => m[1]).join(",")}}`) };
+  return sha256Hex(`{${chained.map((m) => m[1]).join(",")}}`);
 }
 
 /** A content that cannot become a record: a column could not store what the content says. */
@@ -261,12 +279,17 @@ export function sameColumn(stored: unknown, derived: unknown): boolean {
 
 /** Chains contents after `head`, in order, each tagged by `tagger` (see ChronSigner.tag). Each content must have passed checkedColumns(). */
 export function seal(contents: ChronContent[], head: ChainHead | null, tagger?: (hash: string) => string): ChronRow[] {
+  return sealPrepared(contents.map((c) => prepareRecord(c)), head, tagger);
+}
+
+/** seal() of contents prepared beforehand: only hashing and tagging are left, cheap enough to run under the writers' lock. */
+export function sealPrepared(prepared: PreparedRecord[], head: ChainHead | null, tagger?: (hash: string) => string): ChronRow[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
-  return contents.map((content) => {
+  return prepared.map((p) => {
     seq += 1;
-    const { text, hash } = canonicalRecord(content, seq, prevHash);
-    const row: ChronRow = { seq, ...indexColumns(content), content: text, prevHash, hash, tag: tagger ? tagger(hash) : null };
+    const hash = chainedHash(p, seq, prevHash);
+    const row: ChronRow = { seq, ...p.columns, content: p.text, prevHash, hash, tag: tagger ? tagger(hash) : null };
     prevHash = hash;
     return row;
   });

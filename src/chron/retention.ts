@@ -11,6 +11,7 @@ import { newEvent, type ChainHead } from "./record";
 import type { Actor } from "../shared/principal";
 import type { ChronKeyLookup } from "./signer";
 import { ndjsonItems } from "./export-items";
+import { LeaseBusyError } from "../db/lease";
 
 export interface PruneResult {
   archive: { file: string; sha256: string; records: number; first_seq: number; last_seq: number };
@@ -40,13 +41,18 @@ export class ChronRetention {
     private readonly logger: Logger,
     /** Signs (and witnesses) a tree head at this record at once (Checkpointer.at). */
     private readonly signHead: (record: ChainHead) => Promise<unknown>,
+    /** Runs a retention run while holding the database's `retention` lease, so that one runs at a time across CLAIIM processes; throws LeaseBusyError when another holds it. */
+    private readonly exclusively: <T>(work: () => Promise<T>) => Promise<T> = (work) => work(),
   ) {}
 
   async prune(upToSeq: number, reason: string, actor: Actor): Promise<PruneResult> {
     if (this.running) throw new ConflictError("retention_running", "a retention run is already in progress");
     this.running = true;
     try {
-      return await this.run(upToSeq, reason, actor);
+      return await this.exclusively(() => this.run(upToSeq, reason, actor));
+    } catch (err) {
+      if (err instanceof LeaseBusyError) throw new ConflictError("retention_running", "a retention run is in progress in another CLAIIM process on this database");
+      throw err;
     } finally {
       this.running = false;
     }

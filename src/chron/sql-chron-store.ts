@@ -2,7 +2,7 @@ import { isUniqueViolation } from "../db/duplicate";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma, Tx } from "../db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
+import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 
 const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag";
@@ -145,20 +145,33 @@ function insertSql(rows: number, param: (i: number) => string): string {
   return `INSERT INTO chron_records (${COLUMNS}) VALUES ${tuples.join(", ")}`;
 }
 
+const HEAD_SQL = `SELECT ${COLUMNS} FROM chron_records ORDER BY seq DESC LIMIT 1`;
+
 /**
- * Appends rows together with a state change, in one Prisma interactive transaction.
- * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe only because
- * every write of CLAIIM's goes through the single Chron writer, which never overlaps two commits.
+ * Appends rows together with a state change, in one Prisma interactive transaction, under the
+ * writers' lock (see ChronStore.append): taken by the transaction's first statement, so that the
+ * effect, the head and the insert all happen while no other writer, of this process or another,
+ * can append. On SQLite an empty DELETE is the first statement because Prisma opens a deferred
+ * transaction: any write statement takes the database's write lock, rows or not, and a read first
+ * would leave the transaction on a snapshot another process could outdate before the insert.
+ * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe because the
+ * driver never holds the write lock across an await (its appends are synchronous), and it retries
+ * asynchronously while this transaction holds it.
  */
-async function appendWithEffect(prisma: Prisma, rows: ChronRow[], effect: Effect, param: (i: number) => string): Promise<void> {
-  await prisma.$transaction(async (tx) => {
+async function appendWithEffect(prisma: Prisma, build: (head: ChronRow | null) => ChronRow[], effect: Effect, dialect: "sqlite" | "postgresql"): Promise<ChronRow[]> {
+  const param = dialect === "sqlite" ? () => "?" : (i: number) => `$${i}`;
+  return prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe(dialect === "sqlite" ? "DELETE FROM chron_prune_window WHERE 0" : `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`);
     await effect(tx);
+    const [head] = await tx.$queryRawUnsafe<RawRow[]>(HEAD_SQL);
+    const rows = build(head ? fromRaw(head) : null);
     try {
       await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
     } catch (err) {
       if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
       throw err;
     }
+    return rows;
   });
 }
 
@@ -170,16 +183,20 @@ const BUSY_DEADLINE_MS = 5000;
  * so no other work of this process can interleave with it.
  */
 export class SqliteChronStore implements ChronStore {
-  private readonly insert: BetterSqlite3.Statement;
-  private readonly appendAll: (rows: ChronRow[]) => void;
+  private readonly appendLocked: BetterSqlite3.Transaction<(build: (head: ChronRow | null) => ChronRow[]) => ChronRow[]>;
 
   constructor(
     private readonly db: BetterSqlite3.Database,
     private readonly prisma: Prisma,
   ) {
-    this.insert = db.prepare(`INSERT INTO chron_records (${COLUMNS}) VALUES (${Array(PER_ROW).fill("?").join(", ")})`);
-    this.appendAll = db.transaction((rows: ChronRow[]) => {
-      for (const row of rows) this.insert.run(...values(row));
+    const insert = db.prepare(`INSERT INTO chron_records (${COLUMNS}) VALUES (${Array(PER_ROW).fill("?").join(", ")})`);
+    const headRow = db.prepare(HEAD_SQL);
+    // Run with .immediate(): BEGIN IMMEDIATE takes the write lock before the head is read.
+    this.appendLocked = db.transaction((build: (head: ChronRow | null) => ChronRow[]) => {
+      const head = headRow.get() as RawRow | undefined;
+      const rows = build(head ? fromRaw(head) : null);
+      for (const row of rows) insert.run(...values(row));
+      return rows;
     });
   }
 
@@ -190,9 +207,14 @@ export class SqliteChronStore implements ChronStore {
     return row ? { seq: Number(row.seq), hash: row.hash } : null;
   }
 
-  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
-    if (effect) return appendWithEffect(this.prisma, rows, effect, () => "?");
-    await this.write(() => this.appendAll(rows));
+  async append(build: (head: ChronRow | null) => ChronRow[], effect?: Effect): Promise<ChronRow[]> {
+    if (effect) return appendWithEffect(this.prisma, build, effect, "sqlite");
+    let rows: ChronRow[] = [];
+    // busy_timeout is 0: while another connection (another process's, or Prisma's) holds the lock, BEGIN IMMEDIATE fails at once and write() retries.
+    await this.write(() => {
+      rows = this.appendLocked.immediate(build);
+    });
+    return rows;
   }
 
   async bounds(filter: ChronFilter): Promise<{ first: number; last: number; count: number } | null> {
@@ -290,13 +312,24 @@ export class PostgresChronStore implements ChronStore {
     return rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null;
   }
 
-  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
-    if (effect) return appendWithEffect(this.prisma, rows, effect, (i) => `$${i}`);
+  async append(build: (head: ChronRow | null) => ChronRow[], effect?: Effect): Promise<ChronRow[]> {
+    if (effect) return appendWithEffect(this.prisma, build, effect, "postgresql");
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
     try {
-      await this.pool.query(insertSql(rows.length, (i) => `$${i}`), rows.flatMap(values));
+      // One round trip: in READ COMMITTED each statement takes a new snapshot, so the head is read after the lock is held.
+      const results = (await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${WRITERS_LOCK}); ${HEAD_SQL}`)) as unknown as pg.QueryResult<RawRow>[];
+      const head = results[2].rows[0];
+      const rows = build(head ? fromRaw(head) : null);
+      await client.query(insertSql(rows.length, (i) => `$${i}`), rows.flatMap(values));
+      await client.query("COMMIT");
+      return rows;
     } catch (err) {
+      await client.query("ROLLBACK").catch((e: Error) => (broken = e));
       if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
       throw err;
+    } finally {
+      client.release(broken);
     }
   }
 

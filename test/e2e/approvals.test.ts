@@ -1,19 +1,15 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import fs from "node:fs";
-import net from "node:net";
-import path from "node:path";
 import request from "supertest";
 import { Webhook } from "standardwebhooks";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { FakeIdp } from "../support/fake-idp";
 import { withoutTests } from "../support/policies";
+import { spawnReplica } from "../support/replicas";
 import { sql } from "../support/sql";
 import { until } from "../support/until";
 import { WebhookReceiver } from "../support/webhook-receiver";
 
-const ROOT = path.resolve(__dirname, "../..");
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`;
 const production = (purpose: string) => ({ action: "deploy", resource: "production", purpose, skill: { name: "deploy", version: "1.2.0" } });
 const sendReply = (purpose: string) => ({ action: "send_response", resource: "ticket/7", purpose, skill: { name: "customer-support", version: "2.0.0" } });
@@ -312,55 +308,8 @@ describe.each(databaseKinds())("human approval on %s", (kind) => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
 /** Another CLAIIM process on the test server's database, as a second replica would run (it loads approvals at start). */
 async function startSecondProcess(s: TestServer): Promise<{ http: ReturnType<typeof request>; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "second-"));
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts")], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: s.config.databaseUrl,
-      // A replica shares the Chron key (it signs and tags what it writes), and has its own witness log.
-      CLAIIM_CHRON_SIGNING_KEY_FILE: s.config.chronTrust.keys.keyFile,
-      PORT: String(port),
-      CLAIIM_DATA_DIR: path.join(dir, "data"),
-      CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"),
-      CLAIIM_REGO_DIR: s.config.regoDir,
-      OPA_BIN: s.config.opaBin,
-      LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  let exited = false;
-  child.on("exit", () => (exited = true));
-  const base = `http://127.0.0.1:${port}`;
-  await until(
-    "the second process to be ready",
-    async () => {
-      if (exited) throw new Error("the second CLAIIM process exited");
-      return (await fetch(`${base}/readyz`).catch(() => null))?.ok;
-    },
-    60000,
-  );
-  return {
-    http: request(base),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (exited) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
+  const replica = await spawnReplica(s);
+  return { http: request(replica.base), stop: () => replica.stop() };
 }

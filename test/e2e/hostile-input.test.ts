@@ -119,7 +119,7 @@ describe.each(databaseKinds())("hostile input on %s", (kind) => {
     // As an earlier CLAIIM wrote it: straight to the store, each database encoding the column its own way.
     await s.claiim.writer.close().catch(() => undefined);
     const rows = seal([legacy], await store.head(), (hash) => s.claiim.chronSigner.tag(hash));
-    await store.append(rows);
+    await store.append(() => rows);
     s.claiim.checkpointer.committed(rows);
     await s.restart();
     const [stored] = await sql(s.claiim.db, "SELECT action FROM chron_records WHERE id = $1", [legacy.decision_id]);

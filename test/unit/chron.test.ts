@@ -107,7 +107,7 @@ describe("ChronWriter (group commit)", () => {
     const writer = new ChronWriter(store, 100, logger);
     await writer.append(content(1));
     const other = seal([content(2)], { seq: 1, hash: store.rows[0].hash });
-    await store.append(other);
+    await store.append(() => other);
     const row = await writer.append(content(3));
     expect(row.seq).toBe(3);
     expect(row.prevHash).toBe(other[0].hash);

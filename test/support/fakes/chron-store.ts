@@ -30,8 +30,8 @@ export class FakeChronStore implements ChronStore {
     return last ? { seq: last.seq, hash: last.hash } : null;
   }
 
-  /** The effect runs first, then the insert; either failing undoes both. */
-  async append(rows: ChronRow[], effect?: Effect): Promise<void> {
+  /** The effect runs first, then the head is read and the rows built on it are inserted; either failing undoes both. */
+  async append(build: (head: ChronRow | null) => ChronRow[], effect?: Effect): Promise<ChronRow[]> {
     this.appendCalls += 1;
     if (this.failNext) {
       const err = this.failNext;
@@ -41,12 +41,15 @@ export class FakeChronStore implements ChronStore {
     const saved = effect ? this.participants.map((p) => p.snapshot()) : [];
     try {
       if (effect) await effect(undefined as unknown as Tx);
+      const last = this.rows[this.rows.length - 1];
+      const rows = build(last ? { ...last } : null);
       if (this.refuses && rows.some(this.refuses)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
       const seqs = new Set(this.rows.map((r) => r.seq));
       const ids = new Set(this.rows.map((r) => r.id));
       if (rows.some((r) => seqs.has(r.seq))) throw new ChronConflictError("seq taken");
       if (rows.some((r) => ids.has(r.id))) throw Object.assign(new Error("UNIQUE constraint failed: chron_records.id"), { code: "SQLITE_CONSTRAINT_UNIQUE" });
       this.rows.push(...rows.map((r) => ({ ...r })));
+      return rows;
     } catch (err) {
       this.participants.forEach((p, i) => p.restore(saved[i]));
       throw err;

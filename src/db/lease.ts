@@ -1,0 +1,197 @@
+import { randomUUID } from "node:crypto";
+import os from "node:os";
+import type { Logger } from "../lib/logger";
+import type BetterSqlite3 from "better-sqlite3";
+import type { Database } from "./database";
+
+/** Who holds a lease now, as the database says after a claim. */
+export interface LeaseClaim {
+  holder: string;
+  term: number;
+}
+
+/**
+ * Claims or renews the lease `name` for `holder` for `ttlMs`, in one statement: it is granted when
+ * nobody holds it, when `holder` holds it already (a renewal), or when its holder let it expire
+ * (a takeover: the term grows). Returns who holds it after the statement.
+ *
+ * On PostgreSQL expiry is read on the database's clock, which every replica shares, whatever the
+ * machines' clocks say; on SQLite every process is on the same machine, so its clock serves.
+ */
+export async function claimLease(db: Database, name: string, holder: string, ttlMs: number): Promise<LeaseClaim> {
+  if (db.kind === "sqlite") {
+    // The driver's busy_timeout is 0 (see openSqliteDriver): while another writer holds the lock, try again shortly.
+    for (let tries = 0; ; tries++) {
+      try {
+        return claimSqlite(db.sqlite, name, holder, ttlMs);
+      } catch (err) {
+        if (!String((err as { code?: string }).code).startsWith("SQLITE_BUSY") || tries >= 200) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    }
+  }
+  const now = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+  const { rows } = await db.pool.query<{ holder: string; term: string }>(
+    `INSERT INTO leases (name, holder, expires_ms, term) VALUES ($1, $2, ${now} + $3, 1)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,
+       term = CASE WHEN leases.holder = excluded.holder THEN leases.term ELSE leases.term + 1 END
+     WHERE leases.holder = excluded.holder OR leases.expires_ms <= ${now}
+     RETURNING holder, term`,
+    [name, holder, ttlMs],
+  );
+  const found = rows[0] ?? (await db.pool.query<{ holder: string; term: string }>("SELECT holder, term FROM leases WHERE name = $1", [name])).rows[0];
+  return { holder: found.holder, term: Number(found.term) };
+}
+
+function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: string, ttlMs: number): LeaseClaim {
+  const now = Date.now();
+  const row = sqlite
+    .prepare(
+      `INSERT INTO leases (name, holder, expires_ms, term) VALUES (?, ?, ?, 1)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,
+         term = CASE WHEN leases.holder = excluded.holder THEN leases.term ELSE leases.term + 1 END
+       WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?
+       RETURNING holder, term`,
+    )
+    .get(name, holder, now + ttlMs, now) as { holder: string; term: number | bigint } | undefined;
+  const found = row ?? (sqlite.prepare("SELECT holder, term FROM leases WHERE name = ?").get(name) as { holder: string; term: number | bigint });
+  return { holder: found.holder, term: Number(found.term) };
+}
+
+/** Gives the lease up at once (a clean stop), so that another process takes it at its next claim. */
+export async function releaseLease(db: Database, name: string, holder: string): Promise<void> {
+  if (db.kind === "sqlite") db.sqlite.prepare("UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ?").run(name, holder);
+  else await db.pool.query("UPDATE leases SET expires_ms = 0 WHERE name = $1 AND holder = $2", [name, holder]);
+}
+
+/** The lease was held by another process for longer than the caller would wait. */
+export class LeaseBusyError extends Error {}
+
+/** A name for this process as a lease holder: unique to this start. */
+export function holderName(): string {
+  return `${os.hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+}
+
+export interface LeaseStore {
+  claim(name: string, holder: string, ttlMs: number): Promise<LeaseClaim>;
+  release(name: string, holder: string): Promise<void>;
+}
+
+export function leaseStore(db: Database): LeaseStore {
+  return { claim: (name, holder, ttlMs) => claimLease(db, name, holder, ttlMs), release: (name, holder) => releaseLease(db, name, holder) };
+}
+
+/**
+ * One lease, kept by this process: claimed at start and every third of its time to live, by every
+ * process; the one that holds it acts (`onChange(true)`), the others stand by and take it over once
+ * its holder stops renewing it (a holder killed: within ttl + ttl/3 of its last renewal).
+ *
+ * WARNING: two processes never act on the lease at once as long as the holder stops before the
+ * database lets another take it: its own deadline is counted from the moment it *sent* the claim
+ * that granted it, minus a margin for clock rate differences, so it always falls before the expiry
+ * the database wrote. A holder that cannot reach the database keeps acting only until then. Ask
+ * holds() at the moment of acting: onChange(false) runs on a timer, which a busy process may run
+ * late. (For the Chron coordinator an overlap costs duplicate work, not correctness: a checkpoint
+ * is unique by seq, and each process's witness log proves its own heads consistent.)
+ */
+export class Lease {
+  private held = false;
+  private deadline = 0;
+  private interval: NodeJS.Timeout | null = null;
+  private expiry: NodeJS.Timeout | null = null;
+  private claiming: Promise<void> | null = null;
+  private changing: Promise<void> = Promise.resolve();
+  private stopped = false;
+  term = 0;
+
+  constructor(
+    private readonly store: LeaseStore,
+    readonly name: string,
+    readonly holder: string,
+    private readonly ttlMs: number,
+    private readonly logger: Logger,
+    private readonly onChange: (held: boolean) => Promise<void> | void,
+  ) {}
+
+  /** Claims once (settled, with onChange run, before it returns), then keeps claiming. */
+  async start(): Promise<void> {
+    await this.claim();
+    await this.changing;
+    this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
+    this.interval.unref();
+  }
+
+  /**
+   * Runs `work` while holding the lease, claiming it every 100 ms until it is free (for up to
+   * `waitMs`), renewing it every third of its time to live while `work` runs, then handing it back.
+   */
+  async exclusively<T>(work: () => Promise<T>, waitMs: number): Promise<T> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.claim();
+      if (this.holds()) break;
+      if (Date.now() >= deadline) throw new LeaseBusyError(`the lease ${this.name} was not free within ${waitMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
+    this.interval.unref();
+    try {
+      return await work();
+    } finally {
+      await this.stop();
+    }
+  }
+
+  /** True while this process may act on the lease. */
+  holds(): boolean {
+    return this.held && Date.now() < this.deadline;
+  }
+
+  /** Stops claiming and, when held, hands the lease back at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.interval) clearInterval(this.interval);
+    await this.claiming;
+    const was = this.held;
+    this.set(false);
+    await this.changing;
+    if (was) await this.store.release(this.name, this.holder).catch((err: Error) => this.logger.warn("lease could not be released; it expires on its own", { lease: this.name, error: err.message }));
+  }
+
+  private claim(): Promise<void> {
+    if (this.claiming || this.stopped) return this.claiming ?? Promise.resolve();
+    const sent = Date.now();
+    this.claiming = this.store
+      .claim(this.name, this.holder, this.ttlMs)
+      .then((claim) => {
+        if (this.stopped) return;
+        const mine = claim.holder === this.holder;
+        if (mine) {
+          this.deadline = sent + this.ttlMs - Math.max(10, Math.floor(this.ttlMs / 20));
+          if (this.expiry) clearTimeout(this.expiry);
+          this.expiry = setTimeout(() => this.set(false), this.deadline - Date.now());
+          this.expiry.unref();
+          if (!this.held || claim.term !== this.term) this.logger.info("lease taken", { lease: this.name, holder: this.holder, term: claim.term });
+        }
+        this.term = claim.term;
+        this.set(mine);
+      })
+      .catch((err: Error) => {
+        this.logger.warn("lease could not be claimed", { lease: this.name, error: err.message, held_until: this.held ? new Date(this.deadline).toISOString() : null });
+      })
+      .finally(() => {
+        this.claiming = null;
+      });
+    return this.claiming;
+  }
+
+  private set(held: boolean): void {
+    if (held === this.held) return;
+    this.held = held;
+    if (!held && this.expiry) clearTimeout(this.expiry);
+    if (!held) this.logger.info("lease no longer held", { lease: this.name, holder: this.holder });
+    this.changing = this.changing.then(() => this.onChange(held)).catch((err: Error) => {
+      this.logger.error("lease holder change failed", { lease: this.name, error: err.message });
+    });
+  }
+}
