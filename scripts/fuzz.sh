@@ -20,6 +20,9 @@ work="$(mktemp -d)"
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 url="http://127.0.0.1:$port"
 export CLAIIM_DATA_DIR="$work/data" CLAIIM_BUNDLE_DIR="$work/bundles" CLAIIM_ARCHIVE_DIR="$work/archives" PORT="$port" LOG_LEVEL=warn
+# The fuzzer sends thousands of bad credentials from one address on purpose: rate limits off, so
+# that every operation answers for itself (the limits are tested in test/e2e/operations.test.ts).
+export CLAIIM_RATE_LIMIT_FAILURES_PER_ADDRESS=0 CLAIIM_RATE_LIMIT_FAILURES_PER_CLIENT=0 CLAIIM_RATE_LIMIT_TOKEN_PER_ADDRESS=0 CLAIIM_RATE_LIMIT_TOKEN_PER_CLIENT=0
 if [ -n "${FUZZ_DATABASE_URL:-}" ]; then export DATABASE_URL="$FUZZ_DATABASE_URL"; fi
 bash scripts/run.sh > "$work/server.log" 2>&1 &
 server=$!

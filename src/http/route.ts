@@ -246,6 +246,8 @@ export function document(registry: OpenAPIRegistry, routes: RouteSpec[]): void {
       responses["413"] ??= { description: "The request body is too large (payload_too_large)", ...problem };
       responses["415"] ??= { description: "The request body's encoding or charset is not supported", ...problem };
     }
+    // The failed-authentication limit applies to every request that presents a credential, before routing.
+    responses["429"] ??= { description: "Too many requests (rate_limited): this address or client is past a rate limit; Retry-After says when to try again", ...problem };
     responses["503"] ??= { description: "A dependency (the database, Chron) cannot serve the request; nothing was changed or decided", ...problem };
     const access =
       "public" in r.access
