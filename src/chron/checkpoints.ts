@@ -156,7 +156,9 @@ export class Checkpointer {
       lastSignedAtMs: this.last?.tsMs ?? null,
       headSeq,
       unsigned,
-      lagSeconds: unsigned > 0 && this.unsignedSinceMs !== null ? (Date.now() - this.unsignedSinceMs) / 1000 : 0,
+      // WARNING: only the coordinator signs the periodic heads; on the other processes the unsigned
+      // tail is not theirs to sign, so it never makes them look stuck (nor not ready).
+      lagSeconds: this.coordinating && unsigned > 0 && this.unsignedSinceMs !== null ? (Date.now() - this.unsignedSinceMs) / 1000 : 0,
       failing: this.failing,
     };
   }

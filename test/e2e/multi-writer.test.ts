@@ -17,7 +17,8 @@ const denied = { action: "deploy", resource: "production", purpose: "load", skil
 const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
 /** The coordinator's lease, short for the test: a dead holder's work moves within 1.5 s and a third more. */
 const LEASE_MS = 1500;
-const LEASE = { CLAIIM_COORDINATOR_LEASE_MS: String(LEASE_MS) };
+// A short stuck bound (2 × 1 s + 1 s), so that readiness is checked past it in the test.
+const LEASE = { CLAIIM_COORDINATOR_LEASE_MS: String(LEASE_MS), CLAIIM_CHRON_STUCK_SECONDS: "1" };
 
 /** Decisions driven at every base at once, `perBase` at a time each, until `enough` says so: the ids acknowledged (200), and per base how many were acknowledged and how many failed. */
 async function load(bases: string[], token: string, enough: (byBase: number[]) => boolean, perBase: number): Promise<{ acknowledged: string[]; byBase: number[]; failedByBase: number[] }> {
@@ -121,6 +122,14 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
     const verdict = await claiimVerify(file, await saveJwks(s, dir));
     expect(verdict.out).toMatch(/valid|OK/i);
     expect(verdict.code).toBe(0);
+
+    // Every process stays ready: the tail only the coordinator signs is not stuck on the others
+    // (a balancer would otherwise send everything to the coordinator once the stuck bound passed).
+    await new Promise((r) => setTimeout(r, (2 * 1 + 1) * 1000 + 500));
+    for (const base of bases) {
+      const ready = await fetch(`${base}/readyz`);
+      expect({ base, status: ready.status, body: await ready.json() }).toMatchObject({ base, status: 200 });
+    }
   }, 120_000);
 
   test("kill -9 of the coordinator under load: its lease moves within the stated bound, heads go on being signed, no acknowledged decision is missing", async () => {
