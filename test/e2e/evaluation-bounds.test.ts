@@ -131,7 +131,10 @@ describe.each(databaseKinds())("evaluation bounds on %s", (kind) => {
       await new Promise((r) => setTimeout(r, 50));
       job = (await s.http.get(`/v1/policies/replays/${started.id}`).set(admin()).expect(200)).body;
     }
-    expect(job).toMatchObject({ state: "failed", bounds_exceeded: 3 });
+    // Stopped at the third; the fourth input's evaluation may already be under way then, and trip too.
+    expect(job).toMatchObject({ state: "failed" });
+    expect(job.bounds_exceeded).toBeGreaterThanOrEqual(3);
+    expect(job.bounds_exceeded).toBeLessThanOrEqual(4);
     expect(job.error).toMatch(/stopped: 3 evaluations exceeded the evaluation deadline or memory limit/);
     expect((await events("policy.replay_stopped")).pop()).toMatchObject({ actor: { id: "evaluation-bounds" }, subject: { type: "replay", id: started.id } });
     expect((await status()).errors[0].message).toBe(job.error);

@@ -105,10 +105,12 @@ describe.each(databaseKinds())("several CLAIIM processes writing one Chron, on %
     // Under the lock no writer ever found its seq taken: nothing was retried, nothing failed.
     expect(logs.join("")).not.toMatch(/chron head moved|chron commit failed|chron halted/);
 
-    // One coordinator signed the periodic heads, about one a second, each into its own witness log; the others signed none.
+    // One coordinator signed the periodic heads (one a second while records are written, so a quick
+    // load may see only one), each into its own witness log; the others signed none.
     await s.claiim.checkpointer.idle();
+    await until("the coordinator to sign a head", () => witnessDirs.some((d, i) => witnessLines(d) > linesBefore[i]), 10_000);
     const grown = witnessDirs.map((d, i) => witnessLines(d) - linesBefore[i]);
-    expect(grown.filter((n) => n >= 3)).toHaveLength(1);
+    expect(grown.filter((n) => n >= 1)).toHaveLength(1);
     expect(grown.filter((n) => n === 0)).toHaveLength(2);
 
     for (const base of bases) {
