@@ -1,3 +1,4 @@
+import { EffectRefused } from "../chron/chron-store";
 import type { Tx } from "../db/database";
 import type { Approval, ApprovalStatus, WebhookDelivery } from "./model";
 
@@ -6,7 +7,7 @@ import type { Approval, ApprovalStatus, WebhookDelivery } from "./model";
  * for spending, expired): another process, or a hand edit of the database, got there first. The
  * transaction it runs in is then rolled back, Chron record included.
  */
-export class ApprovalStateConflict extends Error {}
+export class ApprovalStateConflict extends EffectRefused {}
 
 export interface Transition {
   status: ApprovalStatus;

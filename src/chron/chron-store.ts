@@ -8,6 +8,13 @@ import type { ChainHead, ChronContent, ChronRow } from "./record";
  */
 export type Effect = (tx: Tx) => Promise<void>;
 
+/**
+ * Thrown by an effect that finds, inside its transaction, that its change no longer applies (a
+ * conditional update another process won): the transaction rolls back and the caller answers why.
+ * Chron itself is not failing, so the writer neither logs an error nor reports itself unhealthy.
+ */
+export class EffectRefused extends Error {}
+
 export interface ChronFilter {
   kind?: string;
   fromSeq?: number;

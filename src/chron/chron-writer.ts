@@ -2,7 +2,7 @@ import { runOutsideRequests, type Logger } from "../lib/logger";
 import { ClaiimError } from "../lib/errors";
 import { DuplicateKeyError } from "../db/duplicate";
 import type { WriterState } from "../ops/health";
-import { ChronConflictError, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, EffectRefused, type ChronStore, type Effect } from "./chron-store";
 import { canonicalRecord, checkedColumns, prepareRecord, sealPrepared, type ChainHead, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
 
@@ -29,9 +29,9 @@ function unreachable(err: unknown): boolean {
   return /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_)/.test(code) || /^(08|53|57)/.test(code) || /^SQLITE_(BUSY|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)/.test(code) || /Connection terminated|connection timeout/i.test((err as Error)?.message ?? "");
 }
 
-/** A refusal by the change a commit carries (a taken name, a replayed assertion): the caller's answer, not a failure of Chron. */
+/** A refusal by the change a commit carries (a taken name, a replayed assertion, a lost race for an approval): the caller's answer, not a failure of Chron. */
 function refusedByEffect(err: unknown): boolean {
-  return err instanceof DuplicateKeyError || err instanceof ClaiimError;
+  return err instanceof DuplicateKeyError || err instanceof ClaiimError || err instanceof EffectRefused;
 }
 
 interface Pending {

@@ -1,4 +1,6 @@
+import { Writable } from "node:stream";
 import { ChronWriter } from "../../src/chron/chron-writer";
+import { ApprovalStateConflict } from "../../src/approvals/approval-store";
 import { ChronService } from "../../src/chron/chron-service";
 import { ChronVerifier } from "../../src/chron/verification";
 import { FakeChronStore } from "../support/fakes/chron-store";
@@ -112,6 +114,24 @@ describe("ChronWriter (group commit)", () => {
     expect(row.seq).toBe(3);
     expect(row.prevHash).toBe(other[0].hash);
     expect(await new ChronVerifier(store, writer, { keys: () => undefined }).verify()).toMatchObject({ valid: true, checked: 3 });
+  });
+
+  test("a change its own effect refuses is the caller's answer: no error logged, the writer stays healthy", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, createLogger("debug", sink));
+    const lost = writer.commit([content(1)], async () => {
+      throw new ApprovalStateConflict("approval a-1 is no longer pending");
+    });
+    await expect(lost).rejects.toBeInstanceOf(ApprovalStateConflict);
+    expect(writer.health().failing).toBeNull();
+    expect(lines.filter((l) => /"level":"error"/.test(l))).toEqual([]);
+    // A failure that is Chron's own still counts as one.
+    await expect(writer.commit([content(2)], async () => { throw new Error("disk full"); })).rejects.toThrow("disk full");
+    expect(writer.health().failing).toMatchObject({ message: "disk full" });
+    expect(lines.some((l) => /chron commit failed/.test(l))).toBe(true);
+    expect(store.rows).toEqual([]);
   });
 
   test("close() commits what is queued and then refuses", async () => {
