@@ -39,9 +39,10 @@ COPY --from=build /app/prisma ./prisma
 COPY --from=build /app/rego ./rego
 COPY --from=build /app/scripts ./scripts
 COPY --from=build /app/bin ./bin
-# WARNING: CLAIIM writes only data/ (SQLite, the bootstrap credential, archives) and bundles/;
-# the code stays owned by root, so a compromised process cannot change what runs next time.
-RUN mkdir -p data bundles && chown node:node data bundles
+# WARNING: CLAIIM writes only data/ (SQLite, the bootstrap credential, the Chron key, archives),
+# bundles/ and witness/ (a replica's own witness log when data/ is shared, as in compose); the code
+# stays owned by root, so a compromised process cannot change what runs next time.
+RUN mkdir -p data bundles witness && chown node:node data bundles witness
 USER node
 ENV NODE_ENV=production OPA_BIN=/usr/local/bin/opa HOST=0.0.0.0 PORT=8080
 EXPOSE 8080

@@ -31,7 +31,11 @@ if [ "${CLAIIM_TEST_SKIP_BROWSER:-}" = 1 ]; then
   log "CLAIIM_TEST_SKIP_BROWSER=1: the console's browser tests do not run"
   browser=(--testPathIgnorePatterns=/test/browser/)
 else
-  bash scripts/ensure-chromium.sh
+  bash scripts/ensure-debian-package.sh chromium "${CLAIIM_TEST_CHROMIUM:-/usr/bin/chromium}" CLAIIM_TEST_CHROMIUM "the console's browser tests (or CLAIIM_TEST_SKIP_BROWSER=1)"
+fi
+if [ "${CLAIIM_TEST_SKIP_PG:-}" != 1 ]; then
+  # docker-compose.yml's replicas behind HAProxy, run without Docker (test/e2e/load-balancer.test.ts).
+  bash scripts/ensure-debian-package.sh haproxy "${CLAIIM_TEST_HAPROXY:-/usr/sbin/haproxy}" CLAIIM_TEST_HAPROXY "the load balancer's tests"
 fi
 
 log "jest"

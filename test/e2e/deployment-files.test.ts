@@ -14,7 +14,7 @@ const ROOT = path.resolve(__dirname, "../..");
 const PYTHON = process.env.CLAIIM_TEST_PYTHON ?? path.join(ROOT, ".tools/venv/bin/python");
 
 /** The compose file as Compose reads it (YAML anchors resolved), read with PyYAML from the test venv. */
-function compose(): { services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; restart?: string; depends_on?: Record<string, { condition: string }>; stop_grace_period?: string }> } {
+function compose(): { services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; restart?: string; depends_on?: Record<string, { condition: string }>; stop_grace_period?: string; volumes?: string[]; ports?: string[] }> } {
   const json = execFileSync(PYTHON, ["-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", path.join(ROOT, "docker-compose.yml")], { encoding: "utf8" });
   return JSON.parse(json);
 }
@@ -53,23 +53,43 @@ describe("the container and compose files", () => {
     expect(health).toMatch(/r\.ok\?0:1/);
   });
 
-  test("compose: PostgreSQL checked over TCP, migrations by the owner once, CLAIIM as the limited role, restarted unless stopped", () => {
+  test("compose: PostgreSQL checked over TCP, migrations by the owner once, three replicas as the limited role, restarted unless stopped, behind HAProxy", () => {
     const { services } = compose();
     expect(services.postgres.healthcheck!.test).toEqual(expect.arrayContaining(["pg_isready", "-h"]));
     expect(services.migrate.command).toEqual(["bash", "scripts/migrate-postgres.sh"]);
     expect(services.migrate.depends_on).toEqual({ postgres: { condition: "service_healthy" } });
-    expect(services.claiim.depends_on).toEqual({ migrate: { condition: "service_completed_successfully" } });
-    expect(services.claiim.restart).toBe("unless-stopped");
+    const replicas = ["claiim-1", "claiim-2", "claiim-3"];
+    // The first replica alone makes what a first start makes (the Chron key, the bootstrap credential); the others wait until it is ready.
+    expect(services["claiim-1"].depends_on).toEqual({ migrate: { condition: "service_completed_successfully" } });
+    for (const name of replicas.slice(1)) expect(services[name].depends_on).toEqual({ "claiim-1": { condition: "service_healthy" } });
     const owner = new URL(services.migrate.environment!.DATABASE_URL);
-    const app = new URL(services.claiim.environment!.DATABASE_URL);
-    expect(owner.username).toBe(services.postgres.environment!.POSTGRES_USER);
-    expect(app.username).toBe(services.migrate.environment!.CLAIIM_APP_ROLE);
-    expect(app.password).toBe(services.migrate.environment!.CLAIIM_APP_PASSWORD);
-    expect(app.username).not.toBe(owner.username);
-    // The image's CMD migrates; the limited role may not, so compose runs CLAIIM directly.
-    expect(services.claiim.command).toEqual(["node", "dist/src/main.js"]);
-    // Docker waits longer than CLAIIM's own bound before it kills.
-    expect(parseInt(services.claiim.stop_grace_period!, 10)).toBeGreaterThan(Number(services.claiim.environment!.CLAIIM_SHUTDOWN_TIMEOUT_SECONDS));
+    for (const name of replicas) {
+      const replica = services[name];
+      expect(replica.restart).toBe("unless-stopped");
+      const app = new URL(replica.environment!.DATABASE_URL);
+      expect(app.username).toBe(services.migrate.environment!.CLAIIM_APP_ROLE);
+      expect(app.password).toBe(services.migrate.environment!.CLAIIM_APP_PASSWORD);
+      expect(app.username).not.toBe(owner.username);
+      // The image's CMD migrates; the limited role may not, so compose runs CLAIIM directly.
+      expect(replica.command).toEqual(["node", "dist/src/main.js"]);
+      // Docker waits longer than CLAIIM's own bound before it kills.
+      expect(parseInt(replica.stop_grace_period!, 10)).toBeGreaterThan(Number(replica.environment!.CLAIIM_SHUTDOWN_TIMEOUT_SECONDS));
+      // One data volume (the Chron key, the bootstrap credential), a witness log each, no port of its own.
+      expect(replica.volumes).toEqual(["claiim-data:/app/data", `${name}-witness:/app/witness`]);
+      expect(replica.environment!.CLAIIM_WITNESS_DIR).toBe("/app/witness");
+      expect(replica.ports).toBeUndefined();
+    }
+    // The balancer is the only way in, and checks each replica's readiness more often than a stopping one keeps serving.
+    expect(services.lb.ports).toEqual(["8080:8080"]);
+    expect(services.lb.volumes).toEqual(["./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]);
+    const cfg = fs.readFileSync(path.join(ROOT, "deploy/haproxy.cfg"), "utf8");
+    const [, inter, fall] = /default-server check inter (\d+)s fall (\d+)/.exec(cfg) ?? [];
+    for (const name of replicas) {
+      expect(Number(services[name].environment!.CLAIIM_SHUTDOWN_DELAY_SECONDS)).toBeGreaterThan(Number(inter) * Number(fall));
+      expect(cfg).toContain(`server ${name} ${name}:8080`);
+    }
+    // The image makes witness/ for the node user (a volume mounted there takes its owner).
+    expect(dockerStages().pop()!.lines).toContain("RUN mkdir -p data bundles witness && chown node:node data bundles witness");
   });
 });
 

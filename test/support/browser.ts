@@ -10,7 +10,7 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page } 
 const ROOT = path.resolve(__dirname, "../..");
 /** Screenshots of every page the browser tests visit (gitignored; CI keeps them as artefacts). */
 export const ARTEFACTS = path.join(ROOT, "test-artifacts/console");
-/** Debian's Chromium (scripts/ensure-chromium.sh installs it); CLAIIM_TEST_CHROMIUM names another. */
+/** Debian's Chromium (scripts/ensure-debian-package.sh installs it); CLAIIM_TEST_CHROMIUM names another. */
 export const CHROMIUM = process.env.CLAIIM_TEST_CHROMIUM ?? "/usr/bin/chromium";
 
 /**
@@ -18,7 +18,7 @@ export const CHROMIUM = process.env.CLAIIM_TEST_CHROMIUM ?? "/usr/bin/chromium";
  * traffic (updates, safe browsing, sync), which a closed network refuses.
  */
 export async function launchChromium(): Promise<Browser> {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run the tests with make test (scripts/ensure-chromium.sh installs Debian's chromium), or set CLAIIM_TEST_CHROMIUM`);
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run the tests with make test (scripts/ensure-debian-package.sh installs Debian's chromium), or set CLAIIM_TEST_CHROMIUM`);
   fs.mkdirSync(ARTEFACTS, { recursive: true });
   return chromium.launch({
     executablePath: CHROMIUM,
