@@ -130,6 +130,23 @@ onPostgres("three replicas on PostgreSQL behind HAProxy, as docker-compose.yml r
     expect((await s.http.get("/v1/chron/verify").set(bearer(s.admin)).expect(200)).body).toMatchObject({ valid: true });
   }
 
+  test("a retry with the same Idempotency-Key reaches the replica that answered first, and gets that answer, not a second decision", async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `lb-retry-${i}-${Date.now()}`);
+    const ask = (key: string, i: number) =>
+      fetch(`${lb}/v1/decisions`, {
+        method: "POST",
+        headers: { ...bearer(token), "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify({ action: "deploy", resource: i % 2 ? "production" : "staging", purpose: "retried", skill }),
+      }).then(async (r) => ({ status: r.status, replayed: r.headers.get("idempotent-replayed"), body: (await r.json()) as { decision_id: string } }));
+    const first = await Promise.all(keys.map(ask));
+    const again = await Promise.all(keys.map(ask));
+    expect(first.map((r) => r.status)).toEqual(keys.map(() => 200));
+    expect(again.map((r) => [r.status, r.replayed, r.body.decision_id])).toEqual(first.map((r) => [200, "true", r.body.decision_id]));
+    // One record per key, although three processes answer.
+    const rows = await sql(s.claiim.db, "SELECT id FROM chron_records WHERE kind = 'decision' AND content LIKE '%lb-retry-%'");
+    expect(rows.map((r) => r.id).sort()).toEqual(first.map((r) => r.body.decision_id).sort());
+  }, 60_000);
+
   test("a rolling restart: a replica stopped with SIGTERM under load leaves the rotation before it stops answering, and no request fails", async () => {
     const leaving = replicas[1];
     const before = await Promise.all(replicas.map((r) => answered(r, s.admin)));
