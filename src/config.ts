@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { RedactionRules, type RedactionRule } from "./chron/redaction";
@@ -16,6 +17,8 @@ import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 export interface Config {
   port: number;
   host: string;
+  /** Serving processes on the one port (CLAIIM_WORKERS, node:cluster); 1: a single process, no cluster. */
+  workers: number;
   databaseUrl: string;
   databaseKind: DatabaseKind;
   /** Where the embedded database, the bootstrap credential and other local state live. */
@@ -111,6 +114,8 @@ export function databaseKindOf(url: string): DatabaseKind {
 const ENV = {
   PORT: wholeNumber(8080, 0).refine((p) => p <= 65535, "must be a port number (0 to 65535)"),
   HOST: text("127.0.0.1"),
+  // Serving processes on one port (src/cluster/): by default one per core; 1 runs a single process without a cluster.
+  CLAIIM_WORKERS: wholeNumber(os.availableParallelism()).refine((n) => n <= 256, "must be a whole number from 1 to 256"),
   DATABASE_URL: optionalText(),
   CLAIIM_DATA_DIR: text("data"),
   CLAIIM_ARCHIVE_DIR: optionalText(),
@@ -255,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   return {
     port: e.PORT,
     host: e.HOST,
+    workers: e.CLAIIM_WORKERS,
     databaseUrl,
     databaseKind: databaseKindOf(databaseUrl),
     dataDir,
