@@ -25,6 +25,7 @@ interface Slot {
   n: number;
   worker: Worker | null;
   startedAt: number;
+  listening: boolean;
   /** Deaths in a row, each within HEALTHY_MS of its start. */
   failures: number;
   restart: NodeJS.Timeout | null;
@@ -42,11 +43,11 @@ interface Slot {
  */
 export async function runPrimary(config: Config, logger: Logger, firstStart: (file: string) => void): Promise<void> {
   logger.defaultMeta = { ...(logger.defaultMeta as object), worker: "primary", pid: process.pid };
-  const slots: Slot[] = Array.from({ length: config.workers }, (_, i) => ({ n: i + 1, worker: null, startedAt: 0, failures: 0, restart: null }));
+  const slots: Slot[] = Array.from({ length: config.workers }, (_, i) => ({ n: i + 1, worker: null, startedAt: 0, listening: false, failures: 0, restart: null }));
   let stopping: { signal: string; at: number } | null = null;
   let metrics: Server | null = null;
   const restarts = new client.Counter({ name: "claiim_worker_restarts_total", help: "Worker mode: workers that died and were started again by the primary", registers: [] });
-  const live = new client.Gauge({ name: "claiim_workers", help: "Worker mode: serving processes alive (CLAIIM_WORKERS wanted)", registers: [] });
+  const live = new client.Gauge({ name: "claiim_workers_listening", help: "Worker mode: serving processes listening (CLAIIM_WORKERS wanted)", registers: [] });
   const own = new client.Registry();
   own.registerMetric(restarts);
   own.registerMetric(live);
@@ -106,10 +107,15 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
     slot.startedAt = Date.now();
     const worker = cluster.fork({ [SLOT_VARIABLE]: String(slot.n), [VOUCHED_VARIABLE]: vouched ?? "" });
     slot.worker = worker;
-    live.set(alive().length);
+    slot.listening = false;
+    worker.once("listening", () => {
+      slot.listening = true;
+      live.set(slots.filter((s) => s.listening).length);
+    });
     worker.once("exit", (code, signal) => {
       slot.worker = null;
-      live.set(alive().length);
+      slot.listening = false;
+      live.set(slots.filter((s) => s.listening).length);
       if (stopping) {
         if (code !== 0) unclean ??= `worker ${slot.n} exited with ${signal ?? `code ${code}`}`;
         if (alive().length === 0) finish(unclean === null, unclean ?? undefined);

@@ -60,6 +60,8 @@ export async function startClaiimProcess(kind: DatabaseKind, env: Record<string,
       CLAIIM_REGO_DIR: path.join(ROOT, "rego"),
       OPA_BIN: process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa"),
       LOG_LEVEL: "info",
+      // One process, as these tests mean (worker mode, its own tests: test/e2e/worker-mode.test.ts).
+      CLAIIM_WORKERS: "1",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
