@@ -2,6 +2,7 @@
 // its own Chron writer appending under the database's lock, its follower), on the port the
 // primary shares among the workers. It stops when the primary says so or on its own signal, and
 // exits when the primary is gone.
+import path from "node:path";
 import { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
@@ -22,7 +23,12 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   let stopping = false;
   let signalled = false;
   let claiim: Claiim | null = null;
-  const started = startClaiim(config, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false });
+  // WARNING: one writer per witness log. The workers share the data folder, and the coordinator's
+  // lease moves between them: each keeps its own witness log (and log of heads received as a
+  // witness), as each replica does; a log written by two processes would carry heads whose
+  // consistency proofs start from a head the other had since passed.
+  const own: Config = { ...config, chronTrust: { ...config.chronTrust, witnessDir: path.join(config.chronTrust.witnessDir, `worker-${slot}`) } };
+  const started = startClaiim(own, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false });
   const stop = (signal: string, fromSignal: boolean) => {
     if (fromSignal && signalled) {
       // A second signal to this very process: the operator will not wait for the bound.
