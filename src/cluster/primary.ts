@@ -16,7 +16,7 @@ const MAX_BACKOFF_MS = 30_000;
 /** Beyond the workers' own bound (CLAIIM_SHUTDOWN_TIMEOUT_SECONDS), how long the primary waits for their exit before it kills them. */
 const EXIT_GRACE_MS = 3_000;
 
-/** How long a worker that died after `livedMs` waits to be replaced, after `failures` quick deaths in a row (this one counted). */
+/** How long a dead worker's slot waits for its replacement after `failures` deaths in a row (this one counted), each within HEALTHY_MS of its start: at once, then 250 ms doubling up to 30 s. */
 export function restartDelayMs(failures: number): number {
   return failures <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (failures - 2));
 }
@@ -62,6 +62,7 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
   };
   const alive = () => slots.filter((s) => s.worker !== null);
   let unclean: string | null = null;
+  let everListened = false;
   const stop = (signal: string) => {
     if (stopping) {
       logger.error("CLAIIM stopped at once, on a second signal", { signal });
@@ -109,6 +110,7 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
     slot.worker = worker;
     slot.listening = false;
     worker.once("listening", () => {
+      everListened = true;
       slot.listening = true;
       live.set(slots.filter((s) => s.listening).length);
     });
@@ -123,6 +125,15 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
       }
       const lived = Date.now() - slot.startedAt;
       slot.failures = lived >= HEALTHY_MS ? 1 : slot.failures + 1;
+      if (!everListened && slots.every((s) => s.failures > 0)) {
+        // Not one worker could start (the port is taken, say): restarting would only repeat that.
+        stopping = { signal: "none", at: Date.now() };
+        logger.error("no worker could start (see the errors above); CLAIIM stops", { workers: config.workers });
+        for (const s of alive()) s.worker!.process.kill("SIGKILL");
+        if (alive().length === 0) finish(false, "no worker could start");
+        unclean = "no worker could start";
+        return;
+      }
       const delay = restartDelayMs(slot.failures);
       restarts.inc();
       logger.error("CLAIIM worker died; the primary starts another", { died: slot.n, died_pid: worker.process.pid, code, signal, lived_ms: lived, restart_in_ms: delay });
