@@ -17,7 +17,12 @@ const ROUNDS = Number(process.env.BENCH_WORKERS_ROUNDS ?? 2);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const GOALS = { sqlite: { rate: 8000, p99: 15 }, postgresql: { rate: 5000, p99: null } } as const;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The middle figure, or the mean of the middle two. */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 interface Phase {
   workers: number;
