@@ -145,6 +145,17 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     await sleep(1000);
   }, 60_000);
 
+  // WARNING: known broken, the reason CLAIIM_WORKERS defaults to 1: the Idempotency-Key index is
+  // each process's own memory, so a retry that lands on another worker is decided and recorded
+  // again. When it is fixed this test fails: make it a plain test() and default to one worker per core.
+  test.failing("a retry with the same Idempotency-Key that lands on another worker gets the first answer, recorded once", async () => {
+    const key = `wm-retry-${kind}`;
+    const answers: Answer[] = [];
+    for (let i = 0; i < WORKERS; i++) answers.push(await send(c.url, "POST", "/v1/decisions", { ...bearer(token), "Idempotency-Key": key }, allowed));
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    expect(new Set(answers.map((a) => a.body.decision_id)).size).toBe(1);
+  });
+
   test("kill -9 of one worker under load (the Chron coordinator): the others keep answering, the primary starts another, no acknowledged decision is missing, the chain verifies on every worker", async () => {
     // The coordinator (it signs the tree heads into its witness log): its lease moves to another worker.
     const [lease] = await sql(c.db, "SELECT holder FROM leases WHERE name = 'chron-coordinator' AND expires_ms > $1", [Date.now()]);
