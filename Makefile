@@ -26,12 +26,13 @@ fuzz: setup ## schemathesis against a live CLAIIM from its OpenAPI document (FUZ
 publish-policy: ## publish rego/ to the running CLAIIM as a new version (MESSAGE="…", ACTIVATE=1, SHADOW=1; CLAIIM_URL or PORT, CLAIIM_TOKEN)
 	@node bin/claiim publish --dir rego $(if $(MESSAGE),--message "$(MESSAGE)") $(if $(ACTIVATE),--activate) $(if $(SHADOW),--shadow)
 
-bench: setup ## decisions/s, latency and the Chron check under load; CLAIIM against opa run --server; how fast a change reaches a second process; the cost of a tree head every second; several writers on one chain; then export and verify 1,000,000 Chron records
+bench: setup ## decisions/s, latency and the Chron check under load; CLAIIM against opa run --server; how fast a change reaches a second process; the cost of a tree head every second; several writers on one chain; worker mode (CLAIIM_WORKERS=1 against 2, SQLite and PostgreSQL); then export and verify 1,000,000 Chron records
 	@node dist/bench/decisions.js
 	@node dist/bench/opa-ratio.js
 	@node dist/bench/propagation.js
 	@node dist/bench/tree-heads.js
 	@BENCH_BEFORE_ROOT="$$(bash scripts/bench-before.sh)" node dist/bench/writers.js
+	@BENCH_PG_URL="$${BENCH_PG_URL:-$$(bash scripts/ensure-postgres.sh)}" node dist/bench/workers.js
 	@node --expose-gc dist/bench/chron-export.js
 
 typecheck: ## type-check sources and tests without emitting

@@ -5,6 +5,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import net from "node:net";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const autocannon = require("autocannon") as (opts: Record<string, unknown>) => Promise<AutocannonResult>;
@@ -52,6 +54,26 @@ export async function call(base: string, token: string, method: string, url: str
   return json;
 }
 
+/** A fresh database of this kind: a SQLite file (by startServer), or a new PostgreSQL database on BENCH_PG_URL, dropped at the end. */
+export async function freshUrl(kind: "sqlite" | "postgresql", dropAtEnd: (() => Promise<void>)[]): Promise<string | undefined> {
+  if (kind === "sqlite") return undefined;
+  const base = process.env.BENCH_PG_URL!;
+  const name = `claiim_bench_${randomBytes(4).toString("hex")}_${process.pid}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  dropAtEnd.push(async () => {
+    const c = new pg.Client({ connectionString: base });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await c.end();
+  });
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
 export interface BenchServer {
   base: string;
   admin: string;
@@ -61,13 +83,13 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
-/** CLAIIM as its own process, on a fresh database (SQLite in a temporary folder unless BENCH_DATABASE_URL says otherwise), ready; `root` is the build to run (another commit's, to compare). */
+/** CLAIIM as its own process (one process unless `extraEnv` sets CLAIIM_WORKERS), on a fresh database (SQLite in a temporary folder unless BENCH_DATABASE_URL says otherwise), ready; `root` is the build to run (another commit's, to compare). */
 export async function startServer(extraEnv: Record<string, string> = {}, databaseUrl?: string, root = ROOT): Promise<BenchServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "claiim-bench-"));
   const url = databaseUrl ?? `file:${path.join(dir, "claiim.db")}`;
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, DATABASE_URL: url, PORT: String(port), CLAIIM_DATA_DIR: path.join(dir, "data"), CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"), LOG_LEVEL: "warn", ...extraEnv };
+  const env = { ...process.env, DATABASE_URL: url, PORT: String(port), CLAIIM_DATA_DIR: path.join(dir, "data"), CLAIIM_BUNDLE_DIR: path.join(dir, "bundles"), LOG_LEVEL: "warn", CLAIIM_WORKERS: "1", ...extraEnv };
   execFileSync(path.join(root, "node_modules/.bin/prisma"), ["migrate", "deploy"], { cwd: root, env, stdio: "ignore" });
   const child = spawn(process.execPath, [path.join(root, "dist/src/main.js")], { cwd: root, env, stdio: ["ignore", "ignore", "inherit"] });
   let exited = false;
@@ -90,6 +112,17 @@ export async function startServer(extraEnv: Record<string, string> = {}, databas
       await new Promise((r) => child.once("exit", r));
     },
   };
+}
+
+/** Until the primary says that `workers` processes listen (its gauge, on /metrics of any worker). */
+export async function allListening(base: string, admin: string, workers: number): Promise<void> {
+  if (workers === 1) return;
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${admin}` } }).catch(() => null);
+    if (res?.ok && new RegExp(`^claiim_workers_listening ${workers}$`, "m").test(await res.text())) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${workers} workers did not all listen within 60 s`);
 }
 
 /** The reference agents, registered: autocannon requests for each one's allowed and denied action, and their tokens. */

@@ -6,15 +6,18 @@
  * decisions would; CLAIIM answers only once each decision is durable in Chron. The two take turns,
  * BENCH_OPA_ROUNDS times (3) for BENCH_SECONDS (15) each at BENCH_CONNECTIONS (64); the figure is
  * the ratio of their median throughputs. Every decision CLAIIM acknowledged must be in Chron, the
- * chain must verify, and OPA must agree with CLAIIM on every input.
+ * chain must verify, and OPA must agree with CLAIIM on every input. CLAIIM runs in worker mode with
+ * one serving process per core (CLAIIM_WORKERS overrides).
  */
 import { spawn } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
-import { autocannon, call, freePort, recordedDecisions, registerAgents, ROOT, startServer, type AutocannonResult } from "./lib";
+import { allListening, autocannon, call, freePort, recordedDecisions, registerAgents, ROOT, startServer, type AutocannonResult } from "./lib";
 
 const ROUNDS = Number(process.env.BENCH_OPA_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const WORKERS = Number(process.env.CLAIIM_WORKERS ?? os.availableParallelism());
 const OPA = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -30,7 +33,8 @@ interface Recorded {
 }
 
 async function main(): Promise<void> {
-  const claiim = await startServer();
+  // CLAIIM in worker mode, one serving process per core, as a machine of its own would run it.
+  const claiim = await startServer({ CLAIIM_WORKERS: String(WORKERS) });
   const opaPort = await freePort();
   const opa = spawn(OPA, ["run", "--server", "--addr", `127.0.0.1:${opaPort}`, "--log-level", "error", "--set", "decision_logs.console=true", path.join(ROOT, "rego")], { stdio: "ignore" });
   const opaBase = `http://127.0.0.1:${opaPort}`;
@@ -60,9 +64,10 @@ async function main(): Promise<void> {
       const claiimAllowed = (r.policy_decision ?? r.decision) === "allow";
       if (res.result?.allow !== claiimAllowed) throw new Error(`OPA and CLAIIM disagree on ${r.agent.name} ${r.action} ${r.resource}`);
     }
+    await allListening(claiim.base, claiim.admin, WORKERS);
     const opaRequests = inputs.map((r) => ({ method: "POST", path: "/v1/data/claiim/decision", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ input: r.input }) }));
 
-    console.log(`CLAIIM against opa run --server: ${ROUNDS} alternating rounds of ${SECONDS} s, ${CONNECTIONS} connections, ${inputs.length} inputs (half allowed), SQLite, OPA with console decision logs`);
+    console.log(`CLAIIM against opa run --server: ${ROUNDS} alternating rounds of ${SECONDS} s, ${CONNECTIONS} connections, ${inputs.length} inputs (half allowed), SQLite, CLAIIM_WORKERS=${WORKERS}, OPA with console decision logs`);
     const runs: { claiim: AutocannonResult[]; opa: AutocannonResult[] } = { claiim: [], opa: [] };
     for (let i = 0; i < ROUNDS; i++) {
       runs.claiim.push(await autocannon({ url: claiim.base, connections: CONNECTIONS, duration: SECONDS, requests }));

@@ -15,11 +15,10 @@
  * (the append path alone).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import pg from "pg";
 import type { ChronStore } from "../src/chron/chron-store";
 import { ChronWriter } from "../src/chron/chron-writer";
 import { newEvent, type ChronRow } from "../src/chron/record";
@@ -27,7 +26,7 @@ import { LocalKeySigner } from "../src/chron/signer";
 import { openDatabase } from "../src/db/database";
 import { createLogger } from "../src/lib/logger";
 import { createChronStore } from "../src/server";
-import { autocannon, call, freePort, registerAgents, ROOT, startServer, type AutocannonResult, type BenchServer } from "./lib";
+import { autocannon, call, freePort, freshUrl, registerAgents, ROOT, startServer, type AutocannonResult, type BenchServer } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_WRITERS_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_WRITERS_ROUNDS ?? 2);
@@ -35,26 +34,6 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const BEFORE = process.env.BENCH_BEFORE_ROOT;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/** A fresh database of this kind: a SQLite file (by startServer), or a new PostgreSQL database dropped at the end. */
-async function freshUrl(kind: "sqlite" | "postgresql", dropAtEnd: (() => Promise<void>)[]): Promise<string | undefined> {
-  if (kind === "sqlite") return undefined;
-  const base = process.env.BENCH_PG_URL!;
-  const name = `claiim_bench_${randomBytes(4).toString("hex")}_${process.pid}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  dropAtEnd.push(async () => {
-    const c = new pg.Client({ connectionString: base });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await c.end();
-  });
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 /** Another process of the same build on the first one's database and Chron key, with its own data folder. */
 async function startReplica(first: BenchServer, root: string): Promise<{ base: string; child: ChildProcess }> {

@@ -16,6 +16,8 @@ import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
 export interface Config {
   port: number;
   host: string;
+  /** Serving processes on the one port (CLAIIM_WORKERS, node:cluster); 1: a single process, no cluster. */
+  workers: number;
   databaseUrl: string;
   databaseKind: DatabaseKind;
   /** Where the embedded database, the bootstrap credential and other local state live. */
@@ -111,6 +113,12 @@ export function databaseKindOf(url: string): DatabaseKind {
 const ENV = {
   PORT: wholeNumber(8080, 0).refine((p) => p <= 65535, "must be a port number (0 to 65535)"),
   HOST: text("127.0.0.1"),
+  // Serving processes on one port (src/cluster/); 1 runs a single process without a cluster.
+  // WARNING: 1 by default, not one per core, until two guarantees hold across processes: a retry
+  // with the same Idempotency-Key that lands on another worker is decided and recorded again, and
+  // a long-poll on one worker does not wake when the approval is decided through another (see
+  // test/e2e/worker-mode.test.ts and the Python SDK's tests).
+  CLAIIM_WORKERS: wholeNumber(1).refine((n) => n <= 256, "must be a whole number from 1 to 256"),
   DATABASE_URL: optionalText(),
   CLAIIM_DATA_DIR: text("data"),
   CLAIIM_ARCHIVE_DIR: optionalText(),
@@ -255,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   return {
     port: e.PORT,
     host: e.HOST,
+    workers: e.CLAIIM_WORKERS,
     databaseUrl,
     databaseKind: databaseKindOf(databaseUrl),
     dataDir,

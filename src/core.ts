@@ -14,7 +14,7 @@ import type { ChronStore, Recorder } from "./chron/chron-store";
 import type { EventContent } from "./chron/record";
 import { ChronWriter } from "./chron/chron-writer";
 import { ChronFollower, type ChangeNotices } from "./chron/follower";
-import type { Checkpointer } from "./chron/checkpoints";
+import type { Checkpointer, ChronStart } from "./chron/checkpoints";
 import { buildChron, openChronKey, type OpenedChronKey } from "./chron/startup";
 import { publishChronKey, type ChronSigner } from "./chron/signer";
 import { ReceivedHeads, witnessRoutes } from "./chron/witness-receiver";
@@ -105,6 +105,8 @@ export interface Core {
   bootstrapCredentialFile: string | null;
   /** True from the moment stop() begins: readiness answers 503 first, so balancers look elsewhere. */
   stopping: boolean;
+  /** The verified head and Merkle frontier start() went on from (what a worker mode primary hands its workers). */
+  chronStartedFrom(): ChronStart | null;
   start(): Promise<void>;
   /** The first step of a stop, before requests drain: not ready any more, and long-polls answer now. */
   beginStop(): void;
@@ -121,7 +123,16 @@ export function openCoreChronKey(config: Config, stores: Stores, logger: Logger)
 }
 
 /** Builds every service and route on an opened Chron key; nothing runs and nothing more is read until start(). */
-export function buildCore(config: Config, stores: Stores, compiler: PolicyCompiler, logger: Logger, databaseAnswers: () => Promise<boolean>, chronKey: OpenedChronKey): Core {
+export function buildCore(
+  config: Config,
+  stores: Stores,
+  compiler: PolicyCompiler,
+  logger: Logger,
+  databaseAnswers: () => Promise<boolean>,
+  chronKey: OpenedChronKey,
+  /** `vouched`: Chron verified whole moments ago by this deployment's worker mode primary (see buildChron). */
+  options: { vouched?: ChronStart } = {},
+): Core {
   const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
   const chronSigner = chronKey.signer;
   // Another process's changes reach this one through the Chron events it commits (follow, below);
@@ -146,6 +157,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     live,
     logger,
     userAgent: `CLAIIM/${VERSION}`,
+    vouched: options.vouched,
   });
   const { chron, verifier, checkpointer } = chronParts;
   const exporter = new ChronExporter(stores.chron, verifier, checkpointer, record, config.chron.jsonExportMax, logger, live, {
@@ -281,6 +293,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
     tracing,
     bootstrapCredentialFile: null,
     stopping: false,
+    chronStartedFrom: () => chronParts.startedFrom(),
     async start() {
       await chronParts.start();
       // Before any state is loaded: what is committed after this head is followed.

@@ -9,6 +9,7 @@ import { PrismaIdentityStore } from "./identity/prisma-identity-store";
 import { OpaCliCompiler } from "./policy/opa-compiler";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
 import type { ChronStore } from "./chron/chron-store";
+import type { ChronStart } from "./chron/checkpoints";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { PostgresChangeNotices } from "./chron/follower";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
@@ -44,20 +45,20 @@ export function createHttpApp(core: Core, config: Config, logger: Logger) {
 }
 
 /** The separate listener of CLAIIM_METRICS_ADDRESS: GET /metrics without a credential, nothing else. */
-function metricsServer(core: Core): Server {
+export function metricsServer(scrape: () => Promise<{ text: string; contentType: string }>): Server {
   return createServer((req, res) => {
     if (req.url?.split("?")[0] !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
       res.writeHead(404, { "Content-Type": "text/plain" }).end("only GET /metrics is served here\n");
       return;
     }
-    core.metrics.scrape().then(
+    scrape().then(
       ({ text, contentType }) => res.writeHead(200, { "Content-Type": contentType, "Cache-Control": "no-store" }).end(req.method === "HEAD" ? undefined : text),
       () => res.writeHead(500, { "Content-Type": "text/plain" }).end("metrics could not be collected\n"),
     );
   });
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
+export function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -67,10 +68,18 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-const urlOf = (server: Server, host: string) => `http://${host.includes(":") ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
+export const urlOf = (server: Server, host: string) => `http://${host.includes(":") ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
 
-/** Opens the database, builds and starts the core on it, and listens. */
-export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Claiim> {
+/** What a start is told besides the configuration (worker mode, see src/cluster/). */
+export interface StartOptions {
+  /** Chron verified whole moments ago by the worker mode primary: go on from its head (see buildChron). */
+  vouched?: ChronStart;
+  /** False: no listener of CLAIIM_METRICS_ADDRESS here (in worker mode the primary serves it, summed over the workers). */
+  metricsListener?: boolean;
+}
+
+/** Opens the database, builds the core on it and starts it; on failure, closes what it opened. */
+async function startCore(config: Config, logger: Logger, options: StartOptions): Promise<{ core: Core; db: Database }> {
   const db = await openDatabase(config.databaseKind, config.databaseUrl, (err) => logger.warn("idle database connection failed", { error: err.message }));
   const stores: Stores = {
     identity: new PrismaIdentityStore(db.prisma),
@@ -82,7 +91,7 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
   };
   let core: Core;
   try {
-    core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger));
+    core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger), { vouched: options.vouched });
   } catch (err) {
     await db.close().catch(() => undefined);
     throw err;
@@ -94,8 +103,27 @@ export async function startClaiim(config: Config, logger: Logger = createLogger(
     await db.close().catch(() => undefined);
     throw err;
   }
+  return { core, db };
+}
+
+/**
+ * The work of a start that must happen once, done once and without serving: Chron verified whole,
+ * the signing keys, the bootstrap credential and rego/'s policies created on a new database.
+ * The worker mode primary runs it before it forks; its workers then find all of it done.
+ */
+export async function startOnce(config: Config, logger: Logger): Promise<{ chronStart: ChronStart | null; bootstrapCredentialFile: string | null }> {
+  const { core, db } = await startCore(config, logger, {});
+  const done = { chronStart: core.chronStartedFrom(), bootstrapCredentialFile: core.bootstrapCredentialFile };
+  await core.stop();
+  await db.close();
+  return done;
+}
+
+/** Opens the database, builds and starts the core on it, and listens. */
+export async function startClaiim(config: Config, logger: Logger = createLogger(config.logLevel), options: StartOptions = {}): Promise<Claiim> {
+  const { core, db } = await startCore(config, logger, options);
   const server = createServer(createHttpApp(core, config, logger));
-  const metrics = config.ops.metricsAddress ? metricsServer(core) : null;
+  const metrics = config.ops.metricsAddress && options.metricsListener !== false ? metricsServer(() => core.metrics.scrape()) : null;
   try {
     await listen(server, config.port, config.host);
     if (metrics && config.ops.metricsAddress) await listen(metrics, config.ops.metricsAddress.port, config.ops.metricsAddress.host);

@@ -5,7 +5,7 @@ import jwt from "jsonwebtoken";
 import type { KeyStore } from "../keys/signing-keys";
 import type { Logger } from "../lib/logger";
 import type { LiveWork } from "../lib/pacer";
-import { Checkpointer, type CheckpointPolicy } from "./checkpoints";
+import { Checkpointer, type CheckpointPolicy, type ChronStart } from "./checkpoints";
 import type { ChronStore } from "./chron-store";
 import { ChronService } from "./chron-service";
 import { ChronVerifier } from "./verification";
@@ -110,7 +110,15 @@ export function buildChron(deps: {
   live: LiveWork;
   logger: Logger;
   userAgent: string;
-}): ChronStarted & { start(): Promise<void> } {
+  /**
+   * The head and Merkle frontier a whole-chain verification found moments before, in another
+   * process of this deployment (worker mode: the primary, just before it forked this worker).
+   * Given, start-up goes on from it instead of verifying the whole chain again; what was appended
+   * after it is adopted as the writer adopts other processes' records (each tag checked) and
+   * folded into the frontier as the checkpointer catches up (each link checked).
+   */
+  vouched?: ChronStart;
+}): ChronStarted & { start(): Promise<void>; startedFrom(): ChronStart | null } {
   const { trust, store, writer, logger, key } = deps;
   const signer = key.signer;
   const log = new WitnessLog(trust.witnessDir);
@@ -121,7 +129,24 @@ export function buildChron(deps: {
   const verifier = new ChronVerifier(store, writer, { keys: lookupIn(signer.publicKeys()), signer, witnessFile: log.file, remoteWitness: () => remoteWitness?.state() ?? null }, deps.live);
   const checkpointer = new Checkpointer(store, signer, deps.policy, logger, { log, remote: remoteWitness });
 
+  let startedFrom: ChronStart | null = null;
+
   async function start(): Promise<void> {
+    if (deps.vouched && !key.moved) {
+      const { head, frontier } = deps.vouched;
+      // The record the verification ended at must still be there, unchanged; else verify afresh.
+      const stored = head ? (await store.list({ toSeq: head.seq }, head.seq - 1, 1))[0] : null;
+      if (!head || stored?.hash === head.hash) {
+        logger.info("Chron verified at start-up by the primary; going on from its head", { seq: head?.seq ?? 0 });
+        writer.startAt(head);
+        await checkpointer.start({ head, frontier });
+        writer.onCommit((rows) => checkpointer.committed(rows));
+        startedFrom = { head, frontier };
+        await recordKeyChange(head);
+        return;
+      }
+      logger.warn("the record the primary verified Chron up to has changed since; verifying the whole chain", { seq: head.seq });
+    }
     const started = Date.now();
     const { result, head, frontier } = await verifier.verifyAll({ acceptUntaggedLegacy: key.moved !== null });
     logger.info("Chron verified at start-up", { records: result.checked, checkpoints: result.checkpoints.checked, witnessed: result.witness?.heads_checked ?? 0, ms: Date.now() - started });
@@ -132,6 +157,7 @@ export function buildChron(deps: {
     writer.startAt(head);
     await checkpointer.start({ head, frontier: frontier ?? new MerkleFrontier() });
     writer.onCommit((rows) => checkpointer.committed(rows));
+    startedFrom = frontier ? { head, frontier } : null;
     await recordKeyChange(head);
   }
 
@@ -182,5 +208,5 @@ export function buildChron(deps: {
     }
   }
 
-  return { signer, chron, verifier, checkpointer, remoteWitness, start };
+  return { signer, chron, verifier, checkpointer, remoteWitness, start, startedFrom: () => startedFrom };
 }

@@ -19,17 +19,7 @@ export interface LeaseClaim {
  * machines' clocks say; on SQLite every process is on the same machine, so its clock serves.
  */
 export async function claimLease(db: Database, name: string, holder: string, ttlMs: number): Promise<LeaseClaim> {
-  if (db.kind === "sqlite") {
-    // The driver's busy_timeout is 0 (see openSqliteDriver): while another writer holds the lock, try again shortly.
-    for (let tries = 0; ; tries++) {
-      try {
-        return claimSqlite(db.sqlite, name, holder, ttlMs);
-      } catch (err) {
-        if (!String((err as { code?: string }).code).startsWith("SQLITE_BUSY") || tries >= 200) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    }
-  }
+  if (db.kind === "sqlite") return whenFree(() => claimSqlite(db.sqlite, name, holder, ttlMs));
   const now = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
   const { rows } = await db.pool.query<{ holder: string; term: string }>(
     `INSERT INTO leases (name, holder, expires_ms, term) VALUES ($1, $2, ${now} + $3, 1)
@@ -41,6 +31,21 @@ export async function claimLease(db: Database, name: string, holder: string, ttl
   );
   const found = rows[0] ?? (await db.pool.query<{ holder: string; term: string }>("SELECT holder, term FROM leases WHERE name = $1", [name])).rows[0];
   return { holder: found.holder, term: Number(found.term) };
+}
+
+/**
+ * A write through the SQLite driver, tried again shortly while another writer holds the lock: the
+ * driver's busy_timeout is 0 (see openSqliteDriver), so that no wait blocks the event loop.
+ */
+async function whenFree<T>(write: () => T): Promise<T> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return write();
+    } catch (err) {
+      if (!String((err as { code?: string }).code).startsWith("SQLITE_BUSY") || tries >= 200) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
 }
 
 function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: string, ttlMs: number): LeaseClaim {
@@ -60,7 +65,8 @@ function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: strin
 
 /** Gives the lease up at once (a clean stop), so that another process takes it at its next claim. */
 export async function releaseLease(db: Database, name: string, holder: string): Promise<void> {
-  if (db.kind === "sqlite") db.sqlite.prepare("UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ?").run(name, holder);
+  // Another process's commit may hold SQLite's lock this moment (worker mode: often): a release refused at once would leave the others waiting out the lease.
+  if (db.kind === "sqlite") await whenFree(() => db.sqlite.prepare("UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ?").run(name, holder));
   else await db.pool.query("UPDATE leases SET expires_ms = 0 WHERE name = $1 AND holder = $2", [name, holder]);
 }
 

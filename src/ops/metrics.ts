@@ -103,6 +103,8 @@ export class Metrics {
       name: "claiim_chron_unsigned_records",
       help: "Committed Chron records after the last signed checkpoint (the unsigned tail)",
       registers,
+      // Worker mode sums every worker's figures; each sees the one chain's tail: the largest view counts.
+      aggregator: "max",
       collect() {
         this.set(sources.chron().unsignedRecords);
       },
@@ -111,6 +113,7 @@ export class Metrics {
       name: "claiim_chron_checkpoint_lag_seconds",
       help: "How long the oldest record of the unsigned tail has waited for a signed checkpoint (0 when none waits)",
       registers,
+      aggregator: "max",
       collect() {
         this.set(sources.chron().checkpointLagSeconds);
       },
@@ -167,8 +170,16 @@ export class Metrics {
     this.rateLimited.inc({ limit });
   }
 
+  /** In worker mode: the figures of every worker, summed (src/cluster/), instead of this process's alone. */
+  private clusterWide: (() => Promise<string>) | null = null;
+
+  /** Scrapes answer with `scrape`'s text: every worker's figures, summed by the worker mode primary. */
+  scrapeAcross(scrape: () => Promise<string>): void {
+    this.clusterWide = scrape;
+  }
+
   /** The exposition text, and its content type. */
   async scrape(): Promise<{ text: string; contentType: string }> {
-    return { text: await this.registry.metrics(), contentType: this.registry.contentType };
+    return { text: this.clusterWide ? await this.clusterWide() : await this.registry.metrics(), contentType: this.registry.contentType };
   }
 }

@@ -32,6 +32,8 @@ export interface ClaiimProcess {
   child: ChildProcess;
   /** The JSON log lines written so far (LOG_LEVEL info unless `env` says otherwise). */
   logs(): Record<string, unknown>[];
+  /** The JSON log lines written to standard error so far (levels warn and error). */
+  errors(): Record<string, unknown>[];
   /** Resolves when the process has exited, with how. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Ends the process (SIGTERM unless told), waits for its exit, closes and drops the database. */
@@ -60,6 +62,8 @@ export async function startClaiimProcess(kind: DatabaseKind, env: Record<string,
       CLAIIM_REGO_DIR: path.join(ROOT, "rego"),
       OPA_BIN: process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa"),
       LOG_LEVEL: "info",
+      // One process, as these tests mean (worker mode, its own tests: test/e2e/worker-mode.test.ts).
+      CLAIIM_WORKERS: "1",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -72,7 +76,12 @@ export async function startClaiimProcess(kind: DatabaseKind, env: Record<string,
     rest = parts.pop()!;
     for (const line of parts) if (line.startsWith("{")) lines.push(JSON.parse(line) as Record<string, unknown>);
   });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const errors: Record<string, unknown>[] = [];
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+    const parts = stderr.split("\n");
+    for (const line of parts.slice(errors.length, -1)) errors.push(line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : { text: line });
+  });
   let done: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve((done = { code, signal }))),
@@ -101,6 +110,7 @@ export async function startClaiimProcess(kind: DatabaseKind, env: Record<string,
     db,
     child,
     logs: () => lines,
+    errors: () => errors,
     exited,
     async stop() {
       if (!done) {

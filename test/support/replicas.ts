@@ -126,6 +126,8 @@ export async function spawnReplica(s: TestServer | { databaseUrl: string; keyFil
       CLAIIM_REGO_DIR: on.regoDir,
       OPA_BIN: on.opaBin,
       LOG_LEVEL: "error",
+      // One process, as these tests mean (worker mode, its own tests: test/e2e/worker-mode.test.ts).
+      CLAIIM_WORKERS: "1",
       ...env,
     },
     stdio: ["ignore", "ignore", "inherit"],
