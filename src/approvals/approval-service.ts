@@ -11,7 +11,7 @@ import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
 import { checkApprover, inScope, matches, mayRead, type ApprovalFilter } from "./approvers";
 import { ApprovalExpiry } from "./expiry";
 import type { ApprovalGate, Settled } from "./gate";
-import { HeldApprovals } from "./held";
+import { HeldApprovals, isOpen } from "./held";
 import { mismatches, type Approval, type ApprovalStatus } from "./model";
 import { approvalEvent, type Directory } from "./views";
 import { approverName, boundRequest, newApproval, recordedRef, refusal, reply } from "./answers";
@@ -159,7 +159,7 @@ export class ApprovalService implements ApprovalGate {
   /** The agent comes back with an approval: allowed once, for exactly the approved request, before it expires. */
   private async use(content: DecisionContent, id: string, ctx: AgentContext): Promise<Settled> {
     const now = Date.parse(content.timestamp);
-    const a = this.held.get(id);
+    const a = await this.latest(id);
     if (!a || a.agentId !== ctx.agent.id) {
       return this.deny(content, "approval_not_found", `approval ${id} is not one this agent holds (or it closed more than ${this.settings.keepClosedSeconds} s after its expiry)`);
     }
@@ -235,7 +235,7 @@ export class ApprovalService implements ApprovalGate {
   }
 
   private async decide(id: string, p: Principal, verdict: Verdict, reason: string, relayFor: string | undefined): Promise<Approval> {
-    const a = this.held.get(id);
+    const a = await this.latest(id);
     if (!a) {
       // Closed long ago, or never: either way there is nothing left to decide.
       const stored = await this.deps.store.find(id);
@@ -325,13 +325,36 @@ export class ApprovalService implements ApprovalGate {
    * a change of this process overtook is not applied over it.
    */
   async followChange(id: string): Promise<void> {
-    const stored = await this.deps.store.find(id);
-    if (!stored) return;
+    await this.reread(id, true);
+  }
+
+  /**
+   * The approval as held, read again from the database when this process may not know its latest
+   * state: not held at all, or held as pending. Another process may have asked for it or answered
+   * it a moment ago, before this one's follower applied the event; an approver or an agent whose
+   * next request lands on another process (a load balancer, worker mode) must not be told
+   * "not found" or "pending" for that. Only approval answers and uses pay the read, never a
+   * plain decision.
+   */
+  private async latest(id: string): Promise<Approval | undefined> {
     const held = this.held.get(id);
-    if (!held) this.held.hold(stored);
-    else if (STAGE[stored.status] > STAGE[held.status]) this.held.change(held, stored);
-    else return;
+    if (held && held.status !== "pending") return held;
+    // One this process never held and that is closed already stays unheld, as before.
+    return this.reread(id, false);
+  }
+
+  /** Reads the approval again; holds it, or moves what is held forward, and answers its waiters when it changed. */
+  private async reread(id: string, holdClosed: boolean): Promise<Approval | undefined> {
+    const stored = await this.deps.store.find(id);
+    const held = this.held.get(id);
+    if (!stored) return held;
+    if (!held) {
+      if (!holdClosed && !isOpen(stored)) return undefined;
+      this.held.hold(stored);
+    } else if (STAGE[stored.status] > STAGE[held.status]) this.held.change(held, stored);
+    else return held;
     this.held.wake(id);
+    return this.held.get(id);
   }
 
   private async refresh(id: string): Promise<void> {

@@ -306,10 +306,31 @@ describe.each(databaseKinds())("human approval on %s", (kind) => {
     }
     expect((await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body).toMatchObject({ valid: true });
   });
+
+  test("asked through one process, answered and used through another before it follows the change: no \"not found\", no \"pending\"", async () => {
+    // A follower that polls once a minute (and tolerates it): only reading the approval again, as
+    // answering and using it do, can know of it in time.
+    const other = await startSecondProcess(s, { CLAIIM_SYNC_POLL_MS: "60000", CLAIIM_SYNC_MAX_LAG_MS: "600000" });
+    try {
+      const asked = await decide(production("asked here, answered there"));
+      const id = asked.approval.id;
+      await other.http.post(`/v1/approvals/${id}/approve`).set(bearer(tokens.bridge)).send({ reason: "ok", on_behalf_of: "alice@acme.example" }).expect(200);
+      // The agent's next request lands on the first process, which has not followed the answer either.
+      const asked2 = await decide(production("answered here, used there"));
+      await s.http.post(`/v1/approvals/${asked2.approval.id}/approve`).set(bearer(tokens.bridge)).send({ reason: "ok", on_behalf_of: "alice@acme.example" }).expect(200);
+      const used = (await other.http.post("/v1/decisions").set(bearer(tokens.deploy)).send({ ...production("answered here, used there"), approval_id: asked2.approval.id }).expect(200)).body;
+      expect([used.decision, used.reason_codes]).toEqual(["allow", ["approval_granted"]]);
+      const usedHere = await decide({ ...production("asked here, answered there"), approval_id: id });
+      expect([usedHere.decision, usedHere.reason_codes]).toEqual(["allow", ["approval_granted"]]);
+      expect((await eventsOf(id)).map((e) => e.type).filter((t) => !t?.startsWith("approval.webhook"))).toEqual(["approval.requested", "approval.approved", "approval.used"]);
+    } finally {
+      await other.stop();
+    }
+  });
 });
 
 /** Another CLAIIM process on the test server's database, as a second replica would run (it loads approvals at start). */
-async function startSecondProcess(s: TestServer): Promise<{ http: ReturnType<typeof request>; stop(): Promise<void> }> {
-  const replica = await spawnReplica(s);
+async function startSecondProcess(s: TestServer, env: Record<string, string> = {}): Promise<{ http: ReturnType<typeof request>; stop(): Promise<void> }> {
+  const replica = await spawnReplica(s, env);
   return { http: request(replica.base), stop: () => replica.stop() };
 }
