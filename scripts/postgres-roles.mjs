@@ -1,4 +1,4 @@
-// Makes (or updates) the limited PostgreSQL role CLAIIM runs as, as the README recommends: it may
+// Makes (or updates) the limited PostgreSQL role CLAIIM runs as, as docs/chron.md ("Append-only, in the database") recommends: it may
 // read and write CLAIIM's tables, but never UPDATE, DELETE or TRUNCATE Chron, and since it owns
 // nothing it cannot turn Chron's append-only triggers off either. Run it as the tables' owner, after
 // every `prisma migrate deploy` (new tables get their grants then): scripts/migrate-postgres.sh.

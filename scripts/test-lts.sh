@@ -6,7 +6,12 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-# The container's release (Dockerfile): 24.19 and later abort with better-sqlite3 12.
+# WARNING: pinned to the container's release (Dockerfile), 24.18.0. From 24.19 on, node::ObjectWrap
+# (compiled into better-sqlite3 12 from Node's headers) aborts the process (SIGABRT in
+# Statement::~Statement) when the garbage collector frees a statement outside a JavaScript context:
+# jest workers die on SQLite. better-sqlite3 13 (Node-API) has no such problem but does not run on
+# Node.js 20, which CLAIIM still supports; a later 24.x comes with that move (docs/operations.md,
+# "Node.js versions").
 LTS_VERSION="${CLAIIM_LTS_NODE_VERSION:-24.18.0}"
 lts=".tools/node-lts"
 home="$lts/node_modules/node/node_modules/node-$(node -p 'process.platform')-$(node -p 'process.arch')"

@@ -19,6 +19,11 @@ interface Run {
   stderr: string;
 }
 
+// WARNING: each test starts the command several times as its own process through tsx, about 2 s of
+// CPU each; on a 2-core machine shared with other work (load 20 and more) one start took 12 s, and
+// tests ran past jest's 60 s. The bound is for a hung command, not a slow machine.
+jest.setTimeout(300_000);
+
 /**
  * Runs `claiim` as an operator would (src/cli/main.ts through tsx, as bin/claiim runs the compiled
  * one), with only the environment given: never the test's own.

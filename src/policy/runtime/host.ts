@@ -4,6 +4,7 @@
  */
 import fs from "node:fs";
 import { COMPLETE_TS, NATIVE_TS, REFUSED } from "./builtins";
+import { compileHeld } from "./compile";
 import { redirectNativeBuiltins } from "./native-overrides";
 import { ReferenceBuiltins } from "./reference";
 import { DELEGATE, Halt, WasmPolicy, type Builtin, type EvalContext } from "./wasm-policy";
@@ -28,7 +29,7 @@ export function prepareModule(wasm: Uint8Array, redirect: boolean): { module: We
 /** The same, compiled off the calling thread. */
 export async function prepareModuleAsync(wasm: Uint8Array, redirect: boolean): Promise<{ module: WebAssembly.Module; overrides: Map<number, string> }> {
   const { bytes, overrides } = redirect ? redirectNativeBuiltins(wasm) : { bytes: wasm, overrides: new Map<number, string>() };
-  return { module: await WebAssembly.compile(bytes), overrides };
+  return { module: await compileHeld(bytes), overrides };
 }
 
 export interface RuntimeLimits {

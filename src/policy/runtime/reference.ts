@@ -14,6 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { WASI as WasiClass } from "node:wasi";
+import { compileHeld } from "./compile";
 import { withMemoryMaximum } from "./wasm-binary";
 import { Halt, MemoryLimitError, type EvalContext } from "./wasm-policy";
 import { type RegoValue } from "./value";
@@ -81,7 +82,7 @@ export class ReferenceBuiltins {
   /** The same, compiled off the calling thread. */
   static async compileAsync(file: string, maxMemoryBytes: number): Promise<WebAssembly.Module> {
     const bytes = await fs.promises.readFile(file);
-    return WebAssembly.compile(withMemoryMaximum(bytes, Math.floor(maxMemoryBytes / 65536)));
+    return compileHeld(withMemoryMaximum(bytes, Math.floor(maxMemoryBytes / 65536)));
   }
 
   private start(): Exports {
