@@ -20,7 +20,7 @@ const ChronRecordView = z
     hash: z.string(),
   })
   .passthrough()
-  .openapi("ChronRecord", { description: "One record of the trail; see the README for every field" });
+  .openapi("ChronRecord", { description: "One record of the trail; see docs/chron.md for every field" });
 
 const VerifyProblemView = z.object({
   seq: z.number().int(),

@@ -38,7 +38,7 @@ export interface DecisionContent {
   decision: Decision;
   reasons: string[];
   /**
-   * reason_codes[i] is the stable code of reasons[i] (see the README's table). Absent from
+   * reason_codes[i] is the stable code of reasons[i] (see docs/api.md's table). Absent from
    * records written before codes existed; their reasons are unchanged.
    */
   reason_codes?: string[];

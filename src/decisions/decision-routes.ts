@@ -57,7 +57,7 @@ export const DecisionResponseSchema = z
     }),
     allow: z.boolean(),
     reasons: z.array(z.string()),
-    reason_codes: z.array(z.string()).openapi({ description: "reason_codes[i] is the stable code of reasons[i]; see the README for the list. Treat an unknown code as a plain deny." }),
+    reason_codes: z.array(z.string()).openapi({ description: "reason_codes[i] is the stable code of reasons[i]; see docs/api.md for the list. Treat an unknown code as a plain deny." }),
     approval: DecisionApprovalView.optional(),
     policy: PolicyRefView,
     timestamp: z.string(),

@@ -38,7 +38,7 @@ export function policyInput(ctx: AgentContext, req: ActionRequest, onBehalfOf: O
   };
 }
 
-/** A reason code: lower-case letters, digits and underscores, as the README's table lists them. */
+/** A reason code: lower-case letters, digits and underscores, as docs/api.md's table lists them. */
 export const REASON_CODE = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** What the policy (with CLAIIM's guards on top) answered. */

@@ -8,7 +8,7 @@
  * sources, `opa check`, `opa test` and the Rego bundle for sidecars keep the text as written.
  *
  * A number that only a variable holds at evaluation time (`k := 404; data.errors[k]`) is not
- * known here, and is still looked up as a number: see the README's known limits.
+ * known here, and is still looked up as a number: see docs/known-limits.md.
  */
 
 interface Location {
