@@ -24,6 +24,7 @@ import { ChronExporter } from "./chron/export";
 import { ChronRetention } from "./chron/retention";
 import { redact } from "./chron/redaction";
 import { chronRoutes } from "./chron/chron-routes";
+import { ChronCoordinator } from "./chron/coordinator";
 import type { IdentityStore } from "./identity/identity-store";
 import { IdentityDirectory } from "./identity/directory";
 import { IdentityFollower } from "./identity/follower";
@@ -250,11 +251,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
   const limits = new RateLimits(config.ops.rateLimits, (limit) => metrics.limited(limit));
   const tracing = new Tracing(config.ops.tracing, VERSION);
   const health = () => chronHealth(writer.health(), checkpointer.health(), { stuckSeconds: config.ops.chronStuckSeconds, checkpointEverySeconds: config.chron.checkpointEverySeconds });
-  // WARNING: one process at a time signs the periodic tree heads of the chain every process writes:
-  // the holder of this lease (see Lease). The others still sign on demand (exports, retention).
-  const coordinator: Lease | null = stores.leases
-    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held, () => coordinator!.holds()))
-    : null;
+  const coordinator = new ChronCoordinator(stores.leases, checkpointer, config.chron.coordinatorLeaseMs, logger);
 
   let openapi: unknown = null;
   const core: Core = {
@@ -285,10 +282,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       await chronParts.start();
       // Before any state is loaded: what is committed after this head is followed.
       await follower.from();
-      if (coordinator) {
-        await checkpointer.coordinate(false);
-        await coordinator.start();
-      }
+      await coordinator.start();
       // WARNING: what a first start creates (the token and bundle-signing keys, the bootstrap
       // credential, the reference policies from rego/) is created by one process: processes
       // starting together on one database take turns through this lease, each reading what the
@@ -327,7 +321,7 @@ export function buildCore(config: Config, stores: Stores, compiler: PolicyCompil
       // What is queued commits; then nothing more is written.
       await writer.close();
       await checkpointer.stop();
-      await coordinator?.stop();
+      await coordinator.stop();
       await pool.close();
       // Spans still buffered go out (bounded by the exporter's own timeout).
       await tracing.shutdown().catch((err: Error) => logger.warn("traces not all exported at stop", { error: err.message }));
