@@ -20,7 +20,7 @@ import type { CredentialService } from "./identity/credential-service";
 import type { ApiKeyService } from "./identity/api-key-service";
 import type { OAuthService } from "./identity/oauth-service";
 import type { Authenticator } from "./identity/authenticator";
-import type { PolicyCompiler } from "./policy/opa-compiler";
+import type { PolicyCompiler } from "./policy/compiler";
 import type { PolicyEngine } from "./policy/policy-engine";
 import type { PolicyStore } from "./policy/policy-store";
 import type { PolicyService } from "./policy/policy-service";

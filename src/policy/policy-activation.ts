@@ -5,7 +5,7 @@ import type { Recorder } from "../chron/chron-store";
 import { newEvent } from "../chron/record";
 import type { Logger } from "../lib/logger";
 import type { BundleMirror } from "./bundle-mirror";
-import type { PolicyCompiler } from "./opa-compiler";
+import type { PolicyCompiler } from "./compiler";
 import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import type { BudgetGate } from "./budget";
 import type { PolicyStore } from "./policy-store";

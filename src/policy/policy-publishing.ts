@@ -5,7 +5,7 @@ import { ClaiimError, UnprocessableError } from "../lib/errors";
 import { newEvent } from "../chron/record";
 import { contentDigest, fileSha256, parseManifest, revisionOf, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
-import type { PolicyWarning } from "./opa-compiler";
+import type { PolicyWarning } from "./compiler";
 import { instantiate } from "./policy-engine";
 import { BUNDLE_NAME, versionView, type PolicyVersionView, type PublishRequest } from "./policy-views";
 import type { PolicyActivation, PolicyParts } from "./policy-activation";

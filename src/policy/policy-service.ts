@@ -7,7 +7,7 @@ import { LiveWork } from "../lib/pacer";
 import { Serial } from "../lib/serial";
 import { BundleMirror } from "./bundle-mirror";
 import type { BundleSigner } from "./bundle-signing";
-import type { PolicyCompiler, PolicyWarning } from "./opa-compiler";
+import type { PolicyCompiler, PolicyWarning } from "./compiler";
 import { instantiate, type ActivePolicy, type BundleVerifier, type PolicyEngine } from "./policy-engine";
 import type { BudgetGate } from "./budget";
 import type { ReplayView } from "./replay";

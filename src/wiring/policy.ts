@@ -5,7 +5,7 @@ import type { Logger } from "../lib/logger";
 import type { LiveWork } from "../lib/pacer";
 import { SigningKeys } from "../keys/signing-keys";
 import type { Recorder } from "../chron/chron-store";
-import type { PolicyCompiler } from "../policy/opa-compiler";
+import type { PolicyCompiler } from "../policy/compiler";
 import { PolicyEngine } from "../policy/policy-engine";
 import { EvaluationPool } from "../policy/evaluation/pool";
 import { BudgetGate } from "../policy/budget";
