@@ -1,17 +1,16 @@
-import { createPrivateKey, createPublicKey } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { RedactionRules, type RedactionRule } from "./chron/redaction";
+import type { RedactionRule } from "./chron/redaction";
 import type { DatabaseKind } from "./db/database";
 import type { OidcSettings } from "./identity/oidc";
 import type { ExternalBundleKeys } from "./policy/bundle-signing";
+import { bundleSigning, EVALUATION_ENV, evaluationSettings, type EvaluationSettings } from "./policy/config";
+import { OPS_ENV, opsSettings, type OpsSettings } from "./ops/config";
 import { oneOf, optionalText, parseEnv, text, wholeNumber } from "./lib/env";
 import { approvalConfig, type ApprovalConfig } from "./approvals/config";
 import { consoleSettings, type ConsoleSettings } from "./console/console-settings";
-import type { RateLimitSettings } from "./ops/rate-limits";
-import type { TracingSettings } from "./ops/tracing";
-import { chronTrustConfig, type ChronTrustConfig } from "./chron/config";
+import { chronTrustConfig, redactionRules, type ChronTrustConfig } from "./chron/config";
 
 export interface Config {
   port: number;
@@ -73,31 +72,6 @@ export interface Config {
   chronTrust: ChronTrustConfig;
 }
 
-export interface OpsSettings {
-  /** A second listener serving only /metrics, without a credential (e.g. 127.0.0.1:9464); null: /metrics on the API's port, for admin and metrics keys. */
-  metricsAddress: { host: string; port: number } | null;
-  tracing: TracingSettings;
-  rateLimits: RateLimitSettings;
-  /** Express's "trust proxy": which proxies' X-Forwarded-For names the client whose address the rate limits count. */
-  trustProxy: boolean | number | string;
-  /** A Chron commit running longer, or failing more recently, than this makes CLAIIM not ready. */
-  chronStuckSeconds: number;
-}
-
-export interface EvaluationSettings {
-  /** Deadline of one evaluation, in milliseconds. */
-  timeoutMs: number;
-  /** WebAssembly memory maximum of a policy, and heap limit of an evaluation worker, in bytes. */
-  maxMemoryBytes: number;
-  /** Evaluation worker threads. */
-  workers: number;
-  /** A shadow or a replay is stopped after this many of its evaluations exceeded the bounds. */
-  tripsToStop: number;
-  /** How many of the last recorded decisions the budget gate evaluates a candidate on. */
-  budgetSamples: number;
-  /** OPA's builtin module (built by make setup); null: look in .tools/. */
-  referenceModule: string | null;
-}
 
 
 export function databaseKindOf(url: string): DatabaseKind {
@@ -154,104 +128,9 @@ const ENV = {
   CLAIIM_IDEMPOTENCY_MAX_KEYS: wholeNumber(100_000),
   CLAIIM_SHUTDOWN_TIMEOUT_SECONDS: wholeNumber(30),
   CLAIIM_SHUTDOWN_DELAY_SECONDS: wholeNumber(0, 0),
-  CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
-  CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
-  CLAIIM_EVAL_WORKERS: wholeNumber(2),
-  CLAIIM_EVAL_TRIPS_TO_STOP: wholeNumber(3),
-  CLAIIM_BUDGET_SAMPLES: wholeNumber(1000, 0),
-  CLAIIM_OPA_BUILTINS_WASM: optionalText(),
-  CLAIIM_METRICS_ADDRESS: z
-    .string()
-    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):\d{1,5}$/, "must be host:port, e.g. 127.0.0.1:9464")
-    .optional(),
-  CLAIIM_RATE_LIMIT_WINDOW_SECONDS: wholeNumber(60),
-  CLAIIM_RATE_LIMIT_TOKEN_PER_CLIENT: wholeNumber(60, 0),
-  CLAIIM_RATE_LIMIT_TOKEN_PER_ADDRESS: wholeNumber(600, 0),
-  CLAIIM_RATE_LIMIT_FAILURES_PER_ADDRESS: wholeNumber(60, 0),
-  CLAIIM_RATE_LIMIT_FAILURES_PER_CLIENT: wholeNumber(20, 0),
-  CLAIIM_TRUST_PROXY: optionalText(),
-  CLAIIM_CHRON_STUCK_SECONDS: wholeNumber(15),
-  // OpenTelemetry's own variables (https://opentelemetry.io/docs/specs/otel/protocol/exporter/).
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalText(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: optionalText(),
-  OTEL_EXPORTER_OTLP_HEADERS: optionalText(),
-  OTEL_SERVICE_NAME: text("claiim"),
-  OTEL_TRACES_SAMPLER_ARG: z
-    .string()
-    .regex(/^(0(\.\d+)?|1(\.0*)?)$/, "must be a ratio from 0 to 1")
-    .transform(Number)
-    .optional(),
+  ...EVALUATION_ENV,
+  ...OPS_ENV,
 };
-
-/** Express's trust proxy: true/false, a number of hops, or addresses and subnets (e.g. "loopback, 10.0.0.0/8"). */
-function trustProxy(value: string | undefined): boolean | number | string {
-  if (value === undefined || value === "false") return false;
-  if (value === "true") return true;
-  return /^\d+$/.test(value) ? Number(value) : value;
-}
-
-/** OTEL_EXPORTER_OTLP_HEADERS: key=value pairs separated by commas, values percent-encoded. */
-function otlpHeaders(value: string | undefined): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const pair of (value ?? "").split(",")) {
-    const i = pair.indexOf("=");
-    if (i <= 0) continue;
-    headers[decodeURIComponent(pair.slice(0, i).trim())] = decodeURIComponent(pair.slice(i + 1).trim());
-  }
-  return headers;
-}
-
-function hostPort(value: string | undefined): { host: string; port: number } | null {
-  if (!value) return null;
-  const i = value.lastIndexOf(":");
-  const port = Number(value.slice(i + 1));
-  if (port > 65535) throw new Error("configuration: CLAIIM_METRICS_ADDRESS has a port above 65535");
-  return { host: value.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port };
-}
-
-function bundleSigning(env: NodeJS.ProcessEnv, cwd: string): ExternalBundleKeys | null {
-  if (!env.CLAIIM_BUNDLE_SIGNING_KEY_FILE) {
-    if (env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE) throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE needs CLAIIM_BUNDLE_SIGNING_KEY_FILE");
-    return null;
-  }
-  const privateKeyPem = fs.readFileSync(path.resolve(cwd, env.CLAIIM_BUNDLE_SIGNING_KEY_FILE), "utf8");
-  let curve: string | undefined;
-  try {
-    curve = createPrivateKey(privateKeyPem).asymmetricKeyDetails?.namedCurve;
-  } catch {
-    throw new Error("CLAIIM_BUNDLE_SIGNING_KEY_FILE does not hold a PEM private key");
-  }
-  if (curve !== "prime256v1") throw new Error("CLAIIM_BUNDLE_SIGNING_KEY_FILE must hold an EC P-256 key (ES256)");
-  if (!env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE) return { privateKeyPem, trusted: [] };
-  let trusted: Record<string, string>[];
-  try {
-    trusted = (JSON.parse(fs.readFileSync(path.resolve(cwd, env.CLAIIM_BUNDLE_TRUSTED_KEYS_FILE), "utf8")) as { keys: Record<string, string>[] }).keys;
-    for (const jwk of trusted) createPublicKey({ key: jwk, format: "jwk" });
-  } catch {
-    throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE must be a JWKS ({\"keys\": [...]}) of EC P-256 public keys");
-  }
-  if (!Array.isArray(trusted) || trusted.some((k) => k.kty !== "EC" || k.crv !== "P-256" || "d" in k)) {
-    throw new Error("CLAIIM_BUNDLE_TRUSTED_KEYS_FILE must be a JWKS of EC P-256 public keys, without private parts");
-  }
-  return { privateKeyPem, trusted };
-}
-
-/** CLAIIM_REDACTION_RULES (JSON) or CLAIIM_REDACTION_FILE (a JSON file): a list of {path, op, value?}. */
-function redactionRules(env: NodeJS.ProcessEnv, cwd: string): RedactionRule[] {
-  const text = env.CLAIIM_REDACTION_RULES ?? (env.CLAIIM_REDACTION_FILE ? fs.readFileSync(path.resolve(cwd, env.CLAIIM_REDACTION_FILE), "utf8") : "[]");
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new Error("the redaction rules are not valid JSON");
-  }
-  const result = RedactionRules.safeParse(parsed);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new Error(`redaction rule ${issue.path.join(".")}: ${issue.message}`);
-  }
-  return result.data;
-}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const e = parseEnv(ENV, env);
@@ -307,32 +186,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     shutdownDelaySeconds: e.CLAIIM_SHUTDOWN_DELAY_SECONDS,
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
-    evaluation: {
-      timeoutMs: e.CLAIIM_EVAL_TIMEOUT_MS,
-      maxMemoryBytes: e.CLAIIM_EVAL_MAX_MEMORY_MB * 1024 * 1024,
-      workers: e.CLAIIM_EVAL_WORKERS,
-      tripsToStop: e.CLAIIM_EVAL_TRIPS_TO_STOP,
-      budgetSamples: e.CLAIIM_BUDGET_SAMPLES,
-      referenceModule: e.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, e.CLAIIM_OPA_BUILTINS_WASM) : null,
-    },
-    ops: {
-      metricsAddress: hostPort(e.CLAIIM_METRICS_ADDRESS),
-      tracing: {
-        endpoint: e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (e.OTEL_EXPORTER_OTLP_ENDPOINT ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces` : null),
-        headers: otlpHeaders(e.OTEL_EXPORTER_OTLP_HEADERS),
-        serviceName: e.OTEL_SERVICE_NAME,
-        sampleRatio: e.OTEL_TRACES_SAMPLER_ARG ?? 1,
-      },
-      rateLimits: {
-        windowSeconds: e.CLAIIM_RATE_LIMIT_WINDOW_SECONDS,
-        tokenPerClient: e.CLAIIM_RATE_LIMIT_TOKEN_PER_CLIENT,
-        tokenPerAddress: e.CLAIIM_RATE_LIMIT_TOKEN_PER_ADDRESS,
-        failuresPerAddress: e.CLAIIM_RATE_LIMIT_FAILURES_PER_ADDRESS,
-        failuresPerClient: e.CLAIIM_RATE_LIMIT_FAILURES_PER_CLIENT,
-      },
-      trustProxy: trustProxy(e.CLAIIM_TRUST_PROXY),
-      chronStuckSeconds: e.CLAIIM_CHRON_STUCK_SECONDS,
-    },
+    evaluation: evaluationSettings(e, cwd),
+    ops: opsSettings(e),
     chronTrust: chronTrustConfig(env, cwd, dataDir),
   };
 }

@@ -1,68 +1,43 @@
-import path from "node:path";
 // The composition root: every service is built here, and nowhere else, on the stores it is given
-// (Prisma and SQL ones in production, fakes in route tests). Building does no I/O; start() then
-// brings the services up in order, and stop() takes them down in the reverse order.
+// (Prisma and SQL ones in production, fakes in route tests), one pillar at a time (src/wiring/).
+// Building does no I/O; start() then brings the services up in order, and stop() takes them down
+// in the reverse order.
 import type { Config } from "./config";
 import type { Logger } from "./lib/logger";
-import { LiveWork } from "./lib/pacer";
-import { Serial } from "./lib/serial";
-import { document, type RouteSpec } from "./http/route";
-import { generateDocument, OpenAPIRegistry } from "./http/openapi";
-import { systemRoutes } from "./http/system-routes";
-import { SigningKeys } from "./keys/signing-keys";
-import type { ChronStore, Recorder } from "./chron/chron-store";
-import type { EventContent } from "./chron/record";
-import { ChronWriter } from "./chron/chron-writer";
-import { ChronFollower, type ChangeNotices } from "./chron/follower";
+import type { RouteSpec } from "./http/route";
+import type { ChronStore } from "./chron/chron-store";
+import type { ChangeNotices, ChronFollower } from "./chron/follower";
+import type { ChronWriter } from "./chron/chron-writer";
 import type { Checkpointer, ChronStart } from "./chron/checkpoints";
-import { buildChron, openChronKey, type OpenedChronKey } from "./chron/startup";
-import { publishChronKey, type ChronSigner } from "./chron/signer";
-import { ReceivedHeads, witnessRoutes } from "./chron/witness-receiver";
+import { openChronKey, type OpenedChronKey } from "./chron/startup";
+import type { ChronSigner } from "./chron/signer";
 import type { ChronService } from "./chron/chron-service";
 import type { ChronVerifier } from "./chron/verification";
-import { ChronExporter } from "./chron/export";
-import { ChronRetention } from "./chron/retention";
-import { redact } from "./chron/redaction";
-import { chronRoutes } from "./chron/chron-routes";
 import type { IdentityStore } from "./identity/identity-store";
-import { IdentityDirectory } from "./identity/directory";
-import { IdentityFollower } from "./identity/follower";
-import { IdentityService } from "./identity/identity-service";
-import { CredentialService } from "./identity/credential-service";
-import { ApiKeyService } from "./identity/api-key-service";
-import { TokenMinter } from "./identity/tokens";
-import { OAuthService } from "./identity/oauth-service";
-import { OidcVerifier } from "./identity/oidc";
-import { Authenticator } from "./identity/authenticator";
-import { identityRoutes } from "./identity/identity-routes";
-import { inventoryRoutes } from "./identity/inventory-routes";
-import { meRoutes } from "./identity/me-routes";
-import { oauthRoutes } from "./identity/oauth-routes";
-import type { PolicyCompiler } from "./policy/opa-compiler";
-import { PolicyEngine } from "./policy/policy-engine";
-import { EvaluationPool } from "./policy/evaluation/pool";
-import { BudgetGate } from "./policy/budget";
-import { referenceModulePath } from "./policy/runtime/reference";
+import type { IdentityDirectory } from "./identity/directory";
+import type { IdentityService } from "./identity/identity-service";
+import type { CredentialService } from "./identity/credential-service";
+import type { ApiKeyService } from "./identity/api-key-service";
+import type { OAuthService } from "./identity/oauth-service";
+import type { Authenticator } from "./identity/authenticator";
+import type { PolicyCompiler } from "./policy/compiler";
+import type { PolicyEngine } from "./policy/policy-engine";
 import type { PolicyStore } from "./policy/policy-store";
-import { PolicyService } from "./policy/policy-service";
-import { BundleSigner } from "./policy/bundle-signing";
-import { ReplayRunner } from "./policy/replay";
-import { policyRoutes } from "./policy/policy-routes";
+import type { PolicyService } from "./policy/policy-service";
+import type { ReplayRunner } from "./policy/replay";
 import type { ApprovalStore } from "./approvals/approval-store";
-import { ApprovalService } from "./approvals/approval-service";
-import { approvalRoutes } from "./approvals/approval-routes";
-import type { Directory } from "./approvals/views";
-import { DecisionService } from "./decisions/decision-service";
-import { decisionRoutes } from "./decisions/decision-routes";
-import { IdempotencyIndex } from "./decisions/idempotency";
-import { permissionRoutes } from "./decisions/permission-routes";
-import { ALL_ORGANIZATIONS } from "./shared/principal";
-import { Metrics } from "./ops/metrics";
-import { RateLimits } from "./ops/rate-limits";
-import { Tracing } from "./ops/tracing";
-import { chronHealth } from "./ops/health";
-import { metricsRoutes } from "./http/metrics-routes";
+import type { ApprovalService } from "./approvals/approval-service";
+import type { DecisionService } from "./decisions/decision-service";
+import type { Metrics } from "./ops/metrics";
+import type { RateLimits } from "./ops/rate-limits";
+import type { Tracing } from "./ops/tracing";
 import { holderName, Lease, type LeaseStore } from "./db/lease";
+import { chronPart } from "./wiring/chron";
+import { identityPart } from "./wiring/identity";
+import { policyPart } from "./wiring/policy";
+import { approvalPart, decisionPart } from "./wiring/decisions";
+import { opsPart } from "./wiring/ops";
+import { routesOf } from "./wiring/routes";
 
 import { version as VERSION } from "../package.json";
 
@@ -133,175 +108,55 @@ export function buildCore(
   /** `vouched`: Chron verified whole moments ago by this deployment's worker mode primary (see buildChron). */
   options: { vouched?: ChronStart } = {},
 ): Core {
-  const tokenSettings = { issuer: config.issuer, audience: config.audience, agentTokenTtlSeconds: config.agentTokenTtlSeconds };
-  const chronSigner = chronKey.signer;
-  // Another process's changes reach this one through the Chron events it commits (follow, below);
-  // this process's own are known to the follower as they are appended, and skipped.
-  let follow: (event: EventContent) => Promise<void> = async () => undefined;
-  const follower = new ChronFollower(stores.chron, (event) => follow(event), config.sync, logger, stores.changeNotices ?? null);
-  // Every change of state is committed by the single Chron writer, with its record, tagged by the Chron key.
-  const writer = new ChronWriter(follower.track(stores.chron), config.chron.maxBatch, logger, chronSigner);
-  // Decisions count themselves here; verification, reports and replays give way to them.
-  const live = new LiveWork();
-  const record: Recorder = (contents, effect) => writer.commit(contents, effect);
-
-  // WARNING: start() verifies Chron whole, against its signed heads and the witness, before anything
-  // is written: a tampered chain stops the start there, naming its first bad record.
-  const chronParts = buildChron({
-    key: chronKey,
-    trust: config.chronTrust,
-    policy: { everyRecords: config.chron.checkpointEveryRecords, everySeconds: config.chron.checkpointEverySeconds },
-    store: stores.chron,
-    identity: stores.identity,
-    writer,
-    live,
-    logger,
-    userAgent: `CLAIIM/${VERSION}`,
-    vouched: options.vouched,
-  });
-  const { chron, verifier, checkpointer } = chronParts;
-  const exporter = new ChronExporter(stores.chron, verifier, checkpointer, record, config.chron.jsonExportMax, logger, live, {
-    writerHead: () => writer.knownHead(),
-    lastWitnessed: () => checkpointer.lastWitnessed(),
-    signer: chronSigner,
-  });
-  const retention = new ChronRetention(stores.chron, exporter, checkpointer.keys(), record, config.archiveDir, logger, (head) => checkpointer.at(head), (work) =>
-    stores.leases ? new Lease(stores.leases, "retention", holderName(), 30_000, logger, () => undefined).exclusively(work, 0) : work(),
-  );
-
-  // Identity changes of every kind go one at a time, so that each one's "before" is exact.
-  const serial = new Serial();
-  const directory = new IdentityDirectory();
-  const identity = new IdentityService(directory, stores.identity, record, logger, serial);
-  const tokenKeys = new SigningKeys("agent-token");
-  const minter = new TokenMinter(tokenKeys, tokenSettings);
-  const credentials = new CredentialService(identity, stores.identity, tokenKeys, minter, record, logger, serial);
-  const apiKeys = new ApiKeyService(directory, stores.identity, record, serial);
-  const oauthSettings = {
-    issuer: config.issuer,
-    audience: config.audience,
-    accessTokenTtlSeconds: config.accessTokenTtlSeconds,
-    clockSkewSeconds: config.clockSkewSeconds,
-    tokenEndpoint: `${config.publicUrl}/oauth/token`,
-  };
-  const oauth = new OAuthService(stores.identity, directory, minter, oauthSettings, record, logger, serial);
-  // WARNING: no authenticated request is answered from state older than the bound (503 state_stale).
-  const authenticator = new Authenticator(directory, oauth, tokenKeys, tokenSettings, config.oidc ? new OidcVerifier(config.oidc, directory) : null, () => follower.ensureFresh());
-  const identityFollower = new IdentityFollower(directory, stores.identity, oauth, tokenKeys, serial, logger);
-
-  // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
-  const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
-  const engine = new PolicyEngine(pool);
-  const signer = new BundleSigner(new SigningKeys("bundle-signing"), stores.identity, record, config.bundleSigning);
-  const policies = new PolicyService({
-    store: stores.policy,
-    compiler,
-    engine,
-    signer,
-    bundleDir: config.bundleDir,
-    record,
-    logger,
-    decisionCounts: (orgId) => stores.chron.decisionsByPolicyVersion(orgId),
-    chron: stores.chron,
-    live,
-    budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
-    tripsToStop: config.evaluation.tripsToStop,
-  });
-  follow = async (event) => {
-    await identityFollower.apply(event);
+  const userAgent = `CLAIIM/${VERSION}`;
+  const chron = chronPart(config, stores, chronKey, logger, userAgent, options.vouched);
+  const { follower, writer, checkpointer, coordinator, record, live } = chron;
+  const identity = identityPart(config, stores, record, logger, () => follower.ensureFresh());
+  const { directory, credentials, apiKeys, oauth } = identity;
+  const policy = policyPart(config, stores, compiler, record, live, logger);
+  const { pool, signer, policies, replays, engine } = policy;
+  const approvalParts = approvalPart(config, stores, directory, record, logger, userAgent);
+  const { approvals } = approvalParts;
+  const decisionParts = decisionPart(config, { directory, engine, writer, approvals, live }, logger);
+  const { idempotency } = decisionParts;
+  chron.onFollow(async (event) => {
+    await identity.follower.apply(event);
     await policies.followChange(event);
     if (event.subject.type === "approval") await approvals.followChange(event.subject.id);
-  };
-  const replays = new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) =>
-    policies.replayStopped(job, message),
-  );
-
-  // What approvals read of identities, from the in-memory directory.
-  const approvalDirectory: Directory = {
-    agentContext: (id) => directory.agentContext(id),
-    human: (id) => {
-      try {
-        return directory.human(id, ALL_ORGANIZATIONS);
-      } catch {
-        return undefined;
-      }
-    },
-    humanByEmail: (orgId, email) => directory.humanInOrganization(orgId, email),
-    organization: (id) => directory.organization(id),
-  };
-  const approvalSettings = { ...config.approvals, keepClosedSeconds: 24 * 3600, maxOpenPerAgent: 100, maxWaiters: 1000, publicUrl: config.publicUrl, userAgent: `CLAIIM/${VERSION}` };
-  const approvals = new ApprovalService({ store: stores.approval, record, redact: (content) => redact(content, config.redaction), directory: approvalDirectory, logger }, approvalSettings);
-
-  const idempotency = new IdempotencyIndex({ ttlMs: config.idempotency.ttlSeconds * 1000, maxKeys: config.idempotency.maxKeys, publicUrl: config.publicUrl });
-  const decisions = new DecisionService(
-    {
-      agentContext: (id) => directory.agentContext(id),
-      activePolicy: () => engine.active(),
-      shadowPolicy: () => engine.shadow(),
-      record: (content) => writer.append(content),
-      redact: (content) => redact(content, config.redaction),
-      approvals,
-    },
-    logger,
-    live,
-    idempotency,
-  );
-
-  // Operating CLAIIM: what the metrics read, the rate limits (their refusals counted), traces.
-  const metrics = new Metrics({
-    chron: () => {
-      const cp = checkpointer.health();
-      return { queued: writer.health().queued, unsignedRecords: cp.unsigned, checkpointLagSeconds: cp.lagSeconds };
-    },
-    evaluation: () => pool.stats(),
   });
-  // Only this process's own commits: records another process committed are counted there.
-  writer.onCommit((rows, seconds) => seconds !== null && metrics.committed(rows, seconds));
-  writer.onFailure((seconds) => metrics.commitFailed(seconds));
-  pool.onOutcome((o) => metrics.evaluated(o));
-  const limits = new RateLimits(config.ops.rateLimits, (limit) => metrics.limited(limit));
-  const tracing = new Tracing(config.ops.tracing, VERSION);
-  const health = () => chronHealth(writer.health(), checkpointer.health(), { stuckSeconds: config.ops.chronStuckSeconds, checkpointEverySeconds: config.chron.checkpointEverySeconds });
-  // WARNING: one process at a time signs the periodic tree heads of the chain every process writes:
-  // the holder of this lease (see Lease). The others still sign on demand (exports, retention).
-  const coordinator: Lease | null = stores.leases
-    ? new Lease(stores.leases, "chron-coordinator", holderName(), config.chron.coordinatorLeaseMs, logger, (held) => checkpointer.coordinate(held, () => coordinator!.holds()))
-    : null;
+  const ops = opsPart(config, { writer, checkpointer, pool }, VERSION);
+  const { tracing } = ops;
 
-  let openapi: unknown = null;
   const core: Core = {
     directory,
-    identity,
+    identity: identity.identity,
     credentials,
     apiKeys,
     oauth,
     policies,
     engine,
     replays,
-    chron,
-    verifier,
+    chron: chron.chron,
+    verifier: chron.verifier,
     writer,
     checkpointer,
     follower,
-    chronSigner,
+    chronSigner: chron.chronSigner,
     approvals,
-    decisions,
+    decisions: decisionParts.decisions,
     routes: [],
-    authenticator,
-    metrics,
-    limits,
+    authenticator: identity.authenticator,
+    metrics: ops.metrics,
+    limits: ops.limits,
     tracing,
     bootstrapCredentialFile: null,
     stopping: false,
-    chronStartedFrom: () => chronParts.startedFrom(),
+    chronStartedFrom: () => chron.startedFrom(),
     async start() {
-      await chronParts.start();
+      await chron.start();
       // Before any state is loaded: what is committed after this head is followed.
       await follower.from();
-      if (coordinator) {
-        await checkpointer.coordinate(false);
-        await coordinator.start();
-      }
+      await coordinator.start();
       // WARNING: what a first start creates (the token and bundle-signing keys, the bootstrap
       // credential, the reference policies from rego/) is created by one process: processes
       // starting together on one database take turns through this lease, each reading what the
@@ -340,30 +195,14 @@ export function buildCore(
       // What is queued commits; then nothing more is written.
       await writer.close();
       await checkpointer.stop();
-      await coordinator?.stop();
+      await coordinator.stop();
       await pool.close();
       // Spans still buffered go out (bounded by the exporter's own timeout).
       await tracing.shutdown().catch((err: Error) => logger.warn("traces not all exported at stop", { error: err.message }));
     },
   };
-  core.routes = [
-    ...systemRoutes({ policyVersion: () => engine.active()?.version ?? null, databaseAnswers, stopping: () => core.stopping, chron: health, chronHalted: () => writer.haltedBy()?.message ?? null, behind: () => follower.problem() }, () => openapi),
-    ...metricsRoutes(metrics),
-    // The JWKS holds the token keys, and every Chron checkpoint and bundle-signing key, so that old exports and bundles stay checkable.
-    ...identityRoutes({ identity, credentials, apiKeys }, () => ({ keys: [...minter.jwks().keys, ...chronSigner.publicKeys().map(publishChronKey), ...signer.jwks()] })),
-    ...inventoryRoutes(directory),
-    ...meRoutes(directory),
-    ...oauthRoutes(oauth, credentials, config.keyOverlapSeconds, (address, clientId) => limits.admitToken(address, clientId)),
-    ...decisionRoutes(decisions),
-    ...permissionRoutes(directory, engine),
-    ...approvalRoutes(approvals, directory, approvalDirectory, config.publicUrl),
-    ...chronRoutes(chron, verifier, exporter, retention, directory),
-    ...witnessRoutes(new ReceivedHeads(path.join(config.chronTrust.witnessDir, "received"), logger)),
-    ...policyRoutes(policies, replays, config.bodyLimits.policy),
-  ];
-  const registry = new OpenAPIRegistry();
-  document(registry, core.routes);
-  openapi = generateDocument(registry, VERSION);
+  const parts = { chron, identity, policy, approvals: approvalParts, decisions: decisionParts, ops };
+  core.routes = routesOf(config, parts, { databaseAnswers, stopping: () => core.stopping }, logger, VERSION);
   return core;
 }
 

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { LocalKeySigner, readTrustedKeys, type ChronKeyFiles } from "./signer";
 import type { RemoteWitnessSettings } from "./remote-witness";
+import { RedactionRules, type RedactionRule } from "./redaction";
 
 /** Where Chron's signing key lives, and where its signed tree heads are witnessed. */
 export interface ChronTrustConfig {
@@ -67,4 +68,21 @@ function remoteWitness(env: NodeJS.ProcessEnv, cwd: string): RemoteWitnessSettin
     throw new Error("CLAIIM_WITNESS_RETRY_SECONDS must be 1 to 20 comma-separated numbers of seconds, e.g. 1,5,30 (the last repeats)");
   }
   return { url, token, retrySeconds, timeoutSeconds: positive(env, "CLAIIM_WITNESS_TIMEOUT_SECONDS", 10) };
+}
+
+/** CLAIIM_REDACTION_RULES (JSON) or CLAIIM_REDACTION_FILE (a JSON file): a list of {path, op, value?}. */
+export function redactionRules(env: NodeJS.ProcessEnv, cwd: string): RedactionRule[] {
+  const text = env.CLAIIM_REDACTION_RULES ?? (env.CLAIIM_REDACTION_FILE ? fs.readFileSync(path.resolve(cwd, env.CLAIIM_REDACTION_FILE), "utf8") : "[]");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error("the redaction rules are not valid JSON");
+  }
+  const result = RedactionRules.safeParse(parsed);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new Error(`redaction rule ${issue.path.join(".")}: ${issue.message}`);
+  }
+  return result.data;
 }

@@ -7,7 +7,7 @@ import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import { TagTrail, UNVOUCHED } from "./row-checks";
 import type { ChronVerifier } from "./verification";
 import type { Checkpointer } from "./checkpoints";
-import { ChronBrokenError } from "./checkpoints";
+import { ChronBrokenError } from "./stored-tree";
 import { ChronHaltedError } from "./chron-writer";
 import { GENESIS_HASH, newEvent, type ChronContent, type ChronRow } from "./record";
 import type { Actor } from "../shared/principal";

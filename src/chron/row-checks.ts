@@ -1,5 +1,5 @@
 import { canonicalize } from "../lib/canonical";
-import { indexColumns, sameColumn, type ChronContent, type ChronRow } from "./record";
+import { canonicalRecord, indexColumns, sameColumn, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner, type TagVerdict } from "./signer";
 import type { VerifyProblem } from "./verify-types";
 
@@ -104,4 +104,43 @@ export class TagTrail {
       },
     };
   }
+}
+
+/**
+ * What is wrong with one stored row, given the sequence number and hash the chain expects
+ * before it: a gap, then the first of a broken link, a hash that does not cover the content, a
+ * content that is not canonical, and columns that disagree with the content. After a gap the
+ * link is not checked again: the gap already says why it breaks.
+ */
+export function rowProblems(row: ChronRow, expectedSeq: number, prevHash: string): VerifyProblem[] {
+  const problems: VerifyProblem[] = [];
+  if (row.seq !== expectedSeq) {
+    problems.push({ seq: expectedSeq, problem: `sequence gap: expected record ${expectedSeq}, found ${row.seq}`, expected: String(expectedSeq), found: String(row.seq) });
+  } else if (row.prevHash !== prevHash) {
+    problems.push({ seq: row.seq, problem: "broken link: prev_hash is not the previous record's hash", expected: prevHash, found: row.prevHash });
+    return problems;
+  }
+  const own = contentProblem(row);
+  if (own) problems.push(own);
+  return problems;
+}
+
+/** The row's content against its hash, its canonical form and its filter columns; null when it holds. */
+export function contentProblem(row: ChronRow): VerifyProblem | null {
+  let content: ChronContent;
+  try {
+    content = JSON.parse(row.content) as ChronContent;
+  } catch {
+    return { seq: row.seq, problem: "content is not JSON" };
+  }
+  if (!content || typeof content !== "object" || Array.isArray(content)) return { seq: row.seq, problem: "content is not a JSON object" };
+  let canonical;
+  try {
+    canonical = canonicalRecord(content, row.seq, row.prevHash);
+  } catch (err) {
+    return { seq: row.seq, problem: `content cannot be canonicalised: ${(err as Error).message}` };
+  }
+  if (canonical.hash !== row.hash) return { seq: row.seq, problem: "hash mismatch: content was modified", expected: canonical.hash, found: row.hash };
+  if (canonical.text !== row.content) return { seq: row.seq, problem: NOT_CANONICAL };
+  return columnProblem(row, content);
 }

@@ -4,12 +4,12 @@ import { INTERACTIVE, LiveWork, Pacer } from "../lib/pacer";
 import { retentionAnchor, rowsAfter, type Checkpoint, type ChronStore } from "./chron-store";
 import { consistencyProof, MerkleFrontier } from "./merkle";
 import type { ChronWriter } from "./chron-writer";
-import { canonicalRecord, GENESIS_HASH, type ChainHead, type ChronContent, type ChronRow } from "./record";
+import { GENESIS_HASH, type ChainHead, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict } from "./signer";
 import { readWitnessLog } from "./witness";
 import { verifyCheckpoint } from "./checkpoint-jws";
 import type { ConsistencyResult, VerifyContext, VerifyProblem, VerifyResult, VerifyScope } from "./verify-types";
-import { BAD_TAG, canonicalText, columnProblem, NOT_CANONICAL, TagTrail } from "./row-checks";
+import { BAD_TAG, canonicalText, columnProblem, NOT_CANONICAL, rowProblems, TagTrail } from "./row-checks";
 import { CheckpointCursor, ProblemList, WitnessCursor } from "./verify-cursors";
 
 const VERIFY_PAGE = 1000;
@@ -104,7 +104,7 @@ export class ChronVerifier {
     for await (const rows of rowsAfter(this.store, after, undefined, VERIFY_PAGE)) {
       for (const row of rows) {
         await pacer.tick();
-        const problems = this.checkRow(row, expectedSeq, prevHash);
+        const problems = rowProblems(row, expectedSeq, prevHash);
         for (const problem of problems) report.add(row.orgId, problem);
         const tagProblem = tags.row(row);
         if (tagProblem) report.add(row.orgId, tagProblem);
@@ -272,7 +272,7 @@ export class ChronVerifier {
     for await (const rows of rowsAfter(this.store, from - 1, to, VERIFY_PAGE)) {
       for (const row of rows) {
         await pacer.tick();
-        const [problem] = this.checkRow(row, expected, prev);
+        const [problem] = rowProblems(row, expected, prev);
         if (problem) return problem;
         if (unsigned && this.ctx.signer && tagVerdict(row.tag, row.hash, this.ctx.signer) !== "valid") return { seq: row.seq, problem: "not written by CLAIIM: no valid writer's tag" };
         expected = row.seq + 1;
@@ -280,43 +280,5 @@ export class ChronVerifier {
       }
     }
     return expected === to + 1 ? null : { seq: expected, problem: `sequence gap: expected record ${expected}` };
-  }
-
-  /**
-   * What is wrong with one stored row, given the sequence number and hash the chain expects
-   * before it: a gap, then the first of a broken link, a hash that does not cover the content, a
-   * content that is not canonical, and columns that disagree with the content. After a gap the
-   * link is not checked again: the gap already says why it breaks.
-   */
-  private checkRow(row: ChronRow, expectedSeq: number, prevHash: string): VerifyProblem[] {
-    const problems: VerifyProblem[] = [];
-    if (row.seq !== expectedSeq) {
-      problems.push({ seq: expectedSeq, problem: `sequence gap: expected record ${expectedSeq}, found ${row.seq}`, expected: String(expectedSeq), found: String(row.seq) });
-    } else if (row.prevHash !== prevHash) {
-      problems.push({ seq: row.seq, problem: "broken link: prev_hash is not the previous record's hash", expected: prevHash, found: row.prevHash });
-      return problems;
-    }
-    const own = this.checkContent(row);
-    if (own) problems.push(own);
-    return problems;
-  }
-
-  private checkContent(row: ChronRow): VerifyProblem | null {
-    let content: ChronContent;
-    try {
-      content = JSON.parse(row.content) as ChronContent;
-    } catch {
-      return { seq: row.seq, problem: "content is not JSON" };
-    }
-    if (!content || typeof content !== "object" || Array.isArray(content)) return { seq: row.seq, problem: "content is not a JSON object" };
-    let canonical;
-    try {
-      canonical = canonicalRecord(content, row.seq, row.prevHash);
-    } catch (err) {
-      return { seq: row.seq, problem: `content cannot be canonicalised: ${(err as Error).message}` };
-    }
-    if (canonical.hash !== row.hash) return { seq: row.seq, problem: "hash mismatch: content was modified", expected: canonical.hash, found: row.hash };
-    if (canonical.text !== row.content) return { seq: row.seq, problem: NOT_CANONICAL };
-    return columnProblem(row, content);
   }
 }

@@ -21,93 +21,54 @@ export abstract class ClaiimError extends Error {
   }
 }
 
-export class InputError extends ClaiimError {
-  readonly status = 400;
-  readonly title = "Invalid request";
+/**
+ * The base of the problems of one status: it takes only the codes of that status. (Its
+ * subclasses below are declared as classes so that each keeps its own name, for `instanceof` and
+ * the logs.)
+ */
+function problemOf<S extends number>(status: S, title: string) {
+  return class extends ClaiimError {
+    readonly status: S = status;
+    readonly title: string = title;
+    constructor(code: CodeWith<S>, message: string, extra: Record<string, unknown> = {}) {
+      super(code, message, extra);
+    }
+  };
+}
+
+export class InputError extends problemOf(400, "Invalid request") {
   constructor(code: CodeWith<400>, message: string, readonly errors: FieldError[] = [], extra: Record<string, unknown> = {}) {
     super(code, message, extra);
   }
 }
 
-export class AuthenticationError extends ClaiimError {
-  readonly status = 401;
-  readonly title = "Authentication required";
-  constructor(code: CodeWith<401>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class AuthenticationError extends problemOf(401, "Authentication required") {}
 
-export class NotAllowedError extends ClaiimError {
-  readonly status = 403;
-  readonly title = "Not allowed";
-  constructor(code: CodeWith<403>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class NotAllowedError extends problemOf(403, "Not allowed") {}
 
-export class NotFoundError extends ClaiimError {
-  readonly status = 404;
-  readonly title = "Not found";
-  constructor(code: CodeWith<404>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class NotFoundError extends problemOf(404, "Not found") {}
 
-export class MethodNotAllowedError extends ClaiimError {
-  readonly status = 405;
-  readonly title = "Method not allowed";
+export class MethodNotAllowedError extends problemOf(405, "Method not allowed") {
   constructor(code: CodeWith<405>, message: string, readonly allow: string) {
     super(code, message);
   }
 }
 
-export class ConflictError extends ClaiimError {
-  readonly status = 409;
-  readonly title = "Conflict";
-  constructor(code: CodeWith<409>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class ConflictError extends problemOf(409, "Conflict") {}
 
-export class PayloadTooLargeError extends ClaiimError {
-  readonly status = 413;
-  readonly title = "Payload too large";
-  constructor(code: CodeWith<413>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class PayloadTooLargeError extends problemOf(413, "Payload too large") {}
 
-export class UnsupportedMediaTypeError extends ClaiimError {
-  readonly status = 415;
-  readonly title = "Unsupported media type";
-  constructor(code: CodeWith<415>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class UnsupportedMediaTypeError extends problemOf(415, "Unsupported media type") {}
 
 /** The request was well-formed but its content cannot be accepted (e.g. a policy that does not compile). */
-export class UnprocessableError extends ClaiimError {
-  readonly status = 422;
-  readonly title = "Unprocessable content";
-  constructor(code: CodeWith<422>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class UnprocessableError extends problemOf(422, "Unprocessable content") {}
 
 /** A rate limit refused the request; `retryAfterSeconds` goes out as Retry-After (RFC 9110 §10.2.3). */
-export class RateLimitedError extends ClaiimError {
-  readonly status = 429;
-  readonly title = "Too many requests";
+export class RateLimitedError extends problemOf(429, "Too many requests") {
   constructor(code: CodeWith<429>, message: string, readonly retryAfterSeconds: number) {
     super(code, message, { retry_after_seconds: retryAfterSeconds });
   }
 }
 
 /** A dependency (database, policy engine) cannot serve the request; nothing was decided. */
-export class ServiceUnavailableError extends ClaiimError {
-  readonly status = 503;
-  readonly title = "Service unavailable";
-  constructor(code: CodeWith<503>, message: string, extra: Record<string, unknown> = {}) {
-    super(code, message, extra);
-  }
-}
+export class ServiceUnavailableError extends problemOf(503, "Service unavailable") {}

@@ -23,17 +23,12 @@ import {
   type ServerCapabilities,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { Decision, DecisionRequest, Permissions } from "@claiim/sdk";
+import type { Decision } from "@claiim/sdk";
 import type { Logger } from "../lib/logger";
-import { ApprovalWaitError, META_APPROVAL_ID, waitForHuman, waitOutcome, type ApprovalWaiter, type RequestContext } from "./approvals";
-import { globMatch, resourceOf, type GatewayConfig, type Governed, type UpstreamConfig } from "./config";
-import { DENIED_ERROR_CODE, Kind, META_DECISION, META_ON_BEHALF_OF, META_PURPOSE, Meta, Refusal, allPages, contextOf, decisionMeta, describe, describeWait } from "./wire";
-
-/** What the gateway needs of CLAIIM: the agent's decisions, its waits for approvals, and its own permissions (a @claiim/sdk client). */
-export interface Asker extends ApprovalWaiter {
-  decide(request: DecisionRequest, options?: { approvalId?: string }): Promise<Decision>;
-  permissions(): Promise<Permissions>;
-}
+import { META_APPROVAL_ID, type RequestContext } from "./approvals";
+import { globMatch, type GatewayConfig, type Governed, type UpstreamConfig } from "./config";
+import { DENIED_ERROR_CODE, META_DECISION, META_ON_BEHALF_OF, META_PURPOSE, Meta, allPages, contextOf, decisionMeta } from "./wire";
+import { GatewayDecider, type Asker } from "./decider";
 
 interface Upstream {
   name: string;
@@ -47,16 +42,19 @@ export class McpGateway {
   private tools = new Map<string, { upstream: Upstream; tool: Tool }>();
   private prompts = new Map<string, { upstream: Upstream; prompt: Prompt }>();
   private resourceOwners = new Map<string, Upstream>();
-  private permissionsCache: { atMs: number; value: Promise<Permissions> } | null = null;
+  /** Asking CLAIIM: what the agent may do, and whether it may make one call. */
+  private readonly decider: GatewayDecider;
 
   constructor(
     private readonly config: GatewayConfig,
-    private readonly claiim: Asker,
+    claiim: Asker,
     private readonly logger: Logger,
     private readonly version: string,
     /** Relative commands and working folders of stdio upstreams are resolved from here (the configuration's folder). */
     private readonly baseDir: string,
-  ) {}
+  ) {
+    this.decider = new GatewayDecider(config, claiim, logger);
+  }
 
   /** Connects to every upstream server; fails if one cannot be reached. */
   async start(): Promise<void> {
@@ -86,25 +84,25 @@ export class McpGateway {
     const server = new Server({ name: "claiim-mcp-gateway", version: this.version }, { capabilities });
 
     server.setRequestHandler(ListToolsRequestSchema, async () => {
-      const [tools, permissions] = await Promise.all([this.listTools(), this.permissionsForListing()]);
-      return { tools: tools.filter((t) => this.config.tools[t.name] && this.listable(this.config.tools[t.name], permissions)) };
+      const [tools, permissions] = await Promise.all([this.listTools(), this.decider.permissions()]);
+      return { tools: tools.filter((t) => this.config.tools[t.name] && this.decider.listable(this.config.tools[t.name], permissions)) };
     });
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => this.callTool(req.params.name, req.params.arguments ?? {}, req.params._meta, contextOf(req.params._meta, extra)));
 
     if (capabilities.prompts) {
       server.setRequestHandler(ListPromptsRequestSchema, async () => {
-        const [prompts, permissions] = await Promise.all([this.listPrompts(), this.permissionsForListing()]);
-        return { prompts: prompts.filter((p) => (this.config.prompts[p.name] ? this.listable(this.config.prompts[p.name], permissions) : this.config.unmapped_prompts === "pass")) };
+        const [prompts, permissions] = await Promise.all([this.listPrompts(), this.decider.permissions()]);
+        return { prompts: prompts.filter((p) => (this.config.prompts[p.name] ? this.decider.listable(this.config.prompts[p.name], permissions) : this.config.unmapped_prompts === "pass")) };
       });
       server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => this.getPrompt(req.params.name, req.params.arguments ?? {}, req.params._meta, contextOf(req.params._meta, extra)));
     }
     if (capabilities.resources) {
       server.setRequestHandler(ListResourcesRequestSchema, async () => {
-        const [resources, permissions] = await Promise.all([this.listResources(), this.permissionsForListing()]);
+        const [resources, permissions] = await Promise.all([this.listResources(), this.decider.permissions()]);
         return {
           resources: resources.filter((r) => {
             const g = this.resourceRule(r.uri);
-            return g ? this.listable(g, permissions, { uri: r.uri }) : this.config.unmapped_resources === "pass";
+            return g ? this.decider.listable(g, permissions, { uri: r.uri }) : this.config.unmapped_resources === "pass";
           }),
         };
       });
@@ -175,88 +173,6 @@ export class McpGateway {
     return this.config.resources.find((g) => globMatch(g.uri, uri));
   }
 
-  /** The agent's permissions, reused for a few seconds; listing fails (an MCP error) when CLAIIM cannot be asked. */
-  private permissionsForListing(): Promise<Permissions> {
-    const now = Date.now();
-    if (!this.permissionsCache || now - this.permissionsCache.atMs > this.config.permissions_cache_seconds * 1000) {
-      const value = this.claiim.permissions();
-      this.permissionsCache = { atMs: now, value };
-      value.catch(() => {
-        if (this.permissionsCache?.value === value) this.permissionsCache = null;
-      });
-    }
-    return this.permissionsCache.value.catch((err: Error) => {
-      throw new McpError(ErrorCode.InternalError, `CLAIIM could not tell what this agent may do: ${err.message}`);
-    });
-  }
-
-  /** The skill an action is taken under: the configured one, else the one skill whose permissions name the action. */
-  private skillFor(g: Governed, p: Permissions): { name: string; version: string } | null {
-    if (g.skill) return p.skills.find((s) => s.name === g.skill) ?? null;
-    const named = new Set(p.matrix.filter((c) => c.action === g.action).map((c) => c.skill));
-    const candidates = p.skills.filter((s) => named.has(s.name));
-    if (candidates.length === 1) return candidates[0];
-    return p.skills.length === 1 ? p.skills[0] : null;
-  }
-
-  /** Listed when the agent may take the action now: on the fixed resource, or on some resource when it comes from the request. */
-  private listable(g: Governed, p: Permissions, request: { uri?: string } = {}): boolean {
-    const skill = this.skillFor(g, p);
-    if (!skill) return false;
-    const fixed = typeof g.resource === "string" || request.uri !== undefined ? resourceOf(g.resource, request) : null;
-    // A call that needs a human's approval is listed: calling it is how the approval is asked for.
-    return p.matrix.some((c) => (c.allow || c.decision === "approval_required") && c.skill === skill.name && c.action === g.action && (fixed === null || globMatch(c.resource, fixed)));
-  }
-
-  /**
-   * Asks CLAIIM about one governed call. Returns the allow, or why not: a deny (or any other
-   * outcome), or a refusal before asking (no resource in the request, no such skill, CLAIIM
-   * unreachable or refusing the agent's credentials). With the request metadata's approval id,
-   * CLAIIM is asked with that approval; with wait_for_approval_seconds, an approval_required answer
-   * is waited for, and the answer is CLAIIM's decision made with the approval.
-   */
-  private async ask(kind: Kind, name: string, g: Governed, request: { arguments?: Record<string, unknown>; uri?: string }, meta: Meta, ctx: RequestContext = {}): Promise<{ allowed: Decision } | Refusal> {
-    const resource = resourceOf(g.resource, request);
-    if (resource === null) {
-      return { decision: null, message: `${kind} "${name}" was not called: its resource comes from ${typeof g.resource === "string" ? "" : g.resource.from}, which the request does not give as a string` };
-    }
-    let permissions: Permissions;
-    try {
-      permissions = await this.permissionsForListing();
-    } catch (err) {
-      return { decision: null, message: `${kind} "${name}" was not called: ${(err as Error).message}` };
-    }
-    const skill = this.skillFor(g, permissions);
-    if (!skill) return { decision: null, message: `${kind} "${name}" was not called: the agent has no skill ${g.skill ? `"${g.skill}"` : `that names action "${g.action}"`}` };
-    const purposeMeta = meta?.[META_PURPOSE];
-    const oboMeta = meta?.[META_ON_BEHALF_OF];
-    const approvalId = meta?.[META_APPROVAL_ID];
-    if (approvalId !== undefined && (typeof approvalId !== "string" || !approvalId)) {
-      return { decision: null, message: `${kind} "${name}" was not called: _meta "${META_APPROVAL_ID}" must be the id of the approval (a string)` };
-    }
-    const purpose = (typeof purposeMeta === "string" && purposeMeta) || g.purpose || this.config.purpose || `MCP ${kind} ${name}`;
-    try {
-      let decision = await this.claiim.decide(
-        { action: g.action, resource, purpose, skill, ...(typeof oboMeta === "string" && oboMeta ? { on_behalf_of: oboMeta } : {}) },
-        approvalId ? { approvalId } : {},
-      );
-      this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId });
-      if (decision.decision === "approval_required" && decision.approval && this.config.wait_for_approval_seconds > 0) {
-        decision = await waitForHuman(this.claiim, decision, this.config.wait_for_approval_seconds, ctx, this.logger);
-        this.logger.info("decision", { kind, name, action: g.action, resource, decision: decision.decision, decision_id: decision.decisionId, approval_id: decision.approval?.id });
-      }
-      // A client that cancelled meanwhile gets nothing run for it, not even on an allow (which CLAIIM recorded).
-      if (decision.allowed && ctx.signal?.aborted) return { decision, message: `${kind} "${name}" was not called: the client cancelled the request (CLAIIM had allowed it, decision ${decision.decisionId})` };
-      if (decision.allowed) return { allowed: decision };
-      return { decision, message: describe(kind, name, decision) };
-    } catch (err) {
-      if (err instanceof ApprovalWaitError) return { decision: waitOutcome(err), message: describeWait(kind, name, err) };
-      if (ctx.signal?.aborted) return { decision: null, message: `${kind} "${name}" was not called: the client cancelled the request` };
-      this.logger.warn("CLAIIM could not decide; the call is refused", { kind, name, error: (err as Error).message });
-      return { decision: null, message: `${kind} "${name}" was not called: CLAIIM could not decide (${(err as Error).message})` };
-    }
-  }
-
   /** Our own keys are for the gateway; the rest (a progress token, say) goes on to the upstream. */
   private forwardMeta(meta: Meta): Meta {
     if (!meta) return undefined;
@@ -271,7 +187,7 @@ export class McpGateway {
     if (!this.tools.has(name)) await this.listTools();
     const target = this.tools.get(name);
     if (!target) return refused(`tool "${name}" is not offered by any upstream server (or by more than one)`);
-    const answer = await this.ask("tool", name, g, { arguments: args }, meta, ctx);
+    const answer = await this.decider.ask("tool", name, g, { arguments: args }, meta, ctx);
     if (!("allowed" in answer)) return refused(answer.message, answer.decision);
     const result = (await target.upstream.client.callTool({ name, arguments: args, _meta: this.forwardMeta(meta) })) as CallToolResult;
     return { ...result, _meta: { ...(result._meta ?? {}), ...decisionMeta(answer.allowed) } };
@@ -284,7 +200,7 @@ export class McpGateway {
     const g = this.config.prompts[name];
     let decision: Decision | null = null;
     if (g) {
-      const answer = await this.ask("prompt", name, g, { arguments: args }, meta, ctx);
+      const answer = await this.decider.ask("prompt", name, g, { arguments: args }, meta, ctx);
       if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
       decision = answer.allowed;
     } else if (this.config.unmapped_prompts === "deny") throw new McpError(DENIED_ERROR_CODE, `prompt "${name}" is not in the gateway's configuration, which denies unmapped prompts`);
@@ -301,7 +217,7 @@ export class McpGateway {
     const g = this.resourceRule(uri);
     let decision: Decision | null = null;
     if (g) {
-      const answer = await this.ask("resource", uri, g, { uri }, meta, ctx);
+      const answer = await this.decider.ask("resource", uri, g, { uri }, meta, ctx);
       if (!("allowed" in answer)) throw new McpError(DENIED_ERROR_CODE, answer.message, decisionMeta(answer.decision)[META_DECISION]);
       decision = answer.allowed;
     } else if (this.config.unmapped_resources === "deny") throw new McpError(DENIED_ERROR_CODE, `resource ${uri} is not in the gateway's configuration, which denies unmapped resources`);

@@ -1,7 +1,7 @@
 import { createGunzip } from "node:zlib";
 import * as tar from "tar";
 import { InputError, PayloadTooLargeError } from "../lib/errors";
-import type { PolicySources } from "./opa-compiler";
+import type { PolicySources } from "./compiler";
 
 export interface ArchiveLimits {
   /** Most bytes once decompressed: a small upload that inflates past this is a size bomb. */

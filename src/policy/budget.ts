@@ -8,16 +8,10 @@
 import type { ChronStore } from "../chron/chron-store";
 import type { DecisionContent } from "../chron/record";
 import { UnprocessableError } from "../lib/errors";
-import type { BundleFiles } from "./bundle";
 import type { EvaluationPool } from "./evaluation/pool";
 import { nanosOf, type ActivePolicy } from "./policy-engine";
 import type { EvalOutcome } from "./evaluation/types";
-
-export interface TestsBuild {
-  /** `opa build -t wasm` of the set with its tests, one entrypoint per test rule. */
-  files: BundleFiles;
-  entrypoints: string[];
-}
+import type { TestsBuild } from "./compiler";
 
 export interface BudgetSettings {
   /** How many of the last recorded decisions a candidate is evaluated on. */

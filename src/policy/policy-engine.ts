@@ -1,6 +1,6 @@
 import { contentDigest, fileSha256, parseManifest, readBundle, revisionOf, type BundleFiles } from "./bundle";
 import type { EvaluationPool } from "./evaluation/pool";
-import { ENTRYPOINT } from "./opa-compiler";
+import { ENTRYPOINT } from "./compiler";
 import type { StoredBundle } from "./policy-store";
 import type { EvalOutcome, PolicyHandle } from "./evaluation/types";
 

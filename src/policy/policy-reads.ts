@@ -1,6 +1,6 @@
 import { InputError, NotFoundError } from "../lib/errors";
 import type { BundleSigner } from "./bundle-signing";
-import type { PolicySources } from "./opa-compiler";
+import type { PolicySources } from "./compiler";
 import type { PolicyEngine } from "./policy-engine";
 import type { PolicyStore } from "./policy-store";
 import { diffSources, statusView, versionView, type PolicyDiff, type PolicyStatus, type PolicyVersionView } from "./policy-views";

@@ -3,7 +3,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { createTwoFilesPatch } from "diff";
-import type { PolicySources } from "./opa-compiler";
+import type { PolicySources } from "./compiler";
 import type { BundleSummary, PolicyState } from "./policy-store";
 import type { ActivePolicy } from "./policy-engine";
 import type { EvaluationPool } from "./evaluation/pool";

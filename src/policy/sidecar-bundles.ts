@@ -1,6 +1,6 @@
 import { readBundle, writeBundle } from "./bundle";
 import type { BundleSigner } from "./bundle-signing";
-import type { PolicyCompiler } from "./opa-compiler";
+import type { PolicyCompiler } from "./compiler";
 import type { PolicyEngine } from "./policy-engine";
 import type { PolicyStore } from "./policy-store";
 

@@ -4,10 +4,10 @@ import madge from "madge";
 /**
  * The pillars depend one way, lowest first: a module may import from its own folder and from the
  * folders before it, never after. Shared vocabulary and infrastructure at the bottom; the
- * composition root (server.ts, config.ts, main.ts, and cluster/: worker mode) at the top, with the command line (cli/: its
+ * composition root (config.ts, wiring/ with one builder per pillar, core.ts, server.ts, cluster/: worker mode, main.ts) at the top, with the command line (cli/: its
  * `admin recover` opens the database as the server does).
  */
-const LAYERS = ["lib", "shared", "ops", "http", "db", "keys", "chron", "identity", "policy", "approvals", "decisions", "console", "mcp", "types", "config.ts", "core.ts", "server.ts", "cluster", "cli", "main.ts"];
+const LAYERS = ["lib", "shared", "ops", "http", "db", "keys", "chron", "identity", "policy", "approvals", "decisions", "console", "mcp", "types", "config.ts", "wiring", "core.ts", "server.ts", "cluster", "cli", "main.ts"];
 
 describe("architecture", () => {
   let graph: Record<string, string[]>;

@@ -10,7 +10,7 @@ import { SigningKeys } from "../../src/keys/signing-keys";
 import { readBundle, writeBundle, type BundleFiles } from "../../src/policy/bundle";
 import { BundleSigner, opaFileHash } from "../../src/policy/bundle-signing";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
-import { readPolicyDir } from "../../src/policy/policy-service";
+import { readPolicyDir } from "../../src/policy/policy-views";
 import { OPA_BIN } from "../support/fake-core";
 import { fakeChron } from "../support/recorder";
 

@@ -42,19 +42,35 @@ export function DecisionTable({ records, agentColumn, step }: { records: ChronRe
             {step ? (
               <td>{step(r)}</td>
             ) : (
-              <>
-                <td>{r.kind === "decision" ? r.action : r.type}</td>
-                <td>{r.kind === "decision" ? r.resource : (r.subject?.name ?? "")}</td>
-              </>
+              <SubjectCells r={r} />
             )}
-            <td>
-              <DecisionBadge decision={r.decision} />
-            </td>
-            <td>{r.kind === "decision" ? <Reasons reasons={r.reasons} codes={r.reason_codes} /> : (r.reason ?? "")}</td>
+            <OutcomeCells r={r} />
           </tr>
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** A record's action and resource cells; an event shows its type and its subject there. */
+export function SubjectCells({ r }: { r: ChronRecord }) {
+  return (
+    <>
+      <td>{r.kind === "decision" ? r.action : r.type}</td>
+      <td>{r.kind === "decision" ? r.resource : (r.subject?.name ?? "")}</td>
+    </>
+  );
+}
+
+/** A record's decision and reasons cells; an event shows its reason. */
+export function OutcomeCells({ r }: { r: ChronRecord }) {
+  return (
+    <>
+      <td>
+        <DecisionBadge decision={r.decision} />
+      </td>
+      <td>{r.kind === "decision" ? <Reasons reasons={r.reasons} codes={r.reason_codes} /> : (r.reason ?? "")}</td>
+    </>
   );
 }
 

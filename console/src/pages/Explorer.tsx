@@ -1,10 +1,10 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useSearch } from "wouter";
 import { ApiError, download, query, type Agent, type ChronRecord, type Human, type RecordPage } from "../api";
-import { OrgSelect } from "../components/records";
+import { OrgSelect, OutcomeCells, SubjectCells } from "../components/records";
 import { useApi, useTitle } from "../components/hooks";
 import { Picker } from "../components/picker";
-import { Command, DecisionBadge, Loading, Pager, Problem, Reasons, Section, Time, Field } from "../components/ui";
+import { Command, Loading, Pager, Problem, Section, Time, Field } from "../components/ui";
 import { useFirstBad, VerifyBanner } from "../components/verify";
 
 /** The explorer's filters: the API's own, kept in the address so a view can be linked to. */
@@ -170,12 +170,8 @@ function RecordTable({ records, firstBad }: { records: ChronRecord[]; firstBad: 
               <td>{r.organization?.slug ?? "—"}</td>
               <td>{r.agent?.name ?? "—"}</td>
               <td>{r.accountable_human?.email ?? "—"}</td>
-              <td>{r.kind === "decision" ? r.action : r.type}</td>
-              <td>{r.kind === "decision" ? r.resource : (r.subject?.name ?? "")}</td>
-              <td>
-                <DecisionBadge decision={r.decision} />
-              </td>
-              <td>{r.kind === "decision" ? <Reasons reasons={r.reasons} codes={r.reason_codes} /> : (r.reason ?? "")}</td>
+              <SubjectCells r={r} />
+              <OutcomeCells r={r} />
             </tr>
           ))}
         </tbody>

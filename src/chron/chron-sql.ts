@@ -1,0 +1,177 @@
+// The SQL both Chron stores share (sql-chron-store.ts): the columns and how a row maps to them, the
+// WHERE clause of a filter, the counting queries, pruning, and an append inside a Prisma
+// transaction. Each renders its placeholders through `param(i)` (`?` on SQLite, `$i` on PostgreSQL).
+import { isUniqueViolation } from "../db/duplicate";
+import type { Prisma, Tx } from "../db/database";
+import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
+import type { ChronRow } from "./record";
+
+export const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag";
+export const PER_ROW = 14;
+
+export type RawRow = {
+  seq: number | string | bigint;
+  id: string;
+  kind: string;
+  ts_ms: number | string | bigint;
+  org_id: string | null;
+  agent_id: string | null;
+  owner_id: string | null;
+  action: string | null;
+  decision: string | null;
+  policy_version: number | string | bigint | null;
+  content: string;
+  prev_hash: string;
+  hash: string;
+  tag: string | null;
+};
+
+export function fromRaw(r: RawRow): ChronRow {
+  return {
+    seq: Number(r.seq),
+    id: r.id,
+    kind: r.kind,
+    tsMs: Number(r.ts_ms),
+    orgId: r.org_id,
+    agentId: r.agent_id,
+    ownerId: r.owner_id,
+    action: r.action,
+    decision: r.decision,
+    policyVersion: r.policy_version === null ? null : Number(r.policy_version),
+    content: r.content,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+    tag: r.tag,
+  };
+}
+
+export const CHECKPOINT_COLUMNS = "seq, hash, ts_ms, count, kid, jws, frontier";
+
+export type RawCheckpoint = { seq: number | string | bigint; hash: string; ts_ms: number | string | bigint; count: number | string | bigint; kid: string; jws: string; frontier: string | null };
+
+export function checkpointFromRaw(r: RawCheckpoint): Checkpoint {
+  return { seq: Number(r.seq), hash: r.hash, tsMs: Number(r.ts_ms), count: Number(r.count), kid: r.kid, jws: r.jws, frontier: r.frontier };
+}
+
+export function checkpointValues(c: Checkpoint): unknown[] {
+  return [c.seq, c.hash, c.tsMs, c.count, c.kid, c.jws, c.frontier];
+}
+
+/** The same statements on both databases; the window row exists only inside this transaction. */
+export async function pruneIn(tx: Tx, upToSeq: number, param: (i: number) => string): Promise<number> {
+  await tx.$executeRawUnsafe(`INSERT INTO chron_prune_window (up_to_seq) VALUES (${param(1)})`, upToSeq);
+  const deleted = await tx.$executeRawUnsafe(`DELETE FROM chron_records WHERE seq <= ${param(1)}`, upToSeq);
+  await tx.$executeRawUnsafe(`DELETE FROM chron_checkpoints WHERE seq < ${param(1)}`, upToSeq);
+  await tx.$executeRawUnsafe(`DELETE FROM chron_prune_window WHERE up_to_seq = ${param(1)}`, upToSeq);
+  return deleted;
+}
+
+export type RawCount = { day: string; agent_id: string | null; owner_id: string | null; action: string | null; policy_version: number | string | bigint | null; decision: string; count: number | string | bigint };
+
+export function countFromRaw(r: RawCount): DecisionCount {
+  return {
+    day: r.day,
+    agentId: r.agent_id,
+    ownerId: r.owner_id,
+    action: r.action,
+    policyVersion: r.policy_version === null ? null : Number(r.policy_version),
+    decision: r.decision,
+    count: Number(r.count),
+  };
+}
+
+export const COUNT_GROUPS = "agent_id, owner_id, action, policy_version, decision";
+
+export function versionCounts(orgId: string | undefined, param: string): string {
+  return `SELECT policy_version, COUNT(*) AS count FROM chron_records WHERE kind = 'decision'${orgId === undefined ? "" : ` AND org_id = ${param}`} GROUP BY policy_version ORDER BY policy_version`;
+}
+/** A row's UTC day, YYYY-MM-DD, in each dialect. */
+export const SQLITE_DAY = "date(ts_ms / 1000, 'unixepoch')";
+export const POSTGRES_DAY = "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+
+/** Events of the given types, per day; `day` is the dialect's expression for a row's UTC day. */
+export function eventCountsSql(filter: ChronFilter, types: readonly string[], day: string, param: (i: number) => string): { sql: string; args: unknown[] } {
+  const w = where({ ...filter, kind: "event" }, 0, param);
+  const placeholders = types.map((_, i) => param(w.args.length + i + 1)).join(", ");
+  return {
+    sql: `SELECT ${day} AS day, action AS type, COUNT(*) AS count FROM chron_records WHERE ${w.sql} AND action IN (${placeholders}) GROUP BY ${day}, action`,
+    args: [...w.args, ...types],
+  };
+}
+
+export type RawEventCount = { day: string; type: string; count: number | string | bigint };
+export const eventCountFromRaw = (r: RawEventCount): EventCount => ({ day: r.day, type: r.type, count: Number(r.count) });
+
+export type RawVersionCount = { policy_version: number | string | bigint | null; count: number | string | bigint };
+
+export function versionCountFromRaw(r: RawVersionCount): { version: number | null; count: number } {
+  return { version: r.policy_version === null ? null : Number(r.policy_version), count: Number(r.count) };
+}
+
+export type RawBounds = { first: number | string | bigint | null; last: number | string | bigint | null; count: number | string | bigint };
+
+export function boundsFromRaw(r: RawBounds | undefined): { first: number; last: number; count: number } | null {
+  return r && r.first !== null && r.last !== null ? { first: Number(r.first), last: Number(r.last), count: Number(r.count) } : null;
+}
+
+export function values(r: ChronRow): unknown[] {
+  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash, r.tag];
+}
+
+/** WHERE clause shared by both dialects; `param(i)` renders the i-th placeholder (1-based). */
+export function where(filter: ChronFilter, afterSeq: number, param: (i: number) => string): { sql: string; args: unknown[] } {
+  const clauses: string[] = [];
+  const args: unknown[] = [];
+  const add = (sql: string, value: unknown) => {
+    args.push(value);
+    clauses.push(sql.replace("?", param(args.length)));
+  };
+  add("seq > ?", afterSeq);
+  if (filter.fromSeq !== undefined) add("seq >= ?", filter.fromSeq);
+  if (filter.toSeq !== undefined) add("seq <= ?", filter.toSeq);
+  if (filter.kind !== undefined) add("kind = ?", filter.kind);
+  if (filter.orgId !== undefined) add("org_id = ?", filter.orgId);
+  if (filter.agentId !== undefined) add("agent_id = ?", filter.agentId);
+  if (filter.ownerId !== undefined) add("owner_id = ?", filter.ownerId);
+  if (filter.decision !== undefined) add("decision = ?", filter.decision);
+  if (filter.action !== undefined) add("action = ?", filter.action);
+  if (filter.policyVersion !== undefined) add("policy_version = ?", filter.policyVersion);
+  if (filter.fromMs !== undefined) add("ts_ms >= ?", filter.fromMs);
+  if (filter.toMs !== undefined) add("ts_ms < ?", filter.toMs);
+  return { sql: clauses.join(" AND "), args };
+}
+
+export function insertSql(rows: number, param: (i: number) => string): string {
+  const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: PER_ROW }, (_, c) => param(r * PER_ROW + c + 1)).join(", ")})`);
+  return `INSERT INTO chron_records (${COLUMNS}) VALUES ${tuples.join(", ")}`;
+}
+
+export const HEAD_SQL = `SELECT ${COLUMNS} FROM chron_records ORDER BY seq DESC LIMIT 1`;
+
+/**
+ * Appends rows together with a state change, in one Prisma interactive transaction, under the
+ * writers' lock (see ChronStore.append): taken by the transaction's first statement, so that the
+ * effect, the head and the insert all happen while no other writer, of this process or another,
+ * can append. On SQLite an empty DELETE is the first statement because Prisma opens a deferred
+ * transaction: any write statement takes the database's write lock, rows or not, and a read first
+ * would leave the transaction on a snapshot another process could outdate before the insert.
+ * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe because the
+ * driver never holds the write lock across an await (its appends are synchronous), and it retries
+ * asynchronously while this transaction holds it.
+ */
+export async function appendWithEffect(prisma: Prisma, build: (head: ChronRow | null) => ChronRow[], effect: Effect, dialect: "sqlite" | "postgresql"): Promise<ChronRow[]> {
+  const param = dialect === "sqlite" ? () => "?" : (i: number) => `$${i}`;
+  return prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe(dialect === "sqlite" ? "DELETE FROM chron_prune_window WHERE 0" : `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`);
+    await effect(tx);
+    const [head] = await tx.$queryRawUnsafe<RawRow[]>(HEAD_SQL);
+    const rows = build(head ? fromRaw(head) : null);
+    try {
+      await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+      throw err;
+    }
+    return rows;
+  });
+}
