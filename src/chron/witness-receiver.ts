@@ -99,7 +99,7 @@ export function witnessRoutes(received: ReceivedHeads): RouteSpec[] {
         200: { description: "Stored (or already held): the head this witness now holds", schema: z.object({ tree_size: z.number().int(), root: z.string() }) },
         409: { description: "The head does not extend the one held; the problem carries the head held (tree_size, root)" },
       },
-      handle: async ({ body, principal }) => ({ status: 200, body: await received.add(actorOf(principal!).id, body as WitnessedHead) }),
+      handle: async ({ body, principal }) => ({ status: 200, body: await received.add(actorOf(principal).id, body as WitnessedHead) }),
     }),
     route({
       method: "get",
@@ -110,8 +110,8 @@ export function witnessRoutes(received: ReceivedHeads): RouteSpec[] {
       query: z.object({ log: z.string().uuid().optional().openapi({ description: "The id of the witness key that posts that log; a witness key reads its own" }) }).strict(),
       responses: { 200: { description: "One signed tree head per line", contentType: "application/x-ndjson" }, 404: { description: "No such log" } },
       handle: async ({ query, principal }) => {
-        const own = actorOf(principal!).id;
-        const log = rolesOf(principal!).includes("witness") ? own : (query.log ?? own);
+        const own = actorOf(principal).id;
+        const log = rolesOf(principal).includes("witness") ? own : (query.log ?? own);
         const file = received.file(log);
         if (!fs.existsSync(file)) throw new NotFoundError("witness_log_not_found", "this witness holds no heads for that log");
         return { status: 200, contentType: "application/x-ndjson", stream: fs.createReadStream(file, "utf8") as AsyncIterable<string> };

@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import path from "node:path";
 import madge from "madge";
 
@@ -36,5 +37,12 @@ describe("architecture", () => {
       deps.filter((to) => !to.startsWith("..") && rank(to) > rank(from)).map((to) => `${from} -> ${to}`),
     );
     expect(upward).toEqual([]);
+  });
+
+  test("no handler asserts its caller exists: the route's access types the principal it is given", () => {
+    const asserted = Object.keys(graph)
+      .filter((f) => !f.startsWith(".."))
+      .filter((f) => /\bprincipal!/.test(fs.readFileSync(path.resolve(__dirname, "../../src", f), "utf8")));
+    expect(asserted).toEqual([]);
   });
 });
