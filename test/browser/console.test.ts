@@ -232,6 +232,8 @@ describe("the console in Chromium", () => {
     await w.page.getByRole("textbox", { name: "Reason" }).fill("incident 42: unexpected deploys");
     await w.page.getByRole("button", { name: "Suspend agent" }).click();
     await w.page.getByText("deploy-bot is now suspended.").waitFor();
+    // The page reads the agent again after the answer: the heading follows a moment later.
+    await w.page.getByRole("heading", { level: 1, name: "deploy-bot suspended", exact: true }).waitFor();
     await expect(w.page.getByRole("heading", { level: 1 }).textContent()).resolves.toBe("deploy-bot suspended");
     await check(w.page, "09-agent-suspended");
     const events = (await s.http.get(`/v1/chron/records?agent=${seeded.agents["deploy-bot"].id}&action=agent.suspended`).set({ Authorization: `Bearer ${s.admin}` }).expect(200)).body.records;
