@@ -1,6 +1,6 @@
 // The decision path's side of human approval: a request that needs one asks for it (or finds the
 // one already open for it), and a request that brings one spends it, once, or is refused.
-import { chronUnavailable, type Recorder } from "../chron/chron-store";
+import { chronUnavailable, IdempotencyKeyTaken, type Recorder } from "../chron/chron-store";
 import type { DecisionContent } from "../chron/record";
 import type { AgentContext } from "../identity/identity-service";
 import { canonicalize } from "../lib/canonical";
@@ -93,6 +93,8 @@ export class ApprovalRequests {
     } catch (err) {
       this.asking.delete(key);
       settle(null);
+      // Another process decided under this request's Idempotency-Key first: the decision service answers with that.
+      if (err instanceof IdempotencyKeyTaken) throw err;
       this.deps.logger.error("approval request not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw chronUnavailable();
     }
@@ -145,6 +147,7 @@ export class ApprovalRequests {
       this.held.change(a, { status: "used", usedAt: at, usedByDecisionId: content.decision_id });
       return { content: final, row: rows[0], approval: reply(a, this.deps.directory, this.settings.publicUrl) };
     } catch (err) {
+      if (err instanceof IdempotencyKeyTaken) throw err;
       if (!(err instanceof ApprovalStateConflict)) {
         this.deps.logger.error("approval use not recorded; refusing to answer", { approval_id: id, decision_id: content.decision_id, error: (err as Error).message });
         throw chronUnavailable();
@@ -174,6 +177,7 @@ export class ApprovalRequests {
     try {
       return (await this.deps.record([this.deps.redact(content)]))[0];
     } catch (err) {
+      if (err instanceof IdempotencyKeyTaken) throw err;
       this.deps.logger.error("decision not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw chronUnavailable();
     }

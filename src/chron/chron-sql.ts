@@ -3,11 +3,11 @@
 // transaction. Each renders its placeholders through `param(i)` (`?` on SQLite, `$i` on PostgreSQL).
 import { isUniqueViolation } from "../db/duplicate";
 import type { Prisma, Tx } from "../db/database";
-import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
+import { ChronConflictError, IdempotencyKeyTaken, WRITERS_LOCK, type Checkpoint, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChronRow } from "./record";
 
-export const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag";
-export const PER_ROW = 14;
+export const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag, idempotency_key";
+export const PER_ROW = 15;
 
 export type RawRow = {
   seq: number | string | bigint;
@@ -24,6 +24,7 @@ export type RawRow = {
   prev_hash: string;
   hash: string;
   tag: string | null;
+  idempotency_key: string | null;
 };
 
 export function fromRaw(r: RawRow): ChronRow {
@@ -42,6 +43,7 @@ export function fromRaw(r: RawRow): ChronRow {
     prevHash: r.prev_hash,
     hash: r.hash,
     tag: r.tag,
+    idempotencyKey: r.idempotency_key,
   };
 }
 
@@ -115,7 +117,7 @@ export function boundsFromRaw(r: RawBounds | undefined): { first: number; last: 
 }
 
 export function values(r: ChronRow): unknown[] {
-  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash, r.tag];
+  return [r.seq, r.id, r.kind, r.tsMs, r.orgId, r.agentId, r.ownerId, r.action, r.decision, r.policyVersion, r.content, r.prevHash, r.hash, r.tag, r.idempotencyKey ?? null];
 }
 
 /** WHERE clause shared by both dialects; `param(i)` renders the i-th placeholder (1-based). */
@@ -146,6 +148,21 @@ export function insertSql(rows: number, param: (i: number) => string): string {
   return `INSERT INTO chron_records (${COLUMNS}) VALUES ${tuples.join(", ")}`;
 }
 
+/**
+ * What a unique violation on chron_records means: a record already claims one of the batch's
+ * Idempotency-Keys (the index "chron_records_idempotency_key", over agent_id and
+ * idempotency_key), or another writer took the seq or id first. Each database names the index or
+ * its columns in its own way; all of them mention idempotency_key.
+ */
+export function collision(err: unknown): Error {
+  const e = err as { message?: unknown; constraint?: unknown; meta?: unknown; cause?: unknown };
+  const said = `${String(e?.message ?? "")} ${String(e?.constraint ?? "")} ${JSON.stringify(e?.meta ?? null)} ${String((e?.cause as Error | undefined)?.message ?? "")}`;
+  return /idempotency_key/.test(said) ? new IdempotencyKeyTaken((err as Error).message) : new ChronConflictError((err as Error).message);
+}
+
+/** The record holding an agent's Idempotency-Key: one at most, by the partial unique index the query names the columns of. */
+export const CLAIM_SQL = (agent: string, key: string) => `SELECT ${COLUMNS} FROM chron_records WHERE agent_id = ${agent} AND idempotency_key = ${key} AND idempotency_key IS NOT NULL`;
+
 export const HEAD_SQL = `SELECT ${COLUMNS} FROM chron_records ORDER BY seq DESC LIMIT 1`;
 
 /**
@@ -169,7 +186,7 @@ export async function appendWithEffect(prisma: Prisma, build: (head: ChronRow | 
     try {
       await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+      if (isUniqueViolation(err)) throw collision(err);
       throw err;
     }
     return rows;

@@ -38,6 +38,13 @@ export function chronUnavailable(): ServiceUnavailableError {
 export class ChronConflictError extends Error {}
 
 /**
+ * Thrown when a record claims an Idempotency-Key that an earlier record of its agent holds (the
+ * database's unique index on the key): another process, or this one before it forgot the key,
+ * decided under it first. Nothing was appended; the caller answers with that record instead.
+ */
+export class IdempotencyKeyTaken extends Error {}
+
+/**
  * The PostgreSQL advisory lock every CLAIIM process takes (pg_advisory_xact_lock) to append to
  * Chron: one chain per database, so one key. (SQLite has one write lock per database already.)
  */
@@ -111,6 +118,8 @@ export interface ChronStore {
   list(filter: ChronFilter, afterSeq: number, limit: number, order?: "asc" | "desc"): Promise<ChronRow[]>;
   /** The last `limit` rows matching the filter, ascending. */
   latest(filter: ChronFilter, limit: number): Promise<ChronRow[]>;
+  /** The record that claims `key` for agent `agentId` (its idempotency_key column), if one does. */
+  claimOf(agentId: string, key: string): Promise<ChronRow | null>;
 }
 
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */

@@ -2,7 +2,7 @@ import { runOutsideRequests, type Logger } from "../lib/logger";
 import { ClaiimError } from "../lib/errors";
 import { DuplicateKeyError } from "../db/duplicate";
 import type { WriterState } from "../ops/health";
-import { ChronConflictError, EffectRefused, type ChronStore, type Effect } from "./chron-store";
+import { ChronConflictError, EffectRefused, IdempotencyKeyTaken, type ChronStore, type Effect } from "./chron-store";
 import { canonicalRecord, checkedColumns, prepareRecord, sealPrepared, type ChainHead, type ChronContent, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
 
@@ -19,6 +19,8 @@ export class ChronHaltedError extends Error {
     super(`Chron is halted: record ${seq} ${problem}`);
   }
 }
+
+const NO_TAG = "carries no valid writer's tag";
 
 /**
  * Failures that say the database cannot be reached or written at all: then every record would
@@ -208,12 +210,13 @@ export class ChronWriter {
         if (batch.length > 1 && !unreachable(err)) {
           // WARNING: one record must never fail the others (they may be other agents', of other
           // organisations): commit each caller's records on their own, so only the culprit fails.
-          this.logger.warn("chron batch failed; committing its appends one by one", { error: (err as Error).message, appends: batch.length });
+          // A retry whose key another process holds is expected: it is not worth a warning.
+          this.logger.log(err instanceof IdempotencyKeyTaken ? "debug" : "warn", "chron batch failed; committing its appends one by one", { error: (err as Error).message, appends: batch.length });
           for (const p of batch) await this.commitBatch([p]);
           return;
         }
         this.committingSince = null;
-        if (effect && refusedByEffect(err)) {
+        if (err instanceof IdempotencyKeyTaken || (effect && refusedByEffect(err))) {
           // Nothing is wrong with Chron: the change was refused, and its caller answers why.
           this.logger.debug("chron commit refused by its change", { error: (err as Error).message });
         } else {
@@ -252,12 +255,38 @@ export class ChronWriter {
   private foreignProblem(row: ChronRow, prev: ChainHead | null): string | null {
     if (row.seq !== (prev?.seq ?? 0) + 1) return "is not the next record";
     if (prev && row.prevHash !== prev.hash) return "does not chain from this writer's head";
+    const problem = this.notOurs(row);
+    return problem === NO_TAG ? "was not written by CLAIIM (no valid tag) after this writer's head" : problem;
+  }
+
+  /** Why a stored record is not one CLAIIM wrote as it stands; null when its hash covers its content and it carries a valid tag. */
+  private notOurs(row: ChronRow): string | null {
     try {
       if (canonicalRecord(JSON.parse(row.content) as ChronContent, row.seq, row.prevHash).hash !== row.hash) return "has a hash that does not cover its content";
     } catch {
       return "has content that is not a record";
     }
-    return tagVerdict(row.tag, row.hash, this.signer!) === "valid" ? null : "was not written by CLAIIM (no valid tag) after this writer's head";
+    return !this.signer || tagVerdict(row.tag, row.hash, this.signer) === "valid" ? null : NO_TAG;
+  }
+
+  /**
+   * The decision that holds agent `agentId`'s Idempotency-Key `key` in the database, read when an
+   * append was refused for it (IdempotencyKeyTaken): its answer is the retry's. Only a record
+   * CLAIIM wrote answers: one whose hash does not cover its content, without a valid tag, or whose
+   * content is not that agent's decision under that key (a row edited or inserted by hand) is
+   * reported and treated as no claim at all (null), as is a record retention has removed since.
+   */
+  async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
+    const row = await this.store.claimOf(agentId, key);
+    if (!row) return null;
+    let problem = this.notOurs(row);
+    if (!problem) {
+      const content = JSON.parse(row.content) as ChronContent;
+      if (content.kind !== "decision" || content.agent?.id !== agentId || content.idempotency_key !== key) problem = "is not a decision of this agent under this key";
+    }
+    if (!problem) return row;
+    this.logger.error("a record holds an Idempotency-Key but is not CLAIIM's decision under it; the request is decided without the key", { seq: row.seq, agent_id: agentId, problem });
+    return null;
   }
 
   private halt(seq: number, problem: string): ChronHaltedError {

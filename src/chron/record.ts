@@ -172,6 +172,12 @@ export interface ChronRow {
   hash: string;
   /** The writer's tag (see ChronSigner.tag); not part of the record, which the hash covers. Null before tags existed. */
   tag: string | null;
+  /**
+   * The Idempotency-Key this decision claims for its agent, in a column under a unique index (the
+   * content carries it too): a second record of the agent with the key is refused by the database,
+   * whichever process writes it. Null or absent on records without one.
+   */
+  idempotencyKey?: string | null;
 }
 
 /** A record as the API shows it. */
@@ -282,6 +288,11 @@ export function seal(contents: ChronContent[], head: ChainHead | null, tagger?: 
   return sealPrepared(contents.map((c) => prepareRecord(c)), head, tagger);
 }
 
+/** The Idempotency-Key a content claims in the database: a decision's, when it was asked with one. */
+export function claimedKey(content: ChronContent): string | null {
+  return content.kind === "decision" ? (content.idempotency_key ?? null) : null;
+}
+
 /** seal() of contents prepared beforehand: only hashing and tagging are left, cheap enough to run under the writers' lock. */
 export function sealPrepared(prepared: PreparedRecord[], head: ChainHead | null, tagger?: (hash: string) => string): ChronRow[] {
   let seq = head?.seq ?? 0;
@@ -289,7 +300,7 @@ export function sealPrepared(prepared: PreparedRecord[], head: ChainHead | null,
   return prepared.map((p) => {
     seq += 1;
     const hash = chainedHash(p, seq, prevHash);
-    const row: ChronRow = { seq, ...p.columns, content: p.text, prevHash, hash, tag: tagger ? tagger(hash) : null };
+    const row: ChronRow = { seq, ...p.columns, content: p.text, prevHash, hash, tag: tagger ? tagger(hash) : null, idempotencyKey: claimedKey(p.content) };
     prevHash = hash;
     return row;
   });

@@ -7,6 +7,8 @@ import type { ChainHead, ChronRow } from "./record";
 import {
   appendWithEffect,
   boundsFromRaw,
+  CLAIM_SQL,
+  collision,
   CHECKPOINT_COLUMNS,
   checkpointFromRaw,
   checkpointValues,
@@ -133,7 +135,7 @@ export class SqliteChronStore implements ChronStore {
         return;
       } catch (err) {
         const code = (err as { code?: string }).code ?? "";
-        if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+        if (isUniqueViolation(err)) throw collision(err);
         // Prisma's connection holds the write lock across an await (an effect's transaction): let it finish.
         if (code.startsWith("SQLITE_BUSY") && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));
@@ -156,6 +158,11 @@ export class SqliteChronStore implements ChronStore {
     const w = where(filter, 0, () => "?");
     const rows = this.db.prepare(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq DESC LIMIT ?`).all(...w.args, limit) as RawRow[];
     return rows.map(fromRaw).reverse();
+  }
+
+  async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
+    const row = this.db.prepare(CLAIM_SQL("?", "?")).get(agentId, key) as RawRow | undefined;
+    return row ? fromRaw(row) : null;
   }
 }
 
@@ -187,7 +194,7 @@ export class PostgresChronStore implements ChronStore {
       return rows;
     } catch (err) {
       await client.query("ROLLBACK").catch((e: Error) => (broken = e));
-      if (isUniqueViolation(err)) throw new ChronConflictError((err as Error).message);
+      if (isUniqueViolation(err)) throw collision(err);
       throw err;
     } finally {
       client.release(broken);
@@ -261,5 +268,10 @@ export class PostgresChronStore implements ChronStore {
     const w = where(filter, 0, (i) => `$${i}`);
     const { rows } = await this.pool.query<RawRow>(`SELECT ${COLUMNS} FROM chron_records WHERE ${w.sql} ORDER BY seq DESC LIMIT $${w.args.length + 1}`, [...w.args, limit]);
     return rows.map(fromRaw).reverse();
+  }
+
+  async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
+    const { rows } = await this.pool.query<RawRow>(CLAIM_SQL("$1", "$2"), [agentId, key]);
+    return rows[0] ? fromRaw(rows[0]) : null;
   }
 }

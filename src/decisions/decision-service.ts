@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { chronUnavailable } from "../chron/chron-store";
+import { chronUnavailable, IdempotencyKeyTaken } from "../chron/chron-store";
 import type { ChronContent, ChronRow, DecisionContent, PolicyRef } from "../chron/record";
 import type { ApprovalGate, Settled } from "../approvals/gate";
 import { AuthenticationError, InputError } from "../lib/errors";
@@ -20,6 +20,8 @@ export interface DecisionDeps {
   /** The version evaluated beside the active one (shadow mode), if any. It never decides. */
   shadowPolicy(): ActivePolicy | null;
   record(content: ChronContent): Promise<ChronRow>;
+  /** The record that holds an agent's Idempotency-Key in the database, if CLAIIM wrote it (ChronWriter.claimOf). Read only when recording found the key taken. */
+  claimOf(agentId: string, key: string): Promise<ChronRow | null>;
   /** Applied to the record after evaluation: the policy always sees the full input. */
   redact(content: DecisionContent): DecisionContent;
   /** Where requests that need a human's approval go; without it they are denied. */
@@ -55,7 +57,27 @@ export class DecisionService {
   async decideOnce(caller: Caller, req: DecisionRequest, key: string, trace?: TraceRef): Promise<{ response: DecisionResponse; replayed: boolean }> {
     const onBehalfOf = effectiveOnBehalfOf(caller, req);
     const view: RequestView = { action: req.action, resource: req.resource, purpose: req.purpose, skill: req.skill, on_behalf_of: onBehalfOf?.subject ?? null };
-    return this.idempotency.run(caller.agentId, key, view, () => this.decide(caller, req, key, trace));
+    const decide = () => this.decide(caller, req, key, trace);
+    try {
+      return await this.idempotency.run(caller.agentId, key, view, decide);
+    } catch (err) {
+      if (!(err instanceof IdempotencyKeyTaken)) throw err;
+    }
+    // The database refused the record: another process (a worker, a replica) decided under this key
+    // first, or this one did and has forgotten it since (maxKeys). That record is the answer, read
+    // once, as a restart would have: a replay of the same request, a 409 for another one.
+    let first: ChronRow | null;
+    try {
+      first = await this.deps.claimOf(caller.agentId, key);
+    } catch (err) {
+      this.logger.error("the record holding an Idempotency-Key could not be read; refusing to answer", { agent_id: caller.agentId, error: (err as Error).message });
+      throw chronUnavailable();
+    }
+    if (first && this.idempotency.load([first]) === 1) return this.idempotency.run(caller.agentId, key, view, decide);
+    // The key's record is older than the TTL (or no longer CLAIIM's to answer with): the key binds
+    // nothing any more, and the database keeps it for that record, so this request is decided as one
+    // sent without a key.
+    return { response: await this.decide(caller, req, undefined, trace), replayed: false };
   }
 
   async decide(caller: Caller, req: DecisionRequest, idempotencyKey?: string, trace?: TraceRef): Promise<DecisionResponse> {
@@ -123,6 +145,7 @@ export class DecisionService {
     try {
       return { content, row: await this.deps.record(this.deps.redact(content)) };
     } catch (err) {
+      if (err instanceof IdempotencyKeyTaken) throw err;
       this.logger.error("decision not recorded; refusing to answer", { decision_id: content.decision_id, error: (err as Error).message });
       throw chronUnavailable();
     }

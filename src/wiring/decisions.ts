@@ -47,6 +47,7 @@ export function decisionPart(
       activePolicy: () => engine.active(),
       shadowPolicy: () => engine.shadow(),
       record: (content) => writer.append(content),
+      claimOf: (agentId, key) => writer.claimOf(agentId, key),
       redact: (content) => redact(content, config.redaction),
       approvals,
     },

@@ -2,6 +2,11 @@ import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
 import { accessToken, decisionRecords, DEPLOY_SKILL, registerDeployBot, type TestAgent } from "../support/agents";
 import { failWrites, sql } from "../support/sql";
+import { spawnReplica } from "../support/replicas";
+import request from "supertest";
+import { createChronStore } from "../../src/server";
+import { IdempotencyKeyTaken } from "../../src/chron/chron-store";
+import { seal, type DecisionContent } from "../../src/chron/record";
 
 const staging = { action: "deploy", resource: "staging", purpose: "release 1.4.0", skill: DEPLOY_SKILL };
 
@@ -102,6 +107,69 @@ describe.each(databaseKinds())("idempotent decisions on %s", (kind) => {
     expect(await keyed(key)).toHaveLength(1);
     const [{ n }] = await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records WHERE kind = 'decision' AND content LIKE $1", [`%${key}%`]);
     expect(Number(n)).toBe(1);
+  });
+
+  test("another process on the database (a replica, a worker) knows every key: a retry there gets the first answer, recorded once, and another body is a 409", async () => {
+    // The replica forgets keys after 1 s, so that it also shows what an expired key does.
+    const replica = await spawnReplica(s, { CLAIIM_IDEMPOTENCY_TTL_SECONDS: "1" });
+    const there = (body: object, key: string) => request(replica.base).post("/v1/decisions").set({ Authorization: `Bearer ${token}`, "Idempotency-Key": key }).send(body);
+    try {
+      // Decided on the replica, retried here: the retry's insert collides with the first record's key.
+      const key = newKey();
+      const first = await there(staging, key).expect(200);
+      const retry = await decide(staging, key).expect(200);
+      expect(retry.headers["idempotent-replayed"]).toBe("true");
+      expect(retry.body).toEqual(first.body);
+      expect((await decide({ ...staging, purpose: "another" }, key).expect(409)).body.code).toBe("idempotency_key_reused");
+      expect(await keyed(key)).toHaveLength(1);
+
+      // An approval asked under a key, retried on the other process: the same approval, asked once.
+      const asking = newKey();
+      const asked = await there({ ...staging, resource: "production" }, asking).expect(200);
+      expect(asked.body.decision).toBe("approval_required");
+      const askedAgain = await decide({ ...staging, resource: "production" }, asking).expect(200);
+      expect(askedAgain.headers["idempotent-replayed"]).toBe("true");
+      expect([askedAgain.body.decision_id, askedAgain.body.approval.id]).toEqual([asked.body.decision_id, asked.body.approval.id]);
+      const [{ n: requested }] = await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM approvals WHERE agent_id = $1 AND request = (SELECT request FROM approvals WHERE id = $2)", [bot.agentId, asked.body.approval.id]);
+      expect(Number(requested)).toBe(1);
+      expect(await keyed(asking)).toHaveLength(1);
+
+      // The same key sent to both processes at once: one decision, and every answer is it.
+      const raced = newKey();
+      const replies = await Promise.all(Array.from({ length: 16 }, (_, i) => (i % 2 ? there(staging, raced) : decide(staging, raced))));
+      expect(replies.map((r) => r.status)).toEqual(Array(16).fill(200));
+      expect(new Set(replies.map((r) => r.body.decision_id)).size).toBe(1);
+      expect(replies.filter((r) => r.headers["idempotent-replayed"] !== "true")).toHaveLength(1);
+      expect(await keyed(raced)).toHaveLength(1);
+
+      // Older than the replica's TTL: the key binds nothing there any more, and the request is
+      // decided as one sent without a key (the first record keeps it).
+      const old = newKey();
+      const before = await decide(staging, old).expect(200);
+      await new Promise((r) => setTimeout(r, 1200));
+      const late = await there({ ...staging, purpose: "a day later" }, old).expect(200);
+      expect(late.headers["idempotent-replayed"]).toBeUndefined();
+      expect(late.body.decision_id).not.toBe(before.body.decision_id);
+      expect((await keyed(old)).map((r) => r.decision_id)).toEqual([before.body.decision_id]);
+      const all = await decisionRecords(s, bot.agentId);
+      expect(all.find((r) => r.decision_id === late.body.decision_id)).not.toHaveProperty("idempotency_key");
+    } finally {
+      await replica.stop();
+    }
+    expect((await s.http.get("/v1/chron/verify").set({ Authorization: `Bearer ${s.admin}` }).expect(200)).body).toMatchObject({ valid: true });
+  });
+
+  test("the database refuses a second record of an agent's key, whichever way Chron appends (the driver alone, or with a change through Prisma), and says which index", async () => {
+    const key = newKey();
+    await decide(staging, key).expect(200);
+    const [first] = await keyed(key);
+    const store = createChronStore(s.claiim.db);
+    const again = (n: number) => seal([{ ...(first as unknown as DecisionContent), decision_id: `again-${kind}-${n}` }], null);
+    for (const [n, effect] of [[1, undefined], [2, async () => undefined]] as const) {
+      const refused = await store.append((head) => seal([JSON.parse(again(n)[0].content) as DecisionContent], head, (h) => s.claiim.chronSigner.tag(h)), effect).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(IdempotencyKeyTaken);
+    }
+    expect(await keyed(key)).toHaveLength(1);
   });
 
   test("the agent reads its own permissions with its own token, and nobody else's", async () => {

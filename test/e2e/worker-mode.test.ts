@@ -18,6 +18,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Answer {
   status: number;
+  headers: http.IncomingHttpHeaders;
   body: Record<string, unknown>;
 }
 
@@ -28,7 +29,7 @@ function send(base: string, method: string, path: string, headers: Record<string
     const req = http.request(`${base}${path}`, { method, agent, headers: { ...headers, ...(payload ? { "Content-Type": "application/json" } : {}) } }, (res) => {
       let text = "";
       res.setEncoding("utf8").on("data", (c: string) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode!, body: text.startsWith("{") ? (JSON.parse(text) as Record<string, unknown>) : { text } }));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text.startsWith("{") ? (JSON.parse(text) as Record<string, unknown>) : { text } }));
       res.on("error", reject);
     });
     req.on("error", reject);
@@ -145,15 +146,16 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     await sleep(1000);
   }, 60_000);
 
-  // WARNING: known broken, the reason CLAIIM_WORKERS defaults to 1: the Idempotency-Key index is
-  // each process's own memory, so a retry that lands on another worker is decided and recorded
-  // again. When it is fixed this test fails: make it a plain test() and default to one worker per core.
-  test.failing("a retry with the same Idempotency-Key that lands on another worker gets the first answer, recorded once", async () => {
+  test("a retry with the same Idempotency-Key that lands on another worker gets the first answer, recorded once", async () => {
     const key = `wm-retry-${kind}`;
     const answers: Answer[] = [];
-    for (let i = 0; i < WORKERS; i++) answers.push(await send(c.url, "POST", "/v1/decisions", { ...bearer(token), "Idempotency-Key": key }, allowed));
+    // Each on a new connection, which the cluster hands to the workers in turn.
+    for (let i = 0; i < 2 * WORKERS; i++) answers.push(await send(c.url, "POST", "/v1/decisions", { ...bearer(token), "Idempotency-Key": key }, allowed));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
     expect(new Set(answers.map((a) => a.body.decision_id)).size).toBe(1);
+    expect(answers.filter((a) => a.headers["idempotent-replayed"] === "true")).toHaveLength(2 * WORKERS - 1);
+    const [{ n }] = await sql(c.db, "SELECT COUNT(*) AS n FROM chron_records WHERE agent_id = $1 AND idempotency_key = $2", [agentId, key]);
+    expect(Number(n)).toBe(1);
   });
 
   test("kill -9 of one worker under load (the Chron coordinator): the others keep answering, the primary starts another, no acknowledged decision is missing, the chain verifies on every worker", async () => {
@@ -231,7 +233,7 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     await until("a worker to say it is not ready", async () => (await send(c.url, "GET", "/readyz", {}).catch(() => null))?.status === 503, 800);
     await sleep(100);
     const ready: Answer[] = [];
-    for (let i = 0; i < WORKERS * 2 && Date.now() - started < 900; i++) ready.push(await send(c.url, "GET", "/readyz", {}).catch(() => ({ status: 0, body: {} })));
+    for (let i = 0; i < WORKERS * 2 && Date.now() - started < 900; i++) ready.push(await send(c.url, "GET", "/readyz", {}).catch(() => ({ status: 0, headers: {}, body: {} })));
     expect(ready.filter((r) => r.status === 200)).toEqual([]);
     const exit = await c.exited;
     const ms = Date.now() - started;

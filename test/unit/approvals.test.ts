@@ -92,7 +92,7 @@ function harness(options: { settings?: Partial<ApprovalSettings>; policy?: (inpu
   let evaluate = options.policy ?? needsApproval();
   const policy: ActivePolicy = { version: 7, revision: "7-sha256:x", digest: "sha256:x", activatedAt: now, signedBy: "k", data: {}, evaluate: async (i) => ({ ok: true, value: evaluate(i) as RegoValue, ms: 0 }) };
   const decisions = new DecisionService(
-    { agentContext: (id) => directory.agentContext(id), activePolicy: () => policy, shadowPolicy: () => null, record: (c) => chron.writer.append(c), redact: (c) => c, approvals },
+    { agentContext: (id) => directory.agentContext(id), activePolicy: () => policy, shadowPolicy: () => null, record: (c) => chron.writer.append(c), claimOf: (a, k) => chron.writer.claimOf(a, k), redact: (c) => c, approvals },
     logger,
   );
   const contents = () => chron.store.rows.map((r) => JSON.parse(r.content) as DecisionContent | EventContent);

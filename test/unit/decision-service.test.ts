@@ -31,6 +31,7 @@ function harness(deps: Partial<DecisionDeps> = {}) {
       recorded.push(c);
       return { seq: recorded.length, hash: "h".repeat(64) } as ChronRow;
     },
+    claimOf: async () => null,
     redact: (c) => c,
     ...deps,
   };

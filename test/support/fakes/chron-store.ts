@@ -1,5 +1,5 @@
 import type { Tx } from "../../../src/db/database";
-import { ChronConflictError, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "../../../src/chron/chron-store";
+import { ChronConflictError, IdempotencyKeyTaken, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "../../../src/chron/chron-store";
 import type { ChainHead, ChronRow } from "../../../src/chron/record";
 import type { Transactional } from "./transactional";
 
@@ -48,6 +48,13 @@ export class FakeChronStore implements ChronStore {
       const ids = new Set(this.rows.map((r) => r.id));
       if (rows.some((r) => seqs.has(r.seq))) throw new ChronConflictError("seq taken");
       if (rows.some((r) => ids.has(r.id))) throw Object.assign(new Error("UNIQUE constraint failed: chron_records.id"), { code: "SQLITE_CONSTRAINT_UNIQUE" });
+      const claims = new Set(this.rows.filter((r) => r.idempotencyKey).map((r) => `${r.agentId}\0${r.idempotencyKey}`));
+      for (const r of rows) {
+        if (!r.idempotencyKey) continue;
+        const claim = `${r.agentId}\0${r.idempotencyKey}`;
+        if (claims.has(claim)) throw new IdempotencyKeyTaken("UNIQUE constraint failed: chron_records.agent_id, chron_records.idempotency_key");
+        claims.add(claim);
+      }
       this.rows.push(...rows.map((r) => ({ ...r })));
       return rows;
     } catch (err) {
@@ -75,6 +82,11 @@ export class FakeChronStore implements ChronStore {
       )
       .sort((a, b) => (order === "asc" ? a.seq - b.seq : b.seq - a.seq))
       .slice(0, limit);
+  }
+
+  async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
+    const row = this.rows.find((r) => r.agentId === agentId && r.idempotencyKey === key);
+    return row ? { ...row } : null;
   }
 
   async latest(filter: ChronFilter, limit: number): Promise<ChronRow[]> {
