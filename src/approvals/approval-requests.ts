@@ -6,7 +6,7 @@ import type { AgentContext } from "../identity/identity-service";
 import { canonicalize } from "../lib/canonical";
 import type { Logger } from "../lib/logger";
 import type { ApprovalSpec } from "../policy/approval-spec";
-import { ApprovalStateConflict, type ApprovalStore } from "./approval-store";
+import { ApprovalAlreadyOpen, ApprovalStateConflict, type ApprovalStore } from "./approval-store";
 import type { ApprovalExpiry } from "./expiry";
 import type { Settled } from "./gate";
 import type { HeldApprovals } from "./held";
@@ -92,6 +92,14 @@ export class ApprovalRequests {
       rows = await this.deps.record([this.deps.redact(final), requested], (tx) => this.deps.store.insert(approval, tx));
     } catch (err) {
       this.asking.delete(key);
+      if (err instanceof ApprovalAlreadyOpen) {
+        // Another process asked for this request a moment ago, before this one followed it: that approval is the answer.
+        const open = err.approval;
+        if (!this.held.get(open.id)) this.held.hold(open);
+        settle(open);
+        this.expiry.arm();
+        return this.answerWith(content, open);
+      }
       settle(null);
       // Another process decided under this request's Idempotency-Key first: the decision service answers with that.
       if (err instanceof IdempotencyKeyTaken) throw err;

@@ -1,6 +1,6 @@
 import type { Prisma, Tx } from "../db/database";
 import { canonicalize } from "../lib/canonical";
-import { ApprovalStateConflict, type ApprovalStore, type Transition } from "./approval-store";
+import { ApprovalAlreadyOpen, ApprovalStateConflict, type ApprovalStore, type Transition } from "./approval-store";
 import type { Approval, ApprovalStatus, BoundRequest, WebhookDelivery, WebhookState } from "./model";
 import type { Approvers } from "../policy/approval-spec";
 
@@ -65,6 +65,10 @@ export class PrismaApprovalStore implements ApprovalStore {
   }
 
   async insert(a: Approval, tx: Tx): Promise<void> {
+    const request = canonicalize(a.request);
+    // Indexed by agent: an agent has few open approvals (maxOpenPerAgent).
+    const open = await tx.approval.findFirst({ where: { agentId: a.agentId, request, status: { in: ["pending", "approved"] }, expiresAt: { gt: a.createdAt } } });
+    if (open) throw new ApprovalAlreadyOpen(fromRow(open));
     await tx.approval.create({
       data: {
         id: a.id,
@@ -73,7 +77,7 @@ export class PrismaApprovalStore implements ApprovalStore {
         ownerId: a.ownerId,
         credentialId: a.credentialId,
         decisionId: a.decisionId,
-        request: canonicalize(a.request),
+        request,
         reasons: canonicalize(a.reasons),
         approvers: canonicalize(a.approvers),
         status: a.status,

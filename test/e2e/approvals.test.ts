@@ -307,6 +307,24 @@ describe.each(databaseKinds())("human approval on %s", (kind) => {
     expect((await s.http.get("/v1/chron/verify").set(admin()).expect(200)).body).toMatchObject({ valid: true });
   });
 
+  test("the same request asked at once through two processes, neither following the other yet, opens one approval", async () => {
+    const other = await startSecondProcess(s, { CLAIIM_SYNC_POLL_MS: "60000", CLAIIM_SYNC_MAX_LAG_MS: "600000" });
+    try {
+      const body = production("asked twice at once");
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? other.http : s.http).post("/v1/decisions").set(bearer(tokens.deploy)).send(body).then((r) => r)));
+      expect(answers.map((r) => r.status)).toEqual(Array(8).fill(200));
+      expect(answers.map((r) => r.body.decision)).toEqual(Array(8).fill("approval_required"));
+      const ids = new Set(answers.map((r) => r.body.approval.id));
+      expect(ids.size).toBe(1);
+      const [id] = [...ids];
+      expect((await eventsOf(id)).map((e) => e.type).filter((t) => !t?.startsWith("approval.webhook"))).toEqual(["approval.requested"]);
+      const [{ n }] = await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM approvals WHERE request = (SELECT request FROM approvals WHERE id = $1)", [id]);
+      expect(Number(n)).toBe(1);
+    } finally {
+      await other.stop();
+    }
+  });
+
   test("asked through one process, answered and used through another before it follows the change: no \"not found\", no \"pending\"", async () => {
     // A follower that polls once a minute (and tolerates it): only reading the approval again, as
     // answering and using it do, can know of it in time.

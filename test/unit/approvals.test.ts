@@ -165,6 +165,27 @@ describe("ApprovalService with the decision path", () => {
     expect(done.every((r) => failing.store.rows.has(r.value.approval!.id))).toBe(true);
   });
 
+  test("the same request asked at once through two processes asks the human once: the second finds the first's approval under the writers' lock", async () => {
+    const store = new FakeApprovalStore();
+    const chron = fakeChron(store);
+    const [a, b] = [harness({ store, chron }), harness({ store, chron })];
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).decide(production)));
+    expect(new Set(answers.map((r) => r.approval!.id)).size).toBe(1);
+    expect(answers.every((r) => r.decision === "approval_required" && r.approval!.status === "pending")).toBe(true);
+    expect(store.rows.size).toBe(1);
+    expect(a.approvalEvents().map((e) => e.type)).toEqual(["approval.requested"]);
+    expect(a.decisionsRecorded()).toHaveLength(10);
+    expect(chron.writer.health().failing).toBeNull();
+    // Once that approval is closed (used), the same request asks for a new one.
+    const id = answers[0].approval!.id;
+    await a.approvals.approve(id, oidc("alice@acme.example"), "ok");
+    expect((await a.decide({ ...production, approval_id: id })).allow).toBe(true);
+    const fresh = harness({ store, chron });
+    const again = await fresh.decide(production);
+    expect(again.approval!.id).not.toBe(id);
+    expect(store.rows.size).toBe(2);
+  });
+
   test("approved by the accountable human, then allowed exactly once; the second use is a recorded deny", async () => {
     const h = harness();
     const asked = await h.decide(production);

@@ -1,4 +1,4 @@
-import { ApprovalStateConflict, type ApprovalStore, type Transition } from "../../../src/approvals/approval-store";
+import { ApprovalAlreadyOpen, ApprovalStateConflict, type ApprovalStore, type Transition } from "../../../src/approvals/approval-store";
 import type { Approval, ApprovalStatus, WebhookDelivery } from "../../../src/approvals/model";
 
 import { fieldsOf, type Transactional } from "./transactional";
@@ -21,6 +21,10 @@ export class FakeApprovalStore implements ApprovalStore, Transactional {
   }
   async insert(a: Approval): Promise<void> {
     if (this.rows.has(a.id)) throw new Error("duplicate approval");
+    const open = [...this.rows.values()].find(
+      (o) => o.agentId === a.agentId && (o.status === "pending" || o.status === "approved") && o.expiresAt > a.createdAt && JSON.stringify(o.request) === JSON.stringify(a.request),
+    );
+    if (open) throw new ApprovalAlreadyOpen(copy(open));
     this.rows.set(a.id, copy(a));
   }
   async transition(id: string, from: readonly ApprovalStatus[], to: Transition, _tx: unknown, unexpiredAt?: Date): Promise<void> {
