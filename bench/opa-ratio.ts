@@ -7,7 +7,7 @@
  * BENCH_OPA_ROUNDS times (3) for BENCH_SECONDS (15) each at BENCH_CONNECTIONS (64); the figure is
  * the ratio of their median throughputs. Every decision CLAIIM acknowledged must be in Chron, the
  * chain must verify, and OPA must agree with CLAIIM on every input. CLAIIM runs in worker mode with
- * one serving process per core (CLAIIM_WORKERS overrides).
+ * one serving process per core (CLAIIM_WORKERS overrides), as it does by default.
  */
 import { spawn } from "node:child_process";
 import os from "node:os";
@@ -33,7 +33,7 @@ interface Recorded {
 }
 
 async function main(): Promise<void> {
-  // CLAIIM in worker mode, one serving process per core, as a machine of its own would run it.
+  // CLAIIM as deployed by default: worker mode, one serving process per core.
   const claiim = await startServer({ CLAIIM_WORKERS: String(WORKERS) });
   const opaPort = await freePort();
   const opa = spawn(OPA, ["run", "--server", "--addr", `127.0.0.1:${opaPort}`, "--log-level", "error", "--set", "decision_logs.console=true", path.join(ROOT, "rego")], { stdio: "ignore" });

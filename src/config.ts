@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import type { RedactionRule } from "./chron/redaction";
@@ -87,12 +88,8 @@ export function databaseKindOf(url: string): DatabaseKind {
 const ENV = {
   PORT: wholeNumber(8080, 0).refine((p) => p <= 65535, "must be a port number (0 to 65535)"),
   HOST: text("127.0.0.1"),
-  // Serving processes on one port (src/cluster/); 1 runs a single process without a cluster.
-  // WARNING: 1 by default, not one per core, until two guarantees hold across processes: a retry
-  // with the same Idempotency-Key that lands on another worker is decided and recorded again, and
-  // a long-poll on one worker does not wake when the approval is decided through another (see
-  // test/e2e/worker-mode.test.ts and the Python SDK's tests).
-  CLAIIM_WORKERS: wholeNumber(1).refine((n) => n <= 256, "must be a whole number from 1 to 256"),
+  // Serving processes on one port (src/cluster/): by default one per core; 1 runs a single process without a cluster.
+  CLAIIM_WORKERS: wholeNumber(os.availableParallelism()).refine((n) => n <= 256, "must be a whole number from 1 to 256"),
   DATABASE_URL: optionalText(),
   CLAIIM_DATA_DIR: text("data"),
   CLAIIM_ARCHIVE_DIR: optionalText(),

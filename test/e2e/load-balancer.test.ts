@@ -62,17 +62,29 @@ interface Sent {
   endMs: number;
   status: number | null;
   decisionId?: string;
+  /** What was sent, as an SDK would send it again. */
+  body: object;
+  key: string;
+}
+
+let run = 0;
+
+function send(base: string, token: string, body: object, key: string): Promise<Response | null> {
+  return fetch(`${base}/v1/decisions`, { method: "POST", headers: { ...bearer(token), "Content-Type": "application/json", "Idempotency-Key": key }, body: JSON.stringify(body) }).catch(() => null);
 }
 
 /** Decisions through `base`, `concurrency` at a time, until `stop()` says so. */
 async function load(base: string, token: string, concurrency: number, stop: () => boolean): Promise<Sent[]> {
   const sent: Sent[] = [];
+  run += 1;
   const loop = async (n: number) => {
-    for (let i = n; !stop(); i++) {
+    for (let i = n; !stop(); i += concurrency) {
       const startMs = Date.now();
       const body = { action: "deploy", resource: i % 2 ? "production" : "staging", purpose: "balanced", skill };
-      const res = await fetch(`${base}/v1/decisions`, { method: "POST", headers: { ...bearer(token), "Content-Type": "application/json" }, body: JSON.stringify(body) }).catch(() => null);
-      const s: Sent = { startMs, endMs: 0, status: res?.status ?? null };
+      // Every request keyed, as the SDKs send them.
+      const key = `lb-load-${process.pid}-${run}-${i}`;
+      const res = await send(base, token, body, key);
+      const s: Sent = { startMs, endMs: 0, status: res?.status ?? null, body, key };
       if (res?.status === 200) s.decisionId = ((await res.json()) as { decision_id: string }).decision_id;
       else await res?.arrayBuffer().catch(() => undefined);
       s.endMs = Date.now();
@@ -187,6 +199,15 @@ onPostgres("three replicas on PostgreSQL behind HAProxy, as docker-compose.yml r
     expect(failed.filter((x) => (x.status !== 502 && x.status !== null) || x.startMs > killedAt + DETECTION_MS).map((x) => ({ status: x.status, afterKillMs: x.startMs - killedAt }))).toEqual([]);
     expect(sent.filter((x) => x.startMs > killedAt + DETECTION_MS && x.status === 200).length).toBeGreaterThan(20);
     await allRecorded(sent);
+    // What the SDKs do with a 502 or a closed connection: send the request again, with its key.
+    // Another replica answers: with the record the dead one committed, if it did, else with a new
+    // decision; never both.
+    const retried = await Promise.all(failed.map(async (x) => (await send(lb, token, x.body, x.key))?.status ?? null));
+    expect(retried.filter((status) => status !== 200)).toEqual([]);
+    for (const x of failed) {
+      const [{ n }] = await sql(s.claiim.db, "SELECT COUNT(*) AS n FROM chron_records WHERE idempotency_key = $1", [x.key]);
+      expect(Number(n)).toBe(1);
+    }
     await until("HAProxy to mark the killed replica down", () => /claiim-3 is DOWN/.test(haproxyLog), 10_000);
   }, 120_000);
 });

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { createHash } from "node:crypto";
 import { loadConfig } from "../../src/config";
 import { MerkleFrontier } from "../../src/chron/merkle";
@@ -5,8 +6,8 @@ import { decodeStart, encodeStart } from "../../src/cluster/messages";
 import { restartDelayMs } from "../../src/cluster/primary";
 
 describe("worker mode", () => {
-  test("CLAIIM_WORKERS: one process (no cluster) unless told; 0 and nonsense are refused", () => {
-    expect(loadConfig({}, "/").workers).toBe(1);
+  test("CLAIIM_WORKERS: one serving process per core unless told; 1 means no cluster; 0 and nonsense are refused", () => {
+    expect(loadConfig({}, "/").workers).toBe(os.availableParallelism());
     expect(loadConfig({ CLAIIM_WORKERS: "1" }, "/").workers).toBe(1);
     expect(loadConfig({ CLAIIM_WORKERS: "3" }, "/").workers).toBe(3);
     expect(() => loadConfig({ CLAIIM_WORKERS: "0" }, "/")).toThrow(/CLAIIM_WORKERS must be a whole number, at least 1/);
