@@ -37,7 +37,7 @@ export function createChronStore(db: Database): ChronStore {
 export function createHttpApp(core: Core, config: Config, logger: Logger) {
   return createApp(
     core.routes,
-    { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default },
+    { authenticate: (h) => core.authenticator.authenticate(h), defaultBodyLimit: config.bodyLimits.default, catchUp: () => core.follower.catchUpNow() },
     logger,
     [consoleHandler(config.console, config.oidc, logger)],
     { metrics: core.metrics, limits: core.limits, tracing: core.tracing, trustProxy: config.ops.trustProxy },

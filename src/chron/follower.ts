@@ -45,6 +45,8 @@ const BATCH = 500;
  */
 export class ChronFollower {
   private lastSeq = 0;
+  /** How many events of other processes this follower applied. */
+  private appliedCount = 0;
   /** performance.now() (a monotonic clock: a wall clock set back must not hide a lag) when the chain's head was last read and caught up with. */
   private freshAsOf = 0;
   private running = false;
@@ -177,6 +179,17 @@ export class ChronFollower {
     return { own: this.own.size, passed: this.passed.size };
   }
 
+  /**
+   * Reads and applies, now, what other processes committed: for a request that named something
+   * this process does not know, which another process may have created a moment ago (read your
+   * writes across processes). True when it applied any event of theirs.
+   */
+  async catchUpNow(): Promise<boolean> {
+    const before = this.appliedCount;
+    await this.poll();
+    return this.appliedCount !== before;
+  }
+
   /** Reads and applies what is new now (and once more if asked again meanwhile). */
   poll(): Promise<void> {
     if (!this.running) return Promise.resolve();
@@ -218,6 +231,7 @@ export class ChronFollower {
             if (own === "sending") this.passed.set(row.id, row);
           } else {
             await this.apply(row);
+            this.appliedCount += 1;
             this.noteLag(row);
           }
           this.lastSeq = row.seq;

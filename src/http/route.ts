@@ -2,7 +2,7 @@ import { once } from "node:events";
 import express, { type Request, type Response } from "express";
 import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
-import { InputError, MethodNotAllowedError, NotAllowedError, type FieldError } from "../lib/errors";
+import { ClaiimError, InputError, MethodNotAllowedError, NotAllowedError, type FieldError } from "../lib/errors";
 import { MAX_JSON_DEPTH, textProblems } from "../lib/text";
 import { PROBLEMS, type CodeWith, type ProblemCode } from "../lib/problems";
 import { runInRequest } from "../lib/logger";
@@ -116,6 +116,47 @@ function toExpressPath(path: string): string {
 export interface Mounting {
   authenticate(authorization: string | undefined): Principal | Promise<Principal>;
   defaultBodyLimit: number;
+  /** Applies what other processes committed and this one has not followed yet; true when there was any (ChronFollower.catchUpNow). */
+  catchUp?: () => Promise<boolean>;
+}
+
+/**
+ * The answers that say "this process does not know it": a credential, a client, an organisation, a
+ * human, an agent, a policy version... that another process (a worker, a replica) may have created
+ * a moment ago, before this one followed its Chron event. Such an answer is given only after
+ * catching up once: whoever creates something through one process and uses it through another at
+ * once (a new connection in worker mode) finds it, as with one process. Only misses pay the read.
+ */
+const MISSES: ReadonlySet<ProblemCode> = new Set<ProblemCode>([
+  "api_key_invalid",
+  "token_invalid",
+  "client_unknown",
+  "oidc_org_unknown",
+  "owner_not_found",
+  "organization_not_found",
+  "human_not_found",
+  "agent_not_found",
+  "credential_not_found",
+  "api_key_not_found",
+  "client_not_found",
+  "approval_not_found",
+  "policy_version_not_found",
+  "bundle_not_found",
+  "no_shadow",
+]);
+
+/**
+ * Runs `work`; when it fails with a miss and catching up applied something new, runs it once more.
+ * WARNING: `work` must fail before it changes anything when it fails with a miss (a lookup comes
+ * first), or the second run would change it twice.
+ */
+async function knowingEveryProcess<T>(m: Mounting, work: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (!m.catchUp || !(err instanceof ClaiimError) || !MISSES.has(err.code) || !(await m.catchUp())) throw err;
+    return work();
+  }
 }
 
 function authorize(access: Access, principal: Principal): void {
@@ -159,8 +200,16 @@ export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): v
   // WARNING: order matters. A fixed path (/v1/policies/shadow) is guarded before the routes, or
   // a parametrised route (/v1/policies/:version) would take its other methods for itself; a
   // parametrised path is guarded after them, or it would take fixed paths' own methods.
+  // Hot routes (the decision) go first of all: Express tries its layers one by one, and the decision
+  // should not pay for matching the path of every other route. A hot route's path is fixed and it
+  // takes its own method only, so it can take nothing from another route or guard.
+  const hot = routes.filter((r) => r.hotPath);
+  for (const r of hot) {
+    if (r.path.includes("{")) throw new Error(`hot route ${r.method.toUpperCase()} ${r.path} must have a fixed path`);
+    mountOne(app, r, m);
+  }
   for (const [path, allowed] of methods) if (!path.includes(":")) guard(path, allowed);
-  for (const r of routes) mountOne(app, r, m);
+  for (const r of routes) if (!r.hotPath) mountOne(app, r, m);
   for (const [path, allowed] of methods) if (path.includes(":")) guard(path, allowed);
 }
 
@@ -169,7 +218,7 @@ function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
   if (!("public" in r.access)) {
     const access = r.access;
     handlers.push(async (req, res, next) => {
-      const principal = await m.authenticate(req.headers.authorization);
+      const principal = await knowingEveryProcess(m, () => m.authenticate(req.headers.authorization));
       authorize(access, principal);
       res.locals.principal = principal;
       next();
@@ -191,14 +240,15 @@ function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
     if (r.body && (req.body === undefined || (r.bodyType === "gzip" && !Buffer.isBuffer(req.body)))) {
       throw new InputError("content_type_invalid", `send the request body with Content-Type: ${type}`, [{ path: "(body)", message: `expected ${type}` }]);
     }
-    const reply = await r.handle({
+    const ctx = {
       body: r.body ? validate(r.body, req.body, "request body") : undefined,
       query: r.query ? validate(r.query, req.query, "query") : undefined,
       params: r.params ? validate(r.params, req.params, "path") : undefined,
       principal: (res.locals.principal as Principal | undefined) ?? null,
       req,
       res,
-    });
+    };
+    const reply = await knowingEveryProcess(m, () => r.handle(ctx));
     if (reply.headers) res.set(reply.headers);
     res.status(reply.status);
     if (reply.stream) {
