@@ -5,7 +5,7 @@
 import type { Config } from "./config";
 import type { Logger } from "./lib/logger";
 import type { RouteSpec } from "./http/route";
-import type { ChronStore } from "./chron/chron-store";
+import type { ChronStore, Peers } from "./chron/chron-store";
 import type { ChangeNotices, ChronFollower } from "./chron/follower";
 import type { ChronWriter } from "./chron/chron-writer";
 import type { Checkpointer, ChronStart } from "./chron/checkpoints";
@@ -105,11 +105,11 @@ export function buildCore(
   logger: Logger,
   databaseAnswers: () => Promise<boolean>,
   chronKey: OpenedChronKey,
-  /** `vouched`: Chron verified whole moments ago by this deployment's worker mode primary (see buildChron). */
-  options: { vouched?: ChronStart } = {},
+  /** `vouched`: Chron verified whole moments ago by this deployment's worker mode primary (see buildChron); `peers`: the other workers, in worker mode. */
+  options: { vouched?: ChronStart; peers?: Peers } = {},
 ): Core {
   const userAgent = `CLAIIM/${VERSION}`;
-  const chron = chronPart(config, stores, chronKey, logger, userAgent, options.vouched);
+  const chron = chronPart(config, stores, chronKey, logger, userAgent, options.vouched, options.peers);
   const { follower, writer, checkpointer, coordinator, record, live } = chron;
   const identity = identityPart(config, stores, record, logger, () => follower.ensureFresh());
   const { directory, credentials, apiKeys, oauth } = identity;

@@ -8,7 +8,7 @@ import { createApp } from "./http/app";
 import { PrismaIdentityStore } from "./identity/prisma-identity-store";
 import { OpaCliCompiler } from "./policy/opa-compiler";
 import { PrismaPolicyStore } from "./policy/prisma-policy-store";
-import type { ChronStore } from "./chron/chron-store";
+import type { ChronStore, Peers } from "./chron/chron-store";
 import type { ChronStart } from "./chron/checkpoints";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { PostgresChangeNotices } from "./chron/follower";
@@ -76,6 +76,8 @@ export interface StartOptions {
   vouched?: ChronStart;
   /** False: no listener of CLAIIM_METRICS_ADDRESS here (in worker mode the primary serves it, summed over the workers). */
   metricsListener?: boolean;
+  /** The other workers of worker mode, which apply this one's changes before they are answered. */
+  peers?: Peers;
 }
 
 /** Opens the database, builds the core on it and starts it; on failure, closes what it opened. */
@@ -91,7 +93,7 @@ async function startCore(config: Config, logger: Logger, options: StartOptions):
   };
   let core: Core;
   try {
-    core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger), { vouched: options.vouched });
+    core = buildCore(config, stores, new OpaCliCompiler(config.opaBin), logger, () => databaseAnswers(db), await openCoreChronKey(config, stores, logger), { vouched: options.vouched, peers: options.peers });
   } catch (err) {
     await db.close().catch(() => undefined);
     throw err;

@@ -126,6 +126,15 @@ export interface ChronStore {
 export type Recorder = (contents: ChronContent[], effect?: Effect) => Promise<ChronRow[]>;
 
 /**
+ * The other serving processes of this machine (worker mode), told of a change this one committed:
+ * `applied(seq)` settles once each of them has applied the events up to `seq` (or, for one that does
+ * not answer, after the bound it gives itself; it never rejects).
+ */
+export interface Peers {
+  applied(seq: number): Promise<void>;
+}
+
+/**
  * Pages of the records matching `filter`, in chain order. A time window is first turned into the
  * range of sequence numbers it spans (one indexed query), and pages are read along the sequence,
  * with the time bounds applied to each row: reading page after page by time would make the

@@ -21,6 +21,26 @@ export interface MetricsAnswer {
   error?: string;
 }
 
+/**
+ * A change in force everywhere before it is answered. Worker to primary: "I committed events up to
+ * `seq`"; primary to each other worker: `claiim:follow`, answered `claiim:followed` once applied;
+ * primary to the first worker: `claiim:changed` with the same id, once all have (or the bound passed).
+ */
+export interface ChangedMessage {
+  type: "claiim:changed";
+  id: number;
+  seq?: number;
+}
+export interface FollowMessage {
+  type: "claiim:follow";
+  id: number;
+  seq: number;
+}
+export interface FollowedMessage {
+  type: "claiim:followed";
+  id: number;
+}
+
 export const isMessage = <T extends { type: string }>(message: unknown, type: T["type"]): message is T =>
   typeof message === "object" && message !== null && (message as { type?: unknown }).type === type;
 

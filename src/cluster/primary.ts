@@ -7,7 +7,7 @@ import client, { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
 import { listen, metricsServer, startOnce, urlOf } from "../server";
-import { encodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type MetricsAnswer, type MetricsRequest, type StopMessage } from "./messages";
+import { encodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type MetricsRequest, type StopMessage } from "./messages";
 
 /** A worker that lived this long before it died counts as healthy: its replacement starts at once. */
 const HEALTHY_MS = 30_000;
@@ -95,7 +95,33 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
   // prom-client's cluster support: asks every worker for its registry and sums them.
   const aggregator = new AggregatorRegistry();
   const scrape = async () => ({ text: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`, contentType: aggregator.contentType });
+  // A worker's change, relayed to the others; the worker is answered when all of them applied it,
+  // or after CLAIIM_SYNC_MAX_LAG_MS (a worker that far behind answers 503 state_stale by itself).
+  const relays = new Map<number, { waiting: Set<number>; done: () => void }>();
+  let nextRelay = 0;
   cluster.on("message", (worker, message: unknown) => {
+    if (isMessage<ChangedMessage>(message, "claiim:changed")) {
+      const others = alive().filter((s) => s.worker !== worker && s.listening && s.worker!.isConnected());
+      const answer = () => worker.isConnected() && worker.send({ type: "claiim:changed", id: message.id } satisfies ChangedMessage);
+      if (others.length === 0) return void answer();
+      const id = nextRelay++;
+      const timer = setTimeout(() => relay.done(), config.sync.maxLagMs);
+      const relay = {
+        waiting: new Set(others.map((s) => s.worker!.id)),
+        done: () => {
+          clearTimeout(timer);
+          if (relays.delete(id)) answer();
+        },
+      };
+      relays.set(id, relay);
+      for (const s of others) s.worker!.send({ type: "claiim:follow", id, seq: message.seq ?? 0 } satisfies FollowMessage);
+      return;
+    }
+    if (isMessage<FollowedMessage>(message, "claiim:followed")) {
+      const relay = relays.get(message.id);
+      if (relay && relay.waiting.delete(worker.id) && relay.waiting.size === 0) relay.done();
+      return;
+    }
     if (!isMessage<MetricsRequest>(message, "claiim:metrics")) return;
     scrape().then(
       ({ text }) => worker.isConnected() && worker.send({ type: "claiim:metrics", id: message.id, text } satisfies MetricsAnswer),
@@ -115,6 +141,8 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
       live.set(slots.filter((s) => s.listening).length);
     });
     worker.once("exit", (code, signal) => {
+      // A change waiting for this worker to apply it waits no more: its replacement loads it at start.
+      for (const relay of relays.values()) if (relay.waiting.delete(worker.id) && relay.waiting.size === 0) relay.done();
       slot.worker = null;
       slot.listening = false;
       live.set(slots.filter((s) => s.listening).length);

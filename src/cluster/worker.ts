@@ -7,7 +7,8 @@ import { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
 import { startClaiim, type Claiim } from "../server";
-import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type MetricsAnswer, type StopMessage } from "./messages";
+import type { Peers } from "../chron/chron-store";
+import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type StopMessage } from "./messages";
 
 const METRICS_TIMEOUT_MS = 10_000;
 
@@ -28,7 +29,26 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // witness), as each replica does; a log written by two processes would carry heads whose
   // consistency proofs start from a head the other had since passed.
   const own: Config = { ...config, chronTrust: { ...config.chronTrust, witnessDir: path.join(config.chronTrust.witnessDir, `worker-${slot}`) } };
-  const started = startClaiim(own, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false });
+  // This worker's changes are applied by the others before they are answered (the primary relays).
+  const changes = new Map<number, () => void>();
+  let nextChange = 0;
+  const peers: Peers = {
+    applied: (seq) =>
+      new Promise<void>((resolve) => {
+        const id = nextChange++;
+        // The primary gives the others the same bound; this one only guards against a primary gone.
+        const timer = setTimeout(() => done(), 2 * config.sync.maxLagMs + 1000);
+        const done = () => {
+          clearTimeout(timer);
+          changes.delete(id);
+          resolve();
+        };
+        changes.set(id, done);
+        if (!process.connected) return done();
+        process.send!({ type: "claiim:changed", id, seq } satisfies ChangedMessage);
+      }),
+  };
+  const started = startClaiim(own, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false, peers });
   const stop = (signal: string, fromSignal: boolean) => {
     if (fromSignal && signalled) {
       // A second signal to this very process: the operator will not wait for the bound.
@@ -55,6 +75,12 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   process.on("message", (message: unknown) => {
     if (isMessage<StopMessage>(message, "claiim:stop")) stop(message.signal, false);
     else if (isMessage<MetricsAnswer>(message, "claiim:metrics")) pending.get(message.id)?.(message);
+    else if (isMessage<ChangedMessage>(message, "claiim:changed")) changes.get(message.id)?.();
+    else if (isMessage<FollowMessage>(message, "claiim:follow")) {
+      // Another worker's change: applied now, then said so. A worker still starting loads it with the rest.
+      const applied = claiim ? claiim.follower.catchUpNow() : Promise.resolve(false);
+      void applied.catch(() => false).then(() => process.connected && process.send!({ type: "claiim:followed", id: message.id } satisfies FollowedMessage));
+    }
   });
   // prom-client's cluster support answers the primary's requests with this worker's registry.
   new AggregatorRegistry();

@@ -5,7 +5,7 @@ import type { Logger } from "../lib/logger";
 import { LiveWork } from "../lib/pacer";
 import { holderName, Lease, type LeaseStore } from "../db/lease";
 import type { KeyStore } from "../keys/signing-keys";
-import type { ChronStore, Recorder } from "../chron/chron-store";
+import type { ChronStore, Peers, Recorder } from "../chron/chron-store";
 import type { EventContent } from "../chron/record";
 import { ChronWriter } from "../chron/chron-writer";
 import { ChronFollower, type ChangeNotices } from "../chron/follower";
@@ -15,7 +15,7 @@ import { ChronExporter } from "../chron/export";
 import { ChronRetention } from "../chron/retention";
 import { ChronCoordinator } from "../chron/coordinator";
 
-export function chronPart(config: Config, stores: { chron: ChronStore; identity: KeyStore; changeNotices?: ChangeNotices; leases?: LeaseStore }, chronKey: OpenedChronKey, logger: Logger, userAgent: string, vouched?: ChronStart) {
+export function chronPart(config: Config, stores: { chron: ChronStore; identity: KeyStore; changeNotices?: ChangeNotices; leases?: LeaseStore }, chronKey: OpenedChronKey, logger: Logger, userAgent: string, vouched?: ChronStart, peers?: Peers) {
   const chronSigner = chronKey.signer;
   // Another process's changes reach this one through the Chron events it commits (follow);
   // this process's own are known to the follower as they are appended, and skipped.
@@ -25,7 +25,16 @@ export function chronPart(config: Config, stores: { chron: ChronStore; identity:
   const writer = new ChronWriter(follower.track(stores.chron), config.chron.maxBatch, logger, chronSigner);
   // Decisions count themselves here; verification, reports and replays give way to them.
   const live = new LiveWork();
-  const record: Recorder = (contents, effect) => writer.commit(contents, effect);
+  // In worker mode a change (a commit with events: a suspension, a revocation, a new client...) is
+  // answered once every other worker of the machine has applied it: what CLAIIM acknowledged is in
+  // force on whichever worker the next request reaches. Decisions carry no event and wait for nothing.
+  const record: Recorder = peers
+    ? async (contents, effect) => {
+        const rows = await writer.commit(contents, effect);
+        if (contents.some((c) => c.kind === "event")) await peers.applied(rows[rows.length - 1].seq);
+        return rows;
+      }
+    : (contents, effect) => writer.commit(contents, effect);
 
   // WARNING: start() verifies Chron whole, against its signed heads and the witness, before anything
   // is written: a tampered chain stops the start there, naming its first bad record.
