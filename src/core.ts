@@ -5,7 +5,8 @@
 import type { Config } from "./config";
 import type { Logger } from "./lib/logger";
 import type { RouteSpec } from "./http/route";
-import type { ChronStore, Peers } from "./chron/chron-store";
+import type { ChronStore } from "./chron/chron-store";
+import type { Peers } from "./shared/peers";
 import type { ChangeNotices, ChronFollower } from "./chron/follower";
 import type { ChronWriter } from "./chron/chron-writer";
 import type { Checkpointer, ChronStart } from "./chron/checkpoints";
@@ -113,7 +114,7 @@ export function buildCore(
   const { follower, writer, checkpointer, coordinator, record, live } = chron;
   const identity = identityPart(config, stores, record, logger, () => follower.ensureFresh());
   const { directory, credentials, apiKeys, oauth } = identity;
-  const policy = policyPart(config, stores, compiler, record, live, logger);
+  const policy = policyPart(config, stores, compiler, record, live, logger, options.peers);
   const { pool, signer, policies, replays, engine } = policy;
   const approvalParts = approvalPart(config, stores, directory, record, logger, userAgent);
   const { approvals } = approvalParts;

@@ -125,14 +125,6 @@ export interface ChronStore {
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */
 export type Recorder = (contents: ChronContent[], effect?: Effect) => Promise<ChronRow[]>;
 
-/**
- * The other serving processes of this machine (worker mode), told of a change this one committed:
- * `applied(seq)` settles once each of them has applied the events up to `seq` (or, for one that does
- * not answer, after the bound it gives itself; it never rejects).
- */
-export interface Peers {
-  applied(seq: number): Promise<void>;
-}
 
 /**
  * Pages of the records matching `filter`, in chain order. A time window is first turned into the

@@ -7,10 +7,18 @@ import { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
 import { startClaiim, type Claiim } from "../server";
-import type { Peers } from "../chron/chron-store";
-import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type StopMessage } from "./messages";
+import type { PeerQuestion, Peers } from "../shared/peers";
+import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type AskMessage, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type QuestionMessage, type ReplyMessage, type StopMessage } from "./messages";
 
 const METRICS_TIMEOUT_MS = 10_000;
+
+/** This worker's own answer to another's question (never asking further). */
+function answerHere(claiim: Claiim, question: PeerQuestion): unknown {
+  switch (question.kind) {
+    case "replays":
+      return claiim.replays.list(question.orgId).filter((j) => question.id === undefined || j.id === question.id);
+  }
+}
 
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const slot = Number(process.env[SLOT_VARIABLE]);
@@ -32,7 +40,22 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // This worker's changes are applied by the others before they are answered (the primary relays).
   const changes = new Map<number, () => void>();
   let nextChange = 0;
+  const asked = new Map<number, (answers: unknown[]) => void>();
+  let nextQuestion = 0;
   const peers: Peers = {
+    ask: (question) =>
+      new Promise<unknown[]>((resolve) => {
+        const id = nextQuestion++;
+        const timer = setTimeout(() => done([]), 2 * config.sync.maxLagMs + 1000);
+        const done = (answers: unknown[]) => {
+          clearTimeout(timer);
+          asked.delete(id);
+          resolve(answers);
+        };
+        asked.set(id, done);
+        if (!process.connected) return done([]);
+        process.send!({ type: "claiim:ask", id, question } satisfies AskMessage);
+      }),
     applied: (seq) =>
       new Promise<void>((resolve) => {
         const id = nextChange++;
@@ -76,6 +99,10 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     if (isMessage<StopMessage>(message, "claiim:stop")) stop(message.signal, false);
     else if (isMessage<MetricsAnswer>(message, "claiim:metrics")) pending.get(message.id)?.(message);
     else if (isMessage<ChangedMessage>(message, "claiim:changed")) changes.get(message.id)?.();
+    else if (isMessage<AskMessage>(message, "claiim:ask")) asked.get(message.id)?.(message.answers ?? []);
+    else if (isMessage<QuestionMessage>(message, "claiim:question")) {
+      if (process.connected) process.send!({ type: "claiim:reply", id: message.id, answer: claiim ? answerHere(claiim, message.question) : null } satisfies ReplyMessage);
+    }
     else if (isMessage<FollowMessage>(message, "claiim:follow")) {
       // Another worker's change: applied now, then said so. A worker still starting loads it with the rest.
       const applied = claiim ? claiim.follower.catchUpNow() : Promise.resolve(false);

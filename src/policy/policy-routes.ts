@@ -282,7 +282,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Replays", schema: z.object({ replays: z.array(ReplayViewSchema) }) } },
-      handle: async ({ principal }) => ({ status: 200, body: { replays: replays.list(scopeOf(principal).orgId) } }),
+      handle: async ({ principal }) => ({ status: 200, body: { replays: await replays.listEverywhere(scopeOf(principal).orgId) } }),
     }),
     route({
       method: "get",
@@ -292,7 +292,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author", "auditor"] },
       params: z.object({ id: z.string().uuid() }),
       responses: { 200: { description: "The replay", schema: ReplayViewSchema }, 404: { description: "No such replay (replay_not_found)" } },
-      handle: async ({ params, principal }) => ({ status: 200, body: replays.get(params.id, scopeOf(principal).orgId) }),
+      handle: async ({ params, principal }) => ({ status: 200, body: await replays.find(params.id, scopeOf(principal).orgId) }),
     }),
     route({
       method: "get",

@@ -97,6 +97,8 @@ export class ReplayRunner {
     settings: Partial<ReplaySettings> = {},
     /** Told when a replay is stopped for exceeding the evaluation bounds (recorded in Chron, reported in the status). */
     private readonly onStopped: (job: ReplayView, message: string) => Promise<void> = async () => undefined,
+    /** In worker mode, the replays the other workers of this machine run or ran (all, or the one named): a replay runs in the worker asked to start it. */
+    private readonly elsewhere: ((orgId: string | null, id?: string) => Promise<ReplayView[]>) | null = null,
   ) {
     this.settings = { ...DEFAULTS, ...settings };
   }
@@ -181,6 +183,24 @@ export class ReplayRunner {
 
   list(orgId: string | null): ReplayView[] {
     return [...this.jobs.values()].filter((j) => orgId === null || j.organization_id === orgId).reverse();
+  }
+
+  /** A replay, whichever worker of this machine runs it (see `get`). */
+  async find(id: string, orgId: string | null): Promise<ReplayView> {
+    try {
+      return this.get(id, orgId);
+    } catch (err) {
+      const there = this.elsewhere ? (await this.elsewhere(orgId, id))[0] : undefined;
+      if (!there) throw err;
+      return there;
+    }
+  }
+
+  /** The replays of every worker of this machine, newest first (see `list`). */
+  async listEverywhere(orgId: string | null): Promise<ReplayView[]> {
+    const here = this.list(orgId);
+    if (!this.elsewhere) return here;
+    return [...here, ...(await this.elsewhere(orgId))].sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
   }
 
   private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {

@@ -12,12 +12,13 @@ import { BudgetGate } from "../policy/budget";
 import { referenceModulePath } from "../policy/runtime/reference";
 import { PolicyService } from "../policy/policy-service";
 import { BundleSigner } from "../policy/bundle-signing";
-import { ReplayRunner } from "../policy/replay";
+import { ReplayRunner, type ReplayView } from "../policy/replay";
+import type { Peers } from "../shared/peers";
 import type { ChronStore } from "../chron/chron-store";
 import type { IdentityStore } from "../identity/identity-store";
 import type { PolicyStore } from "../policy/policy-store";
 
-export function policyPart(config: Config, stores: { policy: PolicyStore; identity: IdentityStore; chron: ChronStore }, compiler: PolicyCompiler, record: Recorder, live: LiveWork, logger: Logger) {
+export function policyPart(config: Config, stores: { policy: PolicyStore; identity: IdentityStore; chron: ChronStore }, compiler: PolicyCompiler, record: Recorder, live: LiveWork, logger: Logger, peers?: Peers) {
   // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
   const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
   const engine = new PolicyEngine(pool);
@@ -36,8 +37,15 @@ export function policyPart(config: Config, stores: { policy: PolicyStore; identi
     budget: new BudgetGate(pool, stores.chron, { samples: config.evaluation.budgetSamples }),
     tripsToStop: config.evaluation.tripsToStop,
   });
-  const replays = new ReplayRunner(stores.chron, (version) => policies.load(version), record, live, logger, { tripsToStop: config.evaluation.tripsToStop }, (job, message) =>
-    policies.replayStopped(job, message),
+  const replays = new ReplayRunner(
+    stores.chron,
+    (version) => policies.load(version),
+    record,
+    live,
+    logger,
+    { tripsToStop: config.evaluation.tripsToStop },
+    (job, message) => policies.replayStopped(job, message),
+    peers ? async (orgId, id) => (await peers.ask({ kind: "replays", orgId, id })).flatMap((answer) => (Array.isArray(answer) ? (answer as ReplayView[]) : [])) : null,
   );
   return { pool, engine, signer, policies, replays };
 }

@@ -160,6 +160,22 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     expect(Number(n)).toBe(1);
   });
 
+  test("a replay runs in the worker asked to start it, and every worker shows it: by id and in the list", async () => {
+    const started = await send(c.url, "POST", "/v1/policies/1/replay", bearer(admin), { from: new Date(Date.now() - 3600_000).toISOString() });
+    expect(started.status).toBe(202);
+    const id = started.body.id as string;
+    // Each read on a new connection, which the cluster hands to the workers in turn.
+    const reads: Answer[] = [];
+    for (let i = 0; i < 2 * WORKERS; i++) reads.push(await send(c.url, "GET", `/v1/policies/replays/${id}`, bearer(admin)));
+    expect(reads.map((r) => [r.status, r.body.id])).toEqual(reads.map(() => [200, id]));
+    const lists: Answer[] = [];
+    for (let i = 0; i < 2 * WORKERS; i++) lists.push(await send(c.url, "GET", "/v1/policies/replays", bearer(admin)));
+    expect(lists.map((l) => (l.body.replays as { id: string }[]).filter((r) => r.id === id).length)).toEqual(lists.map(() => 1));
+    // A replay nobody runs is still 404 everywhere.
+    const unknown = await send(c.url, "GET", "/v1/policies/replays/00000000-0000-4000-8000-000000000000", bearer(admin));
+    expect([unknown.status, unknown.body.code]).toEqual([404, "replay_not_found"]);
+  });
+
   test("kill -9 of one worker under load (the Chron coordinator): the others keep answering, the primary starts another, no acknowledged decision is missing, the chain verifies on every worker", async () => {
     // The coordinator (it signs the tree heads into its witness log): its lease moves to another worker.
     const [lease] = await sql(c.db, "SELECT holder FROM leases WHERE name = 'chron-coordinator' AND expires_ms > $1", [Date.now()]);

@@ -1,0 +1,23 @@
+/**
+ * The other serving processes of this machine (worker mode), reached through the primary over the
+ * cluster's IPC channel. Nothing here exists with one process (or across replicas on other
+ * machines, which share only the database).
+ */
+export interface Peers {
+  /**
+   * Settles once each other worker has applied this one's Chron events up to `seq` (or, for one that
+   * does not answer, after the bound the primary gives it: CLAIIM_SYNC_MAX_LAG_MS). Never rejects.
+   */
+  applied(seq: number): Promise<void>;
+  /** What each other worker answers (those that answer within the bound; never rejects). */
+  ask(question: PeerQuestion): Promise<unknown[]>;
+}
+
+/** The replays a worker runs or ran (all of them, or the one named), as ReplayView[] (src/policy/replay.ts). */
+export interface ReplaysQuestion {
+  kind: "replays";
+  orgId: string | null;
+  id?: string;
+}
+
+export type PeerQuestion = ReplaysQuestion;
