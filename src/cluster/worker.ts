@@ -37,7 +37,9 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // witness), as each replica does; a log written by two processes would carry heads whose
   // consistency proofs start from a head the other had since passed.
   const own: Config = { ...config, chronTrust: { ...config.chronTrust, witnessDir: path.join(config.chronTrust.witnessDir, `worker-${slot}`) } };
-  // This worker's changes are applied by the others before they are answered (the primary relays).
+  // What this worker asks of the others, through the primary: to apply its changes before they are
+  // answered, and what they hold that it does not (replays). Neither ever fails a request: without
+  // an answer within the bound (or without a primary), the change is answered, the question has none.
   const changes = new Map<number, () => void>();
   let nextChange = 0;
   const asked = new Map<number, (answers: unknown[]) => void>();
@@ -102,8 +104,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     else if (isMessage<AskMessage>(message, "claiim:ask")) asked.get(message.id)?.(message.answers ?? []);
     else if (isMessage<QuestionMessage>(message, "claiim:question")) {
       if (process.connected) process.send!({ type: "claiim:reply", id: message.id, answer: claiim ? answerHere(claiim, message.question) : null } satisfies ReplyMessage);
-    }
-    else if (isMessage<FollowMessage>(message, "claiim:follow")) {
+    } else if (isMessage<FollowMessage>(message, "claiim:follow")) {
       // Another worker's change: applied now, then said so. A worker still starting loads it with the rest.
       const applied = claiim ? claiim.follower.catchUpNow() : Promise.resolve(false);
       void applied.catch(() => false).then(() => process.connected && process.send!({ type: "claiim:followed", id: message.id } satisfies FollowedMessage));

@@ -73,11 +73,12 @@ export class DecisionService {
       this.logger.error("the record holding an Idempotency-Key could not be read; refusing to answer", { agent_id: caller.agentId, error: (err as Error).message });
       throw chronUnavailable();
     }
-    if (first && this.idempotency.load([first]) === 1) return this.idempotency.run(caller.agentId, key, view, decide);
-    // The key's record is older than the TTL (or no longer CLAIIM's to answer with): the key binds
-    // nothing any more, and the database keeps it for that record, so this request is decided as one
-    // sent without a key.
-    return { response: await this.decide(caller, req, undefined, trace), replayed: false };
+    // Otherwise the key's record is older than the TTL (or no longer CLAIIM's to answer with): the
+    // key binds nothing any more, and the database keeps it for that record, so this request is
+    // decided as one sent without a key. (So is it if the index cannot hold the key: maxKeys 0.)
+    const unkeyed = () => this.decide(caller, req, undefined, trace);
+    if (first && this.idempotency.load([first]) === 1) return this.idempotency.run(caller.agentId, key, view, unkeyed);
+    return { response: await unkeyed(), replayed: false };
   }
 
   async decide(caller: Caller, req: DecisionRequest, idempotencyKey?: string, trace?: TraceRef): Promise<DecisionResponse> {
