@@ -40,38 +40,26 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // What this worker asks of the others, through the primary: to apply its changes before they are
   // answered, and what they hold that it does not (replays). Neither ever fails a request: without
   // an answer within the bound (or without a primary), the change is answered, the question has none.
-  const changes = new Map<number, () => void>();
-  let nextChange = 0;
-  const asked = new Map<number, (answers: unknown[]) => void>();
-  let nextQuestion = 0;
+  // One id space for both: the primary answers a change with `claiim:changed`, a question with `claiim:ask`.
+  const awaiting = new Map<number, (answers: unknown[]) => void>();
+  let nextAsk = 0;
+  const throughPrimary = (message: (id: number) => ChangedMessage | AskMessage): Promise<unknown[]> =>
+    new Promise<unknown[]>((resolve) => {
+      const id = nextAsk++;
+      // The primary gives the others CLAIIM_SYNC_MAX_LAG_MS; this bound only guards against a primary gone.
+      const timer = setTimeout(() => done([]), 2 * config.sync.maxLagMs + 1000);
+      const done = (answers: unknown[]) => {
+        clearTimeout(timer);
+        awaiting.delete(id);
+        resolve(answers);
+      };
+      awaiting.set(id, done);
+      if (!process.connected) return done([]);
+      process.send!(message(id));
+    });
   const peers: Peers = {
-    ask: (question) =>
-      new Promise<unknown[]>((resolve) => {
-        const id = nextQuestion++;
-        const timer = setTimeout(() => done([]), 2 * config.sync.maxLagMs + 1000);
-        const done = (answers: unknown[]) => {
-          clearTimeout(timer);
-          asked.delete(id);
-          resolve(answers);
-        };
-        asked.set(id, done);
-        if (!process.connected) return done([]);
-        process.send!({ type: "claiim:ask", id, question } satisfies AskMessage);
-      }),
-    applied: (seq) =>
-      new Promise<void>((resolve) => {
-        const id = nextChange++;
-        // The primary gives the others the same bound; this one only guards against a primary gone.
-        const timer = setTimeout(() => done(), 2 * config.sync.maxLagMs + 1000);
-        const done = () => {
-          clearTimeout(timer);
-          changes.delete(id);
-          resolve();
-        };
-        changes.set(id, done);
-        if (!process.connected) return done();
-        process.send!({ type: "claiim:changed", id, seq } satisfies ChangedMessage);
-      }),
+    ask: (question) => throughPrimary((id) => ({ type: "claiim:ask", id, question })),
+    applied: async (seq) => void (await throughPrimary((id) => ({ type: "claiim:changed", id, seq }))),
   };
   const started = startClaiim(own, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false, peers });
   const stop = (signal: string, fromSignal: boolean) => {
@@ -100,8 +88,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   process.on("message", (message: unknown) => {
     if (isMessage<StopMessage>(message, "claiim:stop")) stop(message.signal, false);
     else if (isMessage<MetricsAnswer>(message, "claiim:metrics")) pending.get(message.id)?.(message);
-    else if (isMessage<ChangedMessage>(message, "claiim:changed")) changes.get(message.id)?.();
-    else if (isMessage<AskMessage>(message, "claiim:ask")) asked.get(message.id)?.(message.answers ?? []);
+    else if (isMessage<ChangedMessage>(message, "claiim:changed") || isMessage<AskMessage>(message, "claiim:ask")) awaiting.get(message.id)?.("answers" in message ? (message.answers ?? []) : []);
     else if (isMessage<QuestionMessage>(message, "claiim:question")) {
       if (process.connected) process.send!({ type: "claiim:reply", id: message.id, answer: claiim ? answerHere(claiim, message.question) : null } satisfies ReplyMessage);
     } else if (isMessage<FollowMessage>(message, "claiim:follow")) {

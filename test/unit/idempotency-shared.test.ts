@@ -10,6 +10,7 @@ import { ConflictError } from "../../src/lib/errors";
 import { createLogger } from "../../src/lib/logger";
 import { FakeChronStore } from "../support/fakes/chron-store";
 import { outcomeOf } from "../support/pool";
+import { decisionContent } from "../support/decision-content";
 
 // Idempotency-Keys shared by every process on one database: each "process" here is a decision
 // service with its own writer and its own in-memory index, over one store that holds each
@@ -114,7 +115,7 @@ describe("Idempotency-Keys across processes on one database", () => {
 
   test("a row that holds the key but is not CLAIIM's (inserted by hand, no tag) is never replayed: the request is decided afresh", async () => {
     const store = new FakeChronStore();
-    const forged: DecisionContent = { ...recordedContent(), decision: "allow", reasons: ["forged"], idempotency_key: "k-forged" };
+    const forged = decisionContent(1, { decision_id: "forged-1", timestamp: now.toISOString(), agent: { id: "a-1", name: "bot-a-1", status: "active" }, reasons: ["forged"], idempotency_key: "k-forged" });
     // The database's owner inserts a row below the chain, claiming the key, with a hash that covers it.
     const [row] = seal([forged], { seq: -2, hash: "0".repeat(64) });
     store.rows.unshift({ ...row, idempotencyKey: "k-forged" } as ChronRow);
@@ -137,23 +138,3 @@ describe("Idempotency-Keys across processes on one database", () => {
     expect(recorded(store).map((d) => d.agent.id)).toEqual(["a-2", "a-1"]);
   });
 });
-
-function recordedContent(): DecisionContent {
-  return {
-    kind: "decision",
-    decision_id: "forged-1",
-    timestamp: now.toISOString(),
-    path: "claiim/decision",
-    organization: { id: "o-1", slug: "acme" },
-    agent: { id: "a-1", name: "bot-a-1", status: "active" },
-    accountable_human: null,
-    on_behalf_of: null,
-    requested_by: { credential_id: "c-a-1" },
-    ...request,
-    decision: "allow",
-    reasons: [],
-    policy: { version: 1, revision: "1-sha256:x", digest: "sha256:x" },
-    bundles: {},
-    input: {},
-  };
-}
