@@ -135,11 +135,9 @@ export function approvalRoutes(approvals: ApprovalService, identity: IdentityDir
         })
         .strict(),
       responses: { 200: { description: "The approval", schema: ApprovalViewSchema }, 404: { description: "No such approval for this caller" } },
-      handle: async ({ params, query, principal, res }) => {
+      handle: async ({ params, query, principal, hangUp }) => {
         // A caller that hangs up stops the wait.
-        const gone = new AbortController();
-        res.once("close", () => gone.abort());
-        return { status: 200, body: view(await approvals.wait(params.id, principal, query.wait, gone.signal)) };
+        return { status: 200, body: view(await approvals.wait(params.id, principal, query.wait, hangUp())) };
       },
     }),
     answer("approve"),

@@ -3,7 +3,6 @@ import { route, type RouteSpec } from "../http/route";
 import { SkillRef } from "../shared/vocabulary";
 import type { DecisionService } from "./decision-service";
 import { parseIdempotencyKey } from "./idempotency";
-import type { Span } from "@opentelemetry/api";
 import { Tracing } from "../ops/tracing";
 
 export const DecisionRequestSchema = z
@@ -84,12 +83,13 @@ export function decisionRoutes(decisions: DecisionService): RouteSpec[] {
         409: { description: "idempotency_key_reused: the Idempotency-Key was sent before with a different request" },
         503: { description: "Chron could not record the decision, so none was made" },
       },
-      handle: async ({ body, principal, req, res }) => {
-        const key = parseIdempotencyKey(req.get("idempotency-key"));
+      handle: async ({ body, principal, headers, locals }) => {
+        // Node joins a repeated header of this kind into one string with ", ", never an array.
+        const key = parseIdempotencyKey(headers["idempotency-key"] as string | undefined);
         // With tracing on, the record carries the request's trace (as OPA's decision logs do).
-        const trace = Tracing.ref(res.locals.span as Span | null | undefined);
+        const trace = Tracing.ref(locals.span);
         const { response, replayed } = key === null ? { response: await decisions.decide(principal, body, undefined, trace), replayed: false } : await decisions.decideOnce(principal, body, key, trace);
-        res.locals.traceAttributes = { "claiim.decision_id": response.decision_id, "claiim.decision": response.decision, "claiim.chron.seq": response.chron.seq };
+        locals.traceAttributes = { "claiim.decision_id": response.decision_id, "claiim.decision": response.decision, "claiim.chron.seq": response.chron.seq };
         return { status: 200, body: response, headers: replayed ? { "Idempotent-Replayed": "true" } : undefined };
       },
     }),

@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
+import type { RequestListener } from "node:http";
 import express from "express";
+import proxyaddr from "proxy-addr";
 import type { Logger } from "../lib/logger";
-import { mount, type Mounting, type RouteSpec } from "./route";
+import { mount, type Mounting, type RequestLocals, type RouteSpec } from "./route";
+import { hotPath, type Observing } from "./hot-path";
 import { notFoundHandler, problemHandler } from "./problem";
-import { type Principal, principalName } from "../shared/principal";
+import { principalName } from "../shared/principal";
 import type { Metrics } from "../ops/metrics";
 import type { RateLimits } from "../ops/rate-limits";
 import { Tracing } from "../ops/tracing";
@@ -25,53 +28,74 @@ function routeOf(req: express.Request): string {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** `extra` handlers (the web console) come after the API's routes and before the 404. */
-export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logger, extra: express.RequestHandler[] = [], ops: Operations = {}): express.Express {
-  const app = express();
-  app.disable("x-powered-by");
-  app.set("etag", false);
-  app.set("trust proxy", ops.trustProxy ?? false);
-  app.use((req, res, next) => {
-    const incoming = req.get("x-request-id");
-    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    res.locals.requestId = requestId;
-    res.set("X-Request-Id", requestId);
-    const started = process.hrtime.bigint();
-    const span = ops.tracing?.startRequest(req.method, req.originalUrl.split("?")[0], req.headers) ?? null;
-    res.locals.span = span;
-    res.on("finish", () => {
-      const principal = res.locals.principal as Principal | undefined;
+/** How every request is opened and closed, whether Express or the hot path serves it. */
+function observing(ops: Operations, logger: Logger): Observing {
+  return {
+    open(method, path, headers, res, locals) {
+      const incoming = headers["x-request-id"];
+      const requestId = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      res.setHeader("X-Request-Id", requestId);
+      locals.requestId = requestId;
+      locals.span = ops.tracing?.startRequest(method, path, headers) ?? null;
+      return locals as RequestLocals;
+    },
+    admit: ops.limits ? (address) => ops.limits!.admitCredential(address) : undefined,
+    close(method, route, path, status, address, locals, started) {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = routeOf(req);
-      ops.metrics?.answered(req.method, route, res.statusCode, seconds, res.locals.problemCode as string | undefined);
-      if (res.statusCode === 401) ops.limits?.failed(req.ip ?? "unknown", (res.locals.oauthClient as string | undefined) ?? null);
-      Tracing.end(span, req.method, route, res.statusCode, (res.locals.traceAttributes as Record<string, string | number> | undefined) ?? {});
+      ops.metrics?.answered(method, route, status, seconds, locals.problemCode);
+      if (status === 401) ops.limits?.failed(address(), locals.oauthClient ?? null);
+      Tracing.end(locals.span, method, route, status, locals.traceAttributes ?? {});
       // WARNING: never log headers or bodies here: they carry tokens.
       // Checked first: a line below the level would still be built and formatted.
       if (!logger.isLevelEnabled("http")) return;
       logger.http("request", {
-        request_id: requestId,
-        method: req.method,
-        // req.originalUrl: a router mounted at a path (the console) strips req.path to what is below it.
-        path: req.originalUrl.split("?")[0],
-        status: res.statusCode,
+        request_id: locals.requestId,
+        method,
+        path,
+        status,
         duration_ms: seconds * 1000,
-        principal: principal ? principalName(principal) : undefined,
+        principal: locals.principal ? principalName(locals.principal) : undefined,
       });
-    });
+    },
+  };
+}
+
+/**
+ * The HTTP request listener: the hot routes (the decision) served directly (hot-path.ts), every
+ * other request by Express. `extra` handlers (the web console) come after the API's routes and
+ * before the 404.
+ */
+export function createApp(routes: RouteSpec[], mounting: Mounting, logger: Logger, extra: express.RequestHandler[] = [], ops: Operations = {}): RequestListener {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("trust proxy", ops.trustProxy ?? false);
+  const observe = observing(ops, logger);
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    // req.originalUrl: a router mounted at a path (the console) strips req.path to what is below it.
+    const path = req.originalUrl.split("?")[0];
+    const locals = observe.open(req.method, path, req.headers, res, res.locals as Partial<RequestLocals>);
+    res.on("finish", () => observe.close(req.method, routeOf(req), path, res.statusCode, () => req.ip ?? "unknown", locals, started));
     next();
   });
-  if (ops.limits) {
-    const limits = ops.limits;
+  if (observe.admit) {
+    const admit = observe.admit;
     // An address past its failed authentications is refused before its credential is looked at.
     app.use((req, _res, next) => {
       if (req.headers.authorization === undefined && req.path !== "/oauth/token") return next();
-      limits.admitCredential(req.ip ?? "unknown").then(() => next(), next);
+      admit(req.ip ?? "unknown").then(() => next(), next);
     });
   }
   mount(app, routes, mounting);
   for (const handler of extra) app.use(handler);
   app.use(notFoundHandler());
   app.use(problemHandler(logger));
-  return app;
+  // Express's own "trust proxy" function, so that both ways name the same client.
+  const trust = app.get("trust proxy fn") as Parameters<typeof proxyaddr>[1];
+  const hot = hotPath(routes, mounting, observe, (req) => proxyaddr(req, trust), logger);
+  if (!hot) return app;
+  return (req, res) => {
+    if (!hot(req, res)) app(req, res);
+  };
 }

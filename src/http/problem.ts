@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { ClaiimError, InputError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, RateLimitedError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
+import type { ServerResponse } from "node:http";
 import type { Logger } from "../lib/logger";
 
 interface HttpError {
@@ -59,49 +60,80 @@ export function notFoundHandler(): RequestHandler {
   return (req, _res, next) => next(new NotFoundError("route_not_found", `no route ${req.method} ${req.path}`));
 }
 
+/** A problem as it is answered: status, headers and RFC 9457 body; `code` for the access log and the metrics (none for a 500). */
+export interface ProblemAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+  code: string | undefined;
+}
+
 /**
- * The one place errors become responses: RFC 9457 problem details with a stable `code`. Unknown
- * errors are logged with their stack and answered without it.
+ * The one place errors become answers: RFC 9457 problem details with a stable `code`. Unknown
+ * errors are logged with their stack and answered without it. `instance` is the request's path.
  */
-export function problemHandler(logger: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
-    let problem = err instanceof ClaiimError ? err : fromHttpError(err as HttpError);
-    if (!problem && isDatabaseError(err)) {
-      logger.error("database error", { request_id: res.locals.requestId, error: (err as Error).message });
-      problem = new ServiceUnavailableError("database_unavailable", "the database could not complete the request; nothing was changed by it");
-    }
-    const requestId = res.locals.requestId as string | undefined;
-    if (!problem) {
-      logger.error("unhandled error", { request_id: requestId, error: (err as Error)?.message, stack: (err as Error)?.stack });
-      res.status(500).type("application/problem+json").json({
+export function problemAnswer(err: unknown, logger: Logger, requestId: string | undefined, instance: string): ProblemAnswer {
+  let problem = err instanceof ClaiimError ? err : fromHttpError(err as HttpError);
+  if (!problem && isDatabaseError(err)) {
+    logger.error("database error", { request_id: requestId, error: (err as Error).message });
+    problem = new ServiceUnavailableError("database_unavailable", "the database could not complete the request; nothing was changed by it");
+  }
+  if (!problem) {
+    logger.error("unhandled error", { request_id: requestId, error: (err as Error)?.message, stack: (err as Error)?.stack });
+    return {
+      status: 500,
+      headers: {},
+      code: undefined,
+      body: {
         type: "urn:claiim:problem:internal_error",
         title: "Internal error",
         status: 500,
         code: "internal_error",
         detail: `an internal error occurred; quote request id ${requestId} to your operator`,
         request_id: requestId,
-      });
-      return;
-    }
-    if (res.headersSent) return void res.end();
+      },
+    };
+  }
+  const headers: Record<string, string> = {};
+  if (problem instanceof RateLimitedError) headers["Retry-After"] = String(problem.retryAfterSeconds);
+  if (problem.status === 401) headers["WWW-Authenticate"] = 'Bearer realm="claiim"';
+  if (problem instanceof MethodNotAllowedError) headers.Allow = problem.allow;
+  return {
+    status: problem.status,
+    headers,
+    code: problem.code,
+    body: {
+      type: `urn:claiim:problem:${problem.code}`,
+      title: problem.title,
+      status: problem.status,
+      code: problem.code,
+      detail: problem.message,
+      instance,
+      request_id: requestId,
+      ...(problem instanceof InputError && problem.errors.length ? { errors: problem.errors } : {}),
+      ...problem.extra,
+    },
+  };
+}
+
+/** Sends a problem through a plain response (the hot path); Express's handler below sends the same bytes. */
+export function sendProblem(res: ServerResponse, answer: ProblemAnswer): void {
+  if (res.headersSent) return void res.end();
+  const text = JSON.stringify(answer.body);
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+  res.statusCode = answer.status;
+  res.setHeader("Content-Type", "application/problem+json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(text));
+  res.end(text);
+}
+
+/** Express's error handler: every error of a route, a parser or the router, as a problem. */
+export function problemHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const answer = problemAnswer(err, logger, res.locals.requestId as string | undefined, req.originalUrl.split("?")[0]);
     // For the access log and the metrics: which problem this response is.
-    res.locals.problemCode = problem.code;
-    if (problem instanceof RateLimitedError) res.set("Retry-After", String(problem.retryAfterSeconds));
-    if (problem.status === 401) res.set("WWW-Authenticate", 'Bearer realm="claiim"');
-    if (problem instanceof MethodNotAllowedError) res.set("Allow", problem.allow);
-    res
-      .status(problem.status)
-      .type("application/problem+json")
-      .json({
-        type: `urn:claiim:problem:${problem.code}`,
-        title: problem.title,
-        status: problem.status,
-        code: problem.code,
-        detail: problem.message,
-        instance: req.originalUrl.split("?")[0],
-        request_id: requestId,
-        ...(problem instanceof InputError && problem.errors.length ? { errors: problem.errors } : {}),
-        ...problem.extra,
-      });
+    res.locals.problemCode = answer.code;
+    if (res.headersSent) return void res.end();
+    res.set(answer.headers).status(answer.status).type("application/problem+json").json(answer.body);
   };
 }

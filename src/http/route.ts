@@ -1,5 +1,7 @@
 import { once } from "node:events";
-import express, { type Request, type Response } from "express";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import express from "express";
+import type { Span } from "@opentelemetry/api";
 import type { ZodType } from "zod";
 import { z, Problem, type OpenAPIRegistry } from "./openapi";
 import { ClaiimError, InputError, MethodNotAllowedError, NotAllowedError, type FieldError } from "../lib/errors";
@@ -35,13 +37,38 @@ export interface Reply {
   contentType?: string;
 }
 
+/**
+ * What the access log, the metrics and the trace of a request carry (Express's res.locals, or the
+ * hot path's own object). A handler may add to it.
+ */
+export interface RequestLocals {
+  requestId: string;
+  span: Span | null;
+  principal?: Principal;
+  /** Which problem the answer is, for the access log and the metrics. */
+  problemCode?: string;
+  /** The OAuth client a token request names: a failed one counts against it too. */
+  oauthClient?: string | null;
+  /** Added to the request's span when it ends. */
+  traceAttributes?: Record<string, string | number>;
+}
+
+/**
+ * What a handler is given. No Express request or response: the same handler serves through
+ * Express and through the hot path (hot-path.ts), which has neither.
+ */
 export interface Context<B, Q, P, Pr = Principal | null> {
   body: B;
   query: Q;
   params: P;
   principal: Pr;
-  req: Request;
-  res: Response;
+  /** The request's headers, names in lower case. */
+  headers: IncomingHttpHeaders;
+  /** The client's address as the rate limits count it: behind trusted proxies, the one they name. */
+  clientAddress(): string;
+  /** Aborted when the caller hangs up before the answer. */
+  hangUp(): AbortSignal;
+  locals: RequestLocals;
 }
 
 export interface RouteSpec<B = unknown, Q = unknown, P = unknown, A extends Access = Access> {
@@ -94,7 +121,7 @@ function checkText(value: unknown, where: string): void {
   if (text.length) throw new InputError("invalid_text", `invalid ${where}: ${text[0].path} ${text[0].message.replace(/^text /, "")}`, text);
 }
 
-function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
+export function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
   checkText(value, where);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
@@ -107,7 +134,7 @@ function validate<T>(schema: ZodType<T>, value: unknown, where: string): T {
   throw new InputError(code, `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
 }
 
-const MEDIA = { json: "application/json", form: "application/x-www-form-urlencoded", gzip: "application/gzip" } as const;
+export const MEDIA = { json: "application/json", form: "application/x-www-form-urlencoded", gzip: "application/gzip" } as const;
 
 function toExpressPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, ":$1");
@@ -150,7 +177,7 @@ const MISSES: ReadonlySet<ProblemCode> = new Set<ProblemCode>([
  * WARNING: `work` must fail before it changes anything when it fails with a miss (a lookup comes
  * first), or the second run would change it twice.
  */
-async function knowingEveryProcess<T>(m: Mounting, work: () => T | Promise<T>): Promise<T> {
+export async function knowingEveryProcess<T>(m: Mounting, work: () => T | Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
@@ -159,7 +186,7 @@ async function knowingEveryProcess<T>(m: Mounting, work: () => T | Promise<T>): 
   }
 }
 
-function authorize(access: Access, principal: Principal): void {
+export function authorize(access: Access, principal: Principal): void {
   if ("agent" in access) {
     if (principal.kind !== "agent") throw new NotAllowedError("agent_only", "only an agent, with its own token, may ask for a decision");
     return;
@@ -213,6 +240,56 @@ export function mount(app: express.Express, routes: RouteSpec[], m: Mounting): v
   for (const [path, allowed] of methods) if (path.includes(":")) guard(path, allowed);
 }
 
+/** The body parser of a route: Express's own, which also serves the hot path (it reads a plain IncomingMessage). */
+export function bodyParser(r: RouteSpec, m: Mounting): express.RequestHandler | null {
+  if (!r.body) return null;
+  const limit = r.bodyLimit ?? m.defaultBodyLimit;
+  return r.bodyType === "form"
+    ? express.urlencoded({ limit, extended: false, parameterLimit: 50 })
+    : r.bodyType === "gzip"
+      ? express.raw({ limit, type: ["application/gzip", "application/x-gzip", "application/x-tar+gzip"] })
+      : express.json({ limit, strict: true, type: MEDIA[r.bodyType ?? "json"] });
+}
+
+/** The body its parser left on the request, or the problem of a body sent as another media type (the parser left none). */
+export function parsedBody(r: RouteSpec, body: unknown): unknown {
+  if (r.body && (body === undefined || (r.bodyType === "gzip" && !Buffer.isBuffer(body)))) {
+    const type = MEDIA[r.bodyType ?? "json"];
+    throw new InputError("content_type_invalid", `send the request body with Content-Type: ${type}`, [{ path: "(body)", message: `expected ${type}` }]);
+  }
+  return body;
+}
+
+/** Aborted when the response's connection closes before the response has been sent in full. */
+export function hangUpOf(res: ServerResponse): () => AbortSignal {
+  let gone: AbortController | null = null;
+  return () => {
+    if (!gone) {
+      const controller = (gone = new AbortController());
+      if (res.destroyed && !res.writableFinished) controller.abort();
+      else res.once("close", () => controller.abort());
+    }
+    return gone.signal;
+  };
+}
+
+/** Sends a reply through a plain response: the hot path's way, and Express's for streams. */
+export async function send(res: ServerResponse, reply: Reply): Promise<void> {
+  if (reply.stream) {
+    for await (const chunk of reply.stream) {
+      if (res.destroyed) return;
+      if (!res.write(chunk)) await once(res, "drain");
+    }
+    res.end();
+    return;
+  }
+  if (reply.body === undefined) return void res.end();
+  const data = reply.contentType === undefined ? JSON.stringify(reply.body) : Buffer.isBuffer(reply.body) ? reply.body : String(reply.body);
+  res.setHeader("Content-Type", reply.contentType ?? "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(data));
+  res.end(data);
+}
+
 function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
   const handlers: express.RequestHandler[] = [];
   if (!("public" in r.access)) {
@@ -224,40 +301,27 @@ function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
       next();
     });
   }
-  const type = MEDIA[r.bodyType ?? "json"];
-  if (r.body) {
-    const limit = r.bodyLimit ?? m.defaultBodyLimit;
-    handlers.push(
-      r.bodyType === "form"
-        ? express.urlencoded({ limit, extended: false, parameterLimit: 50 })
-        : r.bodyType === "gzip"
-          ? express.raw({ limit, type: ["application/gzip", "application/x-gzip", "application/x-tar+gzip"] })
-          : express.json({ limit, strict: true, type }),
-    );
-  }
+  const parser = bodyParser(r, m);
+  if (parser) handlers.push(parser);
   if (!r.hotPath) handlers.push((_req, res, next) => runInRequest(res.locals.requestId as string, next));
   handlers.push(async (req, res) => {
-    if (r.body && (req.body === undefined || (r.bodyType === "gzip" && !Buffer.isBuffer(req.body)))) {
-      throw new InputError("content_type_invalid", `send the request body with Content-Type: ${type}`, [{ path: "(body)", message: `expected ${type}` }]);
-    }
+    const locals = res.locals as RequestLocals;
     const ctx = {
-      body: r.body ? validate(r.body, req.body, "request body") : undefined,
+      body: r.body ? validate(r.body, parsedBody(r, req.body), "request body") : undefined,
       query: r.query ? validate(r.query, req.query, "query") : undefined,
       params: r.params ? validate(r.params, req.params, "path") : undefined,
-      principal: (res.locals.principal as Principal | undefined) ?? null,
-      req,
-      res,
+      principal: locals.principal ?? null,
+      headers: req.headers,
+      clientAddress: () => req.ip ?? "unknown",
+      hangUp: hangUpOf(res),
+      locals,
     };
     const reply = await knowingEveryProcess(m, () => r.handle(ctx));
     if (reply.headers) res.set(reply.headers);
     res.status(reply.status);
     if (reply.stream) {
       if (reply.contentType) res.type(reply.contentType);
-      for await (const chunk of reply.stream) {
-        if (res.destroyed) return;
-        if (!res.write(chunk)) await once(res, "drain");
-      }
-      res.end();
+      await send(res, reply);
     } else if (reply.body === undefined) res.end();
     else if (reply.contentType) res.type(reply.contentType).send(reply.body);
     else res.json(reply.body);

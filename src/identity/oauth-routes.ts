@@ -103,12 +103,12 @@ export function oauthRoutes(oauth: OAuthService, credentials: CredentialService,
         401: { description: "OAuth invalid_client: unknown, revoked or badly authenticated client, or a replayed assertion" },
         429: { description: "rate_limited: too many token requests from this address or for this client, or too many failed authentications; Retry-After says when to try again" },
       },
-      handle: async ({ body, req, res }) => {
-        const basic = basicCredentials(req.headers.authorization);
+      handle: async ({ body, headers, clientAddress, locals }) => {
+        const basic = basicCredentials(headers.authorization);
         const clientId = claimedClient(basic, body);
         // Counted against this client if it fails (app.ts), and admitted only within its limits.
-        res.locals.oauthClient = clientId;
-        await admit(req.ip ?? "unknown", clientId);
+        locals.oauthClient = clientId;
+        await admit(clientAddress(), clientId);
         return { status: 200, headers: { "Cache-Control": "no-store", Pragma: "no-cache" }, body: await oauth.token(body, basic) };
       },
     }),

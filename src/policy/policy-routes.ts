@@ -181,11 +181,11 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       access: { roles: ["policy_author", "auditor"] },
       params: z.object({ name: z.string().max(100) }),
       responses: { 200: { description: "The bundle (application/gzip)" }, 304: { description: "Not modified" }, 404: { description: "No such bundle" } },
-      handle: async ({ params, req }): Promise<Reply> => {
+      handle: async ({ params, headers }): Promise<Reply> => {
         const bundle = params.name === "claiim" ? await policies.sidecar.active() : null;
         if (!bundle) throw new NotFoundError("bundle_not_found", `no active bundle named ${params.name}`);
         const etag = `"${bundle.revision}"`;
-        if (req.get("if-none-match") === etag) return { status: 304, headers: { ETag: etag } };
+        if (headers["if-none-match"] === etag) return { status: 304, headers: { ETag: etag } };
         return { status: 200, headers: { ETag: etag, "Cache-Control": "no-cache" }, contentType: "application/gzip", body: bundle.bytes };
       },
     }),

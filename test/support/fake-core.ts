@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { RequestListener } from "node:http";
 import request from "supertest";
 import { loadConfig } from "../../src/config";
 import { createLogger } from "../../src/lib/logger";
@@ -18,6 +19,8 @@ export interface FakeApp {
   core: Core;
   stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore; approval: FakeApprovalStore };
   http: ReturnType<typeof request>;
+  /** The HTTP request listener that `http` drives, for tests that need a server of their own. */
+  listener: RequestListener;
   admin: string;
 }
 
@@ -35,5 +38,6 @@ export async function fakeApp(): Promise<FakeApp> {
   const stores = { identity, policy, approval, chron: new FakeChronStore().joins(identity, policy, approval) };
   const core = await createCore(config, stores, new OpaCliCompiler(OPA_BIN), logger, async () => true);
   const admin = fs.readFileSync(core.bootstrapCredentialFile!, "utf8").trim();
-  return { core, stores, http: request(createHttpApp(core, config, logger)), admin };
+  const listener = createHttpApp(core, config, logger);
+  return { core, stores, http: request(listener), listener, admin };
 }
