@@ -3,6 +3,7 @@
 // trailing slash). Every request below is sent both ways, as raw HTTP, and the two answers must be
 // the same: status, problem code and body, and the headers a client reads.
 import http, { type IncomingHttpHeaders } from "node:http";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { fakeApp, type FakeApp } from "../support/fake-core";
@@ -142,6 +143,35 @@ describe("the hot path answers as Express does", () => {
     expect(again.headers["idempotent-replayed"]).toBe("true");
     expect(again.body!.decision_id).toBe(first.body!.decision_id);
     expect((await bothWays({ ...agent(), "Idempotency-Key": "k-1" }, JSON.stringify({ ...staging, purpose: "other" }))).body).toMatchObject({ status: 409, code: "idempotency_key_reused" });
+  });
+
+  test("a caller that hangs up mid-body, or lies about its length, leaves the server answering and nothing unhandled", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const before = app.stores.chron.rows.length;
+      for (const lie of ["short", "long"]) {
+        await new Promise<void>((resolve) => {
+          const socket = net.connect(Number(base.port), "127.0.0.1", () => {
+            const body = JSON.stringify(staging);
+            const declared = lie === "short" ? body.length + 100 : body.length - 10;
+            socket.write(`POST /v1/decisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n${body}`);
+            setTimeout(() => socket.destroy(), 50);
+          });
+          socket.on("close", () => resolve());
+          socket.on("error", () => undefined);
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The short body was never whole, so nothing was decided for it; the long one was cut at its
+      // declared length (its tail is the next request, which is garbage): malformed JSON, no decision either.
+      expect(app.stores.chron.rows.length).toBe(before);
+      expect((await send("/v1/decisions", agent(), JSON.stringify(staging))).body).toMatchObject({ allow: true });
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   test("metrics count the hot path's answers under the declared route", async () => {
