@@ -125,6 +125,11 @@ describe.each(databaseKinds())("operating CLAIIM on %s", (kind) => {
         for (let i = 0; i < 2; i++) await p.http.get("/v1/agents").set({ Authorization: "Bearer claiim_wrong", ...from("203.0.113.7") }).expect(401);
         await p.http.get("/v1/agents").set({ Authorization: `Bearer ${p.admin}`, ...from("203.0.113.7") }).expect(429);
         await p.http.get("/v1/agents").set({ Authorization: `Bearer ${p.admin}`, ...from("198.51.100.9") }).expect(200);
+        // The decision, served without Express (src/http/hot-path.ts), names the same client.
+        for (let i = 0; i < 2; i++) await p.http.post("/v1/decisions").set({ Authorization: "Bearer not.a.token", ...from("192.0.2.44") }).send(staging).expect(401);
+        expect((await p.http.post("/v1/decisions").set({ Authorization: "Bearer not.a.token", ...from("192.0.2.44") }).send(staging).expect(429)).body.code).toBe("rate_limited");
+        await p.http.get("/v1/agents").set({ Authorization: `Bearer ${p.admin}`, ...from("192.0.2.44") }).expect(429);
+        await p.http.post("/v1/decisions").set({ Authorization: "Bearer not.a.token", ...from("198.51.100.9") }).send(staging).expect(401);
       } finally {
         await p.stop();
       }
