@@ -23,6 +23,51 @@ export interface AutocannonResult {
 
 export const ROOT = path.resolve(__dirname, "../..");
 
+/** Clock ticks per second of /proc's CPU times (getconf CLK_TCK; 100 on Linux unless told otherwise). */
+const TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/**
+ * CPU seconds (user and system, every thread) used so far by a process and every process below it
+ * (worker mode's workers), from /proc; null where there is no /proc. Taken before and after a
+ * phase, it gives the CPU per decision: a figure that moves far less with the machine's other load
+ * than decisions per second do. A process that ended during the phase is not counted.
+ */
+export function treeCpuSeconds(pid: number): number | null {
+  if (!fs.existsSync(`/proc/${pid}/stat`)) return null;
+  const stats = new Map<number, { ppid: number; seconds: number }>();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // it ended meanwhile
+    }
+    // The command name (field 2) may hold spaces and parentheses: the fields after its last ")" are fixed.
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    stats.set(Number(entry), { ppid: Number(f[1]), seconds: (Number(f[11]) + Number(f[12])) / TICKS });
+  }
+  let total = 0;
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.pop()!;
+    total += stats.get(p)?.seconds ?? 0;
+    for (const [child, s] of stats) if (s.ppid === p) todo.push(child);
+  }
+  return total;
+}
+
+/** Microseconds of CPU per answered decision between two treeCpuSeconds readings, or null. */
+export function cpuPerDecision(before: number | null, after: number | null, answered: number): number | null {
+  return before === null || after === null || answered === 0 ? null : ((after - before) * 1e6) / answered;
+}
+
 export const AGENTS = [
   { name: "deploy-bot", skill: "deploy", allow: ["deploy", "staging"], deny: ["deploy", "production"] },
   { name: "support-bot", skill: "customer-support", allow: ["draft_response", "ticket/1"], deny: ["send_response", "ticket/1"] },

@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { allListening, autocannon, call, freePort, recordedDecisions, registerAgents, ROOT, startServer, type AutocannonResult } from "./lib";
+import { allListening, autocannon, call, cpuPerDecision, freePort, recordedDecisions, registerAgents, ROOT, startServer, treeCpuSeconds, type AutocannonResult } from "./lib";
 
 const ROUNDS = Number(process.env.BENCH_OPA_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -69,9 +69,18 @@ async function main(): Promise<void> {
 
     console.log(`CLAIIM against opa run --server: ${ROUNDS} alternating rounds of ${SECONDS} s, ${CONNECTIONS} connections, ${inputs.length} inputs (half allowed), SQLite, CLAIIM_WORKERS=${WORKERS}, OPA with console decision logs`);
     const runs: { claiim: AutocannonResult[]; opa: AutocannonResult[] } = { claiim: [], opa: [] };
+    // CPU per decision of each server (all its processes and threads), round by round.
+    const cpu: { claiim: number[]; opa: number[] } = { claiim: [], opa: [] };
+    const measured = async (side: "claiim" | "opa", pid: number, run: () => Promise<AutocannonResult>) => {
+      const before = treeCpuSeconds(pid);
+      const r = await run();
+      const us = cpuPerDecision(before, treeCpuSeconds(pid), r["2xx"]);
+      runs[side].push(r);
+      if (us !== null) cpu[side].push(us);
+    };
     for (let i = 0; i < ROUNDS; i++) {
-      runs.claiim.push(await autocannon({ url: claiim.base, connections: CONNECTIONS, duration: SECONDS, requests }));
-      runs.opa.push(await autocannon({ url: opaBase, connections: CONNECTIONS, duration: SECONDS, requests: opaRequests }));
+      await measured("claiim", claiim.process.pid!, () => autocannon({ url: claiim.base, connections: CONNECTIONS, duration: SECONDS, requests }));
+      await measured("opa", opa.pid!, () => autocannon({ url: opaBase, connections: CONNECTIONS, duration: SECONDS, requests: opaRequests }));
     }
     await new Promise((r) => setTimeout(r, 500));
     const recorded = await recordedDecisions(claiim.base, claiim.admin);
@@ -86,6 +95,10 @@ async function main(): Promise<void> {
     const ours = row("CLAIIM (durable decisions)", runs.claiim);
     const theirs = row("opa run --server (decision logs)", runs.opa);
     console.log(`ratio CLAIIM / OPA                 ${(ours / theirs).toFixed(2)} (goal: at least 1.0)`);
+    if (cpu.claiim.length && cpu.opa.length) {
+      const [c, o] = [median(cpu.claiim), median(cpu.opa)];
+      console.log(`CPU per decision                   CLAIIM ${c.toFixed(0)} µs (rounds: ${cpu.claiim.map((x) => x.toFixed(0)).join(", ")}), OPA ${o.toFixed(0)} µs (rounds: ${cpu.opa.map((x) => x.toFixed(0)).join(", ")}): OPA / CLAIIM ${(o / c).toFixed(2)}`);
+    }
     const ok = missing === 0 && verify.valid;
     console.log(`check                              ${ok ? "OK" : "FAILED"}: ${acknowledged.size} acknowledged decisions, ${missing} missing from Chron, chain ${verify.valid ? "valid" : "BROKEN"} (${verify.checked} records)`);
     if (!ok) process.exitCode = 1;

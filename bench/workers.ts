@@ -10,7 +10,7 @@
  * with them: the machine may be shared.
  */
 import os from "node:os";
-import { allListening, autocannon, call, freshUrl, recordedDecisions, registerAgents, startServer } from "./lib";
+import { allListening, autocannon, call, cpuPerDecision, freshUrl, recordedDecisions, registerAgents, startServer, treeCpuSeconds } from "./lib";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ROUNDS = Number(process.env.BENCH_WORKERS_ROUNDS ?? 2);
@@ -29,6 +29,8 @@ interface Phase {
   rate: number;
   p50: number;
   p99: number;
+  /** Microseconds of CPU per decision, CLAIIM's processes together (null without /proc). */
+  cpuUs: number | null;
   bad: number;
   load: number;
   ok: boolean;
@@ -42,7 +44,9 @@ async function phase(kind: "sqlite" | "postgresql", workers: number, drops: (() 
     const { requests } = await registerAgents(server.base, server.admin, (id) => acknowledged.add(id));
     await allListening(server.base, server.admin, workers);
     await autocannon({ url: server.base, connections: CONNECTIONS, duration: 1, requests });
+    const cpuBefore = treeCpuSeconds(server.process.pid!);
     const r = await autocannon({ url: server.base, connections: CONNECTIONS, duration: SECONDS, requests });
+    const cpuUs = cpuPerDecision(cpuBefore, treeCpuSeconds(server.process.pid!), r["2xx"]);
     const load = os.loadavg()[0];
     const recorded = await recordedDecisions(server.base, server.admin);
     const verify = (await call(server.base, server.admin, "GET", "/v1/chron/verify")) as { valid: boolean; checked: number };
@@ -54,6 +58,7 @@ async function phase(kind: "sqlite" | "postgresql", workers: number, drops: (() 
       rate: r["2xx"] / r.duration,
       p50: r.latency.p50,
       p99: r.latency.p99,
+      cpuUs,
       bad,
       load,
       ok,
@@ -70,13 +75,13 @@ async function main(): Promise<void> {
   try {
     for (const kind of kinds) {
       console.log(`\nWorker mode on ${kind}: CLAIIM_WORKERS=1 and =2 alternating, ${ROUNDS} rounds, ${CONNECTIONS} connections, ${SECONDS} s each, load generator on the same ${os.availableParallelism()} cores`);
-      console.log(`${"phase".padEnd(24)} ${"decisions/s".padStart(11)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"load".padStart(5)}  check`);
+      console.log(`${"phase".padEnd(24)} ${"decisions/s".padStart(11)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"CPU µs".padStart(7)} ${"load".padStart(5)}  check`);
       const phases: Phase[] = [];
       for (let round = 1; round <= ROUNDS; round++) {
         for (const workers of [1, 2]) {
           const p = await phase(kind, workers, drops);
           phases.push(p);
-          console.log(`${`workers=${workers} (round ${round})`.padEnd(24)} ${p.rate.toFixed(0).padStart(11)} ${String(p.p50).padStart(7)} ${String(p.p99).padStart(7)} ${p.load.toFixed(2).padStart(5)}  ${p.check}`);
+          console.log(`${`workers=${workers} (round ${round})`.padEnd(24)} ${p.rate.toFixed(0).padStart(11)} ${String(p.p50).padStart(7)} ${String(p.p99).padStart(7)} ${(p.cpuUs === null ? "-" : p.cpuUs.toFixed(0)).padStart(7)} ${p.load.toFixed(2).padStart(5)}  ${p.check}`);
           if (!p.ok) process.exitCode = 1;
         }
       }
@@ -87,8 +92,9 @@ async function main(): Promise<void> {
         const rate = median(ps.map((p) => p.rate));
         const p99 = median(ps.map((p) => p.p99));
         const met = rate >= goal.rate && (goal.p99 === null || p99 <= goal.p99);
+        const cpus = ps.map((p) => p.cpuUs).filter((c): c is number => c !== null);
         console.log(
-          `median workers=${workers}: ${rate.toFixed(0)}/s, p50 ${median(ps.map((p) => p.p50))} ms, p99 ${p99} ms  (goal: at least ${goal.rate.toLocaleString("en")}/s${goal.p99 === null ? "" : ` with p99 at most ${goal.p99} ms`}: ${met ? "met" : "not met"})`,
+          `median workers=${workers}: ${rate.toFixed(0)}/s, p50 ${median(ps.map((p) => p.p50))} ms, p99 ${p99} ms${cpus.length ? `, ${median(cpus).toFixed(0)} µs of CPU per decision` : ""}  (goal: at least ${goal.rate.toLocaleString("en")}/s${goal.p99 === null ? "" : ` with p99 at most ${goal.p99} ms`}: ${met ? "met" : "not met"})`,
         );
       }
       console.log(`ratio workers=2 / workers=1: ${(median(of(2).map((p) => p.rate)) / median(of(1).map((p) => p.rate))).toFixed(2)}; load average (1 min) over the phases ${Math.min(...phases.map((p) => p.load)).toFixed(2)}..${Math.max(...phases.map((p) => p.load)).toFixed(2)}`);
