@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestHandler } from "express";
-import { authorize, bodyParser, hangUpOf, knowingEveryProcess, parsedBody, send, validate, type Mounting, type RequestLocals, type RouteSpec } from "./route";
+import { authenticated, bodyParser, hangUpOf, knowingEveryProcess, parsedBody, send, validate, type Mounting, type RequestLocals, type RouteSpec } from "./route";
 import { problemAnswer, sendProblem } from "./problem";
 import type { Logger } from "../lib/logger";
 
@@ -67,9 +67,7 @@ export function hotPath(routes: RouteSpec[], m: Mounting, observing: Observing, 
     if (observing.admit && authorization !== undefined) await observing.admit(addressOf());
     let principal = null;
     if (!("public" in r.access)) {
-      principal = await knowingEveryProcess(m, () => m.authenticate(authorization));
-      authorize(r.access, principal);
-      locals.principal = principal;
+      principal = locals.principal = await authenticated(r.access, m, authorization);
     }
     if (hot.parse) {
       const parse = hot.parse;

@@ -134,7 +134,7 @@ export function validate<T>(schema: ZodType<T>, value: unknown, where: string): 
   throw new InputError(code, `invalid ${where}: ${first.path ? `${first.path}: ` : ""}${first.message}`, errors);
 }
 
-export const MEDIA = { json: "application/json", form: "application/x-www-form-urlencoded", gzip: "application/gzip" } as const;
+const MEDIA = { json: "application/json", form: "application/x-www-form-urlencoded", gzip: "application/gzip" } as const;
 
 function toExpressPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, ":$1");
@@ -186,7 +186,7 @@ export async function knowingEveryProcess<T>(m: Mounting, work: () => T | Promis
   }
 }
 
-export function authorize(access: Access, principal: Principal): void {
+function authorize(access: Access, principal: Principal): void {
   if ("agent" in access) {
     if (principal.kind !== "agent") throw new NotAllowedError("agent_only", "only an agent, with its own token, may ask for a decision");
     return;
@@ -202,6 +202,13 @@ export function authorize(access: Access, principal: Principal): void {
       throw new NotAllowedError("role_not_allowed", `this operation needs one of the roles: admin, ${access.roles.join(", ")}`);
     }
   }
+}
+
+/** The caller of a route that is not public, known (after catching up once) and admitted by the route's access. */
+export async function authenticated(access: Exclude<Access, { public: true }>, m: Mounting, authorization: string | undefined): Promise<Principal> {
+  const principal = await knowingEveryProcess(m, () => m.authenticate(authorization));
+  authorize(access, principal);
+  return principal;
 }
 
 /**
@@ -295,9 +302,7 @@ function mountOne(app: express.Express, r: RouteSpec, m: Mounting): void {
   if (!("public" in r.access)) {
     const access = r.access;
     handlers.push(async (req, res, next) => {
-      const principal = await knowingEveryProcess(m, () => m.authenticate(req.headers.authorization));
-      authorize(access, principal);
-      res.locals.principal = principal;
+      res.locals.principal = await authenticated(access, m, req.headers.authorization);
       next();
     });
   }
