@@ -132,6 +132,19 @@ export class Lease {
    * `waitMs`), renewing it every third of its time to live while `work` runs, then handing it back.
    */
   async exclusively<T>(work: () => Promise<T>, waitMs: number): Promise<T> {
+    await this.acquire(waitMs);
+    try {
+      return await work();
+    } finally {
+      await this.stop();
+    }
+  }
+
+  /**
+   * Claims the lease every 100 ms until it is free (for up to `waitMs`; LeaseBusyError after), then
+   * renews it every third of its time to live until stop().
+   */
+  async acquire(waitMs: number): Promise<void> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       await this.claim();
@@ -141,11 +154,6 @@ export class Lease {
     }
     this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
     this.interval.unref();
-    try {
-      return await work();
-    } finally {
-      await this.stop();
-    }
   }
 
   /** True while this process may act on the lease. */
@@ -199,5 +207,57 @@ export class Lease {
     this.changing = this.changing.then(() => this.onChange(held)).catch((err: Error) => {
       this.logger.error("lease holder change failed", { lease: this.name, error: err.message });
     });
+  }
+}
+
+/** A slot taken from LeaseSlots: held, and renewed, until released. */
+export interface HeldSlot {
+  name: string;
+  release(): Promise<void>;
+}
+
+/**
+ * A limit on work that runs at once across every process on the database (workers of a machine and
+ * replicas alike): `count` leases, `${prefix}-1` to `${prefix}-${count}`, each held by one piece of
+ * work while it runs. A process killed with its work frees the slot when the lease expires.
+ */
+export class LeaseSlots {
+  constructor(
+    private readonly store: LeaseStore,
+    private readonly prefix: string,
+    private readonly count: number,
+    private readonly ttlMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * A free slot, or null when every one is held. `onLost` runs if the slot is lost before it is
+   * released (its lease could not be renewed in time: the database unreachable): the work must
+   * stop, or it would run beside the one that takes the slot next.
+   */
+  async take(onLost: () => void): Promise<HeldSlot | null> {
+    // A holder of its own for each piece of work: two of one process must not share (renew) a slot.
+    const holder = holderName();
+    for (let i = 1; i <= this.count; i++) {
+      let released = false;
+      const lease = new Lease(this.store, `${this.prefix}-${i}`, holder, this.ttlMs, this.logger, (held) => {
+        if (!held && !released) onLost();
+      });
+      try {
+        await lease.acquire(0);
+      } catch (err) {
+        await lease.stop();
+        if (err instanceof LeaseBusyError) continue;
+        throw err;
+      }
+      return {
+        name: lease.name,
+        release: async () => {
+          released = true;
+          await lease.stop();
+        },
+      };
+    }
+    return null;
   }
 }

@@ -9,6 +9,7 @@ import { nanosOf, type ActivePolicy } from "./policy-engine";
 import { type Actor, actorName } from "../shared/principal";
 import { decisionOf, outcomeOf, type PolicyInput } from "./decision-policy";
 import type { EvalOutcome } from "./evaluation/types";
+import type { HeldSlot, LeaseSlots } from "../db/lease";
 
 export interface ReplayChange extends DecisionRef {
   recorded: { decision: string; reasons: string[]; policy_version: number | null };
@@ -64,7 +65,10 @@ export interface ReplaySettings extends PaceSettings {
   chunk: number;
 }
 
-const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: 2, keepFinished: 50, tripsToStop: 3, chunk: 32 };
+/** Replays running at once, in every CLAIIM process on the database together. */
+export const REPLAY_MAX_RUNNING = 2;
+
+const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: REPLAY_MAX_RUNNING, keepFinished: 50, tripsToStop: 3, chunk: 32 };
 
 /** A replay stopped because its version keeps exceeding the evaluation bounds. */
 class BoundsExceeded extends Error {}
@@ -86,6 +90,8 @@ export class ReplayRunner {
   /** Set by stop(): running replays end at their next step, and no new one starts. */
   private stopping = false;
   private readonly running = new Set<Promise<unknown>>();
+  /** Replays whose slot lease was lost: they end at their next step. */
+  private readonly slotLost = new Set<string>();
 
   constructor(
     private readonly chron: Pick<ChronStore, "list" | "bounds">,
@@ -99,6 +105,8 @@ export class ReplayRunner {
     private readonly onStopped: (job: ReplayView, message: string) => Promise<void> = async () => undefined,
     /** In worker mode, the replays the other workers of this machine run or ran (all, or the one named): a replay runs in the worker asked to start it. */
     private readonly elsewhere: ((orgId: string | null, id?: string) => Promise<ReplayView[]>) | null = null,
+    /** The limit on running replays, held in the database for every process on it (maxRunning slots); without it (service tests), this process's own count. */
+    private readonly slots: LeaseSlots | null = null,
   ) {
     this.settings = { ...DEFAULTS, ...settings };
   }
@@ -110,17 +118,29 @@ export class ReplayRunner {
     const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;
+    const id = randomUUID();
     let policy: ActivePolicy;
     let span: Awaited<ReturnType<ChronStore["bounds"]>>;
+    let slot: HeldSlot | null = null;
     const filter: ChronFilter = { kind: "decision", fromMs: req.fromMs, toMs: req.toMs, orgId: req.orgId ?? undefined };
     try {
       policy = await this.load(req.version);
-      span = await this.chron.bounds(filter);
+      try {
+        span = await this.chron.bounds(filter);
+        slot = this.slots ? await this.slots.take(() => this.slotLost.add(id)) : null;
+      } catch (err) {
+        policy.release?.();
+        throw err;
+      }
+      if (this.slots && !slot) {
+        policy.release?.();
+        throw new ConflictError("replays_busy", `${this.settings.maxRunning} replays are running in the CLAIIM processes on this database; wait for one to finish`);
+      }
     } finally {
       this.starting -= 1;
     }
     const job: ReplayView = {
-      id: randomUUID(),
+      id,
       version: policy.version,
       revision: policy.revision,
       from: new Date(req.fromMs).toISOString(),
@@ -142,7 +162,7 @@ export class ReplayRunner {
       truncated: false,
     };
     // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
-    await this.record([
+    const started = this.record([
       newEvent({
         type: "policy.replay_started",
         actor,
@@ -152,6 +172,13 @@ export class ReplayRunner {
         after: { version: job.version, from: job.from, to: job.to, organization_id: req.orgId, decisions: job.progress.total },
       }),
     ]);
+    try {
+      await started;
+    } catch (err) {
+      policy.release?.();
+      await slot?.release();
+      throw err;
+    }
     this.jobs.set(job.id, job);
     this.forgetOld();
     const startedAs = structuredClone(job);
@@ -160,8 +187,10 @@ export class ReplayRunner {
         () => this.finish(job, null),
         (err: Error) => this.finish(job, err),
       )
-      .finally(() => {
+      .finally(async () => {
         policy.release?.();
+        await slot?.release();
+        this.slotLost.delete(job.id);
         this.running.delete(done);
       });
     this.running.add(done);
@@ -212,6 +241,7 @@ export class ReplayRunner {
       await pacer.tick();
       for (let i = 0; i < rows.length; ) {
         if (this.stopping) throw new Error("stopped: CLAIIM is stopping");
+        if (this.slotLost.has(job.id)) throw new Error("stopped: its place among the running replays could not be kept (the database did not answer in time)");
         const tripsBefore = job.bounds_exceeded;
         const chunk = rows.slice(i, i + width).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
         i += chunk.length;

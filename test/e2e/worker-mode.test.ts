@@ -176,6 +176,26 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     expect([unknown.status, unknown.body.code]).toEqual([404, "replay_not_found"]);
   });
 
+  test("the limit on running replays holds for every process on the database: slots held elsewhere refuse a replay on every worker; free, one starts and hands its slot back", async () => {
+    const from = new Date(Date.now() - 3600_000).toISOString();
+    // Two replays running in another process (a replica): their slots, held and unexpired.
+    for (const slot of ["replay-1", "replay-2"]) {
+      await sql(c.db, "INSERT INTO leases (name, holder, expires_ms, term) VALUES ($1, $2, $3, 1) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms", [slot, `elsewhere/1/${slot}`, Date.now() + 600_000]);
+    }
+    const refused: Answer[] = [];
+    for (let i = 0; i < WORKERS; i++) refused.push(await send(c.url, "POST", "/v1/policies/1/replay", bearer(admin), { from }));
+    expect(refused.map((r) => [r.status, r.body.code])).toEqual(refused.map(() => [409, "replays_busy"]));
+    // That process ends one of them: a replay starts here, in the slot it handed back.
+    await sql(c.db, "UPDATE leases SET expires_ms = 0 WHERE name = 'replay-2'");
+    const started = await send(c.url, "POST", "/v1/policies/1/replay", bearer(admin), { from });
+    expect(started.status).toBe(202);
+    const [held] = await sql(c.db, "SELECT holder FROM leases WHERE name = 'replay-2'");
+    expect(String(held.holder)).not.toMatch(/^elsewhere/);
+    await until("the replay to finish", async () => (await send(c.url, "GET", `/v1/policies/replays/${started.body.id as string}`, bearer(admin))).body.state === "done", 10_000);
+    await until("its slot to be handed back", async () => Number((await sql(c.db, "SELECT expires_ms FROM leases WHERE name = 'replay-2'"))[0].expires_ms) === 0, 5_000);
+    await sql(c.db, "UPDATE leases SET expires_ms = 0 WHERE name = 'replay-1'");
+  });
+
   test("kill -9 of one worker under load (the Chron coordinator): the others keep answering, the primary starts another, no acknowledged decision is missing, the chain verifies on every worker", async () => {
     // The coordinator (it signs the tree heads into its witness log): its lease moves to another worker.
     const [lease] = await sql(c.db, "SELECT holder FROM leases WHERE name = 'chron-coordinator' AND expires_ms > $1", [Date.now()]);

@@ -1,33 +1,13 @@
-import { Lease, type LeaseClaim, type LeaseStore } from "../../src/db/lease";
+import { Lease, LeaseSlots } from "../../src/db/lease";
+import { FakeLeaseStore } from "../support/fakes/lease-store";
 import { createLogger } from "../../src/lib/logger";
 
 const logger = createLogger("silent");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The leases table in memory, with the database's rule; `unreachable` holders get errors, as from a database they cannot reach. */
-class MemoryLeases implements LeaseStore {
-  rows = new Map<string, { holder: string; expiresMs: number; term: number }>();
-  unreachable = new Set<string>();
-
-  async claim(name: string, holder: string, ttlMs: number): Promise<LeaseClaim> {
-    if (this.unreachable.has(holder)) throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
-    const now = Date.now();
-    const row = this.rows.get(name);
-    if (!row) this.rows.set(name, { holder, expiresMs: now + ttlMs, term: 1 });
-    else if (row.holder === holder || row.expiresMs <= now) this.rows.set(name, { holder, expiresMs: now + ttlMs, term: row.holder === holder ? row.term : row.term + 1 });
-    const found = this.rows.get(name)!;
-    return { holder: found.holder, term: found.term };
-  }
-
-  async release(name: string, holder: string): Promise<void> {
-    const row = this.rows.get(name);
-    if (row?.holder === holder) row.expiresMs = 0;
-  }
-}
-
 describe("Lease", () => {
   test("one holder at a time: the first acts, the other stands by; a holder cut off from the database stops acting before the other takes over", async () => {
-    const store = new MemoryLeases();
+    const store = new FakeLeaseStore();
     const heard: string[] = [];
     const a = new Lease(store, "coord", "a", 300, logger, (held) => void heard.push(`a:${held}`));
     const b = new Lease(store, "coord", "b", 300, logger, (held) => void heard.push(`b:${held}`));
@@ -54,7 +34,7 @@ describe("Lease", () => {
   });
 
   test("a clean stop hands the lease back at once", async () => {
-    const store = new MemoryLeases();
+    const store = new FakeLeaseStore();
     const a = new Lease(store, "coord", "a", 10_000, logger, () => undefined);
     const b = new Lease(store, "coord", "b", 10_000, logger, () => undefined);
     await a.start();
@@ -63,5 +43,53 @@ describe("Lease", () => {
     expect(a.holds()).toBe(false);
     expect(await store.claim("coord", "b", 10_000)).toEqual({ holder: "b", term: 2 });
     await b.stop();
+  });
+});
+
+describe("LeaseSlots", () => {
+  test("at most `count` holders across processes: a third waits for a release, and two of one process never share a slot", async () => {
+    const store = new FakeLeaseStore();
+    // Two processes, each with its own LeaseSlots on the same table.
+    const a = new LeaseSlots(store, "replay", 2, 10_000, logger);
+    const b = new LeaseSlots(store, "replay", 2, 10_000, logger);
+    const first = await a.take(() => undefined);
+    const second = await a.take(() => undefined);
+    expect([first?.name, second?.name]).toEqual(["replay-1", "replay-2"]);
+    expect(await b.take(() => undefined)).toBeNull();
+    expect(await a.take(() => undefined)).toBeNull();
+    await first!.release();
+    const third = await b.take(() => undefined);
+    expect(third?.name).toBe("replay-1");
+    expect(store.rows.get("replay-1")!.holder).not.toBe(store.rows.get("replay-2")!.holder);
+    await second!.release();
+    await third!.release();
+    expect([...store.rows.values()].every((r) => r.expiresMs === 0)).toBe(true);
+  });
+
+  test("a slot whose holder was killed frees when its lease expires; a slot that cannot be renewed is reported lost, before another takes it", async () => {
+    const store = new FakeLeaseStore();
+    const killed = new LeaseSlots(store, "replay", 1, 300, logger);
+    const other = new LeaseSlots(store, "replay", 1, 300, logger);
+    let lost = 0;
+    const held = await killed.take(() => (lost += 1));
+    expect(held).not.toBeNull();
+    expect(await other.take(() => undefined)).toBeNull();
+    // The database stops answering the holder: it hears that its slot is lost within the lease's time.
+    store.unreachable.add(store.rows.get("replay-1")!.holder);
+    const cut = Date.now();
+    while (lost === 0 && Date.now() - cut < 2000) await sleep(5);
+    expect(lost).toBe(1);
+    expect(Date.now() - cut).toBeLessThan(300);
+    // Its holder never comes back (as if killed): the slot is free once the lease has expired.
+    await sleep(Math.max(0, store.rows.get("replay-1")!.expiresMs - Date.now()) + 5);
+    const taken = await other.take(() => undefined);
+    expect(taken?.name).toBe("replay-1");
+    await taken!.release();
+    // A slot released on purpose is not reported lost.
+    let lostAfterRelease = 0;
+    const again = await other.take(() => (lostAfterRelease += 1));
+    await again!.release();
+    await sleep(20);
+    expect(lostAfterRelease).toBe(0);
   });
 });

@@ -7,6 +7,8 @@ import { LiveWork } from "../../src/lib/pacer";
 import { fakeChron, TESTER } from "../support/recorder";
 import { outcomeOf } from "../support/pool";
 import { policyInput } from "../../src/policy/decision-policy";
+import { LeaseSlots } from "../../src/db/lease";
+import { FakeLeaseStore } from "../support/fakes/lease-store";
 
 const now = new Date();
 
@@ -61,10 +63,10 @@ function decision(org: string, resource: string, over: Partial<DecisionContent> 
   };
 }
 
-async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = new LiveWork(), costMs = 0) {
+async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = new LiveWork(), costMs = 0, slots: LeaseSlots | null = null) {
   const chron = fakeChron();
   for (const c of contents) await chron.writer.append(c);
-  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, live, createLogger("silent"), settings);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, live, createLogger("silent"), settings, undefined, null, slots);
   const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
   const finished = async (id: string, orgId: string | null = null) => {
     while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
@@ -109,6 +111,37 @@ describe("ReplayRunner", () => {
     expect(midway.progress.processed).toBeLessThan(50);
     await expect(runner.start(window, TESTER)).rejects.toMatchObject({ status: 409, code: "replays_busy" });
     expect((await finished(job.id)).allow_to_deny.count).toBe(50);
+  });
+
+  test("the running limit holds across processes: slots in the database, taken at start and handed back at the end", async () => {
+    const leases = new FakeLeaseStore();
+    const slotsOf = () => new LeaseSlots(leases, "replay", 1, 10_000, createLogger("silent"));
+    const many = Array.from({ length: 50 }, () => decision("o-1", "staging"));
+    // Two processes, each with its own runner, on one database.
+    const a = await harness(many, { sliceMs: 0, maxRunning: 1 }, new LiveWork(), 0, slotsOf());
+    const b = await harness(many, { sliceMs: 0, maxRunning: 1 }, new LiveWork(), 0, slotsOf());
+    const job = await a.runner.start(a.window, TESTER);
+    expect(leases.rows.get("replay-1")).toMatchObject({ expiresMs: expect.any(Number) });
+    await expect(b.runner.start(b.window, TESTER)).rejects.toMatchObject({ status: 409, code: "replays_busy" });
+    // Refused before anything was recorded.
+    expect(b.chron.events()).toEqual([]);
+    expect((await a.finished(job.id)).state).toBe("done");
+    await new Promise((r) => setImmediate(r));
+    expect(leases.rows.get("replay-1")!.expiresMs).toBe(0);
+    const next = await b.runner.start(b.window, TESTER);
+    expect((await b.finished(next.id)).state).toBe("done");
+  });
+
+  test("a replay whose slot could not be kept (the database unreachable) stops at its next step, and says why", async () => {
+    const leases = new FakeLeaseStore();
+    const many = Array.from({ length: 2000 }, () => decision("o-1", "staging"));
+    const { runner, window, finished } = await harness(many, { sliceMs: 1, busyShare: 0.01 }, new LiveWork(), 0.5, new LeaseSlots(leases, "replay", 1, 300, createLogger("silent")));
+    const job = await runner.start(window, TESTER);
+    leases.unreachable.add(leases.rows.get("replay-1")!.holder);
+    const ended = await finished(job.id);
+    expect(ended.state).toBe("failed");
+    expect(ended.error).toMatch(/could not be kept/);
+    expect(ended.progress.processed).toBeLessThan(2000);
   });
 
   test("while live decisions arrive it keeps to its share of the event loop, and goes flat out once they stop", async () => {
