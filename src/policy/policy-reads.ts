@@ -14,7 +14,6 @@ export class PolicyReads {
       signer: BundleSigner;
       /** Decisions made under each policy version, from Chron. */
       decisionCounts: (orgId?: string) => Promise<{ version: number | null; count: number }[]>;
-      shadowTrips: () => number;
     },
   ) {}
 
@@ -50,7 +49,6 @@ export class PolicyReads {
       state: await this.deps.store.state(),
       active: this.deps.engine.active(),
       shadowEvaluating: this.deps.engine.shadow()?.version ?? null,
-      shadowTrips: this.deps.shadowTrips(),
       revisions,
       decisions: await this.deps.decisionCounts(orgId ?? undefined),
       pool: this.deps.engine.pool,

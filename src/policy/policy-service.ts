@@ -98,7 +98,7 @@ export class PolicyService {
       serial: this.serial,
       tripsToStop: deps.tripsToStop ?? 3,
     });
-    this.reads = new PolicyReads({ store: deps.store, engine: deps.engine, signer: deps.signer, decisionCounts: this.decisionCounts, shadowTrips: () => this.shadows.trips });
+    this.reads = new PolicyReads({ store: deps.store, engine: deps.engine, signer: deps.signer, decisionCounts: this.decisionCounts });
   }
 
   /** Compiles, stores and (when asked) activates a new version. A refusal is recorded in Chron too. */
@@ -163,7 +163,6 @@ export class PolicyService {
         // A shadow never decides: one that does not load here is logged, not retried.
         const loaded = shadow === null ? null : await this.load(shadow).catch((err: Error) => (this.logger.error("shadow policy of another process could not be loaded", { version: shadow, error: err.message }), null));
         this.engine.setShadow(loaded);
-        this.shadows.trips = 0;
       }
     });
   }

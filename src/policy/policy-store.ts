@@ -23,6 +23,8 @@ export interface PolicyState {
   lastError: string | null;
   lastErrorAt: Date | null;
   shadow: ShadowState | null;
+  /** The current shadow's evaluations stopped at a bound, by every process together (0 without a shadow). */
+  shadowTrips: number;
 }
 
 /** Shadow mode: which version is evaluated beside the active one, since when, set by whom. */
@@ -42,5 +44,12 @@ export interface PolicyStore {
   state(): Promise<PolicyState>;
   setActive(version: number, by: string, at: Date, tx: Tx): Promise<void>;
   setError(message: string, at: Date, tx: Tx): Promise<void>;
+  /** Sets or clears the shadow; its trips start again from 0. */
   setShadow(shadow: ShadowState | null, tx: Tx): Promise<void>;
+  /**
+   * Adds one to the trips of shadow `version`, in one statement, so that processes counting at once
+   * each get a count of their own; returns the count after it, or null when `version` is no longer
+   * the shadow.
+   */
+  countShadowTrip(version: number): Promise<number | null>;
 }

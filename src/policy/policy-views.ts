@@ -115,7 +115,6 @@ export function statusView(s: {
   active: ActivePolicy | null;
   /** The version the evaluation workers hold as the shadow, if any. */
   shadowEvaluating: number | null;
-  shadowTrips: number;
   revisions: Map<number, string>;
   decisions: { version: number | null; count: number }[];
   pool: Pick<EvaluationPool, "limits" | "stats">;
@@ -136,7 +135,7 @@ export function statusView(s: {
           since: state.shadow.since.toISOString(),
           set_by: state.shadow.by,
           evaluating: s.shadowEvaluating === state.shadow.version,
-          bounds_exceeded: s.shadowTrips,
+          bounds_exceeded: state.shadowTrips,
         }
       : null,
     errors: state.lastError && state.lastErrorAt ? [{ message: state.lastError, at: state.lastErrorAt.toISOString() }] : [],

@@ -46,6 +46,7 @@ export class PrismaPolicyStore implements PolicyStore {
       lastError: row?.lastError ?? null,
       lastErrorAt: row?.lastErrorAt ?? null,
       shadow: row?.shadowVersion != null && row.shadowSince && row.shadowSetBy ? { version: row.shadowVersion, since: row.shadowSince, by: row.shadowSetBy } : null,
+      shadowTrips: row?.shadowVersion != null ? row.shadowTrips : 0,
     };
   }
 
@@ -55,8 +56,14 @@ export class PrismaPolicyStore implements PolicyStore {
   }
 
   async setShadow(shadow: ShadowState | null, tx: Tx): Promise<void> {
-    const data = { shadowVersion: shadow?.version ?? null, shadowSince: shadow?.since ?? null, shadowSetBy: shadow?.by ?? null };
+    const data = { shadowVersion: shadow?.version ?? null, shadowSince: shadow?.since ?? null, shadowSetBy: shadow?.by ?? null, shadowTrips: 0 };
     await tx.policyState.upsert({ where: { name: STATE }, create: { name: STATE, ...data }, update: data });
+  }
+
+  async countShadowTrip(version: number): Promise<number | null> {
+    // One UPDATE … RETURNING: the increment and the count it gives are one step on both databases.
+    const rows = await this.prisma.$queryRaw<{ shadow_trips: number | bigint }[]>`UPDATE policy_state SET shadow_trips = shadow_trips + 1 WHERE name = ${STATE} AND shadow_version = ${version} RETURNING shadow_trips`;
+    return rows[0] ? Number(rows[0].shadow_trips) : null;
   }
 
   async setError(message: string, at: Date, tx: Tx): Promise<void> {

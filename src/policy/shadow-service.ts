@@ -36,8 +36,6 @@ export interface ShadowDeps {
  * disagreed. A shadow that keeps exceeding the evaluation bounds is stopped.
  */
 export class ShadowService {
-  /** Evaluations of the current shadow that exceeded the bounds. */
-  trips = 0;
   private readonly store: PolicyStore;
   private readonly engine: PolicyEngine;
   private readonly record: Recorder;
@@ -78,7 +76,6 @@ export class ShadowService {
         (tx) => this.store.setShadow({ version, since, by }, tx),
       );
       this.engine.setShadow(loaded);
-      this.trips = 0;
       this.logger.info("policy shadow started", { version, actor });
       return { version, revision: loaded.revision, since: since.toISOString(), set_by: by };
     });
@@ -124,13 +121,24 @@ export class ShadowService {
    * An evaluation exceeded the deadline or the memory limit. The active version's decision is then a
    * recorded deny (decision-service.ts); a shadow that keeps doing so is stopped, recorded in Chron
    * and reported in the status, so that it does not keep ending evaluation workers.
+   *
+   * Trips are counted in the database, by every process on it together: with N processes, the
+   * shadow stops at the same count as with one. The process whose trip makes the count reach the
+   * limit (exactly one: each increment gives its own count) stops it.
    */
   private tripped(e: TripEvent): void {
     const shadow = this.engine.shadow();
     if (!(shadow instanceof PooledPolicy) || shadow.handle.id !== e.handle) return;
-    this.trips += 1;
-    if (this.trips !== this.deps.tripsToStop) return;
-    const message = `shadow policy version ${shadow.version} stopped: ${this.trips} of its evaluations exceeded the evaluation ${e.kind === "timeout" ? "deadline" : "memory limit"} (last: ${Math.round(e.ms)} ms)`;
+    this.store
+      .countShadowTrip(shadow.version)
+      .then((trips) => {
+        if (trips === this.deps.tripsToStop) this.stopTripped(shadow, trips, e);
+      })
+      .catch((err: Error) => this.logger.error("could not count the shadow policy's trip", { version: shadow.version, error: err.message }));
+  }
+
+  private stopTripped(shadow: PooledPolicy, trips: number, e: TripEvent): void {
+    const message = `shadow policy version ${shadow.version} stopped: ${trips} of its evaluations exceeded the evaluation ${e.kind === "timeout" ? "deadline" : "memory limit"} (last: ${Math.round(e.ms)} ms)`;
     void this.serial.run(async () => {
       if (this.engine.shadow() !== shadow) return;
       const at = new Date();
@@ -142,7 +150,7 @@ export class ShadowService {
             subject: { type: "policy", id: String(shadow.version), name: shadow.revision },
             reason: message,
             before: { shadow_version: shadow.version },
-            after: { shadow_version: null, bounds_exceeded: this.trips },
+            after: { shadow_version: null, bounds_exceeded: trips },
           }),
         ],
         async (tx) => {
@@ -151,7 +159,7 @@ export class ShadowService {
         },
       );
       this.engine.setShadow(null);
-      this.logger.error("shadow policy stopped: it keeps exceeding the evaluation bounds", { version: shadow.version, trips: this.trips });
+      this.logger.error("shadow policy stopped: it keeps exceeding the evaluation bounds", { version: shadow.version, trips });
     }).catch((err: Error) => this.logger.error("could not stop the shadow policy", { error: err.message }));
   }
 
@@ -165,7 +173,6 @@ export class ShadowService {
   private async resumeShadow(version: number): Promise<void> {
     try {
       this.engine.setShadow(await this.load(version));
-      this.trips = 0;
     } catch (err) {
       const message = `shadow not evaluated: ${(err as Error).message}`;
       await this.record(

@@ -7,19 +7,11 @@
  */
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { withoutTests } from "../support/policies";
+import { careless, withoutTests } from "../support/policies";
 import { sql } from "../support/sql";
 
 const DEADLINE_MS = 150;
 const deploy = (resource: string) => ({ action: "deploy", resource, purpose: "release", skill: { name: "deploy", version: "1.2.0" } });
-
-/** The reference policies, plus a computation of ten million numbers for the resource "slow" (or for every resource). */
-function careless(files: Record<string, string>, when = 'input.request.resource == "slow"'): Record<string, string> {
-  const out = withoutTests(files);
-  out["claiim/slow.rego"] = `package claiim\n\nslow_count := count([x | some x in numbers.range(1, 10000000)]) if ${when}\n`;
-  out["claiim/decision.rego"] = out["claiim/decision.rego"].replace("count(deny) == 0\n", "count(deny) == 0\n\tnot slow_count == -1\n");
-  return out;
-}
 
 describe.each(databaseKinds())("evaluation bounds on %s", (kind) => {
   let s: TestServer;

@@ -8,6 +8,7 @@ import { startClaiimProcess, type ClaiimProcess } from "../support/process";
 import { databaseKinds } from "../support/databases";
 import { sql } from "../support/sql";
 import { until } from "../support/until";
+import { careless } from "../support/policies";
 
 const WORKERS = 3;
 const skill = { name: "deploy", version: "1.2.0" };
@@ -195,6 +196,23 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     await until("its slot to be handed back", async () => Number((await sql(c.db, "SELECT expires_ms FROM leases WHERE name = 'replay-2'"))[0].expires_ms) === 0, 5_000);
     await sql(c.db, "UPDATE leases SET expires_ms = 0 WHERE name = 'replay-1'");
   });
+
+  test("a shadow that keeps exceeding the deadline is stopped at the same count with three workers as with one: trips are counted for all of them, and one worker stops it", async () => {
+    const reference = (await c.http.get("/v1/policies/1").set(bearer(admin)).expect(200)).body.files as Record<string, string>;
+    const { version } = (await c.http.post("/v1/policies").set(bearer(admin)).send({ files: careless(reference, 'input.request.resource == "shadowed"'), message: "careless shadow" }).expect(201)).body;
+    // Answered once every worker evaluates it.
+    await c.http.put("/v1/policies/shadow").set(bearer(admin)).send({ version }).expect(200);
+    const answers: (Answer & { requestId: string })[] = [];
+    for (let i = 0; i < 3; i++) answers.push(await decide({ ...allowed, resource: "shadowed" }));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    await until("every access log line", () => answers.every((a) => answeredBy(c, a.requestId) !== undefined), 5000);
+    // Each worker tripped once (a count per process would never reach 3).
+    expect(new Set(answers.map((a) => answeredBy(c, a.requestId))).size).toBe(WORKERS);
+    await until("the shadow to be stopped", async () => (await c.http.get("/v1/policies/status").set(bearer(admin)).expect(200)).body.shadow === null, 15_000);
+    const stopped = (await sql(c.db, "SELECT content FROM chron_records WHERE action = 'policy.shadow_stopped'")).map((r) => JSON.parse(r.content as string));
+    expect(stopped).toEqual([expect.objectContaining({ actor: expect.objectContaining({ id: "evaluation-bounds" }), subject: expect.objectContaining({ id: String(version) }), after: { shadow_version: null, bounds_exceeded: 3 } })]);
+    expect((await c.http.get("/v1/policies/status").set(bearer(admin)).expect(200)).body.errors[0].message).toMatch(new RegExp(`^shadow policy version ${version} stopped: 3 of its evaluations`));
+  }, 60_000);
 
   test("kill -9 of one worker under load (the Chron coordinator): the others keep answering, the primary starts another, no acknowledged decision is missing, the chain verifies on every worker", async () => {
     // The coordinator (it signs the tree heads into its witness log): its lease moves to another worker.

@@ -4,7 +4,7 @@ import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle
 
 export class FakePolicyStore implements PolicyStore, Transactional {
   bundles = new Map<number, StoredBundle>();
-  current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null, shadow: null };
+  current: PolicyState = { activeVersion: null, activatedAt: null, activatedBy: null, lastError: null, lastErrorAt: null, shadow: null, shadowTrips: 0 };
   private readonly saved = fieldsOf(this as FakePolicyStore, ["bundles", "current"]);
   snapshot = () => this.saved.snapshot();
   restore = (s: unknown) => this.saved.restore(s);
@@ -29,7 +29,12 @@ export class FakePolicyStore implements PolicyStore, Transactional {
     this.current = { ...this.current, activeVersion: version, activatedBy: by, activatedAt: at };
   }
   async setShadow(shadow: ShadowState | null): Promise<void> {
-    this.current = { ...this.current, shadow };
+    this.current = { ...this.current, shadow, shadowTrips: 0 };
+  }
+  async countShadowTrip(version: number): Promise<number | null> {
+    if (this.current.shadow?.version !== version) return null;
+    this.current = { ...this.current, shadowTrips: this.current.shadowTrips + 1 };
+    return this.current.shadowTrips;
   }
   async setError(message: string, at: Date): Promise<void> {
     this.current = { ...this.current, lastError: message, lastErrorAt: at };
