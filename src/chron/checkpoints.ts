@@ -87,8 +87,9 @@ export class Checkpointer {
       this.head = from.head;
       this.tree.reset(this.head, MerkleFrontier.parse(from.frontier.serialize()));
     } else {
-      const frontier = await this.stored.rebuild(this.last);
-      this.head = await this.store.head();
+      // The head is where the rebuilt frontier ends: records appended meanwhile are caught up with later.
+      const { frontier, tip } = await this.stored.rebuild(this.last);
+      this.head = tip;
       this.tree.reset(this.head, frontier);
     }
     await this.feed?.open(this.head?.seq ?? 0);

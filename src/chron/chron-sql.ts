@@ -3,7 +3,7 @@
 // transaction. Each renders its placeholders through `param(i)` (`?` on SQLite, `$i` on PostgreSQL).
 import { isUniqueViolation } from "../db/duplicate";
 import type { Prisma, Tx } from "../db/database";
-import { ChronConflictError, IdempotencyKeyTaken, WRITERS_LOCK, type Checkpoint, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
+import { ChronConflictError, IdempotencyKeyTaken, WRITERS_LOCK, type Checkpoint, type ChronLink, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChronRow } from "./record";
 
 export const COLUMNS = "seq, id, kind, ts_ms, org_id, agent_id, owner_id, action, decision, policy_version, content, prev_hash, hash, tag, idempotency_key";
@@ -162,6 +162,11 @@ export function collision(err: unknown): Error {
 
 /** The record holding an agent's Idempotency-Key: one at most, by the partial unique index the query names the columns of. */
 export const CLAIM_SQL = (agent: string, key: string) => `SELECT ${COLUMNS} FROM chron_records WHERE agent_id = ${agent} AND idempotency_key = ${key} AND idempotency_key IS NOT NULL`;
+
+export const LINK_COLUMNS = "seq, prev_hash, hash, tag";
+export type RawLink = Pick<RawRow, "seq" | "prev_hash" | "hash" | "tag">;
+export const linkFromRaw = (r: RawLink): ChronLink => ({ seq: Number(r.seq), prevHash: r.prev_hash, hash: r.hash, tag: r.tag });
+export const linksSql = (param: (i: number) => string) => `SELECT ${LINK_COLUMNS} FROM chron_records WHERE seq > ${param(1)} AND seq <= ${param(2)} ORDER BY seq LIMIT ${param(3)}`;
 
 export const HEAD_SQL = `SELECT ${COLUMNS} FROM chron_records ORDER BY seq DESC LIMIT 1`;
 

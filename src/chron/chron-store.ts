@@ -79,6 +79,9 @@ export interface EventCount {
   count: number;
 }
 
+/** What a record's place in the chain and in the Merkle tree needs: no content. */
+export type ChronLink = Pick<ChronRow, "seq" | "prevHash" | "hash" | "tag">;
+
 export interface ChronStore {
   head(): Promise<ChainHead | null>;
   /** First and last seq, and how many records, of those matching the filter; null when none does. */
@@ -120,6 +123,8 @@ export interface ChronStore {
   latest(filter: ChronFilter, limit: number): Promise<ChronRow[]>;
   /** The record that claims `key` for agent `agentId` (its idempotency_key column), if one does. */
   claimOf(agentId: string, key: string): Promise<ChronRow | null>;
+  /** How the records with seq > afterSeq and ≤ upTo link, at most `limit`, in chain order: without their content. */
+  links(afterSeq: number, upTo: number, limit: number): Promise<ChronLink[]>;
 }
 
 /** Records contents in Chron, with the state change they describe when there is one (ChronWriter.commit). */
@@ -163,6 +168,21 @@ export async function* scanRecords(
  */
 export function rowsAfter(store: Pick<ChronStore, "list" | "bounds">, after: number, upTo?: number, pageSize = 1000): AsyncGenerator<ChronRow[]> {
   return scanRecords(store, upTo === undefined ? { fromSeq: after + 1 } : { fromSeq: after + 1, toSeq: upTo }, pageSize);
+}
+
+/**
+ * The links of the records after `after`, up to `upTo` (inclusive), page by page in chain order:
+ * for the passes that need only hashes, tags and sequence (the Merkle tree, read back or caught up
+ * with), which then do not read the records' content.
+ */
+export async function* linksAfter(store: Pick<ChronStore, "links">, after: number, upTo: number, pageSize = 5000): AsyncGenerator<ChronLink[]> {
+  for (;;) {
+    if (after >= upTo) return;
+    const links = await store.links(after, upTo, pageSize);
+    if (links.length) yield links;
+    if (links.length < pageSize) return;
+    after = links[links.length - 1].seq;
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { rowsAfter, type ChronStore } from "./chron-store";
+import { linksAfter, type ChronLink, type ChronStore } from "./chron-store";
 import { MerkleFrontier } from "./merkle";
 import { GENESIS_HASH, type ChainHead, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
@@ -60,7 +60,7 @@ export class CommittedTree implements InMemoryHead {
   async catchUp(store: ChronStore, upTo: number, signer: ChronSigner): Promise<void> {
     const missing = () => new ChronBrokenError(`Chron's records do not run contiguously: record ${this.frontier.size + 1} is missing`);
     if (this.frontier.size >= upTo) return;
-    for await (const rows of rowsAfter(store, this.frontier.size, upTo, 5000)) {
+    for await (const rows of linksAfter(store, this.frontier.size, upTo, 5000)) {
       for (const row of rows) {
         // This process's own commits may have extended the frontier meanwhile.
         if (row.seq <= this.frontier.size) continue;
@@ -73,7 +73,7 @@ export class CommittedTree implements InMemoryHead {
     if (this.frontier.size < upTo) throw missing();
   }
 
-  private append(row: ChronRow): void {
+  private append(row: ChronLink): void {
     this.frontier.append(row.hash);
     this.appended(row.hash);
     this.tip = { seq: row.seq, hash: row.hash };

@@ -2,7 +2,7 @@ import { isUniqueViolation } from "../db/duplicate";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import type { Prisma, Tx } from "../db/database";
-import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
+import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type ChronLink, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 import {
   appendWithEffect,
@@ -20,6 +20,8 @@ import {
   fromRaw,
   HEAD_SQL,
   insertSql,
+  linkFromRaw,
+  linksSql,
   PER_ROW,
   POSTGRES_DAY,
   pruneIn,
@@ -32,6 +34,7 @@ import {
   type RawCheckpoint,
   type RawCount,
   type RawEventCount,
+  type RawLink,
   type RawRow,
   type RawVersionCount,
 } from "./chron-sql";
@@ -164,6 +167,10 @@ export class SqliteChronStore implements ChronStore {
     const row = this.db.prepare(CLAIM_SQL("?", "?")).get(agentId, key) as RawRow | undefined;
     return row ? fromRaw(row) : null;
   }
+
+  async links(afterSeq: number, upTo: number, limit: number): Promise<ChronLink[]> {
+    return (this.db.prepare(linksSql(() => "?")).all(afterSeq, upTo, limit) as RawLink[]).map(linkFromRaw);
+  }
 }
 
 /** Chron on PostgreSQL through node-postgres: one multi-row INSERT per batch, which is atomic. */
@@ -273,5 +280,9 @@ export class PostgresChronStore implements ChronStore {
   async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
     const { rows } = await this.pool.query<RawRow>(CLAIM_SQL("$1", "$2"), [agentId, key]);
     return rows[0] ? fromRaw(rows[0]) : null;
+  }
+
+  async links(afterSeq: number, upTo: number, limit: number): Promise<ChronLink[]> {
+    return (await this.pool.query<RawLink>(linksSql((i) => `$${i}`), [afterSeq, upTo, limit])).rows.map(linkFromRaw);
   }
 }

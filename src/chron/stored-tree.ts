@@ -1,5 +1,6 @@
-import { rowsAfter, type Checkpoint, type ChronStore } from "./chron-store";
+import { linksAfter, type Checkpoint, type ChronStore } from "./chron-store";
 import { consistencyProof, MerkleFrontier } from "./merkle";
+import type { ChainHead } from "./record";
 import type { ChronKeyLookup } from "./signer";
 import { verifyCheckpoint } from "./checkpoint-jws";
 
@@ -39,10 +40,11 @@ export class StoredTree {
   /**
    * The frontier of the whole stored chain (one pass over the record hashes, from the retention
    * checkpoint when records were pruned), checked against `last`, the last checkpoint signed, on
-   * the way past it.
+   * the way past it. `tip` is the record the frontier ends at (records appended since are not in it).
    */
-  async rebuild(last: Checkpoint | null): Promise<MerkleFrontier> {
+  async rebuild(last: Checkpoint | null): Promise<{ frontier: MerkleFrontier; tip: ChainHead | null }> {
     let frontier = new MerkleFrontier();
+    let tip: ChainHead | null = null;
     let after = 0;
     const kept = await this.store.bounds({});
     if (kept && kept.first > 1) {
@@ -52,21 +54,24 @@ export class StoredTree {
       frontier = MerkleFrontier.parse(anchor.frontier);
       this.checkAgainst(anchor, frontier);
       after = anchor.seq;
+      tip = { seq: anchor.seq, hash: anchor.hash };
     }
-    for await (const rows of rowsAfter(this.store, after, undefined, PAGE)) {
+    for await (const rows of linksAfter(this.store, after, kept?.last ?? 0, PAGE)) {
       for (const row of rows) {
+        if (row.seq !== frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${frontier.size + 1} is missing`);
         frontier.append(row.hash);
+        tip = { seq: row.seq, hash: row.hash };
         if (last && row.seq === last.seq) this.checkAgainst(last, frontier);
       }
     }
-    return frontier;
+    return { frontier, tip };
   }
 
   /** Stored record hashes after `after`, up to `upTo`. */
   async hashes(after: number, upTo: number): Promise<string[]> {
     const out: string[] = [];
     if (after >= upTo) return out;
-    for await (const rows of rowsAfter(this.store, after, upTo, PAGE)) for (const row of rows) out.push(row.hash);
+    for await (const rows of linksAfter(this.store, after, upTo, PAGE)) for (const row of rows) out.push(row.hash);
     return out;
   }
 
@@ -104,7 +109,7 @@ export class StoredTree {
     let atSeq: MerkleFrontier | null = frontier.size === seq ? MerkleFrontier.parse(frontier.serialize()) : null;
     let hashAtSeq: string | null = null;
     if (after < upTo) {
-      for await (const rows of rowsAfter(this.store, after, upTo, PAGE)) {
+      for await (const rows of linksAfter(this.store, after, upTo, PAGE)) {
         for (const row of rows) {
           if (row.seq !== frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${frontier.size + 1} is missing`);
           frontier.append(row.hash);

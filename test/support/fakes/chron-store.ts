@@ -1,5 +1,5 @@
 import type { Tx } from "../../../src/db/database";
-import { ChronConflictError, IdempotencyKeyTaken, type Checkpoint, type ChronFilter, type ChronStore, type DecisionCount, type Effect, type EventCount } from "../../../src/chron/chron-store";
+import { ChronConflictError, IdempotencyKeyTaken, type Checkpoint, type ChronFilter, type ChronLink, type ChronStore, type DecisionCount, type Effect, type EventCount } from "../../../src/chron/chron-store";
 import type { ChainHead, ChronRow } from "../../../src/chron/record";
 import type { Transactional } from "./transactional";
 
@@ -87,6 +87,10 @@ export class FakeChronStore implements ChronStore {
   async claimOf(agentId: string, key: string): Promise<ChronRow | null> {
     const row = this.rows.find((r) => r.agentId === agentId && r.idempotencyKey === key);
     return row ? { ...row } : null;
+  }
+
+  async links(afterSeq: number, upTo: number, limit: number): Promise<ChronLink[]> {
+    return (await this.list({ toSeq: upTo }, afterSeq, limit)).map(({ seq, prevHash, hash, tag }) => ({ seq, prevHash, hash, tag }));
   }
 
   async latest(filter: ChronFilter, limit: number): Promise<ChronRow[]> {
