@@ -12,7 +12,9 @@ import { createLogger } from "../../src/lib/logger";
 import { Checkpointer } from "../../src/chron/checkpoints";
 import { ChronExporter } from "../../src/chron/export";
 import { verifyExport } from "../../src/chron/export-verifier";
-import { LocalKeySigner, publishChronKey } from "../../src/chron/signer";
+import { LocalKeySigner, lookupIn, publishChronKey } from "../../src/chron/signer";
+import { ChronBrokenError, StoredTree } from "../../src/chron/stored-tree";
+import { MerkleFrontier } from "../../src/chron/merkle";
 import { generateKeyPairSync } from "node:crypto";
 import { jwksKeys } from "../../src/chron/checkpoint-jws";
 import { decisionContent } from "../support/decision-content";
@@ -355,5 +357,22 @@ describe("Checkpointer", () => {
     expect(store.checkpointRows.map((c) => c.seq)).toEqual([10, 20]);
     const service = new ChronVerifier(store, writer, { keys: checkpointer.keys() });
     expect(await service.verify()).toMatchObject({ valid: true, checkpoints: { checked: 2, last: { seq: 20 } } });
+  });
+});
+
+describe("StoredTree.rebuild (the Merkle frontier read back from the stored links)", () => {
+  test("ends at the last record it read, with the root of every record's hash; a record missing on the way is refused, not skipped", async () => {
+    const store = new FakeChronStore();
+    const writer = new ChronWriter(store, 100, logger);
+    for (let i = 1; i <= 12; i++) await writer.append(content(i));
+    const tree = new StoredTree(store, lookupIn([]));
+    const { frontier, tip } = await tree.rebuild(null);
+    expect(tip).toEqual({ seq: 12, hash: store.rows[11].hash });
+    const expected = new MerkleFrontier();
+    for (const row of store.rows) expected.append(row.hash);
+    expect(frontier.root()).toBe(expected.root());
+    // A database's owner deletes record 5: the frontier would go on without it and sign a tree the records are not.
+    store.rows.splice(4, 1);
+    await expect(tree.rebuild(null)).rejects.toThrow(new ChronBrokenError("Chron's records do not run contiguously: record 5 is missing"));
   });
 });
