@@ -231,26 +231,34 @@ export interface PreparedRecord {
   content: ChronContent;
   columns: IndexColumns;
   text: string;
-  members: [string, string][];
+  /**
+   * The canonical members of the content (`"key":value`, comma-joined) whose keys sort before
+   * `prev_hash`, between `prev_hash` and `seq`, and after `seq`: where the hashed text puts the two.
+   */
+  around: [string, string, string];
 }
 
 /** The costly part of sealing, which does not depend on the record's place: done outside the writers' lock. */
 export function prepareRecord(content: ChronContent, columns: IndexColumns = indexColumns(content)): PreparedRecord {
-  const members: [string, string][] = [];
+  const members: string[] = [];
+  const around: [string[], string[], string[]] = [[], [], []];
+  // The same order as canonicalize's: UTF-16 code units, which is what Array.prototype.sort and < compare.
   for (const key of Object.keys(content).sort()) {
     const value = (content as unknown as Record<string, unknown>)[key];
     if (value === undefined) continue;
-    members.push([key, `${JSON.stringify(key)}:${canonicalize(value)}`]);
+    const member = `${JSON.stringify(key)}:${canonicalize(value)}`;
+    members.push(member);
+    around[key < "prev_hash" ? 0 : key < "seq" ? 1 : 2].push(member);
   }
-  return { content, columns, text: `{${members.map((m) => m[1]).join(",")}}`, members };
+  return { content, columns, text: `{${members.join(",")}}`, around: [around[0].join(","), around[1].join(","), around[2].join(",")] };
 }
 
-/** recordHash() of a prepared content at `seq` after `prevHash`. */
+/** recordHash() of a prepared content at `seq` after `prevHash`: its members with `prev_hash` and `seq` in their sorted places. */
 function chainedHash(prepared: PreparedRecord, seq: number, prevHash: string): string {
-  const chained = [...prepared.members, ["prev_hash", `"prev_hash":${JSON.stringify(prevHash)}`], ["seq", `"seq":${canonicalize(seq)}`]] as [string, string][];
-  // The same order as canonicalize's: UTF-16 code units, which is what Array.prototype.sort compares.
-  chained.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return sha256Hex(`{${chained.map((m) => m[1]).join(",")}}`);
+  const [before, between, after] = prepared.around;
+  const seqText = Number.isSafeInteger(seq) ? String(seq) : canonicalize(seq);
+  const chained = `{${before}${before ? "," : ""}"prev_hash":${JSON.stringify(prevHash)}${between ? "," : ""}${between},"seq":${seqText}${after ? "," : ""}${after}}`;
+  return sha256Hex(chained);
 }
 
 /** A content that cannot become a record: a column could not store what the content says. */

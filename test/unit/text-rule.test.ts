@@ -87,6 +87,19 @@ describe("sealing a record", () => {
     );
   });
 
+  test("members whose keys sort right next to prev_hash and seq are hashed in their places", () => {
+    // Random keys seldom fall between, say, "sep" and "seq": these do, on every side of both.
+    const near = ["", "a", "prev", "prev_has", "prev_hasg", "prev_hash0", "prev_hashes", "pz", "s", "sep", "sepz", "seq0", "seqa", "seq_", "sf", "z", "é", "\u{1F600}", "\ud800"];
+    fc.assert(
+      fc.property(fc.subarray(near), anyJson, fc.nat(), (keys, value, seq) => {
+        const c = Object.fromEntries(keys.map((k) => [k, value])) as unknown as ChronContent;
+        const prev = "ab".repeat(32);
+        expect(canonicalRecord(c, seq, prev).hash).toBe(recordHash(c, seq, prev));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   test("a legacy column matches only the replacement a database made of its lone surrogates", () => {
     fc.assert(
       fc.property(anyString, (s) => {
