@@ -109,6 +109,8 @@ export class Lease {
   private changing: Promise<void> = Promise.resolve();
   private stopped = false;
   term = 0;
+  /** Why the last claim failed (the database did not answer), until one succeeds. */
+  lastError: Error | null = null;
 
   constructor(
     private readonly store: LeaseStore,
@@ -178,6 +180,7 @@ export class Lease {
     this.claiming = this.store
       .claim(this.name, this.holder, this.ttlMs)
       .then((claim) => {
+        this.lastError = null;
         if (this.stopped) return;
         const mine = claim.holder === this.holder;
         if (mine) {
@@ -191,6 +194,7 @@ export class Lease {
         this.set(mine);
       })
       .catch((err: Error) => {
+        this.lastError = err;
         this.logger.warn("lease could not be claimed", { lease: this.name, error: err.message, held_until: this.held ? new Date(this.deadline).toISOString() : null });
       })
       .finally(() => {
@@ -247,8 +251,9 @@ export class LeaseSlots {
         await lease.acquire(0);
       } catch (err) {
         await lease.stop();
-        if (err instanceof LeaseBusyError) continue;
-        throw err;
+        // A slot held by other work is busy; one the database could not be asked about is an error, not a full house.
+        if (err instanceof LeaseBusyError && !lease.lastError) continue;
+        throw lease.lastError ?? err;
       }
       return {
         name: lease.name,

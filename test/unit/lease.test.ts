@@ -66,6 +66,17 @@ describe("LeaseSlots", () => {
     expect([...store.rows.values()].every((r) => r.expiresMs === 0)).toBe(true);
   });
 
+  test("a database that does not answer is an error, not every slot taken", async () => {
+    const store = new FakeLeaseStore();
+    const claim = store.claim.bind(store);
+    store.claim = async (name, holder, ttlMs) => (name === "replay-2" ? Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })) : claim(name, holder, ttlMs));
+    const slots = new LeaseSlots(store, "replay", 2, 10_000, logger);
+    const first = await slots.take(() => undefined);
+    expect(first?.name).toBe("replay-1");
+    await expect(slots.take(() => undefined)).rejects.toThrow("connect ECONNREFUSED");
+    await first!.release();
+  });
+
   test("a slot whose holder was killed frees when its lease expires; a slot that cannot be renewed is reported lost, before another takes it", async () => {
     const store = new FakeLeaseStore();
     const killed = new LeaseSlots(store, "replay", 1, 300, logger);
