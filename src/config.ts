@@ -183,7 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     shutdownDelaySeconds: e.CLAIIM_SHUTDOWN_DELAY_SECONDS,
     approvals: approvalConfig(env, cwd),
     console: consoleSettings(env, cwd),
-    evaluation: evaluationSettings(e, cwd),
+    evaluation: evaluationSettings(e, cwd, e.CLAIIM_WORKERS),
     ops: opsSettings(e),
     chronTrust: chronTrustConfig(env, cwd, dataDir),
   };

@@ -25,17 +25,29 @@ export interface EvaluationSettings {
 export const EVALUATION_ENV = {
   CLAIIM_EVAL_TIMEOUT_MS: wholeNumber(100),
   CLAIIM_EVAL_MAX_MEMORY_MB: wholeNumber(256),
-  CLAIIM_EVAL_WORKERS: wholeNumber(2),
+  /** Unset (0): see evaluationThreads. */
+  CLAIIM_EVAL_WORKERS: wholeNumber(0),
   CLAIIM_EVAL_TRIPS_TO_STOP: wholeNumber(3),
   CLAIIM_BUDGET_SAMPLES: wholeNumber(1000, 0),
   CLAIIM_OPA_BUILTINS_WASM: optionalText(),
 };
 
-export function evaluationSettings(e: z.infer<z.ZodObject<typeof EVALUATION_ENV>>, cwd: string): EvaluationSettings {
+/**
+ * Evaluation threads per process, unless CLAIIM_EVAL_WORKERS says: 2 for a process alone (while one
+ * evaluation runs to its deadline, the other thread answers), 1 in each of several serving
+ * processes (CLAIIM_WORKERS > 1), where the other processes answer meanwhile. Measured in worker
+ * mode with two workers on two cores: a quarter less CPU per decision with one thread each than with
+ * two (docs/benchmark.md).
+ */
+export function evaluationThreads(configured: number, servingProcesses: number): number {
+  return configured > 0 ? configured : servingProcesses > 1 ? 1 : 2;
+}
+
+export function evaluationSettings(e: z.infer<z.ZodObject<typeof EVALUATION_ENV>>, cwd: string, servingProcesses: number): EvaluationSettings {
   return {
     timeoutMs: e.CLAIIM_EVAL_TIMEOUT_MS,
     maxMemoryBytes: e.CLAIIM_EVAL_MAX_MEMORY_MB * 1024 * 1024,
-    workers: e.CLAIIM_EVAL_WORKERS,
+    workers: evaluationThreads(e.CLAIIM_EVAL_WORKERS, servingProcesses),
     tripsToStop: e.CLAIIM_EVAL_TRIPS_TO_STOP,
     budgetSamples: e.CLAIIM_BUDGET_SAMPLES,
     referenceModule: e.CLAIIM_OPA_BUILTINS_WASM ? path.resolve(cwd, e.CLAIIM_OPA_BUILTINS_WASM) : null,

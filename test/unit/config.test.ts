@@ -7,6 +7,14 @@ describe("configuration from the environment", () => {
     expect(c.publicUrl).toBe("http://127.0.0.1:8080");
   });
 
+  test("evaluation threads: 2 in a process alone, 1 in each of several workers, or as set", () => {
+    expect(loadConfig({ CLAIIM_WORKERS: "1" }, "/").evaluation.workers).toBe(2);
+    expect(loadConfig({ CLAIIM_WORKERS: "2" }, "/").evaluation.workers).toBe(1);
+    expect(loadConfig({ CLAIIM_WORKERS: "4", CLAIIM_EVAL_WORKERS: "3" }, "/").evaluation.workers).toBe(3);
+    expect(loadConfig({ CLAIIM_WORKERS: "1", CLAIIM_EVAL_WORKERS: "1" }, "/").evaluation.workers).toBe(1);
+    expect(() => loadConfig({ CLAIIM_EVAL_WORKERS: "0" }, "/")).toThrow(/CLAIIM_EVAL_WORKERS/);
+  });
+
   test("every wrong variable is named at once, with what it must be", () => {
     expect(() => loadConfig({ PORT: "99999", CLAIIM_CHRON_MAX_BATCH: "lots", CLAIIM_ACCESS_TOKEN_TTL_SECONDS: "0", LOG_LEVEL: "loud" }, "/")).toThrow(
       /PORT must be a port number.*CLAIIM_ACCESS_TOKEN_TTL_SECONDS must be a whole number, at least 1.*LOG_LEVEL.*CLAIIM_CHRON_MAX_BATCH must be a whole number/s,
