@@ -260,6 +260,9 @@ describe("the console in Chromium", () => {
     const { id, secret } = (await s.http.post("/v1/api-keys").set({ Authorization: `Bearer ${s.admin}` }).send({ name: "short-lived", role: "auditor" }).expect(201)).body;
     const w = await watch();
     await signIn(w, secret);
+    // The landing page's own reads must be answered first: on a loaded machine one of them could
+    // otherwise be the next call, end the session before the click, and take the link away.
+    await w.page.waitForLoadState("networkidle");
     await s.http.delete(`/v1/api-keys/${id}`).set({ Authorization: `Bearer ${s.admin}` }).expect(200);
     await w.page.getByRole("link", { name: "Agents" }).click();
     await w.page.getByRole("textbox", { name: "API key" }).waitFor();
