@@ -2,7 +2,7 @@ import { linksAfter, type ChronLink, type ChronStore } from "./chron-store";
 import { MerkleFrontier } from "./merkle";
 import { GENESIS_HASH, type ChainHead, type ChronRow } from "./record";
 import { tagVerdict, type ChronSigner } from "./signer";
-import { ChronBrokenError, type InMemoryHead } from "./stored-tree";
+import { ChronBrokenError, missingRecord, type InMemoryHead } from "./stored-tree";
 
 /**
  * The Merkle tree of the records committed, held in memory as its frontier: extended by this
@@ -58,19 +58,18 @@ export class CommittedTree implements InMemoryHead {
    * over this process's own: a row no CLAIIM wrote, or one missing, is never signed over.
    */
   async catchUp(store: ChronStore, upTo: number, signer: ChronSigner): Promise<void> {
-    const missing = () => new ChronBrokenError(`Chron's records do not run contiguously: record ${this.frontier.size + 1} is missing`);
     if (this.frontier.size >= upTo) return;
     for await (const rows of linksAfter(store, this.frontier.size, upTo, 5000)) {
       for (const row of rows) {
         // This process's own commits may have extended the frontier meanwhile.
         if (row.seq <= this.frontier.size) continue;
-        if (row.seq !== this.frontier.size + 1) throw missing();
+        if (row.seq !== this.frontier.size + 1) throw missingRecord(this.frontier.size + 1);
         if (row.prevHash !== (this.tip?.hash ?? GENESIS_HASH)) throw new ChronBrokenError(`record ${row.seq} does not chain from the record before it`);
         if (tagVerdict(row.tag, row.hash, signer) !== "valid") throw new ChronBrokenError(`record ${row.seq} was not written by CLAIIM (no valid tag): no head is signed over it`);
         this.append(row);
       }
     }
-    if (this.frontier.size < upTo) throw missing();
+    if (this.frontier.size < upTo) throw missingRecord(this.frontier.size + 1);
   }
 
   private append(row: ChronLink): void {

@@ -7,6 +7,11 @@ import { verifyCheckpoint } from "./checkpoint-jws";
 /** A checkpoint CLAIIM refused to sign, because the stored records disagree with what is signed or committed. */
 export class ChronBrokenError extends Error {}
 
+/** The chain read in order skips record `seq`. */
+export function missingRecord(seq: number): ChronBrokenError {
+  return new ChronBrokenError(`Chron's records do not run contiguously: record ${seq} is missing`);
+}
+
 /** The head this process committed, as it is when asked (commits go on while the store is read). */
 export interface InMemoryHead {
   seq(): number | undefined;
@@ -58,7 +63,7 @@ export class StoredTree {
     }
     for await (const rows of linksAfter(this.store, after, kept?.last ?? 0, PAGE)) {
       for (const row of rows) {
-        if (row.seq !== frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${frontier.size + 1} is missing`);
+        if (row.seq !== frontier.size + 1) throw missingRecord(frontier.size + 1);
         frontier.append(row.hash);
         tip = { seq: row.seq, hash: row.hash };
         if (last && row.seq === last.seq) this.checkAgainst(last, frontier);
@@ -111,7 +116,7 @@ export class StoredTree {
     if (after < upTo) {
       for await (const rows of linksAfter(this.store, after, upTo, PAGE)) {
         for (const row of rows) {
-          if (row.seq !== frontier.size + 1) throw new ChronBrokenError(`Chron's records do not run contiguously: record ${frontier.size + 1} is missing`);
+          if (row.seq !== frontier.size + 1) throw missingRecord(frontier.size + 1);
           frontier.append(row.hash);
           if (row.seq === seq) {
             atSeq = MerkleFrontier.parse(frontier.serialize());

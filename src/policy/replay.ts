@@ -128,13 +128,10 @@ export class ReplayRunner {
       try {
         span = await this.chron.bounds(filter);
         slot = this.slots ? await this.slots.take(() => this.slotLost.add(id)) : null;
+        if (this.slots && !slot) throw new ConflictError("replays_busy", `${this.settings.maxRunning} replays are running in the CLAIIM processes on this database; wait for one to finish`);
       } catch (err) {
         policy.release?.();
         throw err;
-      }
-      if (this.slots && !slot) {
-        policy.release?.();
-        throw new ConflictError("replays_busy", `${this.settings.maxRunning} replays are running in the CLAIIM processes on this database; wait for one to finish`);
       }
     } finally {
       this.starting -= 1;
