@@ -27,6 +27,7 @@ import type { PolicyStore } from "./policy/policy-store";
 import type { PolicyService } from "./policy/policy-service";
 import type { ReplayRunner } from "./policy/replay";
 import type { ApprovalStore } from "./approvals/approval-store";
+import type { ReceivedHeadStore } from "./chron/received-store";
 import type { ApprovalService } from "./approvals/approval-service";
 import type { DecisionService } from "./decisions/decision-service";
 import type { Metrics } from "./ops/metrics";
@@ -47,6 +48,8 @@ export interface Stores {
   policy: PolicyStore;
   chron: ChronStore;
   approval: ApprovalStore;
+  /** The heads this CLAIIM holds as the witness of other CLAIIMs. */
+  received: ReceivedHeadStore;
   /** How this process hears at once of events other processes commit (PostgreSQL's LISTEN); without it, it polls only. */
   changeNotices?: ChangeNotices;
   /** Leases in the database, shared by every CLAIIM process on it; without them (route tests) this process is the only one, and coordinates. */
@@ -171,6 +174,8 @@ export function buildCore(
         await pool.start();
         await signer.start();
         await policies.start(config.regoDir);
+        // Heads received as a witness by earlier versions, in files (per process), into the database.
+        await chron.received.importFiles(config.chronTrust.witnessDir);
       };
       if (stores.leases) await new Lease(stores.leases, "start-up", holderName(), Math.max(30_000, config.chron.coordinatorLeaseMs), logger, () => undefined).exclusively(firstStart, 120_000);
       else await firstStart();
@@ -203,7 +208,7 @@ export function buildCore(
     },
   };
   const parts = { chron, identity, policy, approvals: approvalParts, decisions: decisionParts, ops };
-  core.routes = routesOf(config, parts, { databaseAnswers, stopping: () => core.stopping }, logger, VERSION);
+  core.routes = routesOf(config, parts, { databaseAnswers, stopping: () => core.stopping }, VERSION);
   return core;
 }
 

@@ -13,6 +13,7 @@ import type { Peers } from "./shared/peers";
 import type { ChronStart } from "./chron/checkpoints";
 import { PostgresChronStore, SqliteChronStore } from "./chron/sql-chron-store";
 import { PostgresChangeNotices } from "./chron/follower";
+import { sqlReceivedHeadStore } from "./chron/received-store";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { consoleHandler } from "./console/console-handler";
 import { buildCore, openCoreChronKey, type Core, type Stores } from "./core";
@@ -89,6 +90,7 @@ async function startCore(config: Config, logger: Logger, options: StartOptions):
     policy: new PrismaPolicyStore(db.prisma),
     chron: createChronStore(db),
     approval: new PrismaApprovalStore(db.prisma),
+    received: sqlReceivedHeadStore(db),
     changeNotices: db.kind === "postgresql" ? new PostgresChangeNotices(db.pool.options, logger) : undefined,
     leases: leaseStore(db),
   };

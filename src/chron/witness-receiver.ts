@@ -5,8 +5,10 @@ import { route, type RouteSpec } from "../http/route";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { actorOf, rolesOf } from "../shared/principal";
+import readline from "node:readline";
 import { verifyConsistency } from "./merkle";
-import { WitnessLog, type WitnessedHead } from "./witness";
+import { extendsHead, malformedHead, type WitnessedHead } from "./witness";
+import type { HeldHead, ReceivedHeadStore } from "./received-store";
 
 const HEX64 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -29,61 +31,146 @@ const HeadBody = z
 
 /**
  * CLAIIM as the witness of other CLAIIMs: each API key with the role `witness` is one log (one
- * CLAIIM that posts its signed tree heads), kept in its own file under CLAIIM_WITNESS_DIR/received.
- * A head is stored only if it extends the last one held, by the RFC 9162 consistency proof it
- * carries; otherwise the answer is 409 with the head held (tree_size, root), from which the sender
- * proves again. So a log that forks or shrinks is refused here, and the file proves by itself that
- * what it holds only grew. Signatures are the auditor's to check, with the origin's JWKS
+ * CLAIIM that posts its signed tree heads), held in the database (ReceivedHeadStore), so that every
+ * process on it holds the same heads. A head is stored only if it extends the last one held, by the
+ * RFC 9162 consistency proof it carries; otherwise the answer is 409 with the head held (tree_size,
+ * root), from which the sender proves again. So a log that forks or shrinks is refused here,
+ * whichever process it posts to, and the log read back (NDJSON) proves by itself that what it
+ * holds only grew. Signatures are the auditor's to check, with the origin's JWKS
  * (claiim-verify --witness).
  */
 export class ReceivedHeads {
-  private queue: Promise<unknown> = Promise.resolve();
-
   constructor(
-    private readonly dir: string,
+    private readonly store: ReceivedHeadStore,
     private readonly logger: Logger,
   ) {}
 
-  file(log: string): string {
-    return path.join(this.dir, `${log}.log`);
+  /** Stores the head if it extends the last one held; returns the head held after it. */
+  async add(log: string, head: WitnessedHead): Promise<HeldHead> {
+    // WARNING: the check reads the last head, and the store refuses a second head extending the
+    // same one (witness_heads is unique by log and from_size): of two processes that check two
+    // heads against one last head at once, one stores; the other reads the new last head and
+    // answers as if it had come first. So a fork shown to two processes at once is caught too.
+    for (let tries = 0; tries < 3; tries++) {
+      const held = await this.store.last(log);
+      if (held && head.tree_size === held.tree_size && head.root === held.root) return held;
+      this.check(log, held, head);
+      // The first head of a log starts it: it is proven from nothing here.
+      const stored: WitnessedHead = held ? head : { ...head, consistency: null };
+      if (await this.store.extend(log, held?.tree_size ?? 0, [stored])) return { tree_size: stored.tree_size, root: stored.root };
+    }
+    // Each refused store means another head was stored first; three in a row, the log moves faster than it can be answered.
+    const held = await this.store.last(log);
+    throw new ConflictError("witness_head_not_extending", `this witness holds a tree of ${held?.tree_size ?? 0} records; prove the new head from it`, held ? { ...held } : {});
   }
 
-  /** Stores the head if it extends the last one held; serialised, so that two posts cannot both extend the same head. */
-  add(log: string, head: WitnessedHead): Promise<{ tree_size: number; root: string }> {
-    const next = this.queue.then(() => this.store(log, head));
-    this.queue = next.catch(() => undefined);
-    return next;
+  /** Throws the 409 that refuses `head`, unless it extends `held` by its consistency proof. */
+  private check(log: string, held: HeldHead | null, head: WitnessedHead): void {
+    if (!held) return;
+    const c = head.consistency;
+    if (head.tree_size < held.tree_size || !c || c.from_size !== held.tree_size || c.from_root !== held.root) {
+      throw new ConflictError("witness_head_not_extending", `this witness holds a tree of ${held.tree_size} records; prove the new head from it`, { ...held });
+    }
+    if (!verifyConsistency(c.from_size, head.tree_size, c.proof, c.from_root, head.root)) {
+      this.logger.warn("witness: a head whose consistency proof fails was refused", { log, held: held.tree_size, offered: head.tree_size });
+      throw new ConflictError("witness_head_inconsistent", `the consistency proof does not show that the tree of ${head.tree_size} records extends the one of ${held.tree_size} this witness holds: the log forked or was rewritten`, { ...held });
+    }
   }
 
-  private async store(log: string, head: WitnessedHead): Promise<{ tree_size: number; root: string }> {
-    // Opened for each head (a head a second, per log), so that nothing stays open between them.
-    const file = new WitnessLog(this.dir, `${log}.log`);
-    const opened = await file.open(this.logger);
+  /** The log's heads, one JSON line each, smallest first; null when it holds none. */
+  async read(log: string): Promise<AsyncIterable<string> | null> {
+    const first = await this.store.lines(log, 0, PAGE);
+    if (first.length === 0) return null;
+    const store = this.store;
+    return (async function* () {
+      for (let page = first; ; page = await store.lines(log, page[page.length - 1].tree_size, PAGE)) {
+        yield page.map((h) => `${h.line}\n`).join("");
+        if (page.length < PAGE) return;
+      }
+    })();
+  }
+
+  /**
+   * Brings the heads that earlier versions kept in files (`received/<log>.log` under the witness
+   * folder, and `worker-N/received/` in worker mode: one file per log and per process) into the
+   * database, once: a log the database holds nothing of takes the longest chain of its files
+   * (each file proves itself, line by line). Every head of every file is then held against what
+   * the database holds: two roots for one size are a fork that the witnessed CLAIIM showed to
+   * different processes, and are logged as an error, with the file that shows it. Each file is
+   * then renamed `<log>.log.imported` (kept, as evidence, and not read again).
+   */
+  async importFiles(dir: string): Promise<void> {
+    const folders = [path.join(dir, "received")];
+    if (fs.existsSync(dir)) for (const d of fs.readdirSync(dir)) if (/^worker-\d+$/.test(d)) folders.push(path.join(dir, d, "received"));
+    const files = new Map<string, string[]>();
+    for (const folder of folders) {
+      if (!fs.existsSync(folder)) continue;
+      for (const name of fs.readdirSync(folder)) {
+        const m = /^(.+)\.log$/.exec(name);
+        if (m) files.set(m[1], [...(files.get(m[1]) ?? []), path.join(folder, name)]);
+      }
+    }
+    for (const [log, paths] of files) {
+      const chains = await Promise.all(paths.map(async (file) => ({ file, ...(await chainOf(file)) })));
+      let imported = 0;
+      if (!(await this.store.last(log))) {
+        const longest = chains.reduce((a, b) => (lastSize(b.heads) > lastSize(a.heads) ? b : a));
+        if (longest.heads.length > 0 && (await this.store.extend(log, 0, [{ ...longest.heads[0], consistency: null }, ...longest.heads.slice(1)]))) imported = longest.heads.length;
+      }
+      const held = new Map<number, string>();
+      for (let page = await this.store.lines(log, 0, PAGE); page.length > 0; page = page.length < PAGE ? [] : await this.store.lines(log, page[page.length - 1].tree_size, PAGE)) {
+        for (const h of page) held.set(h.tree_size, (JSON.parse(h.line) as WitnessedHead).root);
+      }
+      for (const { file, seen, bad } of chains) {
+        const forks = seen.filter((h) => held.has(h.tree_size) && held.get(h.tree_size) !== h.root);
+        fs.renameSync(file, `${file}.imported`);
+        if (forks.length > 0) {
+          this.logger.error("witness: a file of heads received by one process disagrees with the heads held: the witnessed CLAIIM showed a fork to different processes", {
+            log,
+            file: `${file}.imported`,
+            tree_size: forks[0].tree_size,
+            root: forks[0].root,
+            held_root: held.get(forks[0].tree_size),
+            heads_disagreeing: forks.length,
+          });
+        }
+        if (bad > 0) this.logger.warn("witness: lines of a file of received heads that do not extend the line before were left out", { log, file: `${file}.imported`, lines: bad });
+      }
+      this.logger.info("witness: heads received into files brought into the database", { log, files: paths.length, imported, held: held.size });
+    }
+  }
+}
+
+const PAGE = 1000;
+
+const lastSize = (heads: WitnessedHead[]) => (heads.length ? heads[heads.length - 1].tree_size : 0);
+
+/**
+ * The heads of a received file that form a chain (each extending the one before), every
+ * well-formed head of it (`seen`: what it shows, chained or not), and the lines left out.
+ */
+async function chainOf(file: string): Promise<{ heads: WitnessedHead[]; seen: WitnessedHead[]; bad: number }> {
+  const heads: WitnessedHead[] = [];
+  const seen: WitnessedHead[] = [];
+  let bad = 0;
+  for await (const text of readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity })) {
+    if (text.trim() === "") continue;
+    let head: WitnessedHead;
     try {
-      return await this.extend(log, file, opened, head);
-    } finally {
-      await file.close();
+      head = JSON.parse(text) as WitnessedHead;
+    } catch {
+      bad += 1;
+      continue;
     }
-  }
-
-  private async extend(log: string, file: WitnessLog, held: WitnessedHead | null, head: WitnessedHead): Promise<{ tree_size: number; root: string }> {
-    const holding = held ? { tree_size: held.tree_size, root: held.root } : null;
-    if (held) {
-      if (head.tree_size === held.tree_size && head.root === held.root) return holding!;
-      const c = head.consistency;
-      if (head.tree_size < held.tree_size || !c || c.from_size !== held.tree_size || c.from_root !== held.root) {
-        throw new ConflictError("witness_head_not_extending", `this witness holds a tree of ${held.tree_size} records; prove the new head from it`, holding!);
-      }
-      if (!verifyConsistency(c.from_size, head.tree_size, c.proof, c.from_root, head.root)) {
-        this.logger.warn("witness: a head whose consistency proof fails was refused", { log, held: held.tree_size, offered: head.tree_size });
-        throw new ConflictError("witness_head_inconsistent", `the consistency proof does not show that the tree of ${head.tree_size} records extends the one of ${held.tree_size} this witness holds: the log forked or was rewritten`, holding!);
-      }
+    if (malformedHead(head)) {
+      bad += 1;
+      continue;
     }
-    // The first head of a log starts it: it is proven from nothing here.
-    const stored: WitnessedHead = held ? head : { ...head, consistency: null };
-    await file.append(stored);
-    return { tree_size: stored.tree_size, root: stored.root };
+    seen.push(head);
+    if (heads.length > 0 && extendsHead(heads[heads.length - 1], head)) bad += 1;
+    else heads.push(head);
   }
+  return { heads, seen, bad };
 }
 
 export function witnessRoutes(received: ReceivedHeads): RouteSpec[] {
@@ -112,9 +199,9 @@ export function witnessRoutes(received: ReceivedHeads): RouteSpec[] {
       handle: async ({ query, principal }) => {
         const own = actorOf(principal).id;
         const log = rolesOf(principal).includes("witness") ? own : (query.log ?? own);
-        const file = received.file(log);
-        if (!fs.existsSync(file)) throw new NotFoundError("witness_log_not_found", "this witness holds no heads for that log");
-        return { status: 200, contentType: "application/x-ndjson", stream: fs.createReadStream(file, "utf8") as AsyncIterable<string> };
+        const lines = await received.read(log);
+        if (!lines) throw new NotFoundError("witness_log_not_found", "this witness holds no heads for that log");
+        return { status: 200, contentType: "application/x-ndjson", stream: lines };
       },
     }),
   ];

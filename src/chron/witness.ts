@@ -82,7 +82,7 @@ export async function* readWitnessLog(file: string, keys: ChronKeyLookup): Async
       yield { line, head: null, problem: "not JSON" };
       continue;
     }
-    const problem = checkHead(head, keys) ?? extends_(previous, head);
+    const problem = checkHead(head, keys) ?? extendsHead(previous, head);
     yield { line, head: problem && malformedHead(head) ? null : head, problem };
     if (!problem) previous = head;
   }
@@ -145,7 +145,7 @@ export class WitnessHeads {
 }
 
 /** Why `head` does not extend `previous` (the last good head before it in a log); null when it does. */
-function extends_(previous: WitnessedHead | null, head: WitnessedHead): string | null {
+export function extendsHead(previous: WitnessedHead | null, head: WitnessedHead): string | null {
   if (!previous) return null;
   if (head.tree_size <= previous.tree_size) return `its tree (${head.tree_size}) is not larger than the one before it (${previous.tree_size})`;
   const c = head.consistency;

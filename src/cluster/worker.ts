@@ -33,9 +33,9 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   let signalled = false;
   let claiim: Claiim | null = null;
   // WARNING: one writer per witness log. The workers share the data folder, and the coordinator's
-  // lease moves between them: each keeps its own witness log (and log of heads received as a
-  // witness), as each replica does; a log written by two processes would carry heads whose
-  // consistency proofs start from a head the other had since passed.
+  // lease moves between them: each keeps its own witness log, as each replica does; a log written
+  // by two processes would carry heads whose consistency proofs start from a head the other had
+  // since passed. (Heads received as the witness of other CLAIIMs are in the database, shared.)
   const own: Config = { ...config, chronTrust: { ...config.chronTrust, witnessDir: path.join(config.chronTrust.witnessDir, `worker-${slot}`) } };
   // What this worker asks of the others, through the primary: to apply its changes before they are
   // answered, and what they hold that it does not (replays). Neither ever fails a request: without

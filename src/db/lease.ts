@@ -37,7 +37,7 @@ export async function claimLease(db: Database, name: string, holder: string, ttl
  * A write through the SQLite driver, tried again shortly while another writer holds the lock: the
  * driver's busy_timeout is 0 (see openSqliteDriver), so that no wait blocks the event loop.
  */
-async function whenFree<T>(write: () => T): Promise<T> {
+export async function whenFree<T>(write: () => T): Promise<T> {
   for (let tries = 0; ; tries++) {
     try {
       return write();

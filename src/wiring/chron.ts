@@ -15,8 +15,10 @@ import type { ChronStart } from "../chron/checkpoints";
 import { ChronExporter } from "../chron/export";
 import { ChronRetention } from "../chron/retention";
 import { ChronCoordinator } from "../chron/coordinator";
+import { ReceivedHeads } from "../chron/witness-receiver";
+import type { ReceivedHeadStore } from "../chron/received-store";
 
-export function chronPart(config: Config, stores: { chron: ChronStore; identity: KeyStore; changeNotices?: ChangeNotices; leases?: LeaseStore }, chronKey: OpenedChronKey, logger: Logger, userAgent: string, vouched?: ChronStart, peers?: Peers) {
+export function chronPart(config: Config, stores: { chron: ChronStore; identity: KeyStore; received: ReceivedHeadStore; changeNotices?: ChangeNotices; leases?: LeaseStore }, chronKey: OpenedChronKey, logger: Logger, userAgent: string, vouched?: ChronStart, peers?: Peers) {
   const chronSigner = chronKey.signer;
   // Another process's changes reach this one through the Chron events it commits (follow);
   // this process's own are known to the follower as they are appended, and skipped.
@@ -61,6 +63,8 @@ export function chronPart(config: Config, stores: { chron: ChronStore; identity:
     stores.leases ? new Lease(stores.leases, "retention", holderName(), 30_000, logger, () => undefined).exclusively(work, 0) : work(),
   );
   const coordinator = new ChronCoordinator(stores.leases, checkpointer, config.chron.coordinatorLeaseMs, logger);
+  // This CLAIIM as the witness of others: the heads they post, held in the database.
+  const received = new ReceivedHeads(stores.received, logger);
   return {
     ...parts,
     chronSigner,
@@ -71,6 +75,7 @@ export function chronPart(config: Config, stores: { chron: ChronStore; identity:
     exporter,
     retention,
     coordinator,
+    received,
     /** What this process does with an event another process committed (set once every pillar is built). */
     onFollow(apply: (event: EventContent) => Promise<void>) {
       follow = apply;

@@ -1,13 +1,11 @@
 // Every route of the API, each pillar's in turn, and the OpenAPI document generated from them.
-import path from "node:path";
 import type { Config } from "../config";
-import type { Logger } from "../lib/logger";
 import { document, type RouteSpec } from "../http/route";
 import { generateDocument, OpenAPIRegistry } from "../http/openapi";
 import { systemRoutes, type Readiness } from "../http/system-routes";
 import { metricsRoutes } from "../http/metrics-routes";
 import { publishChronKey } from "../chron/signer";
-import { ReceivedHeads, witnessRoutes } from "../chron/witness-receiver";
+import { witnessRoutes } from "../chron/witness-receiver";
 import { chronRoutes } from "../chron/chron-routes";
 import { identityRoutes } from "../identity/identity-routes";
 import { inventoryRoutes } from "../identity/inventory-routes";
@@ -33,7 +31,7 @@ export interface Parts {
 }
 
 /** The routes, and the OpenAPI document of them (served at /openapi.json by the system routes). */
-export function routesOf(config: Config, parts: Parts, system: Pick<Readiness, "databaseAnswers" | "stopping">, logger: Logger, version: string): RouteSpec[] {
+export function routesOf(config: Config, parts: Parts, system: Pick<Readiness, "databaseAnswers" | "stopping">, version: string): RouteSpec[] {
   const { chron, identity, policy, approvals, decisions, ops } = parts;
   let openapi: unknown = null;
   const routes = [
@@ -57,7 +55,7 @@ export function routesOf(config: Config, parts: Parts, system: Pick<Readiness, "
     ...permissionRoutes(identity.directory, policy.engine),
     ...approvalRoutes(approvals.approvals, identity.directory, approvals.approvalDirectory, config.publicUrl),
     ...chronRoutes(chron.chron, chron.verifier, chron.exporter, chron.retention, identity.directory),
-    ...witnessRoutes(new ReceivedHeads(path.join(config.chronTrust.witnessDir, "received"), logger)),
+    ...witnessRoutes(chron.received),
     ...policyRoutes(policy.policies, policy.replays, config.bodyLimits.policy),
   ];
   const registry = new OpenAPIRegistry();

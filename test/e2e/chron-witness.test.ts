@@ -22,6 +22,10 @@ import { buildReference, reference } from "../support/merkle-reference";
 import { asDatabaseOwner, sql } from "../support/sql";
 import { claiimVerify } from "../support/verify-cli";
 import { decisionContent } from "../support/decision-content";
+import { MadeUpLog } from "../support/witnessed-heads";
+import { ReceivedHeads } from "../../src/chron/witness-receiver";
+import { sqlReceivedHeadStore } from "../../src/chron/received-store";
+import { Writable } from "node:stream";
 
 const staging = { action: "deploy", resource: "staging", purpose: "release", skill: { name: "deploy", version: "1.2.0" } };
 const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
@@ -252,6 +256,72 @@ describe.each(databaseKinds())("witnesses and consistency proofs, on %s", (kind)
       await s.stop();
     }
   });
+
+  test("two processes on one database hold one chain of received heads: of two branches of a fork posted to each at once, one is held and the other refused", async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "received-"));
+    const db = await freshDatabase(kind, dir);
+    const [one, two] = [await openDatabase(kind, db.url), await openDatabase(kind, db.url)];
+    try {
+      const a = new ReceivedHeads(sqlReceivedHeadStore(one), createLogger("silent"));
+      const b = new ReceivedHeads(sqlReceivedHeadStore(two), createLogger("silent"));
+      const LOG = "5f1e0c7a-2b3d-4e5f-8a9b-0c1d2e3f4a5b";
+      let log = new MadeUpLog();
+      await a.add(LOG, log.head(10, null));
+      for (let round = 0; round < 25; round++) {
+        const last = (await sqlReceivedHeadStore(one).last(LOG))!.tree_size;
+        const other = log.fork(last);
+        const branches = [log.head(last + 3 + (round % 3), last), other.head(last + 4, last)];
+        // Each process asked for one branch, the two at once (in turn the first to ask).
+        const asked = round % 2 ? [a.add(LOG, branches[0]), b.add(LOG, branches[1])] : [b.add(LOG, branches[1]), a.add(LOG, branches[0])];
+        const answers = await Promise.allSettled(asked);
+        expect(answers.map((x) => x.status).sort()).toEqual(["fulfilled", "rejected"]);
+        const refused = answers.find((x) => x.status === "rejected") as PromiseRejectedResult;
+        expect(refused.reason).toMatchObject({ code: "witness_head_not_extending" });
+        // The made-up log goes on from the branch held.
+        if ((await sqlReceivedHeadStore(two).last(LOG))!.root === branches[1].root) log = other;
+      }
+      // The rows are one chain: each head proven from the one before, whichever process stored it.
+      const rows = await sql(one, "SELECT tree_size, from_size, line FROM witness_heads WHERE log = $1 ORDER BY tree_size", [LOG]);
+      for (let i = 1; i < rows.length; i++) {
+        expect(Number(rows[i].from_size)).toBe(Number(rows[i - 1].tree_size));
+        expect(JSON.parse(rows[i].line as string).consistency).toMatchObject({ from_size: Number(rows[i - 1].tree_size) });
+      }
+    } finally {
+      await one.close();
+      await two.close();
+      await db.drop();
+    }
+  }, 60_000);
+
+  test("heads that earlier versions received into files (one per worker) come into the database at start: the longest chain is held, a fork between two workers' files is logged", async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "received-files-"));
+    const witnessDir = path.join(dir, "witness");
+    const LOG = "6a2f1d8b-3c4e-4f60-9b0c-1d2e3f4a5b6c";
+    const log = new MadeUpLog();
+    // Worker 1 held 450 heads (more than a statement inserts at once); worker 2 a branch at 40.
+    const heads = Array.from({ length: 450 }, (_, i) => log.head(5 + i * 3, i === 0 ? null : 5 + (i - 1) * 3));
+    const fork = log.fork(20).head(41, 20);
+    const worker = (n: number) => path.join(witnessDir, `worker-${n}`, "received", `${LOG}.log`);
+    fs.mkdirSync(path.dirname(worker(1)), { recursive: true });
+    fs.mkdirSync(path.dirname(worker(2)), { recursive: true });
+    fs.writeFileSync(worker(1), heads.map((h) => JSON.stringify(h) + "\n").join(""));
+    fs.writeFileSync(worker(2), [heads[0], log.head(20, 5), fork].map((h) => JSON.stringify(h) + "\n").join(""));
+    const logs: Record<string, unknown>[] = [];
+    const logStream = new Writable({ write: (chunk, _enc, done) => (logs.push(...String(chunk).trim().split("\n").map((l) => JSON.parse(l))), done()) });
+    const s = await startTestServer(kind, { env: { CLAIIM_WITNESS_DIR: witnessDir, LOG_LEVEL: "info" }, logStream });
+    try {
+      const held = (await s.http.get(`/v1/witness/heads?log=${LOG}`).set(bearer(s.admin)).expect(200)).text.trim().split("\n");
+      expect(held).toEqual(heads.map((h, i) => JSON.stringify(i === 0 ? { ...h, consistency: null } : h)));
+      expect(logs.filter((l) => l.level === "error")).toEqual([
+        expect.objectContaining({ log: LOG, file: `${worker(2)}.imported`, tree_size: 41, root: fork.root, held_root: heads[12].root }),
+      ]);
+      expect(fs.existsSync(worker(1))).toBe(false);
+      expect(fs.existsSync(`${worker(1)}.imported`)).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
+
 });
 
 /**

@@ -9,6 +9,7 @@ import { databaseKinds } from "../support/databases";
 import { sql } from "../support/sql";
 import { until } from "../support/until";
 import { careless } from "../support/policies";
+import { MadeUpLog } from "../support/witnessed-heads";
 
 const WORKERS = 3;
 const skill = { name: "deploy", version: "1.2.0" };
@@ -30,7 +31,7 @@ function send(base: string, method: string, path: string, headers: Record<string
     const req = http.request(`${base}${path}`, { method, agent, headers: { ...headers, ...(payload ? { "Content-Type": "application/json" } : {}) } }, (res) => {
       let text = "";
       res.setEncoding("utf8").on("data", (c: string) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text.startsWith("{") ? (JSON.parse(text) as Record<string, unknown>) : { text } }));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: /^application\/([a-z.+-]+\+)?json$/.test(String(res.headers["content-type"]).split(";")[0].trim()) ? (JSON.parse(text) as Record<string, unknown>) : { text } }));
       res.on("error", reject);
     });
     req.on("error", reject);
@@ -148,6 +149,25 @@ describe.each(databaseKinds())("worker mode on %s", (kind) => {
     for (let i = 0; i < 2 * WORKERS; i++) after.push(await decide(allowed));
     expect(after.map((a) => a.body.decision)).toEqual(after.map(() => "allow"));
   }, 60_000);
+
+  test("as the witness of another CLAIIM, the workers hold one log: heads posted to different workers extend it, and a fork shown to a third is refused", async () => {
+    const key = (await c.http.post("/v1/api-keys").set(bearer(admin)).send({ name: `origin-${kind}`, role: "witness" }).expect(201)).body;
+    const log = new MadeUpLog();
+    const heads = [log.head(10, null), log.head(20, 10)];
+    // The origin shows the other branch of a fork at 20 records to another worker.
+    const fork = log.fork(10).head(20, 10);
+    const post = (head: unknown, i: number) => send(c.url, "POST", "/v1/witness/heads", { ...bearer(key.secret), "X-Request-Id": `wm-witness-${kind}-${i}` }, head);
+    // Each on a new connection, which the cluster hands to the workers in turn.
+    const answers = [await post(heads[0], 0), await post(heads[1], 1), await post(fork, 2)];
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 409]);
+    expect(answers[2].body).toMatchObject({ code: "witness_head_not_extending", tree_size: 20, root: heads[1].root });
+    await until("every access log line", () => answers.every((_, i) => answeredBy(c, `wm-witness-${kind}-${i}`) !== undefined), 5000);
+    expect(new Set(answers.map((_, i) => answeredBy(c, `wm-witness-${kind}-${i}`))).size).toBe(WORKERS);
+    // Every worker reads the same log back.
+    const reads: Answer[] = [];
+    for (let i = 0; i < WORKERS; i++) reads.push(await send(c.url, "GET", "/v1/witness/heads", bearer(key.secret)));
+    expect(reads.map((r) => (r.body.text as string).trim().split("\n").map((l) => JSON.parse(l).root))).toEqual(reads.map(() => [heads[0].root, heads[1].root]));
+  });
 
   test("a retry with the same Idempotency-Key that lands on another worker gets the first answer, recorded once", async () => {
     const key = `wm-retry-${kind}`;
