@@ -2,7 +2,7 @@
 // WHERE clause of a filter, the counting queries, pruning, and an append inside a Prisma
 // transaction. Each renders its placeholders through `param(i)` (`?` on SQLite, `$i` on PostgreSQL).
 import { isUniqueViolation } from "../db/duplicate";
-import type { Prisma, Tx } from "../db/database";
+import { isSqliteBusy, whenFree, type Prisma, type Tx } from "../db/database";
 import { ChronConflictError, IdempotencyKeyTaken, WRITERS_LOCK, type Checkpoint, type ChronLink, type ChronFilter, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChronRow } from "./record";
 
@@ -179,21 +179,30 @@ export const HEAD_SQL = `SELECT ${COLUMNS} FROM chron_records ORDER BY seq DESC 
  * would leave the transaction on a snapshot another process could outdate before the insert.
  * WARNING: on SQLite this runs on Prisma's connection, not the driver's; that is safe because the
  * driver never holds the write lock across an await (its appends are synchronous), and it retries
- * asynchronously while this transaction holds it.
+ * asynchronously while this transaction holds it. Prisma's connection does not wait for the lock
+ * either (busy_timeout 0, see openSqliteDriver): while another holds it, the first statement fails
+ * with SQLITE_BUSY and the whole transaction is tried again after a moment (whenFree). Only then:
+ * once the lock is taken, the effect has run, and an error is the change's own.
  */
 export async function appendWithEffect(prisma: Prisma, build: (head: ChronRow | null) => ChronRow[], effect: Effect, dialect: "sqlite" | "postgresql"): Promise<ChronRow[]> {
   const param = dialect === "sqlite" ? () => "?" : (i: number) => `$${i}`;
-  return prisma.$transaction(async (tx) => {
-    await tx.$executeRawUnsafe(dialect === "sqlite" ? "DELETE FROM chron_prune_window WHERE 0" : `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`);
-    await effect(tx);
-    const [head] = await tx.$queryRawUnsafe<RawRow[]>(HEAD_SQL);
-    const rows = build(head ? fromRaw(head) : null);
-    try {
-      await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
-    } catch (err) {
-      if (isUniqueViolation(err)) throw collision(err);
-      throw err;
-    }
-    return rows;
-  });
+  let locked = false;
+  const attempt = () => {
+    locked = false;
+    return prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe(dialect === "sqlite" ? "DELETE FROM chron_prune_window WHERE 0" : `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`);
+      locked = true;
+      await effect(tx);
+      const [head] = await tx.$queryRawUnsafe<RawRow[]>(HEAD_SQL);
+      const rows = build(head ? fromRaw(head) : null);
+      try {
+        await tx.$executeRawUnsafe(insertSql(rows.length, param), ...rows.flatMap(values));
+      } catch (err) {
+        if (isUniqueViolation(err)) throw collision(err);
+        throw err;
+      }
+      return rows;
+    });
+  };
+  return dialect === "sqlite" ? whenFree(attempt, (err) => !locked && isSqliteBusy(err)) : attempt();
 }

@@ -1,5 +1,4 @@
-import type { Database } from "../db/database";
-import { whenFree } from "../db/lease";
+import { whenFree, type Database } from "../db/database";
 import type { WitnessedHead } from "./witness";
 
 /** The last head of a log, as its witness holds it. */

@@ -1,7 +1,7 @@
 import { isUniqueViolation } from "../db/duplicate";
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
-import type { Prisma, Tx } from "../db/database";
+import { whenFree, type Prisma, type Tx } from "../db/database";
 import { ChronConflictError, WRITERS_LOCK, type Checkpoint, type ChronFilter, type ChronLink, type ChronStore, type DecisionCount, type Effect, type EventCount } from "./chron-store";
 import type { ChainHead, ChronRow } from "./record";
 import {
@@ -40,9 +40,6 @@ import {
 } from "./chron-sql";
 
 // ChronStore on each database, on the SQL of chron-sql.ts.
-
-const BUSY_RETRY_MS = 2;
-const BUSY_DEADLINE_MS = 5000;
 
 /**
  * Chron on SQLite through the better-sqlite3 driver. Each append is one synchronous transaction,
@@ -129,23 +126,13 @@ export class SqliteChronStore implements ChronStore {
     return (this.db.prepare(q.sql).all(...q.args) as RawEventCount[]).map(eventCountFromRaw);
   }
 
-  /** A synchronous write, retried while another connection of this process holds the write lock. */
+  /** A synchronous write, retried while another connection (another process's, or Prisma's across an effect's await) holds the write lock. */
   private async write(work: () => void): Promise<void> {
-    const deadline = Date.now() + BUSY_DEADLINE_MS;
-    for (;;) {
-      try {
-        work();
-        return;
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? "";
-        if (isUniqueViolation(err)) throw collision(err);
-        // Prisma's connection holds the write lock across an await (an effect's transaction): let it finish.
-        if (code.startsWith("SQLITE_BUSY") && Date.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));
-          continue;
-        }
-        throw err;
-      }
+    try {
+      await whenFree(work);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw collision(err);
+      throw err;
     }
   }
 

@@ -32,9 +32,11 @@ export function sqlitePath(url: string): string {
 
 /**
  * Opens the SQLite driver connection with durability settings that must hold per connection.
- * WARNING: busy_timeout stays 0: better-sqlite3 is synchronous, so waiting inside SQLite would
- * block the event loop while the lock holder (an open Prisma transaction in this same process)
- * cannot make progress. Callers retry SQLITE_BUSY asynchronously instead.
+ * WARNING: busy_timeout stays 0, here and on Prisma's connection: better-sqlite3 is synchronous,
+ * so waiting inside SQLite would stop the whole process (every request, every timer) for as long
+ * as another connection holds the lock, and the holder may be this process's own open Prisma
+ * transaction, which cannot make progress meanwhile. Writes retry SQLITE_BUSY asynchronously
+ * instead (whenFree).
  */
 export function openSqliteDriver(file: string): BetterSqlite3.Database {
   const db = new BetterSqlite3(file);
@@ -47,6 +49,34 @@ export function openSqliteDriver(file: string): BetterSqlite3.Database {
   return db;
 }
 
+/** SQLITE_BUSY (another connection holds the write lock), from the driver or through Prisma's adapter. */
+export function isSqliteBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } } | null;
+  return String(e?.code).startsWith("SQLITE_BUSY") || String(e?.meta?.driverAdapterError?.cause?.originalCode).startsWith("SQLITE_BUSY");
+}
+
+/** How long a SQLite write waits for the lock, in steps of BUSY_RETRY_MS, before its error stands. */
+const BUSY_DEADLINE_MS = 5000;
+const BUSY_RETRY_MS = 2;
+
+/**
+ * A SQLite write, tried again every 2 ms while another connection holds the write lock, for at
+ * most BUSY_DEADLINE_MS: every connection's busy_timeout is 0 (see openSqliteDriver), so the wait
+ * is here, between event loop turns, never inside SQLite. `write` must be safe to run again after
+ * SQLITE_BUSY: a statement on its own, or a transaction that failed before it took the lock.
+ */
+export async function whenFree<T>(write: () => T | Promise<T>, retry: (err: unknown) => boolean = isSqliteBusy): Promise<T> {
+  const deadline = Date.now() + BUSY_DEADLINE_MS;
+  for (;;) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!retry(err) || Date.now() >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_MS));
+    }
+  }
+}
+
 /**
  * `onError` hears of failures of idle PostgreSQL connections (a server restart, a dropped
  * database). Without a listener, node-postgres would let such an error end the process.
@@ -57,7 +87,7 @@ export async function openDatabase(kind: DatabaseKind, url: string, onError: (er
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     // The driver connection opens first, so that WAL mode is on before Prisma's connection opens.
     const sqlite = openSqliteDriver(file);
-    const prisma = new SqlitePrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}`, timeout: 5000 }) });
+    const prisma = new SqlitePrismaClient({ adapter: new PrismaBetterSQLite3({ url: `file:${file}`, timeout: 0 }) });
     // Prisma's adapter opens a connection of its own, with SQLite's defaults (NORMAL in WAL mode).
     await prisma.$executeRawUnsafe("PRAGMA synchronous = FULL");
     await prisma.$executeRawUnsafe("PRAGMA foreign_keys = ON");

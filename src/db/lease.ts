@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Logger } from "../lib/logger";
 import type BetterSqlite3 from "better-sqlite3";
-import type { Database } from "./database";
+import { whenFree, type Database } from "./database";
 
 /** Who holds a lease now, as the database says after a claim. */
 export interface LeaseClaim {
@@ -31,21 +31,6 @@ export async function claimLease(db: Database, name: string, holder: string, ttl
   );
   const found = rows[0] ?? (await db.pool.query<{ holder: string; term: string }>("SELECT holder, term FROM leases WHERE name = $1", [name])).rows[0];
   return { holder: found.holder, term: Number(found.term) };
-}
-
-/**
- * A write through the SQLite driver, tried again shortly while another writer holds the lock: the
- * driver's busy_timeout is 0 (see openSqliteDriver), so that no wait blocks the event loop.
- */
-export async function whenFree<T>(write: () => T): Promise<T> {
-  for (let tries = 0; ; tries++) {
-    try {
-      return write();
-    } catch (err) {
-      if (!String((err as { code?: string }).code).startsWith("SQLITE_BUSY") || tries >= 200) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-  }
 }
 
 function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: string, ttlMs: number): LeaseClaim {

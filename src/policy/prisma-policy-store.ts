@@ -1,5 +1,5 @@
 import { isUniqueViolation } from "../db/duplicate";
-import type { Prisma, Tx } from "../db/database";
+import { whenFree, type Prisma, type Tx } from "../db/database";
 import { ConflictError } from "../lib/errors";
 import type { BundleSummary, PolicyState, PolicyStore, ShadowState, StoredBundle } from "./policy-store";
 
@@ -62,7 +62,8 @@ export class PrismaPolicyStore implements PolicyStore {
 
   async countShadowTrip(version: number): Promise<number | null> {
     // One UPDATE … RETURNING: the increment and the count it gives are one step on both databases.
-    const rows = await this.prisma.$queryRaw<{ shadow_trips: number | bigint }[]>`UPDATE policy_state SET shadow_trips = shadow_trips + 1 WHERE name = ${STATE} AND shadow_version = ${version} RETURNING shadow_trips`;
+    // On SQLite, while another process holds the write lock, it is tried again (whenFree); a statement on its own, it is safe to.
+    const rows = await whenFree(() => this.prisma.$queryRaw<{ shadow_trips: number | bigint }[]>`UPDATE policy_state SET shadow_trips = shadow_trips + 1 WHERE name = ${STATE} AND shadow_version = ${version} RETURNING shadow_trips`);
     return rows[0] ? Number(rows[0].shadow_trips) : null;
   }
 

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -223,4 +224,53 @@ describe.each(databaseKinds())("processes starting together on a new %s database
       await db.drop();
     }
   }, 180_000);
+});
+
+describe("a change on SQLite while another process holds the write lock", () => {
+  test("waits without stopping this process: readiness answers throughout, decisions wait their turn, and the change is answered once the lock is free", async () => {
+    const s = await startTestServer("sqlite");
+    // The first fetch of a process loads its HTTP client: not part of what is measured.
+    await fetch(`${s.claiim.url}/healthz`);
+    await s.http.post("/v1/organizations").set(bearer(s.admin)).send({ slug: "acme", name: "Acme" }).expect(201);
+    await s.http.post("/v1/humans").set(bearer(s.admin)).send({ organization: "acme", name: "Alice", email: "alice@acme.example" }).expect(201);
+    const agent = (await s.http.post("/v1/agents").set(bearer(s.admin)).send({ organization: "acme", name: "deploy-bot", owner: "alice@acme.example", skills: [skill] }).expect(201)).body;
+    const token = (await s.http.post(`/v1/agents/${agent.id}/credentials`).set(bearer(s.admin)).send({}).expect(201)).body.token;
+    // Another process holds SQLite's write lock for 1.5 s: a DBA's shell, a long retention run.
+    const file = s.config.databaseUrl.replace(/^file:/, "");
+    const holder = spawn(process.execPath, ["-e", `const db = new (require("better-sqlite3"))(${JSON.stringify(file)}); db.exec("BEGIN IMMEDIATE"); process.stdout.write("held\\n"); setTimeout(() => { db.exec("COMMIT"); db.close(); }, 1500);`], { cwd: path.resolve(__dirname, "../..") });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.on("data", (d: Buffer) => String(d).includes("held") && resolve());
+        holder.on("exit", (code) => reject(new Error(`the lock holder exited (${code})`)));
+      });
+      const started = Date.now();
+      const change = s.http.post("/v1/organizations").set(bearer(s.admin)).send({ slug: "locked", name: "Locked" }).then((r) => ({ status: r.status, ms: Date.now() - started }));
+      const decision = s.http.post("/v1/decisions").set(bearer(token)).send(allowed).then((r) => ({ status: r.status, id: r.body.decision_id as string, ms: Date.now() - started }));
+      // Readiness is asked every 50 ms while the change waits: each answer comes at once.
+      const slowest: number[] = [];
+      while (Date.now() - started < 1200) {
+        const t = Date.now();
+        await fetch(`${s.claiim.url}/healthz`);
+        slowest.push(Date.now() - t);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const done = await change;
+      expect(done.status).toBe(201);
+      expect(done.ms).toBeGreaterThanOrEqual(1000);
+      const decided = await decision;
+      expect(decided).toMatchObject({ status: 200, ms: expect.any(Number) });
+      expect(decided.ms).toBeGreaterThanOrEqual(1000);
+      const db = await openDatabase("sqlite", s.config.databaseUrl);
+      try {
+        expect(await sql(db, "SELECT kind FROM chron_records WHERE id = $1", [decided.id])).toEqual([{ kind: "decision" }]);
+      } finally {
+        await db.close();
+      }
+      expect(Math.max(...slowest)).toBeLessThan(250);
+      expect(slowest.length).toBeGreaterThan(10);
+    } finally {
+      holder.kill();
+      await s.stop();
+    }
+  }, 30_000);
 });
