@@ -123,18 +123,25 @@ export class ReceivedHeads {
       }
       for (const { file, seen, bad } of chains) {
         const forks = seen.filter((h) => held.has(h.tree_size) && held.get(h.tree_size) !== h.root);
-        fs.renameSync(file, `${file}.imported`);
+        let kept = `${file}.imported`;
+        try {
+          fs.renameSync(file, kept);
+        } catch (err) {
+          kept = file;
+          // Read again at the next start, and held against the same heads: nothing is lost by it.
+          this.logger.warn("witness: a file of received heads could not be renamed once imported", { log, file, error: (err as Error).message });
+        }
         if (forks.length > 0) {
           this.logger.error("witness: a file of heads received by one process disagrees with the heads held: the witnessed CLAIIM showed a fork to different processes", {
             log,
-            file: `${file}.imported`,
+            file: kept,
             tree_size: forks[0].tree_size,
             root: forks[0].root,
             held_root: held.get(forks[0].tree_size),
             heads_disagreeing: forks.length,
           });
         }
-        if (bad > 0) this.logger.warn("witness: lines of a file of received heads that do not extend the line before were left out", { log, file: `${file}.imported`, lines: bad });
+        if (bad > 0) this.logger.warn("witness: lines of a file of received heads that do not extend the line before were left out", { log, file: kept, lines: bad });
       }
       this.logger.info("witness: heads received into files brought into the database", { log, files: paths.length, imported, held: held.size });
     }
