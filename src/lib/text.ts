@@ -68,8 +68,14 @@ export function textProblems(value: unknown, root = "", maxDepth = MAX_JSON_DEPT
   return { text, tooDeep };
 }
 
-/** How deep a value nests, walked without recursion; stops counting past `limit`. */
+/**
+ * How deep a value nests (a scalar 0, `{}` 1, `[{}]` 2); stops counting past `limit`, and then
+ * answers more than `limit`. Under a limit of at most 1,000 it recurses (bounded by the limit, so
+ * no input can exhaust the stack, and allocation-free: canonicalize() asks this of every record);
+ * without one, it walks with a stack of its own.
+ */
 export function jsonDepth(value: unknown, limit = Infinity): number {
+  if (limit <= 1000) return depthWithin(value, limit);
   let deepest = 0;
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length) {
@@ -81,4 +87,24 @@ export function jsonDepth(value: unknown, limit = Infinity): number {
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, here]);
   }
   return deepest;
+}
+
+function depthWithin(v: unknown, limit: number): number {
+  if (v === null || typeof v !== "object") return 0;
+  // Deeper than allowed: any answer over the limit will do.
+  if (limit <= 0) return 1;
+  let deepest = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length && deepest < limit; i++) {
+      const d = depthWithin(v[i], limit - 1);
+      if (d > deepest) deepest = d;
+    }
+  } else {
+    const keys = Object.keys(v);
+    for (let i = 0; i < keys.length && deepest < limit; i++) {
+      const d = depthWithin((v as Record<string, unknown>)[keys[i]], limit - 1);
+      if (d > deepest) deepest = d;
+    }
+  }
+  return deepest + 1;
 }

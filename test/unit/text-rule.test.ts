@@ -64,6 +64,22 @@ describe("the text rule", () => {
     expect(textProblems([ok]).tooDeep).not.toBeNull();
   });
 
+  test("under a limit, the depth is exact up to it and over it past it, as the unlimited walk counts; and 200,000 levels under a limit do not exhaust the stack", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 10 }), (value, limit) => {
+        const whole = jsonDepth(value);
+        const bounded = jsonDepth(value, limit);
+        if (whole <= limit) expect(bounded).toBe(whole);
+        else expect(bounded).toBeGreaterThan(limit);
+      }),
+      { numRuns: 2000 },
+    );
+    let deep: unknown = "x";
+    for (let i = 0; i < 200_000; i++) deep = { a: [deep] };
+    expect(jsonDepth(deep, MAX_CANONICAL_DEPTH)).toBeGreaterThan(MAX_CANONICAL_DEPTH);
+    expect(jsonDepth(deep, 1000)).toBeGreaterThan(1000);
+  });
+
   test("canonicalisation refuses what is nested too deep instead of overflowing the stack", () => {
     let deep: unknown = 1;
     for (let i = 0; i < 100_000; i++) deep = { a: deep };
