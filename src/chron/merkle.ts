@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 
 // Merkle trees as RFC 6962 / RFC 9162 (Certificate Transparency) define them, over Chron's record
 // hashes: leaf = SHA-256(0x00 || record hash), node = SHA-256(0x01 || left || right).
@@ -6,12 +6,13 @@ import { createHash } from "node:crypto";
 const LEAF = Buffer.from([0]);
 const NODE = Buffer.from([1]);
 
+// One-shot crypto.hash: a microsecond less per hash than a Hash object, on every record appended and verified.
 export function leafHash(recordHash: string): Buffer {
-  return createHash("sha256").update(LEAF).update(Buffer.from(recordHash, "hex")).digest();
+  return hash("sha256", Buffer.concat([LEAF, Buffer.from(recordHash, "hex")]), "buffer");
 }
 
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash("sha256").update(NODE).update(left).update(right).digest();
+  return hash("sha256", Buffer.concat([NODE, left, right]), "buffer");
 }
 
 export const EMPTY_ROOT = createHash("sha256").digest();

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import canonicalizeJson from "canonicalize";
 import { jsonDepth } from "./text";
 
@@ -20,5 +20,6 @@ export function canonicalize(value: unknown): string {
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
+  // One-shot: a microsecond less than a Hash object, for every record sealed and verified.
+  return hash("sha256", data, "hex");
 }
