@@ -7,9 +7,10 @@ export interface HeldHead {
   root: string;
 }
 
-/** One stored head: its size, and its line as received. */
+/** One stored head: its size, its root, and its line as received. */
 export interface HeldLine {
   tree_size: number;
+  root: string;
   line: string;
 }
 
@@ -68,8 +69,8 @@ export function sqlReceivedHeadStore(db: Database): ReceivedHeadStore {
         }
       },
       async lines(log, after, limit) {
-        const rows = sqlite.prepare("SELECT tree_size, line FROM witness_heads WHERE log = ? AND tree_size > ? ORDER BY tree_size LIMIT ?").all(log, after, limit) as { tree_size: number; line: string }[];
-        return rows.map((r) => ({ tree_size: Number(r.tree_size), line: r.line }));
+        const rows = sqlite.prepare("SELECT tree_size, root, line FROM witness_heads WHERE log = ? AND tree_size > ? ORDER BY tree_size LIMIT ?").all(log, after, limit) as { tree_size: number; root: string; line: string }[];
+        return rows.map((r) => ({ tree_size: Number(r.tree_size), root: r.root, line: r.line }));
       },
     };
   }
@@ -100,8 +101,8 @@ export function sqlReceivedHeadStore(db: Database): ReceivedHeadStore {
       }
     },
     async lines(log, after, limit) {
-      const { rows } = await pool.query<{ tree_size: string; line: string }>("SELECT tree_size, line FROM witness_heads WHERE log = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3", [log, after, limit]);
-      return rows.map((r) => ({ tree_size: Number(r.tree_size), line: r.line }));
+      const { rows } = await pool.query<{ tree_size: string; root: string; line: string }>("SELECT tree_size, root, line FROM witness_heads WHERE log = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3", [log, after, limit]);
+      return rows.map((r) => ({ tree_size: Number(r.tree_size), root: r.root, line: r.line }));
     },
   };
 }

@@ -93,11 +93,15 @@ export class ReceivedHeads {
   /**
    * Brings the heads that earlier versions kept in files (`received/<log>.log` under the witness
    * folder, and `worker-N/received/` in worker mode: one file per log and per process) into the
-   * database, once: a log the database holds nothing of takes the longest chain of its files
-   * (each file proves itself, line by line). Every head of every file is then held against what
-   * the database holds: two roots for one size are a fork that the witnessed CLAIIM showed to
-   * different processes, and are logged as an error, with the file that shows it. Each file is
-   * then renamed `<log>.log.imported` (kept, as evidence, and not read again).
+   * database. Each file proves itself line by line (each head extends the one before; a line that
+   * does not is left out, and counted). The file whose chain reaches furthest extends what the
+   * database holds, from the last head held if its chain passes through it (from its first head
+   * when nothing is held): so an import cut short goes on at the next start, and a replica whose
+   * file reaches further than another's adds the rest. Every head of every file's chain is then
+   * held against the database's: two roots for one size are a fork that the witnessed CLAIIM
+   * showed to different processes, logged as an error naming the file. Each file is then renamed
+   * `<log>.log.imported` (kept, as evidence, and not read again). Files and logs are read a line
+   * and a page at a time: a year of heads (some 12 GB a log) does not have to fit in memory.
    */
   async importFiles(dir: string): Promise<void> {
     const folders = [path.join(dir, "received")];
@@ -111,18 +115,16 @@ export class ReceivedHeads {
       }
     }
     for (const [log, paths] of files) {
-      const chains = await Promise.all(paths.map(async (file) => ({ file, ...(await chainOf(file)) })));
-      let imported = 0;
-      if (!(await this.store.last(log))) {
-        const longest = chains.reduce((a, b) => (lastSize(b.heads) > lastSize(a.heads) ? b : a));
-        if (longest.heads.length > 0 && (await this.store.extend(log, 0, [{ ...longest.heads[0], consistency: null }, ...longest.heads.slice(1)]))) imported = longest.heads.length;
+      const ends: number[] = [];
+      for (const file of paths) {
+        let end = 0;
+        for await (const head of chainOf(file)) end = head.tree_size;
+        ends.push(end);
       }
-      const held = new Map<number, string>();
-      for (let page = await this.store.lines(log, 0, PAGE); page.length > 0; page = page.length < PAGE ? [] : await this.store.lines(log, page[page.length - 1].tree_size, PAGE)) {
-        for (const h of page) held.set(h.tree_size, (JSON.parse(h.line) as WitnessedHead).root);
-      }
-      for (const { file, seen, bad } of chains) {
-        const forks = seen.filter((h) => held.has(h.tree_size) && held.get(h.tree_size) !== h.root);
+      const imported = await this.extendFrom(log, paths[ends.indexOf(Math.max(...ends))]);
+      for (const file of paths) {
+        const bad = { lines: 0 };
+        const forks = await this.forksIn(log, chainOf(file, bad));
         let kept = `${file}.imported`;
         try {
           fs.renameSync(file, kept);
@@ -131,53 +133,98 @@ export class ReceivedHeads {
           // Read again at the next start, and held against the same heads: nothing is lost by it.
           this.logger.warn("witness: a file of received heads could not be renamed once imported", { log, file, error: (err as Error).message });
         }
-        if (forks.length > 0) {
+        if (forks.first) {
           this.logger.error("witness: a file of heads received by one process disagrees with the heads held: the witnessed CLAIIM showed a fork to different processes", {
             log,
             file: kept,
-            tree_size: forks[0].tree_size,
-            root: forks[0].root,
-            held_root: held.get(forks[0].tree_size),
-            heads_disagreeing: forks.length,
+            tree_size: forks.first.tree_size,
+            root: forks.first.root,
+            held_root: forks.first.held_root,
+            heads_disagreeing: forks.count,
           });
         }
-        if (bad > 0) this.logger.warn("witness: lines of a file of received heads that do not extend the line before were left out", { log, file: kept, lines: bad });
+        if (bad.lines > 0) this.logger.warn("witness: lines of a file of received heads that do not extend the line before were left out", { log, file: kept, lines: bad.lines });
       }
-      this.logger.info("witness: heads received into files brought into the database", { log, files: paths.length, imported, held: held.size });
+      this.logger.info("witness: heads received into files brought into the database", { log, files: paths.length, imported });
     }
+  }
+
+  /** Extends the log held with the heads of `file`'s chain after the last one held, if the chain passes through it; returns how many. */
+  private async extendFrom(log: string, file: string): Promise<number> {
+    const held = await this.store.last(log);
+    let from = held?.tree_size ?? 0;
+    let passed = held === null;
+    let batch: WitnessedHead[] = [];
+    let count = 0;
+    const flush = async (): Promise<boolean> => {
+      if (batch.length === 0) return true;
+      // Another process may have extended the log meanwhile: then it holds what it holds, and this file is only held against it.
+      if (!(await this.store.extend(log, from, batch))) return false;
+      from = batch[batch.length - 1].tree_size;
+      count += batch.length;
+      batch = [];
+      return true;
+    };
+    for await (const head of chainOf(file)) {
+      if (!passed) {
+        if (head.tree_size === held!.tree_size && head.root === held!.root) passed = true;
+        else if (head.tree_size >= held!.tree_size) return 0;
+        continue;
+      }
+      // A log's first head starts it: it is proven from nothing here.
+      batch.push(count === 0 && batch.length === 0 && held === null ? { ...head, consistency: null } : head);
+      if (batch.length >= IMPORT_BATCH && !(await flush())) return count;
+    }
+    await flush();
+    return count;
+  }
+
+  /** The heads of a chain (ascending) whose root differs from the held head of their size, walked beside the held log a page at a time. */
+  private async forksIn(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ first: (HeldHead & { held_root: string }) | null; count: number }> {
+    let page = await this.store.lines(log, 0, PAGE);
+    let i = 0;
+    let first: (HeldHead & { held_root: string }) | null = null;
+    let count = 0;
+    for await (const head of chain) {
+      while (page.length > 0 && (i >= page.length || page[i].tree_size < head.tree_size)) {
+        if (i < page.length) i += 1;
+        else {
+          page = page.length < PAGE ? [] : await this.store.lines(log, page[page.length - 1].tree_size, PAGE);
+          i = 0;
+        }
+      }
+      const there = page[i];
+      if (there && there.tree_size === head.tree_size && there.root !== head.root) {
+        first ??= { tree_size: head.tree_size, root: head.root, held_root: there.root };
+        count += 1;
+      }
+    }
+    return { first, count };
   }
 }
 
 const PAGE = 1000;
+const IMPORT_BATCH = 500;
 
-const lastSize = (heads: WitnessedHead[]) => (heads.length ? heads[heads.length - 1].tree_size : 0);
-
-/**
- * The heads of a received file that form a chain (each extending the one before), every
- * well-formed head of it (`seen`: what it shows, chained or not), and the lines left out.
- */
-async function chainOf(file: string): Promise<{ heads: WitnessedHead[]; seen: WitnessedHead[]; bad: number }> {
-  const heads: WitnessedHead[] = [];
-  const seen: WitnessedHead[] = [];
-  let bad = 0;
+/** The heads of a received file that form its chain (each extending the one before), a line at a time; `bad.lines` counts the lines left out. */
+async function* chainOf(file: string, bad = { lines: 0 }): AsyncGenerator<WitnessedHead> {
+  let last: WitnessedHead | null = null;
   for await (const text of readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity })) {
     if (text.trim() === "") continue;
     let head: WitnessedHead;
     try {
       head = JSON.parse(text) as WitnessedHead;
     } catch {
-      bad += 1;
+      bad.lines += 1;
       continue;
     }
-    if (malformedHead(head)) {
-      bad += 1;
+    if (malformedHead(head) || (last && extendsHead(last, head))) {
+      bad.lines += 1;
       continue;
     }
-    seen.push(head);
-    if (heads.length > 0 && extendsHead(heads[heads.length - 1], head)) bad += 1;
-    else heads.push(head);
+    last = head;
+    yield head;
   }
-  return { heads, seen, bad };
 }
 
 export function witnessRoutes(received: ReceivedHeads): RouteSpec[] {

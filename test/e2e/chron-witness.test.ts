@@ -298,8 +298,8 @@ describe.each(databaseKinds())("witnesses and consistency proofs, on %s", (kind)
     const witnessDir = path.join(dir, "witness");
     const LOG = "6a2f1d8b-3c4e-4f60-9b0c-1d2e3f4a5b6c";
     const log = new MadeUpLog();
-    // Worker 1 held 450 heads (more than a statement inserts at once); worker 2 a branch at 40.
-    const heads = Array.from({ length: 450 }, (_, i) => log.head(5 + i * 3, i === 0 ? null : 5 + (i - 1) * 3));
+    // Worker 1 held 1,050 heads (more than one insert and one transaction of the import take); worker 2 a branch at 41.
+    const heads = Array.from({ length: 1050 }, (_, i) => log.head(5 + i, i === 0 ? null : 4 + i));
     const fork = log.fork(20).head(41, 20);
     const worker = (n: number) => path.join(witnessDir, `worker-${n}`, "received", `${LOG}.log`);
     fs.mkdirSync(path.dirname(worker(1)), { recursive: true });
@@ -313,7 +313,7 @@ describe.each(databaseKinds())("witnesses and consistency proofs, on %s", (kind)
       const held = (await s.http.get(`/v1/witness/heads?log=${LOG}`).set(bearer(s.admin)).expect(200)).text.trim().split("\n");
       expect(held).toEqual(heads.map((h, i) => JSON.stringify(i === 0 ? { ...h, consistency: null } : h)));
       expect(logs.filter((l) => l.level === "error")).toEqual([
-        expect.objectContaining({ log: LOG, file: `${worker(2)}.imported`, tree_size: 41, root: fork.root, held_root: heads[12].root }),
+        expect.objectContaining({ log: LOG, file: `${worker(2)}.imported`, tree_size: 41, root: fork.root, held_root: heads[36].root }),
       ]);
       expect(fs.existsSync(worker(1))).toBe(false);
       expect(fs.existsSync(`${worker(1)}.imported`)).toBe(true);

@@ -156,6 +156,28 @@ describe("heads received as a witness", () => {
       expect(again.lines).toEqual([]);
     });
 
+    test("an import cut short goes on from the last head held at the next start; a file that does not pass through it adds nothing", async () => {
+      const log = new MadeUpLog();
+      const heads = [log.head(2, null), log.head(5, 2), log.head(9, 5), log.head(14, 9), log.head(20, 14)];
+      const store = new FakeReceivedHeadStore();
+      // What a start stopped midway left: the file's first two heads.
+      await store.extend(LOG, 0, [{ ...heads[0], consistency: null }, heads[1]]);
+      write(path.join(dir, "received", `${LOG}.log`), heads);
+      // Another worker's file, on a branch after 5: it does not pass through the last head held once the first file is in.
+      write(path.join(dir, "worker-1", "received", `${LOG}.log`), [heads[0], heads[1], log.fork(5).head(9, 5)]);
+      const { logger, lines } = capture();
+      await new ReceivedHeads(store, logger).importFiles(dir);
+      expect((await held(store)).map((h) => [h.tree_size, h.consistency?.from_size ?? null])).toEqual([
+        [2, null],
+        [5, 2],
+        [9, 5],
+        [14, 9],
+        [20, 14],
+      ]);
+      expect(lines.find((l) => l.message === "witness: heads received into files brought into the database")).toMatchObject({ imported: 3, files: 2 });
+      expect(lines.filter((l) => l.level === "error")).toEqual([expect.objectContaining({ tree_size: 9, file: expect.stringContaining("worker-1") })]);
+    });
+
     test("a file of a log the database holds already (another replica imported its own first) adds nothing, and is still held against it", async () => {
       const log = new MadeUpLog();
       const store = new FakeReceivedHeadStore();

@@ -25,6 +25,6 @@ export class FakeReceivedHeadStore implements ReceivedHeadStore {
       .filter((r) => r.tree_size > after)
       .sort((a, b) => a.tree_size - b.tree_size)
       .slice(0, limit)
-      .map((r) => ({ tree_size: r.tree_size, line: r.line }));
+      .map((r) => ({ tree_size: r.tree_size, root: r.root, line: r.line }));
   }
 }
