@@ -5,10 +5,9 @@ import { route, type RouteSpec } from "../http/route";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { actorOf, rolesOf } from "../shared/principal";
-import readline from "node:readline";
 import { verifyConsistency } from "./merkle";
-import { extendsHead, malformedHead, type WitnessedHead } from "./witness";
-import type { HeldHead, ReceivedHeadStore } from "./received-store";
+import { readWitnessLog, type WitnessedHead } from "./witness";
+import type { HeldHead, HeldLine, ReceivedHeadStore } from "./received-store";
 
 const HEX64 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -79,15 +78,24 @@ export class ReceivedHeads {
 
   /** The log's heads, one JSON line each, smallest first; null when it holds none. */
   async read(log: string): Promise<AsyncIterable<string> | null> {
-    const first = await this.store.lines(log, 0, PAGE);
-    if (first.length === 0) return null;
-    const store = this.store;
+    const pages = this.pages(log);
+    const first = await pages.next();
+    if (first.done) return null;
+    const text = (page: HeldLine[]) => page.map((h) => `${h.line}\n`).join("");
     return (async function* () {
-      for (let page = first; ; page = await store.lines(log, page[page.length - 1].tree_size, PAGE)) {
-        yield page.map((h) => `${h.line}\n`).join("");
-        if (page.length < PAGE) return;
-      }
+      yield text(first.value);
+      for await (const page of pages) yield text(page);
     })();
+  }
+
+  /** The heads held for `log`, smallest first, a page at a time. */
+  private async *pages(log: string): AsyncGenerator<HeldLine[]> {
+    for (let after = 0; ; ) {
+      const page = await this.store.lines(log, after, PAGE);
+      if (page.length) yield page;
+      if (page.length < PAGE) return;
+      after = page[page.length - 1].tree_size;
+    }
   }
 
   /**
@@ -181,19 +189,14 @@ export class ReceivedHeads {
 
   /** The heads of a chain (ascending) whose root differs from the held head of their size, walked beside the held log a page at a time. */
   private async forksIn(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ first: (HeldHead & { held_root: string }) | null; count: number }> {
-    let page = await this.store.lines(log, 0, PAGE);
-    let i = 0;
+    const held = (async function* (pages: AsyncIterable<HeldLine[]>) {
+      for await (const page of pages) yield* page;
+    })(this.pages(log));
+    let there = (await held.next()).value as HeldLine | undefined;
     let first: (HeldHead & { held_root: string }) | null = null;
     let count = 0;
     for await (const head of chain) {
-      while (page.length > 0 && (i >= page.length || page[i].tree_size < head.tree_size)) {
-        if (i < page.length) i += 1;
-        else {
-          page = page.length < PAGE ? [] : await this.store.lines(log, page[page.length - 1].tree_size, PAGE);
-          i = 0;
-        }
-      }
-      const there = page[i];
+      while (there && there.tree_size < head.tree_size) there = (await held.next()).value as HeldLine | undefined;
       if (there && there.tree_size === head.tree_size && there.root !== head.root) {
         first ??= { tree_size: head.tree_size, root: head.root, held_root: there.root };
         count += 1;
@@ -208,22 +211,9 @@ const IMPORT_BATCH = 500;
 
 /** The heads of a received file that form its chain (each extending the one before), a line at a time; `bad.lines` counts the lines left out. */
 async function* chainOf(file: string, bad = { lines: 0 }): AsyncGenerator<WitnessedHead> {
-  let last: WitnessedHead | null = null;
-  for await (const text of readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity })) {
-    if (text.trim() === "") continue;
-    let head: WitnessedHead;
-    try {
-      head = JSON.parse(text) as WitnessedHead;
-    } catch {
-      bad.lines += 1;
-      continue;
-    }
-    if (malformedHead(head) || (last && extendsHead(last, head))) {
-      bad.lines += 1;
-      continue;
-    }
-    last = head;
-    yield head;
+  for await (const { head, problem } of readWitnessLog(file, null)) {
+    if (problem || !head) bad.lines += 1;
+    else yield head;
   }
 }
 
