@@ -28,6 +28,7 @@ import type { PolicyService } from "./policy/policy-service";
 import type { ReplayRunner } from "./policy/replay";
 import type { ApprovalStore } from "./approvals/approval-store";
 import type { ReceivedHeadStore } from "./chron/received-store";
+import type { ReplayStore } from "./policy/replay-store";
 import type { ApprovalService } from "./approvals/approval-service";
 import type { DecisionService } from "./decisions/decision-service";
 import type { Metrics } from "./ops/metrics";
@@ -50,6 +51,8 @@ export interface Stores {
   approval: ApprovalStore;
   /** The heads this CLAIIM holds as the witness of other CLAIIMs. */
   received: ReceivedHeadStore;
+  /** Policy replays, saved for every process on the database. */
+  replays: ReplayStore;
   /** How this process hears at once of events other processes commit (PostgreSQL's LISTEN); without it, it polls only. */
   changeNotices?: ChangeNotices;
   /** Leases in the database, shared by every CLAIIM process on it; without them (route tests) this process is the only one, and coordinates. */
@@ -117,7 +120,7 @@ export function buildCore(
   const { follower, writer, checkpointer, coordinator, record, live } = chron;
   const identity = identityPart(config, stores, record, logger, () => follower.ensureFresh());
   const { directory, credentials, apiKeys, oauth } = identity;
-  const policy = policyPart(config, stores, compiler, record, live, logger, options.peers);
+  const policy = policyPart(config, stores, compiler, record, live, logger);
   const { pool, signer, policies, replays, engine } = policy;
   const approvalParts = approvalPart(config, stores, directory, record, logger, userAgent);
   const { approvals } = approvalParts;

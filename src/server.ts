@@ -17,6 +17,7 @@ import { sqlReceivedHeadStore } from "./chron/received-store";
 import { PrismaApprovalStore } from "./approvals/prisma-approval-store";
 import { consoleHandler } from "./console/console-handler";
 import { buildCore, openCoreChronKey, type Core, type Stores } from "./core";
+import { prismaReplayStore } from "./policy/replay-store";
 
 export { buildCore, createCore, type Core, type Stores } from "./core";
 
@@ -91,6 +92,7 @@ async function startCore(config: Config, logger: Logger, options: StartOptions):
     chron: createChronStore(db),
     approval: new PrismaApprovalStore(db.prisma),
     received: sqlReceivedHeadStore(db),
+    replays: prismaReplayStore(db.prisma),
     changeNotices: db.kind === "postgresql" ? new PostgresChangeNotices(db.pool.options, logger) : undefined,
     leases: leaseStore(db),
   };

@@ -2,7 +2,6 @@
 // and what the primary hands a worker it forks (in its environment).
 import type { ChronStart } from "../chron/checkpoints";
 import { MerkleFrontier } from "../chron/merkle";
-import type { PeerQuestion } from "../shared/peers";
 
 /** Primary to worker: stop as a signal would (the bounded stop, readiness first). */
 export interface StopMessage {
@@ -40,28 +39,6 @@ export interface FollowMessage {
 export interface FollowedMessage {
   type: "claiim:followed";
   id: number;
-}
-
-/**
- * A question for the other workers. Worker to primary: `claiim:ask`; primary to each other worker:
- * `claiim:question`, answered `claiim:reply`; primary to the asking worker: `claiim:ask` with the
- * same id and every answer received within the bound.
- */
-export interface AskMessage {
-  type: "claiim:ask";
-  id: number;
-  question?: PeerQuestion;
-  answers?: unknown[];
-}
-export interface QuestionMessage {
-  type: "claiim:question";
-  id: number;
-  question: PeerQuestion;
-}
-export interface ReplyMessage {
-  type: "claiim:reply";
-  id: number;
-  answer: unknown;
 }
 
 export const isMessage = <T extends { type: string }>(message: unknown, type: T["type"]): message is T =>

@@ -7,7 +7,7 @@ import client, { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
 import { listen, metricsServer, startOnce, urlOf } from "../server";
-import { encodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type AskMessage, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type MetricsRequest, type QuestionMessage, type ReplyMessage, type StopMessage } from "./messages";
+import { encodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type MetricsRequest, type StopMessage } from "./messages";
 
 /** A worker that lived this long before it died counts as healthy: its replacement starts at once. */
 const HEALTHY_MS = 30_000;
@@ -95,48 +95,37 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
   // prom-client's cluster support: asks every worker for its registry and sums them.
   const aggregator = new AggregatorRegistry();
   const scrape = async () => ({ text: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`, contentType: aggregator.contentType });
-  // A worker's change, relayed to the others; the worker is answered when all of them applied it,
-  // or after CLAIIM_SYNC_MAX_LAG_MS (a worker that far behind answers 503 state_stale by itself).
-  // Relays from one worker to the others: a change (each applies it, then says so) and a question
-  // (each answers). The worker that asked is answered once every other listening worker has, or
-  // after CLAIIM_SYNC_MAX_LAG_MS without the late ones (one that far behind a change answers 503
-  // state_stale by itself; a dead one is not waited for, see the exit handler).
-  const relays = new Map<number, { waiting: Set<number>; answers: unknown[]; done: () => void }>();
+  // A worker's change, relayed to the others (each applies it, then says so). The worker that
+  // committed it is answered once every other listening worker has, or after CLAIIM_SYNC_MAX_LAG_MS
+  // without the late ones (one that far behind answers 503 state_stale by itself; a dead one is not
+  // waited for, see the exit handler).
+  const relays = new Map<number, { waiting: Set<number>; done: () => void }>();
   let nextRelay = 0;
-  const relay = (from: Worker, ask: (id: number) => FollowMessage | QuestionMessage, answer: (answers: unknown[]) => unknown) => {
+  const relay = (from: Worker, follow: (id: number) => FollowMessage, answer: () => unknown) => {
     const others = alive().filter((s) => s.worker !== from && s.listening && s.worker!.isConnected());
-    const answers: unknown[] = [];
-    if (others.length === 0) return void answer(answers);
+    if (others.length === 0) return void answer();
     const id = nextRelay++;
     const timer = setTimeout(() => entry.done(), config.sync.maxLagMs);
     const entry = {
       waiting: new Set(others.map((s) => s.worker!.id)),
-      answers,
       done: () => {
         clearTimeout(timer);
-        if (relays.delete(id)) answer(answers);
+        if (relays.delete(id)) answer();
       },
     };
     relays.set(id, entry);
-    for (const s of others) s.worker!.send(ask(id));
+    for (const s of others) s.worker!.send(follow(id));
   };
-  const heard = (from: Worker, id: number, answer?: unknown) => {
+  const heard = (from: Worker, id: number) => {
     const entry = relays.get(id);
     if (!entry || !entry.waiting.delete(from.id)) return;
-    if (answer !== undefined) entry.answers.push(answer);
     if (entry.waiting.size === 0) entry.done();
   };
   cluster.on("message", (worker, message: unknown) => {
-    const reply = (m: ChangedMessage | AskMessage) => worker.isConnected() && worker.send(m);
     if (isMessage<ChangedMessage>(message, "claiim:changed")) {
-      return relay(worker, (id) => ({ type: "claiim:follow", id, seq: message.seq ?? 0 }), () => reply({ type: "claiim:changed", id: message.id }));
-    }
-    if (isMessage<AskMessage>(message, "claiim:ask") && message.question) {
-      const question = message.question;
-      return relay(worker, (id) => ({ type: "claiim:question", id, question }), (answers) => reply({ type: "claiim:ask", id: message.id, answers }));
+      return relay(worker, (id) => ({ type: "claiim:follow", id, seq: message.seq ?? 0 }), () => worker.isConnected() && worker.send({ type: "claiim:changed", id: message.id } satisfies ChangedMessage));
     }
     if (isMessage<FollowedMessage>(message, "claiim:followed")) return heard(worker, message.id);
-    if (isMessage<ReplyMessage>(message, "claiim:reply")) return heard(worker, message.id, message.answer);
     if (!isMessage<MetricsRequest>(message, "claiim:metrics")) return;
     scrape().then(
       ({ text }) => worker.isConnected() && worker.send({ type: "claiim:metrics", id: message.id, text } satisfies MetricsAnswer),
@@ -156,7 +145,7 @@ export async function runPrimary(config: Config, logger: Logger, firstStart: (fi
       live.set(slots.filter((s) => s.listening).length);
     });
     worker.once("exit", (code, signal) => {
-      // A change or question waiting for this worker waits no more (its replacement loads every change at start).
+      // A change waiting for this worker waits no more (its replacement loads every change at start).
       for (const entry of relays.values()) if (entry.waiting.delete(worker.id) && entry.waiting.size === 0) entry.done();
       slot.worker = null;
       slot.listening = false;

@@ -7,18 +7,10 @@ import { AggregatorRegistry } from "prom-client";
 import type { Config } from "../config";
 import type { Logger } from "../lib/logger";
 import { startClaiim, type Claiim } from "../server";
-import type { PeerQuestion, Peers } from "../shared/peers";
-import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type AskMessage, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type QuestionMessage, type ReplyMessage, type StopMessage } from "./messages";
+import type { Peers } from "../shared/peers";
+import { decodeStart, isMessage, SLOT_VARIABLE, VOUCHED_VARIABLE, type ChangedMessage, type FollowedMessage, type FollowMessage, type MetricsAnswer, type StopMessage } from "./messages";
 
 const METRICS_TIMEOUT_MS = 10_000;
-
-/** This worker's own answer to another's question (never asking further). */
-function answerHere(claiim: Claiim, question: PeerQuestion): unknown {
-  switch (question.kind) {
-    case "replays":
-      return claiim.replays.list(question.orgId).filter((j) => question.id === undefined || j.id === question.id);
-  }
-}
 
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const slot = Number(process.env[SLOT_VARIABLE]);
@@ -38,28 +30,25 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   // since passed. (Heads received as the witness of other CLAIIMs are in the database, shared.)
   const own: Config = { ...config, chronTrust: { ...config.chronTrust, witnessDir: path.join(config.chronTrust.witnessDir, `worker-${slot}`) } };
   // What this worker asks of the others, through the primary: to apply its changes before they are
-  // answered, and what they hold that it does not (replays). Neither ever fails a request: without
-  // an answer within the bound (or without a primary), the change is answered, the question has none.
-  // One id space for both: the primary answers a change with `claiim:changed`, a question with `claiim:ask`.
-  const awaiting = new Map<number, (answers: unknown[]) => void>();
+  // answered. It never fails a request: without an answer within the bound (or without a primary),
+  // the change is answered.
+  const awaiting = new Map<number, () => void>();
   let nextAsk = 0;
-  const throughPrimary = (message: (id: number) => ChangedMessage | AskMessage): Promise<unknown[]> =>
-    new Promise<unknown[]>((resolve) => {
-      const id = nextAsk++;
-      // The primary gives the others CLAIIM_SYNC_MAX_LAG_MS; this bound only guards against a primary gone.
-      const timer = setTimeout(() => done([]), 2 * config.sync.maxLagMs + 1000);
-      const done = (answers: unknown[]) => {
-        clearTimeout(timer);
-        awaiting.delete(id);
-        resolve(answers);
-      };
-      awaiting.set(id, done);
-      if (!process.connected) return done([]);
-      process.send!(message(id));
-    });
   const peers: Peers = {
-    ask: (question) => throughPrimary((id) => ({ type: "claiim:ask", id, question })),
-    applied: async (seq) => void (await throughPrimary((id) => ({ type: "claiim:changed", id, seq }))),
+    applied: (seq) =>
+      new Promise<void>((resolve) => {
+        const id = nextAsk++;
+        // The primary gives the others CLAIIM_SYNC_MAX_LAG_MS; this bound only guards against a primary gone.
+        const timer = setTimeout(() => done(), 2 * config.sync.maxLagMs + 1000);
+        const done = () => {
+          clearTimeout(timer);
+          awaiting.delete(id);
+          resolve();
+        };
+        awaiting.set(id, done);
+        if (!process.connected) return done();
+        process.send!({ type: "claiim:changed", id, seq } satisfies ChangedMessage);
+      }),
   };
   const started = startClaiim(own, logger, { vouched: decodeStart(process.env[VOUCHED_VARIABLE]), metricsListener: false, peers });
   const stop = (signal: string, fromSignal: boolean) => {
@@ -88,10 +77,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   process.on("message", (message: unknown) => {
     if (isMessage<StopMessage>(message, "claiim:stop")) stop(message.signal, false);
     else if (isMessage<MetricsAnswer>(message, "claiim:metrics")) pending.get(message.id)?.(message);
-    else if (isMessage<ChangedMessage>(message, "claiim:changed") || isMessage<AskMessage>(message, "claiim:ask")) awaiting.get(message.id)?.("answers" in message ? (message.answers ?? []) : []);
-    else if (isMessage<QuestionMessage>(message, "claiim:question")) {
-      if (process.connected) process.send!({ type: "claiim:reply", id: message.id, answer: claiim ? answerHere(claiim, message.question) : null } satisfies ReplyMessage);
-    } else if (isMessage<FollowMessage>(message, "claiim:follow")) {
+    else if (isMessage<ChangedMessage>(message, "claiim:changed")) awaiting.get(message.id)?.();
+    else if (isMessage<FollowMessage>(message, "claiim:follow")) {
       // Another worker's change: applied now, then said so. A worker still starting loads it with the rest.
       const applied = claiim ? claiim.follower.catchUpNow() : Promise.resolve(false);
       void applied.catch(() => false).then(() => process.connected && process.send!({ type: "claiim:followed", id: message.id } satisfies FollowedMessage));

@@ -282,7 +282,7 @@ export function policyRoutes(policies: PolicyService, replays: ReplayRunner, max
       tags: ["policy"],
       access: { roles: ["policy_author", "auditor"] },
       responses: { 200: { description: "Replays", schema: z.object({ replays: z.array(ReplayViewSchema) }) } },
-      handle: async ({ principal }) => ({ status: 200, body: { replays: await replays.listEverywhere(scopeOf(principal).orgId) } }),
+      handle: async ({ principal }) => ({ status: 200, body: { replays: await replays.list(scopeOf(principal).orgId) } }),
     }),
     route({
       method: "get",

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { scanRecords, type ChronFilter, type ChronStore, type Recorder } from "../chron/chron-store";
-import { decisionRef, newEvent, policyOutcome, type DecisionContent, type DecisionRef } from "../chron/record";
+import { decisionRef, newEvent, policyOutcome, type DecisionContent } from "../chron/record";
 import { ConflictError, NotFoundError, ServiceUnavailableError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { checkWindow } from "../shared/windows";
@@ -10,41 +10,9 @@ import { type Actor, actorName } from "../shared/principal";
 import { decisionOf, outcomeOf, type PolicyInput } from "./decision-policy";
 import type { EvalOutcome } from "./evaluation/types";
 import type { HeldSlot, LeaseSlots } from "../db/lease";
+import type { FoundChange, ReplayChange, ReplayDirection, ReplayStore, ReplayView, SavedReplay } from "./replay-store";
 
-export interface ReplayChange extends DecisionRef {
-  recorded: { decision: string; reasons: string[]; policy_version: number | null };
-  replayed: { decision: string; reasons: string[] };
-  /** Redaction erased or masked part of the recorded input, so the replay saw less than the original decision did. */
-  redacted: boolean;
-}
-
-export interface ReplayView {
-  id: string;
-  version: number;
-  revision: string;
-  from: string;
-  to: string;
-  organization_id: string | null;
-  requested_by: string;
-  state: "running" | "done" | "failed";
-  started_at: string;
-  finished_at: string | null;
-  error: string | null;
-  progress: { processed: number; total: number };
-  unchanged: number;
-  /** Records without a recorded input (none can be replayed). */
-  skipped: number;
-  /** Replayed records whose input was redacted. */
-  redacted: number;
-  /** Evaluations stopped at the deadline or the memory limit (each counted as a deny). */
-  bounds_exceeded: number;
-  allow_to_deny: { count: number; records: ReplayChange[] };
-  deny_to_allow: { count: number; records: ReplayChange[] };
-  /** Neither version allows, but one denies where the other asks for a human's approval. */
-  approval_changes: { count: number; records: ReplayChange[] };
-  /** True when more changes were found than `max_records` keeps per direction; the counts are complete. */
-  truncated: boolean;
-}
+export type { ReplayChange, ReplayView } from "./replay-store";
 
 export interface ReplayRequest {
   version: number;
@@ -57,8 +25,12 @@ export interface ReplayRequest {
 export interface ReplaySettings extends PaceSettings {
   pageSize: number;
   maxRunning: number;
-  /** Finished replays kept for reading. */
+  /** Finished replays kept for reading, in the database (for every process on it). */
   keepFinished: number;
+  /** A running replay is saved (progress, records found) at most this often, for the other processes to read. */
+  saveEveryMs: number;
+  /** A replay still running whose process has not saved it for this long is reported failed: that process stopped. */
+  staleMs: number;
   /** A replay is stopped after this many evaluations exceeded the deadline or the memory limit. */
   tripsToStop: number;
   /** Records evaluated at once (in the evaluation workers) between two ticks of the pacer. */
@@ -68,7 +40,7 @@ export interface ReplaySettings extends PaceSettings {
 /** Replays running at once, in every CLAIIM process on the database together. */
 export const REPLAY_MAX_RUNNING = 2;
 
-const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: REPLAY_MAX_RUNNING, keepFinished: 50, tripsToStop: 3, chunk: 32 };
+const DEFAULTS: ReplaySettings = { ...BACKGROUND, pageSize: 200, maxRunning: REPLAY_MAX_RUNNING, keepFinished: 50, saveEveryMs: 1000, staleMs: 60_000, tripsToStop: 3, chunk: 32 };
 
 /** A replay stopped because its version keeps exceeding the evaluation bounds. */
 class BoundsExceeded extends Error {}
@@ -77,13 +49,29 @@ function wasRedacted(d: DecisionContent): boolean {
   return [...(d.erased ?? []), ...(d.masked ?? [])].some((p) => p === "/input" || p.startsWith("/input/"));
 }
 
+/** A replay this process runs or ran, and what it has not saved yet. */
+interface Job {
+  view: ReplayView;
+  /** Records found since the last save, and the number the next one found takes. */
+  unsaved: FoundChange[];
+  found: number;
+  savedAtMs: number;
+  /** Saves of this replay, one after the other. */
+  saving: Promise<void>;
+}
+
 /**
  * Replays a published version against a window of recorded decisions: what would it have decided
  * on each recorded input, and where would that differ. It changes nothing. It runs in the
  * background in short slices, paced so that live decisions keep their pace (see Pacer).
+ *
+ * A replay runs in the process asked to start it, which saves it in the database (ReplayStore)
+ * as it starts, about once a second while it runs, and when it ends: every process on the
+ * database answers for it, and it outlives a restart. The process running it answers from memory,
+ * the others from the last save.
  */
 export class ReplayRunner {
-  private readonly jobs = new Map<string, ReplayView>();
+  private readonly jobs = new Map<string, Job>();
   private readonly settings: ReplaySettings;
   /** Replays between the admission check and their registration, which awaits loading. */
   private starting = 0;
@@ -103,8 +91,8 @@ export class ReplayRunner {
     settings: Partial<ReplaySettings> = {},
     /** Told when a replay is stopped for exceeding the evaluation bounds (recorded in Chron, reported in the status). */
     private readonly onStopped: (job: ReplayView, message: string) => Promise<void> = async () => undefined,
-    /** In worker mode, the replays the other workers of this machine run or ran (all, or the one named): a replay runs in the worker asked to start it. */
-    private readonly elsewhere: ((orgId: string | null, id?: string) => Promise<ReplayView[]>) | null = null,
+    /** Where replays are saved for every process on the database. */
+    private readonly store: ReplayStore,
     /** The limit on running replays, held in the database for every process on it (maxRunning slots); without it (service tests), this process's own count. */
     private readonly slots: LeaseSlots | null = null,
   ) {
@@ -115,7 +103,7 @@ export class ReplayRunner {
   async start(req: ReplayRequest, actor: Actor): Promise<ReplayView> {
     checkWindow(req.fromMs, req.toMs, "from", "to");
     if (this.stopping) throw new ServiceUnavailableError("not_ready", "CLAIIM is stopping; replays cannot start");
-    const running = [...this.jobs.values()].filter((j) => j.state === "running").length + this.starting;
+    const running = [...this.jobs.values()].filter((j) => j.view.state === "running").length + this.starting;
     if (running >= this.settings.maxRunning) throw new ConflictError("replays_busy", `${running} replays are running; wait for one to finish`);
     this.starting += 1;
     const id = randomUUID();
@@ -136,7 +124,7 @@ export class ReplayRunner {
     } finally {
       this.starting -= 1;
     }
-    const job: ReplayView = {
+    const view: ReplayView = {
       id,
       version: policy.version,
       revision: policy.revision,
@@ -158,27 +146,30 @@ export class ReplayRunner {
       approval_changes: { count: 0, records: [] },
       truncated: false,
     };
+    const job: Job = { view, unsaved: [], found: 0, savedAtMs: 0, saving: Promise.resolve() };
     // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
     const started = this.record([
       newEvent({
         type: "policy.replay_started",
         actor,
-        subject: { type: "replay", id: job.id, name: policy.revision },
+        subject: { type: "replay", id: view.id, name: policy.revision },
         organization: null,
         before: null,
-        after: { version: job.version, from: job.from, to: job.to, organization_id: req.orgId, decisions: job.progress.total },
+        after: { version: view.version, from: view.from, to: view.to, organization_id: req.orgId, decisions: view.progress.total },
       }),
     ]);
     try {
       await started;
+      // Saved before it runs: whichever process is asked next for it answers.
+      await this.save(job, true);
     } catch (err) {
       policy.release?.();
       await slot?.release();
       throw err;
     }
-    this.jobs.set(job.id, job);
+    this.jobs.set(view.id, job);
     this.forgetOld();
-    const startedAs = structuredClone(job);
+    const startedAs = structuredClone(view);
     const done = this.run(job, policy, filter, span, req.maxRecords)
       .then(
         () => this.finish(job, null),
@@ -187,7 +178,7 @@ export class ReplayRunner {
       .finally(async () => {
         policy.release?.();
         await slot?.release();
-        this.slotLost.delete(job.id);
+        this.slotLost.delete(view.id);
         this.running.delete(done);
       });
     this.running.add(done);
@@ -200,36 +191,60 @@ export class ReplayRunner {
     await Promise.all([...this.running]);
   }
 
-  /** A replay, seen by a caller confined to `orgId` only when it ran within that organisation. */
-  get(id: string, orgId: string | null): ReplayView {
-    const job = this.jobs.get(id);
-    if (!job || (orgId !== null && job.organization_id !== orgId)) throw new NotFoundError("replay_not_found", `no replay ${id}`);
-    return job;
-  }
-
-  list(orgId: string | null): ReplayView[] {
-    return [...this.jobs.values()].filter((j) => orgId === null || j.organization_id === orgId).reverse();
-  }
-
-  /** A replay, whichever worker of this machine runs it (see `get`). */
+  /**
+   * A replay, whichever process runs or ran it, seen by a caller confined to `orgId` only when it
+   * ran within that organisation: from memory when it runs here, else as last saved.
+   */
   async find(id: string, orgId: string | null): Promise<ReplayView> {
-    try {
-      return this.get(id, orgId);
-    } catch (err) {
-      const there = this.elsewhere ? (await this.elsewhere(orgId, id))[0] : undefined;
-      if (!there) throw err;
-      return there;
-    }
+    const view = this.jobs.get(id)?.view ?? this.asSeen(await this.store.get(id));
+    if (!view || (orgId !== null && view.organization_id !== orgId)) throw new NotFoundError("replay_not_found", `no replay ${id}`);
+    return view;
   }
 
-  /** The replays of every worker of this machine, newest first (see `list`). */
-  async listEverywhere(orgId: string | null): Promise<ReplayView[]> {
-    const here = this.list(orgId);
-    if (!this.elsewhere) return here;
-    return [...here, ...(await this.elsewhere(orgId))].sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
+  /** The replays of every process on the database (those running, and the last keepFinished that ended), newest first. */
+  async list(orgId: string | null): Promise<ReplayView[]> {
+    const saved = (await this.store.list(orgId, this.settings.keepFinished + this.settings.maxRunning)).map((s) => this.asSeen(s)!);
+    const here = [...this.jobs.values()].map((j) => j.view).filter((v) => orgId === null || v.organization_id === orgId);
+    const byId = new Map([...saved, ...here].map((v) => [v.id, v]));
+    return [...byId.values()].sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : a.id < b.id ? -1 : 1));
   }
 
-  private async run(job: ReplayView, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {
+  /** A saved replay as it stands: one still running that its process stopped saving is reported failed. */
+  private asSeen(saved: SavedReplay | null): ReplayView | null {
+    if (!saved) return null;
+    const { view, updatedMs } = saved;
+    if (view.state !== "running" || Date.now() - updatedMs < this.settings.staleMs) return view;
+    return {
+      ...view,
+      state: "failed",
+      finished_at: new Date(updatedMs).toISOString(),
+      error: `stopped without finishing: the CLAIIM process running it has not saved it since ${new Date(updatedMs).toISOString()} (it stopped, or lost the database)`,
+    };
+  }
+
+  /**
+   * Saves the replay (its counts and the records found since the last save) when it is due, or
+   * now (`now`). A save that fails is logged, and what it carried goes with the next one: progress
+   * is lost for the other processes only while the database cannot be written.
+   */
+  private save(job: Job, now = false): Promise<void> {
+    if (!now && Date.now() - job.savedAtMs < this.settings.saveEveryMs) return job.saving;
+    job.savedAtMs = Date.now();
+    const next = job.saving.then(async () => {
+      const found = job.unsaved;
+      job.unsaved = [];
+      try {
+        await this.store.save(structuredClone(job.view), found, Date.now());
+      } catch (err) {
+        job.unsaved = [...found, ...job.unsaved];
+        throw err;
+      }
+    });
+    job.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async run(job: Job, policy: ActivePolicy, filter: ChronFilter, span: Awaited<ReturnType<ChronStore["bounds"]>>, maxRecords: number): Promise<void> {
     const pacer = new Pacer(this.live, this.settings);
     // Records evaluated at once: doubling up to settings.chunk while none exceeds the bounds, back to
     // one after one does, so that a version that keeps exceeding them stops at tripsToStop.
@@ -238,65 +253,79 @@ export class ReplayRunner {
       await pacer.tick();
       for (let i = 0; i < rows.length; ) {
         if (this.stopping) throw new Error("stopped: CLAIIM is stopping");
-        if (this.slotLost.has(job.id)) throw new Error("stopped: its place among the running replays could not be kept (the database did not answer in time)");
-        const tripsBefore = job.bounds_exceeded;
+        if (this.slotLost.has(job.view.id)) throw new Error("stopped: its place among the running replays could not be kept (the database did not answer in time)");
+        const tripsBefore = job.view.bounds_exceeded;
         const chunk = rows.slice(i, i + width).map((row) => ({ seq: row.seq, d: JSON.parse(row.content) as DecisionContent }));
         i += chunk.length;
         // Each record is evaluated at the time it was decided (time.now_ns), within the same bounds as decisions.
         const outcomes = await Promise.all(chunk.map(({ d }) => (d.input ? policy.evaluate(d.input, nanosOf(d.timestamp)) : null)));
         chunk.forEach(({ seq, d }, k) => this.replayOne(job, policy, seq, d, outcomes[k], maxRecords));
-        width = job.bounds_exceeded > tripsBefore ? 1 : Math.min(width * 2, this.settings.chunk);
-        if (job.bounds_exceeded >= this.settings.tripsToStop) {
-          const message = `replay ${job.id} of policy version ${job.version} stopped: ${job.bounds_exceeded} evaluations exceeded the evaluation deadline or memory limit`;
-          await this.onStopped(job, message).catch((err: Error) => this.logger.error("could not record the stopped replay", { id: job.id, error: err.message }));
+        width = job.view.bounds_exceeded > tripsBefore ? 1 : Math.min(width * 2, this.settings.chunk);
+        if (job.view.bounds_exceeded >= this.settings.tripsToStop) {
+          const message = `replay ${job.view.id} of policy version ${job.view.version} stopped: ${job.view.bounds_exceeded} evaluations exceeded the evaluation deadline or memory limit`;
+          await this.onStopped(job.view, message).catch((err: Error) => this.logger.error("could not record the stopped replay", { id: job.view.id, error: err.message }));
           throw new BoundsExceeded(message);
         }
+        await this.save(job).catch((err: Error) => this.logger.warn("could not save a running replay's progress; the next save carries it", { id: job.view.id, error: err.message }));
         await pacer.tick();
       }
     }
   }
 
-  private replayOne(job: ReplayView, policy: ActivePolicy, seq: number, d: DecisionContent, outcome: EvalOutcome | null, maxRecords: number): void {
-    job.progress.processed += 1;
+  private replayOne(job: Job, policy: ActivePolicy, seq: number, d: DecisionContent, outcome: EvalOutcome | null, maxRecords: number): void {
+    const view = job.view;
+    view.progress.processed += 1;
     if (!d.input || !outcome) {
-      job.skipped += 1;
+      view.skipped += 1;
       return;
     }
     const redacted = wasRedacted(d);
-    if (redacted) job.redacted += 1;
-    if (!outcome.ok && outcome.kind !== "error") job.bounds_exceeded += 1;
+    if (redacted) view.redacted += 1;
+    if (!outcome.ok && outcome.kind !== "error") view.bounds_exceeded += 1;
     const result = decisionOf(policy, outcome, d.input as PolicyInput);
     // Compared with what the recorded version answered, before any approval was looked at.
     const recorded = policyOutcome(d);
     const decision = outcomeOf(result);
     if (decision === recorded) {
-      job.unchanged += 1;
+      view.unchanged += 1;
       return;
     }
-    const side = recorded === "allow" ? job.allow_to_deny : decision === "allow" ? job.deny_to_allow : job.approval_changes;
+    const direction: ReplayDirection = recorded === "allow" ? "allow_to_deny" : decision === "allow" ? "deny_to_allow" : "approval_changes";
+    const side = view[direction];
     side.count += 1;
     if (side.records.length >= maxRecords) {
-      job.truncated = true;
+      view.truncated = true;
       return;
     }
-    side.records.push({
+    const record: ReplayChange = {
       ...decisionRef(seq, d),
       recorded: { decision: recorded, reasons: d.reasons, policy_version: d.policy.version },
       replayed: { decision, reasons: result.reasons },
       redacted,
-    });
+    };
+    side.records.push(record);
+    job.unsaved.push({ n: job.found++, direction, record });
   }
 
-  private finish(job: ReplayView, err: Error | null): void {
-    job.finished_at = new Date().toISOString();
-    job.error = err?.message ?? null;
-    job.state = err ? "failed" : "done";
-    if (err) this.logger.error("replay failed", { id: job.id, version: job.version, error: err.message });
-    else this.logger.info("replay finished", { id: job.id, version: job.version, processed: job.progress.processed, allow_to_deny: job.allow_to_deny.count, deny_to_allow: job.deny_to_allow.count });
+  /** Ends the replay and saves it as it ended (a save that fails is logged: the other processes then report it failed once it is stale). */
+  private async finish(job: Job, err: Error | null): Promise<void> {
+    const view = job.view;
+    view.finished_at = new Date().toISOString();
+    view.error = err?.message ?? null;
+    view.state = err ? "failed" : "done";
+    if (err) this.logger.error("replay failed", { id: view.id, version: view.version, error: err.message });
+    else this.logger.info("replay finished", { id: view.id, version: view.version, processed: view.progress.processed, allow_to_deny: view.allow_to_deny.count, deny_to_allow: view.deny_to_allow.count });
+    try {
+      await this.save(job, true);
+      await this.store.prune(this.settings.keepFinished, Date.now() - this.settings.staleMs);
+    } catch (e) {
+      this.logger.error("could not save a replay as it ended; this process still answers for it", { id: view.id, error: (e as Error).message });
+    }
   }
 
+  /** This process keeps in memory the replays it runs, and the last few it ran (those whose last save failed are read from here). */
   private forgetOld(): void {
-    const finished = [...this.jobs.values()].filter((j) => j.state !== "running");
-    for (const j of finished.slice(0, Math.max(0, finished.length - this.settings.keepFinished))) this.jobs.delete(j.id);
+    const finished = [...this.jobs.values()].filter((j) => j.view.state !== "running");
+    for (const j of finished.slice(0, Math.max(0, finished.length - this.settings.keepFinished))) this.jobs.delete(j.view.id);
   }
 }

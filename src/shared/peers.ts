@@ -9,15 +9,4 @@ export interface Peers {
    * does not answer, after the bound the primary gives it: CLAIIM_SYNC_MAX_LAG_MS). Never rejects.
    */
   applied(seq: number): Promise<void>;
-  /** What each other worker answers (those that answer within the bound; never rejects). */
-  ask(question: PeerQuestion): Promise<unknown[]>;
 }
-
-/** The replays a worker runs or ran (all of them, or the one named), as ReplayView[] (src/policy/replay.ts). */
-export interface ReplaysQuestion {
-  kind: "replays";
-  orgId: string | null;
-  id?: string;
-}
-
-export type PeerQuestion = ReplaysQuestion;

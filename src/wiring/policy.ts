@@ -12,9 +12,9 @@ import { BudgetGate } from "../policy/budget";
 import { referenceModulePath } from "../policy/runtime/reference";
 import { PolicyService } from "../policy/policy-service";
 import { BundleSigner } from "../policy/bundle-signing";
-import { REPLAY_MAX_RUNNING, ReplayRunner, type ReplayView } from "../policy/replay";
+import { REPLAY_MAX_RUNNING, ReplayRunner } from "../policy/replay";
+import type { ReplayStore } from "../policy/replay-store";
 import { LeaseSlots, type LeaseStore } from "../db/lease";
-import type { Peers } from "../shared/peers";
 import type { ChronStore } from "../chron/chron-store";
 import type { IdentityStore } from "../identity/identity-store";
 import type { PolicyStore } from "../policy/policy-store";
@@ -22,7 +22,7 @@ import type { PolicyStore } from "../policy/policy-store";
 /** How long a running replay's slot outlives a process killed with it (renewed every third of it). */
 const REPLAY_SLOT_TTL_MS = 30_000;
 
-export function policyPart(config: Config, stores: { policy: PolicyStore; identity: IdentityStore; chron: ChronStore; leases?: LeaseStore }, compiler: PolicyCompiler, record: Recorder, live: LiveWork, logger: Logger, peers?: Peers) {
+export function policyPart(config: Config, stores: { policy: PolicyStore; identity: IdentityStore; chron: ChronStore; replays: ReplayStore; leases?: LeaseStore }, compiler: PolicyCompiler, record: Recorder, live: LiveWork, logger: Logger) {
   // Policies are evaluated in worker threads, each evaluation within a deadline and a memory limit.
   const pool = new EvaluationPool(config.evaluation, config.evaluation.referenceModule ?? referenceModulePath(), logger);
   const engine = new PolicyEngine(pool);
@@ -49,7 +49,7 @@ export function policyPart(config: Config, stores: { policy: PolicyStore; identi
     logger,
     { tripsToStop: config.evaluation.tripsToStop },
     (job, message) => policies.replayStopped(job, message),
-    peers ? async (orgId, id) => (await peers.ask({ kind: "replays", orgId, id })).flatMap((answer) => (Array.isArray(answer) ? (answer as ReplayView[]) : [])) : null,
+    stores.replays,
     stores.leases ? new LeaseSlots(stores.leases, "replay", REPLAY_MAX_RUNNING, REPLAY_SLOT_TTL_MS, logger) : null,
   );
   return { pool, engine, signer, policies, replays };

@@ -6,7 +6,7 @@
 import request from "supertest";
 import { databaseKinds } from "../support/databases";
 import { startTestServer, type TestServer } from "../support/claiim";
-import { DEPLOY_SKILL, registerDeployBot } from "../support/agents";
+import { accessToken, DEPLOY_SKILL, registerDeployBot } from "../support/agents";
 import { spawnReplica, type Replica } from "../support/replicas";
 
 describe.each(databaseKinds())("read your writes across processes on %s", (kind) => {
@@ -49,4 +49,30 @@ describe.each(databaseKinds())("read your writes across processes on %s", (kind)
     expect((await onB().get("/v1/agents/00000000-0000-4000-8000-000000000000").set(admin()).expect(404)).body.code).toBe("agent_not_found");
     expect((await onB().post("/oauth/token").auth("claiim-client-nobody", "secret").type("form").send({ grant_type: "client_credentials" }).expect(401)).body.code).toBe("client_unknown");
   });
+
+  test("a replay started through one process is read through the other, while it runs and once it ended, and outlives the process that ran it", async () => {
+    const bot = await registerDeployBot(s, `replay-${kind}`);
+    const agent = { Authorization: `Bearer ${await accessToken(s, bot)}` };
+    for (let i = 0; i < 30; i++) await s.http.post("/v1/decisions").set(agent).send({ action: "deploy", resource: i % 2 ? "staging" : "production", purpose: "replay", skill: DEPLOY_SKILL }).expect(200);
+    const from = new Date(Date.now() - 3600_000).toISOString();
+    const started = await onB().post("/v1/policies/1/replay").set(admin()).send({ from }).expect(202);
+    // Through A at once: B saved it as it started.
+    const seen = await s.http.get(started.headers.location).set(admin()).expect(200);
+    expect(seen.body).toMatchObject({ id: started.body.id, version: 1, from: started.body.from, requested_by: started.body.requested_by });
+    let there = seen.body;
+    for (const end = Date.now() + 30_000; there.state === "running" && Date.now() < end; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      there = (await s.http.get(started.headers.location).set(admin()).expect(200)).body;
+    }
+    const here = (await onB().get(started.headers.location).set(admin()).expect(200)).body;
+    expect(here).toMatchObject({ state: "done", error: null });
+    expect(there).toEqual(here);
+    expect(here.progress.processed).toBeGreaterThanOrEqual(30);
+    expect((await s.http.get("/v1/policies/replays").set(admin()).expect(200)).body.replays.map((r: { id: string }) => r.id)).toContain(here.id);
+    // The process that ran it stops; another takes its place: the replay is still there, as it ended.
+    await b.stop();
+    b = await spawnReplica(s, { CLAIIM_SYNC_POLL_MS: "60000", CLAIIM_SYNC_MAX_LAG_MS: "600000" });
+    expect((await onB().get(started.headers.location).set(admin()).expect(200)).body).toEqual(here);
+    expect((await onB().get("/v1/policies/replays").set(admin()).expect(200)).body.replays).toContainEqual(here);
+  }, 90_000);
 });

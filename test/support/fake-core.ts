@@ -11,6 +11,7 @@ import { FakePolicyStore } from "./fakes/policy-store";
 import { FakeChronStore } from "./fakes/chron-store";
 import { OpaCliCompiler } from "../../src/policy/opa-compiler";
 import { FakeApprovalStore } from "./fakes/approval-store";
+import { FakeReplayStore } from "./fakes/replay-store";
 import { FakeReceivedHeadStore } from "./fakes/received-store";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -18,7 +19,7 @@ export const OPA_BIN = process.env.OPA_BIN ?? path.join(ROOT, ".tools/bin/opa");
 
 export interface FakeApp {
   core: Core;
-  stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore; approval: FakeApprovalStore; received: FakeReceivedHeadStore };
+  stores: { identity: FakeIdentityStore; policy: FakePolicyStore; chron: FakeChronStore; approval: FakeApprovalStore; received: FakeReceivedHeadStore; replays: FakeReplayStore };
   http: ReturnType<typeof request>;
   /** The HTTP request listener that `http` drives, for tests that need a server of their own. */
   listener: RequestListener;
@@ -36,7 +37,7 @@ export async function fakeApp(): Promise<FakeApp> {
   const identity = new FakeIdentityStore();
   const policy = new FakePolicyStore();
   const approval = new FakeApprovalStore();
-  const stores = { identity, policy, approval, chron: new FakeChronStore().joins(identity, policy, approval), received: new FakeReceivedHeadStore() };
+  const stores = { identity, policy, approval, chron: new FakeChronStore().joins(identity, policy, approval), received: new FakeReceivedHeadStore(), replays: new FakeReplayStore() };
   const core = await createCore(config, stores, new OpaCliCompiler(OPA_BIN), logger, async () => true);
   const admin = fs.readFileSync(core.bootstrapCredentialFile!, "utf8").trim();
   const listener = createHttpApp(core, config, logger);

@@ -9,6 +9,7 @@ import { outcomeOf } from "../support/pool";
 import { policyInput } from "../../src/policy/decision-policy";
 import { LeaseSlots } from "../../src/db/lease";
 import { FakeLeaseStore } from "../support/fakes/lease-store";
+import { FakeReplayStore } from "../support/fakes/replay-store";
 
 const now = new Date();
 
@@ -63,16 +64,22 @@ function decision(org: string, resource: string, over: Partial<DecisionContent> 
   };
 }
 
-async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = new LiveWork(), costMs = 0, slots: LeaseSlots | null = null) {
+async function harness(contents: DecisionContent[], settings: Partial<ReplaySettings> = {}, live = new LiveWork(), costMs = 0, slots: LeaseSlots | null = null, store = new FakeReplayStore()) {
   const chron = fakeChron();
   for (const c of contents) await chron.writer.append(c);
-  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, live, createLogger("silent"), settings, undefined, null, slots);
+  const runner = new ReplayRunner(chron.store, async (v) => policy(v, "production", costMs), chron.record, live, createLogger("silent"), settings, undefined, store, slots);
   const window = { version: 2, fromMs: now.getTime() - 1000, toMs: now.getTime() + 1000, orgId: null, maxRecords: 10 };
   const finished = async (id: string, orgId: string | null = null) => {
-    while (runner.get(id, orgId).state === "running") await new Promise((r) => setImmediate(r));
-    return runner.get(id, orgId);
+    while ((await runner.find(id, orgId)).state === "running") await new Promise((r) => setImmediate(r));
+    return runner.find(id, orgId);
   };
-  return { runner, window, finished, chron };
+  return { runner, window, finished, chron, store };
+}
+
+/** A second process on the same database: its own runner (and Chron, unused), the same replay store. */
+function elsewhere(store: FakeReplayStore, settings: Partial<ReplaySettings> = {}) {
+  const chron = fakeChron();
+  return new ReplayRunner(chron.store, async (v) => policy(v, "production"), chron.record, new LiveWork(), createLogger("silent"), settings, undefined, store, null);
 }
 
 describe("ReplayRunner", () => {
@@ -96,9 +103,9 @@ describe("ReplayRunner", () => {
     const { runner, window, finished } = await harness([decision("o-1", "staging"), decision("o-2", "staging"), decision("o-2", "staging")]);
     const mine = await finished((await runner.start({ ...window, orgId: "o-2" }, TESTER)).id, "o-2");
     expect(mine.progress.total).toBe(2);
-    expect(() => runner.get(mine.id, "o-1")).toThrow(expect.objectContaining({ code: "replay_not_found" }));
-    expect(runner.list("o-1")).toEqual([]);
-    expect(runner.list(null)).toHaveLength(1);
+    await expect(runner.find(mine.id, "o-1")).rejects.toMatchObject({ code: "replay_not_found" });
+    expect(await runner.list("o-1")).toEqual([]);
+    expect(await runner.list(null)).toHaveLength(1);
   });
 
   test("it yields to other work between slices, and refuses to start beyond the running limit", async () => {
@@ -106,7 +113,7 @@ describe("ReplayRunner", () => {
     const { runner, window, finished } = await harness(many, { sliceMs: 0, maxRunning: 1 });
     const job = await runner.start(window, TESTER);
     await new Promise((r) => setImmediate(r));
-    const midway = runner.get(job.id, null);
+    const midway = await runner.find(job.id, null);
     expect(midway.state).toBe("running");
     expect(midway.progress.processed).toBeLessThan(50);
     await expect(runner.start(window, TESTER)).rejects.toMatchObject({ status: 409, code: "replays_busy" });
@@ -153,7 +160,7 @@ describe("ReplayRunner", () => {
     const job = await runner.start(window, TESTER);
     const loadStart = Date.now();
     await new Promise((r) => setTimeout(r, 150));
-    const underLoad = runner.get(job.id, null).progress.processed;
+    const underLoad = (await runner.find(job.id, null)).progress.processed;
     const loadMs = Date.now() - loadStart;
     clearInterval(traffic);
     const idleStart = Date.now();
@@ -163,5 +170,98 @@ describe("ReplayRunner", () => {
     // Rates measured in the same run, so that a loaded machine slows both alike: flat out, the
     // replay goes at least three times faster than at its share (about twenty times when quiet).
     expect((2000 - underLoad) / idleMs).toBeGreaterThan((3 * Math.max(1, underLoad)) / loadMs);
+  });
+
+  describe("saved in the database, for every process on it", () => {
+    // 300 records that would flip (allow to deny), replayed slowly enough to be saved many times.
+    const flips = () => Array.from({ length: 300 }, () => decision("o-1", "staging"));
+
+    test("another process answers for a replay while it runs and once it ended, with every record found, in order, each once", async () => {
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 5, chunk: 4 }, new LiveWork(), 0.2);
+      const b = elsewhere(a.store);
+      const live = new LiveWork();
+      const traffic = setInterval(() => (live.count += 1), 1);
+      const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
+      // Saved as it starts: the other process finds it at once.
+      expect(await b.find(started.id, null)).toMatchObject({ id: started.id, state: "running", progress: { total: 300 } });
+      let midway = await b.find(started.id, null);
+      while (midway.progress.processed === 0) {
+        await new Promise((r) => setTimeout(r, 5));
+        midway = await b.find(started.id, null);
+      }
+      clearInterval(traffic);
+      const here = await a.runner.find(started.id, null);
+      expect(midway.state).toBe("running");
+      // As saved: behind this process's own view at most, and its records those counted.
+      expect(midway.progress.processed).toBeLessThanOrEqual(here.progress.processed);
+      expect(midway.allow_to_deny.records).toHaveLength(midway.allow_to_deny.count);
+      const done = await a.finished(started.id);
+      expect(done.allow_to_deny.count).toBe(300);
+      expect(await b.find(started.id, null)).toEqual(done);
+      expect(a.store.saves).toBeGreaterThan(3);
+      // A caller of another organisation does not see it there either.
+      await expect(b.find(started.id, "o-2")).rejects.toMatchObject({ status: 404, code: "replay_not_found" });
+      // After a restart (a new runner on the same database), it is still there.
+      expect(await elsewhere(a.store).list(null)).toEqual([done]);
+    });
+
+    test("a save that fails is carried by the next one: nothing found is lost or doubled", async () => {
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, new LiveWork(), 0.2);
+      const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
+      await new Promise((r) => setTimeout(r, 5));
+      a.store.unreachable = true;
+      await new Promise((r) => setTimeout(r, 30));
+      a.store.unreachable = false;
+      const done = await a.finished(started.id);
+      expect(done.state).toBe("done");
+      const saved = await elsewhere(a.store).find(started.id, null);
+      expect(saved).toEqual(done);
+      expect(saved.allow_to_deny.records.map((r) => r.seq)).toEqual(done.allow_to_deny.records.map((r) => r.seq));
+      expect(new Set(saved.allow_to_deny.records.map((r) => r.seq)).size).toBe(300);
+    });
+
+    test("a save that committed although its caller saw it fail is carried again without doubling a record", async () => {
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, new LiveWork(), 0.2);
+      const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
+      while ((a.store.changes.get(started.id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
+      a.store.loseNextCommit = true;
+      const done = await a.finished(started.id);
+      expect(a.store.loseNextCommit).toBe(false);
+      const saved = await elsewhere(a.store).find(started.id, null);
+      expect(saved).toEqual(done);
+      expect(new Set(saved.allow_to_deny.records.map((r) => r.seq)).size).toBe(300);
+    });
+
+    test("a replay is not started when it cannot be saved: refused, its slot handed back", async () => {
+      const leases = new FakeLeaseStore();
+      const a = await harness(flips(), {}, new LiveWork(), 0, new LeaseSlots(leases, "replay", 1, 10_000, createLogger("silent")));
+      a.store.unreachable = true;
+      await expect(a.runner.start(a.window, TESTER)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+      expect(leases.rows.get("replay-1")!.expiresMs).toBe(0);
+      a.store.unreachable = false;
+      expect(await a.runner.list(null)).toEqual([]);
+    });
+
+    test("a replay whose process stopped saving it is reported failed, saying since when; the ended ones are kept up to the limit", async () => {
+      const a = await harness(flips(), { keepFinished: 2, staleMs: 200 });
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await a.finished((await a.runner.start(a.window, TESTER)).id)).id);
+      // A replay whose process was killed as it ran: saved once, running, and never again.
+      const dead = structuredClone(await a.runner.find(ids[2], null));
+      Object.assign(dead, { id: "dead-one", state: "running", finished_at: null, started_at: new Date(Date.now() + 1000).toISOString() });
+      const lastSaved = Date.now() - 500;
+      await a.store.save(dead, [], lastSaved);
+      const b = elsewhere(a.store, { keepFinished: 2, staleMs: 200 });
+      expect(await b.find("dead-one", null)).toMatchObject({ state: "failed", finished_at: new Date(lastSaved).toISOString(), error: expect.stringMatching(/stopped without finishing.*has not saved it since/) });
+      // Kept: the newest two that ended (the first was forgotten when the third ended).
+      expect((await b.list(null)).map((v) => v.id)).toEqual(["dead-one", ids[2], ids[1]]);
+      expect(await a.store.get(ids[0])).toBeNull();
+      // The dead one counts as ended: the next replay to end leaves it and itself.
+      const next = (await a.finished((await a.runner.start(a.window, TESTER)).id)).id;
+      expect((await b.list(null)).map((v) => v.id)).toEqual(["dead-one", next]);
+      // Not stale: a replay another process saved a moment ago still runs.
+      await a.store.save({ ...dead, id: "alive" }, [], Date.now());
+      expect(await b.find("alive", null)).toMatchObject({ state: "running", error: null });
+    });
   });
 });

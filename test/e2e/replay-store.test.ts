@@ -1,0 +1,107 @@
+// The replay store on each real database: what one process saves, another reads, in order; a save
+// carried again after a commit its caller did not see replaces its records; pruning takes a replay's
+// records with it (the foreign key's ON DELETE CASCADE, which SQLite honours only with foreign_keys on).
+import fs from "node:fs";
+import path from "node:path";
+import { openDatabase, type Database } from "../../src/db/database";
+import type { ReplayView } from "../../src/policy/replay";
+import { prismaReplayStore, type FoundChange } from "../../src/policy/replay-store";
+import { databaseKinds, freshDatabase, type TestDatabase } from "../support/databases";
+import { sql } from "../support/sql";
+
+function view(id: string, orgId: string | null, startedMs: number, state: ReplayView["state"] = "running"): ReplayView {
+  const side = () => ({ count: 0, records: [] });
+  return {
+    id,
+    version: 2,
+    revision: "2-sha256:x",
+    from: new Date(0).toISOString(),
+    to: new Date(startedMs).toISOString(),
+    organization_id: orgId,
+    requested_by: "tester",
+    state,
+    started_at: new Date(startedMs).toISOString(),
+    finished_at: null,
+    error: null,
+    progress: { processed: 0, total: 10 },
+    unchanged: 0,
+    skipped: 0,
+    redacted: 0,
+    bounds_exceeded: 0,
+    allow_to_deny: side(),
+    deny_to_allow: side(),
+    approval_changes: side(),
+    truncated: false,
+  };
+}
+
+function change(n: number, direction: FoundChange["direction"]): FoundChange {
+  return {
+    n,
+    direction,
+    record: {
+      seq: 100 + n,
+      decision_id: `d-${n}`,
+      timestamp: new Date(n).toISOString(),
+      organization: { id: "o-1", slug: "o-1" },
+      agent: { id: "a-1", name: "bot" },
+      action: "deploy",
+      resource: `r-${n}`,
+      recorded: { decision: "allow", reasons: [], policy_version: 1 },
+      replayed: { decision: "deny", reasons: [`reason ${n} ✓ \u{1F600}`] },
+      redacted: false,
+    } as unknown as FoundChange["record"],
+  };
+}
+
+describe.each(databaseKinds())("the replay store on %s", (kind) => {
+  let testDb: TestDatabase;
+  let one: Database;
+  let two: Database;
+
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join(process.env.CLAIIM_TEST_TMP!, "replay-store-"));
+    testDb = await freshDatabase(kind, dir);
+    [one, two] = [await openDatabase(kind, testDb.url), await openDatabase(kind, testDb.url)];
+  });
+  afterAll(async () => {
+    await one?.close();
+    await two?.close();
+    await testDb?.drop();
+  });
+
+  test("what one connection saves the other reads: counts as last saved, records in the order found, carried saves replacing their own", async () => {
+    const [writer, reader] = [prismaReplayStore(one.prisma), prismaReplayStore(two.prisma)];
+    const v = view("r-1", "o-1", 1000);
+    await writer.save(v, [], 5000);
+    expect(await reader.get("r-1")).toEqual({ view: v, updatedMs: 5000 });
+    v.progress.processed = 3;
+    v.allow_to_deny.count = 2;
+    v.deny_to_allow.count = 1;
+    await writer.save(v, [change(0, "allow_to_deny"), change(1, "deny_to_allow"), change(2, "allow_to_deny")], 6000);
+    // A connection lost at COMMIT: the caller carries 1 and 2 again, with 3.
+    v.allow_to_deny.count = 3;
+    await writer.save(v, [change(1, "deny_to_allow"), change(2, "allow_to_deny"), change(3, "allow_to_deny")], 7000);
+    const got = (await reader.get("r-1"))!;
+    expect(got.updatedMs).toBe(7000);
+    expect(got.view.allow_to_deny.records.map((r) => r.seq)).toEqual([100, 102, 103]);
+    expect(got.view.deny_to_allow.records).toEqual([change(1, "deny_to_allow").record]);
+    expect(got.view.progress.processed).toBe(3);
+    expect(await sql(one, "SELECT CAST(COUNT(*) AS INTEGER) AS n FROM policy_replay_changes")).toEqual([{ n: 4 }]);
+    expect(await reader.get("nobody")).toBeNull();
+  });
+
+  test("listed newest first, per organisation; pruning keeps the newest that ended, and takes their records with them", async () => {
+    const store = prismaReplayStore(one.prisma);
+    await store.save(view("r-2", "o-2", 2000, "done"), [change(0, "allow_to_deny")], 8000);
+    await store.save(view("r-3", "o-1", 3000, "failed"), [], 8000);
+    await store.save(view("r-4", null, 4000), [], 9000);
+    expect((await store.list(null, 10)).map((s) => s.view.id)).toEqual(["r-4", "r-3", "r-2", "r-1"]);
+    expect((await store.list("o-1", 10)).map((s) => s.view.id)).toEqual(["r-3", "r-1"]);
+    expect((await store.list(null, 2)).map((s) => s.view.id)).toEqual(["r-4", "r-3"]);
+    // r-1 runs but was last saved at 7,000: stale before 7,500, so it counts as ended; r-4 does not.
+    expect(await store.prune(1, 7500)).toBe(2);
+    expect((await store.list(null, 10)).map((s) => s.view.id)).toEqual(["r-4", "r-3"]);
+    expect(await sql(one, "SELECT CAST(COUNT(*) AS INTEGER) AS n FROM policy_replay_changes")).toEqual([{ n: 0 }]);
+  });
+});
