@@ -58,6 +58,14 @@ interface Job {
   savedAtMs: number;
   /** Saves of this replay, one after the other. */
   saving: Promise<void>;
+  /** Saved as it ended: from then on the database answers for it, in every process alike. */
+  savedEnded: boolean;
+}
+
+/** What a save carries of the view: all but its lists of records (those found are saved one by one), copied as it is now. */
+function snapshot(view: ReplayView): ReplayView {
+  const side = (s: ReplayView["allow_to_deny"]) => ({ count: s.count, records: [] });
+  return { ...view, progress: { ...view.progress }, allow_to_deny: side(view.allow_to_deny), deny_to_allow: side(view.deny_to_allow), approval_changes: side(view.approval_changes) };
 }
 
 /**
@@ -146,7 +154,7 @@ export class ReplayRunner {
       approval_changes: { count: 0, records: [] },
       truncated: false,
     };
-    const job: Job = { view, unsaved: [], found: 0, savedAtMs: 0, saving: Promise.resolve() };
+    const job: Job = { view, unsaved: [], found: 0, savedAtMs: 0, saving: Promise.resolve(), savedEnded: false };
     // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
     const started = this.record([
       newEvent({
@@ -193,10 +201,11 @@ export class ReplayRunner {
 
   /**
    * A replay, whichever process runs or ran it, seen by a caller confined to `orgId` only when it
-   * ran within that organisation: from memory when it runs here, else as last saved.
+   * ran within that organisation: from memory while it runs here (or when its last save failed),
+   * else as last saved.
    */
   async find(id: string, orgId: string | null): Promise<ReplayView> {
-    const view = this.jobs.get(id)?.view ?? this.asSeen(await this.store.get(id));
+    const view = this.here(id)?.view ?? this.asSeen(await this.store.get(id));
     if (!view || (orgId !== null && view.organization_id !== orgId)) throw new NotFoundError("replay_not_found", `no replay ${id}`);
     return view;
   }
@@ -204,9 +213,15 @@ export class ReplayRunner {
   /** The replays of every process on the database (those running, and the last keepFinished that ended), newest first. */
   async list(orgId: string | null): Promise<ReplayView[]> {
     const saved = (await this.store.list(orgId, this.settings.keepFinished + this.settings.maxRunning)).map((s) => this.asSeen(s)!);
-    const here = [...this.jobs.values()].map((j) => j.view).filter((v) => orgId === null || v.organization_id === orgId);
+    const here = [...this.jobs.values()].filter((j) => !j.savedEnded).map((j) => j.view).filter((v) => orgId === null || v.organization_id === orgId);
     const byId = new Map([...saved, ...here].map((v) => [v.id, v]));
     return [...byId.values()].sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : a.id < b.id ? -1 : 1));
+  }
+
+  /** A replay this process answers for from memory: one it runs, or one whose end it could not save. */
+  private here(id: string): Job | undefined {
+    const job = this.jobs.get(id);
+    return job && !job.savedEnded ? job : undefined;
   }
 
   /** A saved replay as it stands: one still running that its process stopped saving is reported failed. */
@@ -234,7 +249,7 @@ export class ReplayRunner {
       const found = job.unsaved;
       job.unsaved = [];
       try {
-        await this.store.save(structuredClone(job.view), found, Date.now());
+        await this.store.save(snapshot(job.view), found, Date.now());
       } catch (err) {
         job.unsaved = [...found, ...job.unsaved];
         throw err;
@@ -317,13 +332,14 @@ export class ReplayRunner {
     else this.logger.info("replay finished", { id: view.id, version: view.version, processed: view.progress.processed, allow_to_deny: view.allow_to_deny.count, deny_to_allow: view.deny_to_allow.count });
     try {
       await this.save(job, true);
+      job.savedEnded = true;
       await this.store.prune(this.settings.keepFinished, Date.now() - this.settings.staleMs);
     } catch (e) {
       this.logger.error("could not save a replay as it ended; this process still answers for it", { id: view.id, error: (e as Error).message });
     }
   }
 
-  /** This process keeps in memory the replays it runs, and the last few it ran (those whose last save failed are read from here). */
+  /** This process keeps in memory the replays it runs, and the last few it ran (those whose last save failed are answered from here). */
   private forgetOld(): void {
     const finished = [...this.jobs.values()].filter((j) => j.view.state !== "running");
     for (const j of finished.slice(0, Math.max(0, finished.length - this.settings.keepFinished))) this.jobs.delete(j.view.id);

@@ -2,7 +2,7 @@ import type { DecisionContent } from "../../src/chron/record";
 import type { AgentContext } from "../../src/identity/identity-service";
 import { createLogger } from "../../src/lib/logger";
 import type { ActivePolicy } from "../../src/policy/policy-engine";
-import { ReplayRunner, type ReplaySettings } from "../../src/policy/replay";
+import { ReplayRunner, type ReplaySettings, type ReplayView } from "../../src/policy/replay";
 import { LiveWork } from "../../src/lib/pacer";
 import { fakeChron, TESTER } from "../support/recorder";
 import { outcomeOf } from "../support/pool";
@@ -74,6 +74,14 @@ async function harness(contents: DecisionContent[], settings: Partial<ReplaySett
     return runner.find(id, orgId);
   };
   return { runner, window, finished, chron, store };
+}
+
+/** Every one of `n` records flipped, each found once, in the order of the chain (the order the replay reads them). */
+function allFound(view: ReplayView, n: number): void {
+  expect(view).toMatchObject({ state: "done", error: null, progress: { processed: n, total: n }, allow_to_deny: { count: n } });
+  const seqs = view.allow_to_deny.records.map((r) => r.seq);
+  expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+  expect(new Set(seqs).size).toBe(n);
 }
 
 /** A second process on the same database: its own runner (and Chron, unused), the same replay store. */
@@ -196,7 +204,7 @@ describe("ReplayRunner", () => {
       expect(midway.progress.processed).toBeLessThanOrEqual(here.progress.processed);
       expect(midway.allow_to_deny.records).toHaveLength(midway.allow_to_deny.count);
       const done = await a.finished(started.id);
-      expect(done.allow_to_deny.count).toBe(300);
+      allFound(done, 300);
       expect(await b.find(started.id, null)).toEqual(done);
       expect(a.store.saves).toBeGreaterThan(3);
       // A caller of another organisation does not see it there either.
@@ -216,8 +224,7 @@ describe("ReplayRunner", () => {
       expect(done.state).toBe("done");
       const saved = await elsewhere(a.store).find(started.id, null);
       expect(saved).toEqual(done);
-      expect(saved.allow_to_deny.records.map((r) => r.seq)).toEqual(done.allow_to_deny.records.map((r) => r.seq));
-      expect(new Set(saved.allow_to_deny.records.map((r) => r.seq)).size).toBe(300);
+      allFound(saved, 300);
     });
 
     test("a save that committed although its caller saw it fail is carried again without doubling a record", async () => {
@@ -229,7 +236,19 @@ describe("ReplayRunner", () => {
       expect(a.store.loseNextCommit).toBe(false);
       const saved = await elsewhere(a.store).find(started.id, null);
       expect(saved).toEqual(done);
-      expect(new Set(saved.allow_to_deny.records.map((r) => r.seq)).size).toBe(300);
+      allFound(saved, 300);
+    });
+
+    test("a replay whose end could not be saved is answered by its own process as it ended, and by the others as last saved", async () => {
+      const a = await harness(flips(), { saveEveryMs: 60_000 });
+      const started = await a.runner.start(a.window, TESTER);
+      a.store.unreachable = true;
+      while ((await a.runner.find(started.id, null)).state === "running") await new Promise((r) => setImmediate(r));
+      const here = await a.runner.find(started.id, null);
+      expect(here).toMatchObject({ state: "done", allow_to_deny: { count: 300 } });
+      a.store.unreachable = false;
+      expect((await a.runner.list(null)).map((v) => v.state)).toEqual(["done"]);
+      expect(await elsewhere(a.store).find(started.id, null)).toMatchObject({ state: "running", progress: { processed: 0 } });
     });
 
     test("a replay is not started when it cannot be saved: refused, its slot handed back", async () => {
