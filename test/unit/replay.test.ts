@@ -251,6 +251,19 @@ describe("ReplayRunner", () => {
       expect(await elsewhere(a.store).find(started.id, null)).toMatchObject({ state: "running", progress: { processed: 0 } });
     });
 
+    test("a replay running as its process stops is saved as failed, saying so: the others need not wait for it to go stale", async () => {
+      // 2,000 records at 0.5 ms each: a second of work, stopped after 20 ms.
+      const a = await harness(Array.from({ length: 2000 }, () => decision("o-1", "staging")), { sliceMs: 1, busyShare: 0.05, chunk: 4 }, new LiveWork(), 0.5);
+      const started = await a.runner.start({ ...a.window, maxRecords: 10_000 }, TESTER);
+      await new Promise((r) => setTimeout(r, 20));
+      await a.runner.stop();
+      const seen = await elsewhere(a.store).find(started.id, null);
+      expect(seen).toMatchObject({ state: "failed", error: "stopped: CLAIIM is stopping", finished_at: expect.any(String) });
+      expect(seen.progress.processed).toBeGreaterThan(0);
+      expect(seen.progress.processed).toBeLessThan(2000);
+      expect(seen.allow_to_deny.records).toHaveLength(seen.allow_to_deny.count);
+    });
+
     test("a replay is not started when it cannot be saved: refused, its slot handed back", async () => {
       const leases = new FakeLeaseStore();
       const a = await harness(flips(), {}, new LiveWork(), 0, new LeaseSlots(leases, "replay", 1, 10_000, createLogger("silent")));
