@@ -44,6 +44,14 @@ import { routesOf } from "./wiring/routes";
 
 import { version as VERSION } from "../package.json";
 
+/**
+ * How long a process starting waits for another's start-up work: as long as that process keeps
+ * renewing the start-up lease (an upgrade may import large files under it), in steps of
+ * START_UP_WAIT_MS, up to START_UP_MAX_WAIT_MS; START_UP_WAIT_MS when no holder can be seen renewing.
+ */
+const START_UP_WAIT_MS = 120_000;
+const START_UP_MAX_WAIT_MS = 30 * 60_000;
+
 export interface Stores {
   identity: IdentityStore;
   policy: PolicyStore;
@@ -180,7 +188,7 @@ export function buildCore(
         // Heads received as a witness by earlier versions, in files (per process), into the database.
         await chron.received.importFiles(config.chronTrust.witnessDir);
       };
-      if (stores.leases) await new Lease(stores.leases, "start-up", holderName(), Math.max(30_000, config.chron.coordinatorLeaseMs), logger, () => undefined).exclusively(firstStart, 120_000);
+      if (stores.leases) await new Lease(stores.leases, "start-up", holderName(), Math.max(30_000, config.chron.coordinatorLeaseMs), logger, () => undefined).exclusively(firstStart, START_UP_WAIT_MS, START_UP_MAX_WAIT_MS);
       else await firstStart();
       // Keys of recent decisions come back from Chron, so a retry across a restart gets the first answer.
       const reloadStarted = Date.now();

@@ -8,6 +8,8 @@ import { whenFree, type Database } from "./database";
 export interface LeaseClaim {
   holder: string;
   term: number;
+  /** When the lease expires, on the clock the database's leases are kept on: it grows with each renewal. */
+  expiresMs: number;
 }
 
 /**
@@ -21,16 +23,16 @@ export interface LeaseClaim {
 export async function claimLease(db: Database, name: string, holder: string, ttlMs: number): Promise<LeaseClaim> {
   if (db.kind === "sqlite") return whenFree(() => claimSqlite(db.sqlite, name, holder, ttlMs));
   const now = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
-  const { rows } = await db.pool.query<{ holder: string; term: string }>(
+  const { rows } = await db.pool.query<{ holder: string; term: string; expires_ms: string }>(
     `INSERT INTO leases (name, holder, expires_ms, term) VALUES ($1, $2, ${now} + $3, 1)
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,
        term = CASE WHEN leases.holder = excluded.holder THEN leases.term ELSE leases.term + 1 END
      WHERE leases.holder = excluded.holder OR leases.expires_ms <= ${now}
-     RETURNING holder, term`,
+     RETURNING holder, term, expires_ms`,
     [name, holder, ttlMs],
   );
-  const found = rows[0] ?? (await db.pool.query<{ holder: string; term: string }>("SELECT holder, term FROM leases WHERE name = $1", [name])).rows[0];
-  return { holder: found.holder, term: Number(found.term) };
+  const found = rows[0] ?? (await db.pool.query<{ holder: string; term: string; expires_ms: string }>("SELECT holder, term, expires_ms FROM leases WHERE name = $1", [name])).rows[0];
+  return { holder: found.holder, term: Number(found.term), expiresMs: Number(found.expires_ms) };
 }
 
 function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: string, ttlMs: number): LeaseClaim {
@@ -41,11 +43,11 @@ function claimSqlite(sqlite: BetterSqlite3.Database, name: string, holder: strin
        ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,
          term = CASE WHEN leases.holder = excluded.holder THEN leases.term ELSE leases.term + 1 END
        WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?
-       RETURNING holder, term`,
+       RETURNING holder, term, expires_ms`,
     )
-    .get(name, holder, now + ttlMs, now) as { holder: string; term: number | bigint } | undefined;
-  const found = row ?? (sqlite.prepare("SELECT holder, term FROM leases WHERE name = ?").get(name) as { holder: string; term: number | bigint });
-  return { holder: found.holder, term: Number(found.term) };
+    .get(name, holder, now + ttlMs, now) as { holder: string; term: number | bigint; expires_ms: number | bigint } | undefined;
+  const found = row ?? (sqlite.prepare("SELECT holder, term, expires_ms FROM leases WHERE name = ?").get(name) as { holder: string; term: number | bigint; expires_ms: number | bigint });
+  return { holder: found.holder, term: Number(found.term), expiresMs: Number(found.expires_ms) };
 }
 
 /** Gives the lease up at once (a clean stop), so that another process takes it at its next claim. */
@@ -96,6 +98,8 @@ export class Lease {
   term = 0;
   /** Why the last claim failed (the database did not answer), until one succeeds. */
   lastError: Error | null = null;
+  /** The lease as the last claim that the database answered found it. */
+  private seen: LeaseClaim | null = null;
 
   constructor(
     private readonly store: LeaseStore,
@@ -115,11 +119,11 @@ export class Lease {
   }
 
   /**
-   * Runs `work` while holding the lease, claiming it every 100 ms until it is free (for up to
-   * `waitMs`), renewing it every third of its time to live while `work` runs, then handing it back.
+   * Runs `work` while holding the lease, claiming it every 100 ms until it is free (see acquire),
+   * renewing it every third of its time to live while `work` runs, then handing it back.
    */
-  async exclusively<T>(work: () => Promise<T>, waitMs: number): Promise<T> {
-    await this.acquire(waitMs);
+  async exclusively<T>(work: () => Promise<T>, waitMs: number, maxWaitMs = waitMs): Promise<T> {
+    await this.acquire(waitMs, maxWaitMs);
     try {
       return await work();
     } finally {
@@ -128,15 +132,31 @@ export class Lease {
   }
 
   /**
-   * Claims the lease every 100 ms until it is free (for up to `waitMs`; LeaseBusyError after), then
-   * renews it every third of its time to live until stop().
+   * Claims the lease every 100 ms until it is free, then renews it every third of its time to live
+   * until stop(). It waits `waitMs` for the lease, and `waitMs` more each time it sees the lease's
+   * holder renew it (or another take it), up to `maxWaitMs` in all: long work under the lease (a
+   * start-up that imports files) is waited for as long as its process is alive, while a lease
+   * nobody can be seen to keep (the database not answering) is given up after `waitMs`.
+   * LeaseBusyError when it gives up.
    */
-  async acquire(waitMs: number): Promise<void> {
-    const deadline = Date.now() + waitMs;
+  async acquire(waitMs: number, maxWaitMs = waitMs): Promise<void> {
+    const started = Date.now();
+    let deadline = started + waitMs;
+    let told = started;
+    let last: LeaseClaim | null = null;
     for (;;) {
       await this.claim();
       if (this.holds()) break;
-      if (Date.now() >= deadline) throw new LeaseBusyError(`the lease ${this.name} was not free within ${waitMs} ms`);
+      const seen = this.seen;
+      if (seen && last && (seen.holder !== last.holder || seen.term !== last.term || seen.expiresMs > last.expiresMs)) {
+        deadline = Math.min(started + maxWaitMs, Math.max(deadline, Date.now() + waitMs));
+      }
+      last = seen ?? last;
+      if (Date.now() >= deadline) throw new LeaseBusyError(`the lease ${this.name} was not free within ${Date.now() - started} ms`);
+      if (Date.now() - told >= 15_000 && seen) {
+        told = Date.now();
+        this.logger.info("waiting for a lease that another CLAIIM process holds", { lease: this.name, holder: seen.holder, term: seen.term, waited_ms: told - started });
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.interval = setInterval(() => void this.claim(), Math.max(50, Math.floor(this.ttlMs / 3)));
@@ -166,6 +186,7 @@ export class Lease {
       .claim(this.name, this.holder, this.ttlMs)
       .then((claim) => {
         this.lastError = null;
+        this.seen = claim;
         if (this.stopped) return;
         const mine = claim.holder === this.holder;
         if (mine) {

@@ -41,8 +41,59 @@ describe("Lease", () => {
     await b.start();
     await a.stop();
     expect(a.holds()).toBe(false);
-    expect(await store.claim("coord", "b", 10_000)).toEqual({ holder: "b", term: 2 });
+    expect(await store.claim("coord", "b", 10_000)).toMatchObject({ holder: "b", term: 2 });
     await b.stop();
+  });
+});
+
+describe("Lease.exclusively: waiting for another process's work under the lease", () => {
+  test("a waiter waits as long as the holder keeps renewing, past its wait, and goes on once the work ends", async () => {
+    const store = new FakeLeaseStore();
+    // The holder's work takes 1.2 s under a lease of 300 ms (renewed every 100 ms); the waiter waits 400 ms at a time.
+    const holder = new Lease(store, "start-up", "a", 300, logger, () => undefined);
+    let workDone = 0;
+    const holding = holder.exclusively(async () => {
+      await sleep(1200);
+      workDone = Date.now();
+    }, 0);
+    await sleep(20);
+    const waiter = new Lease(store, "start-up", "b", 300, logger, () => undefined);
+    let ran = 0;
+    await waiter.exclusively(async () => void (ran = Date.now()), 400, 10_000);
+    await holding;
+    expect(ran).toBeGreaterThanOrEqual(workDone);
+  });
+
+  test("a holder that stops renewing (killed) is waited for until its lease expires, then the waiter takes it", async () => {
+    const store = new FakeLeaseStore();
+    // Held by a process that never renews it (killed at once): it expires after its 300 ms.
+    await store.claim("start-up", "dead", 300);
+    const waiter = new Lease(store, "start-up", "b", 300, logger, () => undefined);
+    const t = Date.now();
+    await waiter.exclusively(async () => undefined, 1000, 10_000);
+    expect(Date.now() - t).toBeLessThan(1000);
+    expect(store.rows.get("start-up")).toMatchObject({ holder: "b", term: 2 });
+  });
+
+  test("nothing seen to move (the database not answering) is given up after the wait; a holder that renews forever, at the most", async () => {
+    const store = new FakeLeaseStore();
+    store.unreachable.add("b");
+    await store.claim("start-up", "a", 60_000);
+    const cut = new Lease(store, "start-up", "b", 300, logger, () => undefined);
+    let t = Date.now();
+    await expect(cut.exclusively(async () => undefined, 300, 10_000)).rejects.toThrow(/was not free within/);
+    expect(Date.now() - t).toBeLessThan(1500);
+    // A holder renewing all along: waited for up to the most, not beyond.
+    const store2 = new FakeLeaseStore();
+    const forever = new Lease(store2, "start-up", "a", 300, logger, () => undefined);
+    await forever.start();
+    const waiter = new Lease(store2, "start-up", "b", 300, logger, () => undefined);
+    t = Date.now();
+    await expect(waiter.exclusively(async () => undefined, 200, 900)).rejects.toThrow(/was not free within/);
+    const waited = Date.now() - t;
+    await forever.stop();
+    expect(waited).toBeGreaterThanOrEqual(900);
+    expect(waited).toBeLessThan(2500);
   });
 });
 

@@ -11,7 +11,7 @@ export class FakeLeaseStore implements LeaseStore {
     if (!row) this.rows.set(name, { holder, expiresMs: now + ttlMs, term: 1 });
     else if (row.holder === holder || row.expiresMs <= now) this.rows.set(name, { holder, expiresMs: now + ttlMs, term: row.holder === holder ? row.term : row.term + 1 });
     const found = this.rows.get(name)!;
-    return { holder: found.holder, term: found.term };
+    return { holder: found.holder, term: found.term, expiresMs: found.expiresMs };
   }
 
   async release(name: string, holder: string): Promise<void> {
