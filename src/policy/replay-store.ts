@@ -78,13 +78,63 @@ function summaryOf(view: ReplayView): string {
   return JSON.stringify({ ...view, allow_to_deny: empty(view.allow_to_deny), deny_to_allow: empty(view.deny_to_allow), approval_changes: empty(view.approval_changes) });
 }
 
-/** A saved summary with its records put back in their lists, in the order found. */
-function viewOf(summary: string, changes: { direction: string; record: string }[]): ReplayView {
-  const view = JSON.parse(summary) as ReplayView;
-  for (const c of changes) {
-    if ((REPLAY_DIRECTIONS as readonly string[]).includes(c.direction)) view[c.direction as ReplayDirection].records.push(JSON.parse(c.record) as ReplayChange);
+function parsed(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
-  return view;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * A saved summary with its records put back in their lists, in the order found. A row that is not
+ * what CLAIIM saved (edited by hand, say) never fails a read: a summary that cannot be read gives a
+ * failed replay that says so, and a record that cannot be read is left out, which its view says.
+ * (Replays are not evidence, Chron is: a replay can always be run again.)
+ */
+function viewOf(row: { id: string; orgId: string | null; startedMs: bigint; summary: string }, changes: { direction: string; record: string }[]): ReplayView {
+  const view = parsed(row.summary);
+  const sides = isObject(view) && REPLAY_DIRECTIONS.every((d) => isObject(view[d]) && Array.isArray((view[d] as { records?: unknown }).records));
+  // The organisation is the row's, which lists and finds it: a summary that names another is not read.
+  if (!isObject(view) || view.id !== row.id || view.organization_id !== row.orgId || !sides) return unreadable(row);
+  const replay = view as unknown as ReplayView;
+  let lost = 0;
+  for (const c of changes) {
+    const record = parsed(c.record);
+    if ((REPLAY_DIRECTIONS as readonly string[]).includes(c.direction) && isObject(record)) replay[c.direction as ReplayDirection].records.push(record as unknown as ReplayChange);
+    else lost += 1;
+  }
+  if (lost > 0) replay.error = `${lost} of its records as saved in the database could not be read and are left out${replay.error ? `; ${replay.error}` : ""}`;
+  return replay;
+}
+
+function unreadable(row: { id: string; orgId: string | null; startedMs: bigint }): ReplayView {
+  const side = () => ({ count: 0, records: [] });
+  const started = new Date(Number(row.startedMs)).toISOString();
+  return {
+    id: row.id,
+    version: 0,
+    revision: "",
+    from: started,
+    to: started,
+    organization_id: row.orgId,
+    requested_by: "",
+    state: "failed",
+    started_at: started,
+    finished_at: null,
+    error: "this replay as saved in the database could not be read; run it again",
+    progress: { processed: 0, total: 0 },
+    unchanged: 0,
+    skipped: 0,
+    redacted: 0,
+    bounds_exceeded: 0,
+    allow_to_deny: side(),
+    deny_to_allow: side(),
+    approval_changes: side(),
+    truncated: false,
+  };
 }
 
 // A replay keeps at most 10,000 records per direction: appended in bounded statements.
@@ -94,12 +144,12 @@ export function prismaReplayStore(prisma: Prisma): ReplayStore {
   // On SQLite, Prisma's connection does not wait for the write lock (see openSqliteDriver): writes
   // wait here, between turns of the event loop. On PostgreSQL nothing is retried.
   const write = <T>(work: () => Promise<T>) => whenFree(work);
-  const saved = async (rows: { id: string; summary: string; updatedMs: bigint }[]): Promise<SavedReplay[]> => {
+  const saved = async (rows: { id: string; orgId: string | null; startedMs: bigint; summary: string; updatedMs: bigint }[]): Promise<SavedReplay[]> => {
     if (rows.length === 0) return [];
     const changes = await prisma.policyReplayChange.findMany({ where: { replayId: { in: rows.map((r) => r.id) } }, orderBy: [{ replayId: "asc" }, { n: "asc" }] });
     const byReplay = new Map<string, typeof changes>();
     for (const c of changes) byReplay.set(c.replayId, [...(byReplay.get(c.replayId) ?? []), c]);
-    return rows.map((r) => ({ view: viewOf(r.summary, byReplay.get(r.id) ?? []), updatedMs: Number(r.updatedMs) }));
+    return rows.map((r) => ({ view: viewOf(r, byReplay.get(r.id) ?? []), updatedMs: Number(r.updatedMs) }));
   };
   return {
     async save(view, found, nowMs) {

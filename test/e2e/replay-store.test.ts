@@ -104,4 +104,22 @@ describe.each(databaseKinds())("the replay store on %s", (kind) => {
     expect((await store.list(null, 10)).map((s) => s.view.id)).toEqual(["r-4", "r-3"]);
     expect(await sql(one, "SELECT CAST(COUNT(*) AS INTEGER) AS n FROM policy_replay_changes")).toEqual([{ n: 0 }]);
   });
+
+  test("a row edited by hand never fails a read: a summary that cannot be read is a failed replay that says so, a record that cannot be read is left out and said", async () => {
+    const store = prismaReplayStore(one.prisma);
+    await store.save(view("r-5", "o-1", 5000, "done"), [change(0, "allow_to_deny"), change(1, "allow_to_deny")], 9000);
+    await store.save(view("r-6", "o-1", 6000, "done"), [], 9000);
+    await sql(one, "UPDATE policy_replay_changes SET record = '{not json' WHERE replay_id = 'r-5' AND n = 1");
+    await sql(one, "UPDATE policy_replays SET summary = '[1, 2' WHERE id = 'r-6'");
+    const five = (await store.get("r-5"))!.view;
+    expect(five.allow_to_deny.records.map((r) => r.seq)).toEqual([100]);
+    expect(five.error).toMatch(/1 of its records as saved in the database could not be read/);
+    expect((await store.get("r-6"))!.view).toMatchObject({ id: "r-6", organization_id: "o-1", state: "failed", error: expect.stringMatching(/could not be read; run it again/) });
+    await sql(one, "UPDATE policy_replays SET summary = $1 WHERE id = 'r-6'", [JSON.stringify({ ...view("r-7", "o-1", 6000, "done") })]);
+    expect((await store.get("r-6"))!.view).toMatchObject({ id: "r-6", state: "failed" });
+    // A summary moved to another organisation by hand is not shown as that organisation's.
+    await sql(one, "UPDATE policy_replays SET summary = $1 WHERE id = 'r-6'", [JSON.stringify({ ...view("r-6", "o-2", 6000, "done") })]);
+    expect((await store.get("r-6"))!.view).toMatchObject({ id: "r-6", organization_id: "o-1", state: "failed" });
+    expect((await store.list("o-1", 10)).map((s) => s.view.id)).toEqual(["r-6", "r-5", "r-3"]);
+  });
 });
