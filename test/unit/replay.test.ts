@@ -185,10 +185,11 @@ describe("ReplayRunner", () => {
     const flips = () => Array.from({ length: 300 }, () => decision("o-1", "staging"));
 
     test("another process answers for a replay while it runs and once it ended, with every record found, in order, each once", async () => {
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 5, chunk: 4 }, new LiveWork(), 0.2);
-      const b = elsewhere(a.store);
+      // Live traffic keeps the replay to its share: 300 records at 0.2 ms take about a second.
       const live = new LiveWork();
       const traffic = setInterval(() => (live.count += 1), 1);
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 5, chunk: 4 }, live, 0.2);
+      const b = elsewhere(a.store);
       const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
       // Saved as it starts: the other process finds it at once.
       expect(await b.find(started.id, null)).toMatchObject({ id: started.id, state: "running", progress: { total: 300 } });
@@ -214,12 +215,17 @@ describe("ReplayRunner", () => {
     });
 
     test("a save that fails is carried by the next one: nothing found is lost or doubled", async () => {
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, new LiveWork(), 0.2);
+      const live = new LiveWork();
+      const traffic = setInterval(() => (live.count += 1), 1);
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, live, 0.2);
       const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
-      await new Promise((r) => setTimeout(r, 5));
+      // Once some records are saved, the database goes away for two saves, then comes back.
+      while ((a.store.changes.get(started.id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
       a.store.unreachable = true;
-      await new Promise((r) => setTimeout(r, 30));
+      while (a.store.refused < 2) await new Promise((r) => setTimeout(r, 1));
       a.store.unreachable = false;
+      expect((await a.runner.find(started.id, null)).state).toBe("running");
+      clearInterval(traffic);
       const done = await a.finished(started.id);
       expect(done.state).toBe("done");
       const saved = await elsewhere(a.store).find(started.id, null);
@@ -228,10 +234,15 @@ describe("ReplayRunner", () => {
     });
 
     test("a save that committed although its caller saw it fail is carried again without doubling a record", async () => {
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, new LiveWork(), 0.2);
+      const live = new LiveWork();
+      const traffic = setInterval(() => (live.count += 1), 1);
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, live, 0.2);
       const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
       while ((a.store.changes.get(started.id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
       a.store.loseNextCommit = true;
+      while (a.store.loseNextCommit) await new Promise((r) => setTimeout(r, 1));
+      expect((await a.runner.find(started.id, null)).state).toBe("running");
+      clearInterval(traffic);
       const done = await a.finished(started.id);
       expect(a.store.loseNextCommit).toBe(false);
       const saved = await elsewhere(a.store).find(started.id, null);

@@ -9,12 +9,15 @@ export class FakeReplayStore implements ReplayStore {
   /** The next save commits, and then fails as a connection lost at COMMIT does. */
   loseNextCommit = false;
   saves = 0;
+  /** Saves refused while unreachable. */
+  refused = 0;
 
   private reach(): void {
     if (this.unreachable) throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
   }
 
   async save(view: ReplayView, found: FoundChange[], nowMs: number): Promise<void> {
+    if (this.unreachable) this.refused += 1;
     this.reach();
     // As the store does: records carried again replace themselves.
     const held = (this.changes.get(view.id) ?? []).filter((c) => found.length === 0 || c.n < found[0].n);
