@@ -159,6 +159,28 @@ onPostgres("three replicas on PostgreSQL behind HAProxy, as docker-compose.yml r
     expect(rows.map((r) => r.id).sort()).toEqual(first.map((r) => r.body.decision_id).sort());
   }, 60_000);
 
+  test("a replay started through the balancer is polled through it to its end, whichever replica each poll reaches, and every replica shows the same result", async () => {
+    const admin = { ...bearer(s.admin), "Content-Type": "application/json" };
+    const started = await fetch(`${lb}/v1/policies/1/replay`, { method: "POST", headers: admin, body: JSON.stringify({ from: new Date(Date.now() - 3600_000).toISOString() }) });
+    expect(started.status).toBe(202);
+    const location = started.headers.get("location")!;
+    const polls: number[] = [];
+    let last: { state: string } = (await started.json()) as { state: string };
+    for (const end = Date.now() + 30_000; last.state === "running" && Date.now() < end; ) {
+      const r = await fetch(`${lb}${location}`, { headers: bearer(s.admin) });
+      polls.push(r.status);
+      last = (await r.json()) as { state: string };
+      if (last.state === "running") await sleep(25);
+    }
+    // Round robin over three replicas: a poll that reached one other than the one running it was a 404 before replays were saved.
+    expect(polls.length).toBeGreaterThanOrEqual(1);
+    expect(polls).toEqual(polls.map(() => 200));
+    expect(last).toMatchObject({ state: "done", error: null });
+    const everywhere = await Promise.all(replicas.map(async (r) => (await fetch(`${r.base}${location}`, { headers: bearer(s.admin) })).json()));
+    expect(everywhere).toEqual(replicas.map(() => last));
+    for (let i = 0; i < 6; i++) expect((await fetch(`${lb}${location}`, { headers: bearer(s.admin) })).status).toBe(200);
+  }, 60_000);
+
   test("a rolling restart: a replica stopped with SIGTERM under load leaves the rotation before it stops answering, and no request fails", async () => {
     const leaving = replicas[1];
     const before = await Promise.all(replicas.map((r) => answered(r, s.admin)));
