@@ -72,10 +72,16 @@ export interface ReplayStore {
   prune(keep: number, staleBeforeMs: number): Promise<number>;
 }
 
-/** The view without its lists of records, which are stored one row each. */
-function summaryOf(view: ReplayView): string {
-  const empty = (side: ReplayView["allow_to_deny"]) => ({ count: side.count, records: [] });
-  return JSON.stringify({ ...view, allow_to_deny: empty(view.allow_to_deny), deny_to_allow: empty(view.deny_to_allow), approval_changes: empty(view.approval_changes) });
+/** What a replay counts as it starts: nothing processed of `total`, nothing found. */
+export function noneFound(total: number): Pick<ReplayView, "progress" | "unchanged" | "skipped" | "redacted" | "bounds_exceeded" | ReplayDirection | "truncated"> {
+  const side = () => ({ count: 0, records: [] });
+  return { progress: { processed: 0, total }, unchanged: 0, skipped: 0, redacted: 0, bounds_exceeded: 0, allow_to_deny: side(), deny_to_allow: side(), approval_changes: side(), truncated: false };
+}
+
+/** A copy of the view as it is now, without its lists of records (a replay's records are stored one row each). */
+export function withoutRecords(view: ReplayView): ReplayView {
+  const side = (s: ReplayView[ReplayDirection]) => ({ count: s.count, records: [] });
+  return { ...view, progress: { ...view.progress }, allow_to_deny: side(view.allow_to_deny), deny_to_allow: side(view.deny_to_allow), approval_changes: side(view.approval_changes) };
 }
 
 function parsed(text: string): unknown {
@@ -111,7 +117,6 @@ function viewOf(row: { id: string; orgId: string | null; startedMs: bigint; summ
 }
 
 function unreadable(row: { id: string; orgId: string | null; startedMs: bigint }): ReplayView {
-  const side = () => ({ count: 0, records: [] });
   const started = new Date(Number(row.startedMs)).toISOString();
   return {
     id: row.id,
@@ -125,15 +130,7 @@ function unreadable(row: { id: string; orgId: string | null; startedMs: bigint }
     started_at: started,
     finished_at: null,
     error: "this replay as saved in the database could not be read; run it again",
-    progress: { processed: 0, total: 0 },
-    unchanged: 0,
-    skipped: 0,
-    redacted: 0,
-    bounds_exceeded: 0,
-    allow_to_deny: side(),
-    deny_to_allow: side(),
-    approval_changes: side(),
-    truncated: false,
+    ...noneFound(0),
   };
 }
 
@@ -153,7 +150,7 @@ export function prismaReplayStore(prisma: Prisma): ReplayStore {
   };
   return {
     async save(view, found, nowMs) {
-      const row = { orgId: view.organization_id, state: view.state, startedMs: BigInt(Date.parse(view.started_at)), updatedMs: BigInt(nowMs), summary: summaryOf(view) };
+      const row = { orgId: view.organization_id, state: view.state, startedMs: BigInt(Date.parse(view.started_at)), updatedMs: BigInt(nowMs), summary: JSON.stringify(withoutRecords(view)) };
       await write(() =>
         prisma.$transaction(async (tx) => {
           await tx.policyReplay.upsert({ where: { id: view.id }, create: { id: view.id, ...row }, update: row });

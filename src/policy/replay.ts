@@ -10,7 +10,7 @@ import { type Actor, actorName } from "../shared/principal";
 import { decisionOf, outcomeOf, type PolicyInput } from "./decision-policy";
 import type { EvalOutcome } from "./evaluation/types";
 import type { HeldSlot, LeaseSlots } from "../db/lease";
-import type { FoundChange, ReplayChange, ReplayDirection, ReplayStore, ReplayView, SavedReplay } from "./replay-store";
+import { noneFound, withoutRecords, type FoundChange, type ReplayChange, type ReplayDirection, type ReplayStore, type ReplayView, type SavedReplay } from "./replay-store";
 
 export type { ReplayChange, ReplayView } from "./replay-store";
 
@@ -62,11 +62,6 @@ interface Job {
   savedEnded: boolean;
 }
 
-/** What a save carries of the view: all but its lists of records (those found are saved one by one), copied as it is now. */
-function snapshot(view: ReplayView): ReplayView {
-  const side = (s: ReplayView["allow_to_deny"]) => ({ count: s.count, records: [] });
-  return { ...view, progress: { ...view.progress }, allow_to_deny: side(view.allow_to_deny), deny_to_allow: side(view.deny_to_allow), approval_changes: side(view.approval_changes) };
-}
 
 /**
  * Replays a published version against a window of recorded decisions: what would it have decided
@@ -144,15 +139,7 @@ export class ReplayRunner {
       started_at: new Date().toISOString(),
       finished_at: null,
       error: null,
-      progress: { processed: 0, total: span?.count ?? 0 },
-      unchanged: 0,
-      skipped: 0,
-      redacted: 0,
-      bounds_exceeded: 0,
-      allow_to_deny: { count: 0, records: [] },
-      deny_to_allow: { count: 0, records: [] },
-      approval_changes: { count: 0, records: [] },
-      truncated: false,
+      ...noneFound(span?.count ?? 0),
     };
     const job: Job = { view, unsaved: [], found: 0, savedAtMs: 0, saving: Promise.resolve(), savedEnded: false };
     // Who looked at what is part of the trail, as for exports: the replay is recorded before it runs.
@@ -249,7 +236,8 @@ export class ReplayRunner {
       const found = job.unsaved;
       job.unsaved = [];
       try {
-        await this.store.save(snapshot(job.view), found, Date.now());
+        // The view as it is now, without its lists: the records found are saved one by one.
+        await this.store.save(withoutRecords(job.view), found, Date.now());
       } catch (err) {
         job.unsaved = [...found, ...job.unsaved];
         throw err;

@@ -5,12 +5,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { openDatabase, type Database } from "../../src/db/database";
 import type { ReplayView } from "../../src/policy/replay";
-import { prismaReplayStore, type FoundChange } from "../../src/policy/replay-store";
+import { noneFound, prismaReplayStore, type FoundChange } from "../../src/policy/replay-store";
 import { databaseKinds, freshDatabase, type TestDatabase } from "../support/databases";
 import { sql } from "../support/sql";
 
 function view(id: string, orgId: string | null, startedMs: number, state: ReplayView["state"] = "running"): ReplayView {
-  const side = () => ({ count: 0, records: [] });
   return {
     id,
     version: 2,
@@ -23,15 +22,7 @@ function view(id: string, orgId: string | null, startedMs: number, state: Replay
     started_at: new Date(startedMs).toISOString(),
     finished_at: null,
     error: null,
-    progress: { processed: 0, total: 10 },
-    unchanged: 0,
-    skipped: 0,
-    redacted: 0,
-    bounds_exceeded: 0,
-    allow_to_deny: side(),
-    deny_to_allow: side(),
-    approval_changes: side(),
-    truncated: false,
+    ...noneFound(10),
   };
 }
 

@@ -184,13 +184,24 @@ describe("ReplayRunner", () => {
     // 300 records that would flip (allow to deny), replayed slowly enough to be saved many times.
     const flips = () => Array.from({ length: 300 }, () => decision("o-1", "staging"));
 
-    test("another process answers for a replay while it runs and once it ended, with every record found, in order, each once", async () => {
-      // Live traffic keeps the replay to its share: 300 records at 0.2 ms take about a second.
+    /** A replay of the 300 flips held to its share by live traffic (300 records at 0.2 ms: about a second), saved every `saveEveryMs`; `quiet()` ends the traffic. */
+    async function paced(saveEveryMs: number) {
       const live = new LiveWork();
       const traffic = setInterval(() => (live.count += 1), 1);
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 5, chunk: 4 }, live, 0.2);
-      const b = elsewhere(a.store);
+      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs, chunk: 4 }, live, 0.2);
       const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
+      return { ...a, started, quiet: () => clearInterval(traffic) };
+    }
+
+    /** Until the store holds some of the replay's records. */
+    async function someSaved(a: { store: FakeReplayStore }, id: string): Promise<void> {
+      while ((a.store.changes.get(id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+
+    test("another process answers for a replay while it runs and once it ended, with every record found, in order, each once", async () => {
+      const a = await paced(5);
+      const { started } = a;
+      const b = elsewhere(a.store);
       // Saved as it starts: the other process finds it at once.
       expect(await b.find(started.id, null)).toMatchObject({ id: started.id, state: "running", progress: { total: 300 } });
       let midway = await b.find(started.id, null);
@@ -198,7 +209,7 @@ describe("ReplayRunner", () => {
         await new Promise((r) => setTimeout(r, 5));
         midway = await b.find(started.id, null);
       }
-      clearInterval(traffic);
+      a.quiet();
       const here = await a.runner.find(started.id, null);
       expect(midway.state).toBe("running");
       // As saved: behind this process's own view at most, and its records those counted.
@@ -215,17 +226,15 @@ describe("ReplayRunner", () => {
     });
 
     test("a save that fails is carried by the next one: nothing found is lost or doubled", async () => {
-      const live = new LiveWork();
-      const traffic = setInterval(() => (live.count += 1), 1);
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, live, 0.2);
-      const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
+      const a = await paced(2);
+      const { started } = a;
       // Once some records are saved, the database goes away for two saves, then comes back.
-      while ((a.store.changes.get(started.id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
+      await someSaved(a, started.id);
       a.store.unreachable = true;
       while (a.store.refused < 2) await new Promise((r) => setTimeout(r, 1));
       a.store.unreachable = false;
       expect((await a.runner.find(started.id, null)).state).toBe("running");
-      clearInterval(traffic);
+      a.quiet();
       const done = await a.finished(started.id);
       expect(done.state).toBe("done");
       const saved = await elsewhere(a.store).find(started.id, null);
@@ -234,15 +243,13 @@ describe("ReplayRunner", () => {
     });
 
     test("a save that committed although its caller saw it fail is carried again without doubling a record", async () => {
-      const live = new LiveWork();
-      const traffic = setInterval(() => (live.count += 1), 1);
-      const a = await harness(flips(), { sliceMs: 1, busyShare: 0.05, saveEveryMs: 2, chunk: 4 }, live, 0.2);
-      const started = await a.runner.start({ ...a.window, maxRecords: 1000 }, TESTER);
-      while ((a.store.changes.get(started.id) ?? []).length === 0) await new Promise((r) => setTimeout(r, 1));
+      const a = await paced(2);
+      const { started } = a;
+      await someSaved(a, started.id);
       a.store.loseNextCommit = true;
       while (a.store.loseNextCommit) await new Promise((r) => setTimeout(r, 1));
       expect((await a.runner.find(started.id, null)).state).toBe("running");
-      clearInterval(traffic);
+      a.quiet();
       const done = await a.finished(started.id);
       expect(a.store.loseNextCommit).toBe(false);
       const saved = await elsewhere(a.store).find(started.id, null);

@@ -1,5 +1,5 @@
 import type { ReplayView } from "../../../src/policy/replay";
-import { REPLAY_DIRECTIONS, type FoundChange, type ReplayStore, type SavedReplay } from "../../../src/policy/replay-store";
+import { withoutRecords, type FoundChange, type ReplayStore, type SavedReplay } from "../../../src/policy/replay-store";
 
 /** policy_replays and policy_replay_changes in memory, with their keys; `unreachable` makes every call fail, as a database that cannot be reached. */
 export class FakeReplayStore implements ReplayStore {
@@ -24,8 +24,7 @@ export class FakeReplayStore implements ReplayStore {
     const all = [...held, ...structuredClone(found)];
     // The primary key (replay_id, n): a change is stored once.
     if (new Set(all.map((c) => c.n)).size < all.length) throw Object.assign(new Error("Unique constraint failed on (replay_id, n)"), { code: "P2002" });
-    const summary = { ...view, ...Object.fromEntries(REPLAY_DIRECTIONS.map((d) => [d, { count: view[d].count, records: [] }])) };
-    this.rows.set(view.id, { summary: JSON.stringify(summary), orgId: view.organization_id, state: view.state, startedMs: Date.parse(view.started_at), updatedMs: nowMs });
+    this.rows.set(view.id, { summary: JSON.stringify(withoutRecords(view)), orgId: view.organization_id, state: view.state, startedMs: Date.parse(view.started_at), updatedMs: nowMs });
     this.changes.set(view.id, all);
     this.saves += 1;
     if (this.loseNextCommit) {
