@@ -1,10 +1,14 @@
-import type { Database } from "../../src/db/database";
+import { whenFree, type Database } from "../../src/db/database";
 
-/** Runs raw SQL against the server's own database, as an attacker or a broken disk would. */
+/**
+ * Runs raw SQL against the server's own database, as an attacker or a broken disk would. On
+ * SQLite the statement waits its turn for the write lock as CLAIIM's own writes do (whenFree):
+ * the connection's busy_timeout is 0, and the server's processes write at any moment.
+ */
 export async function sql(db: Database, text: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
   if (db.kind === "sqlite") {
     const stmt = db.sqlite.prepare(text.replace(/\$\d+/g, "?"));
-    return stmt.reader ? (stmt.all(...params) as Record<string, unknown>[]) : (stmt.run(...params), []);
+    return whenFree(() => (stmt.reader ? (stmt.all(...params) as Record<string, unknown>[]) : (stmt.run(...params), [])));
   }
   return (await db.pool.query(text, params)).rows;
 }
