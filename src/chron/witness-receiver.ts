@@ -6,7 +6,7 @@ import { ConflictError, NotFoundError } from "../lib/errors";
 import type { Logger } from "../lib/logger";
 import { actorOf, rolesOf } from "../shared/principal";
 import { verifyConsistency } from "./merkle";
-import { readWitnessLog, type WitnessedHead } from "./witness";
+import { malformedHead, readWitnessLog, type WitnessedHead } from "./witness";
 import type { HeldHead, HeldLine, ReceivedHeadStore } from "./received-store";
 
 const HEX64 = z.string().regex(/^[0-9a-f]{64}$/);
@@ -123,16 +123,16 @@ export class ReceivedHeads {
       }
     }
     for (const [log, paths] of files) {
-      const ends: number[] = [];
-      for (const file of paths) {
-        let end = 0;
-        for await (const head of chainOf(file)) end = head.tree_size;
-        ends.push(end);
-      }
-      const imported = await this.extendFrom(log, paths[ends.indexOf(Math.max(...ends))]);
-      for (const file of paths) {
+      // The file whose chain reaches furthest goes first, so that it is the one that extends the
+      // log; its last well-formed line tells which it is without reading it whole. Each file is
+      // then read once: what it shares with the heads held is held against them, and what it
+      // holds beyond them extends them if its chain passes through the last one held.
+      const ordered = paths.map((file) => ({ file, end: lastTreeSize(file) })).sort((a, b) => b.end - a.end);
+      let imported = 0;
+      for (const { file } of ordered) {
         const bad = { lines: 0 };
-        const forks = await this.forksIn(log, chainOf(file, bad));
+        const { added, forks } = await this.importChain(log, chainOf(file, bad));
+        imported += added;
         let kept = `${file}.imported`;
         try {
           fs.renameSync(file, kept);
@@ -157,52 +157,108 @@ export class ReceivedHeads {
     }
   }
 
-  /** Extends the log held with the heads of `file`'s chain after the last one held, if the chain passes through it; returns how many. */
-  private async extendFrom(log: string, file: string): Promise<number> {
-    const held = await this.store.last(log);
-    let from = held?.tree_size ?? 0;
-    let passed = held === null;
+  /**
+   * Walks a file's chain (ascending) once beside the heads held for `log`. A head of a size held
+   * is held against it: another root is a fork, counted. A head beyond the last one held is added
+   * if the chain passed through that last head (or nothing is held: its first head starts the
+   * log); otherwise nothing proves it extends what is held, and it is passed over. An import cut
+   * short goes on from there at the next start.
+   */
+  private async importChain(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ added: number; forks: { first: (HeldHead & { held_root: string }) | null; count: number } }> {
+    const held = new HeldWalk(this.store, log);
+    let last = await this.store.last(log);
+    let passed = last === null;
     let batch: WitnessedHead[] = [];
-    let count = 0;
-    const flush = async (): Promise<boolean> => {
-      if (batch.length === 0) return true;
-      // Another process may have extended the log meanwhile: then it holds what it holds, and this file is only held against it.
-      if (!(await this.store.extend(log, from, batch))) return false;
-      from = batch[batch.length - 1].tree_size;
-      count += batch.length;
-      batch = [];
-      return true;
-    };
-    for await (const head of chainOf(file)) {
-      if (!passed) {
-        if (head.tree_size === held!.tree_size && head.root === held!.root) passed = true;
-        else if (head.tree_size >= held!.tree_size) return 0;
-        continue;
-      }
-      // A log's first head starts it: it is proven from nothing here.
-      batch.push(count === 0 && batch.length === 0 && held === null ? { ...head, consistency: null } : head);
-      if (batch.length >= IMPORT_BATCH && !(await flush())) return count;
-    }
-    await flush();
-    return count;
-  }
+    let added = 0;
+    const forks: { first: (HeldHead & { held_root: string }) | null; count: number } = { first: null, count: 0 };
 
-  /** The heads of a chain (ascending) whose root differs from the held head of their size, walked beside the held log a page at a time. */
-  private async forksIn(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ first: (HeldHead & { held_root: string }) | null; count: number }> {
-    const held = (async function* (pages: AsyncIterable<HeldLine[]>) {
-      for await (const page of pages) yield* page;
-    })(this.pages(log));
-    let there = (await held.next()).value as HeldLine | undefined;
-    let first: (HeldHead & { held_root: string }) | null = null;
-    let count = 0;
-    for await (const head of chain) {
-      while (there && there.tree_size < head.tree_size) there = (await held.next()).value as HeldLine | undefined;
-      if (there && there.tree_size === head.tree_size && there.root !== head.root) {
-        first ??= { tree_size: head.tree_size, root: head.root, held_root: there.root };
-        count += 1;
+    const take = async (head: WitnessedHead): Promise<void> => {
+      if (last && head.tree_size <= last.tree_size) {
+        const there = await held.at(head.tree_size);
+        if (there && there.root !== head.root) {
+          forks.first ??= { tree_size: head.tree_size, root: head.root, held_root: there.root };
+          forks.count += 1;
+        }
+        if (head.tree_size === last.tree_size) passed = there?.root === head.root;
+        return;
+      }
+      if (!passed) return;
+      batch.push(head);
+      if (batch.length >= IMPORT_BATCH) await flush();
+    };
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const heads = batch;
+      batch = [];
+      // A log's first head starts it: it is proven from nothing here.
+      const rows = last === null ? [{ ...heads[0], consistency: null }, ...heads.slice(1)] : heads;
+      if (await this.store.extend(log, last?.tree_size ?? 0, rows)) {
+        const end = heads[heads.length - 1];
+        last = { tree_size: end.tree_size, root: end.root };
+        added += heads.length;
+        return;
+      }
+      // Another process extended the log meanwhile: what it holds stands, and these heads are held against it.
+      last = await this.store.last(log);
+      passed = last === null;
+      for (const head of heads) await take(head);
+      await flush();
+    };
+
+    for await (const head of chain) await take(head);
+    await flush();
+    return { added, forks };
+  }
+}
+
+/**
+ * The heads held for a log, walked upwards a page at a time; a page is read when the walk passes
+ * the last one read, so heads another process added meanwhile are seen.
+ */
+class HeldWalk {
+  private page: HeldLine[] = [];
+  private i = 0;
+  private after = 0;
+
+  constructor(
+    private readonly store: ReceivedHeadStore,
+    private readonly log: string,
+  ) {}
+
+  /** The head held of tree size `size`, if any; sizes asked must not go down. */
+  async at(size: number): Promise<HeldLine | null> {
+    for (;;) {
+      while (this.i < this.page.length && this.page[this.i].tree_size < size) this.i += 1;
+      if (this.i < this.page.length) return this.page[this.i].tree_size === size ? this.page[this.i] : null;
+      const next = await this.store.lines(this.log, this.after, PAGE);
+      if (next.length === 0) return null;
+      this.page = next;
+      this.i = 0;
+      this.after = next[next.length - 1].tree_size;
+    }
+  }
+}
+
+/** The tree size of a file's last well-formed line (0 if none), read from its end: which file reaches furthest. */
+function lastTreeSize(file: string): number {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const tail = Buffer.alloc(Math.min(size, 1 << 16));
+    fs.readSync(fd, tail, 0, tail.length, size - tail.length);
+    const lines = tail.toString("utf8").split("\n");
+    // The first line of a cut tail may be a part of one: it is skipped unless the tail is the whole file.
+    for (let i = lines.length - 1; i >= (tail.length < size ? 1 : 0); i--) {
+      try {
+        const head = JSON.parse(lines[i]) as unknown;
+        if (!malformedHead(head)) return (head as WitnessedHead).tree_size;
+      } catch {
+        // not a head: the line before it may be
       }
     }
-    return { first, count };
+    return 0;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

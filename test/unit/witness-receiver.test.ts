@@ -37,6 +37,21 @@ async function held(store: FakeReceivedHeadStore): Promise<WitnessedHead[]> {
   return (await store.lines(LOG, 0, 1000)).map((l) => JSON.parse(l.line) as WitnessedHead);
 }
 
+/** A store on which another process extends the log (`race`) just before the first write of this one. */
+class RacedStore extends FakeReceivedHeadStore {
+  private raced = false;
+  constructor(private readonly race: (store: FakeReceivedHeadStore) => Promise<void>) {
+    super();
+  }
+  override async extend(log: string, from: number, heads: WitnessedHead[]): Promise<boolean> {
+    if (!this.raced) {
+      this.raced = true;
+      await this.race(this);
+    }
+    return super.extend(log, from, heads);
+  }
+}
+
 describe("heads received as a witness", () => {
   test("each head is held only if its consistency proof extends the last one held; the log's first starts it; a head posted again is answered as held", async () => {
     const store = new FakeReceivedHeadStore();
@@ -176,6 +191,57 @@ describe("heads received as a witness", () => {
       ]);
       expect(lines.find((l) => l.message === "witness: heads received into files brought into the database")).toMatchObject({ imported: 3, files: 2 });
       expect(lines.filter((l) => l.level === "error")).toEqual([expect.objectContaining({ tree_size: 9, file: expect.stringContaining("worker-1") })]);
+    });
+
+    test("each file is read once, however many files a log has and whichever reaches furthest", async () => {
+      const log = new MadeUpLog();
+      const heads = [log.head(2, null), log.head(5, 2), log.head(9, 5), log.head(14, 9)];
+      write(path.join(dir, "received", `${LOG}.log`), heads.slice(0, 2));
+      write(path.join(dir, "worker-1", "received", `${LOG}.log`), heads);
+      write(path.join(dir, "worker-2", "received", `${LOG}.log`), [heads[0], log.head(9, 2)]);
+      // The whole of a file is read through readWitnessLog's stream; choosing the furthest reads only the last 64 KiB of each.
+      const opened: string[] = [];
+      const real = fs.createReadStream;
+      const spy = jest.spyOn(fs, "createReadStream").mockImplementation(((file: fs.PathLike, options?: unknown) => {
+        opened.push(String(file));
+        return real(file, options as never);
+      }) as typeof fs.createReadStream);
+      try {
+        const store = new FakeReceivedHeadStore();
+        await new ReceivedHeads(store, createLogger("silent")).importFiles(dir);
+        expect((await held(store)).map((h) => h.tree_size)).toEqual([2, 5, 9, 14]);
+      } finally {
+        spy.mockRestore();
+      }
+      expect(opened.sort()).toEqual([path.join(dir, "received", `${LOG}.log`), path.join(dir, "worker-1", "received", `${LOG}.log`), path.join(dir, "worker-2", "received", `${LOG}.log`)].sort());
+    });
+
+    test("another process extending the log during an import: the heads it holds stand, the file is held against them and goes on from their end if it passes through it", async () => {
+      const log = new MadeUpLog();
+      const heads = [log.head(2, null), log.head(5, 2), log.head(9, 5), log.head(14, 9)];
+      write(path.join(dir, "received", `${LOG}.log`), heads);
+      // The other process adds the file's first two heads just before this one's first write: the import goes on from 5.
+      const same = new RacedStore(async (store) => expect(await store.extend(LOG, 0, [{ ...heads[0], consistency: null }, heads[1]])).toBe(true));
+      const { logger, lines } = capture();
+      await new ReceivedHeads(same, logger).importFiles(dir);
+      expect((await held(same)).map((h) => [h.tree_size, h.consistency?.from_size ?? null])).toEqual([
+        [2, null],
+        [5, 2],
+        [9, 5],
+        [14, 9],
+      ]);
+      expect(lines.filter((l) => l.level === "error")).toEqual([]);
+      expect(lines.find((l) => l.message === "witness: heads received into files brought into the database")).toMatchObject({ imported: 2 });
+
+      // Here it adds another branch at 9: nothing of the file beyond 5 is added, and its 9 is reported as a fork.
+      fs.renameSync(path.join(dir, "received", `${LOG}.log.imported`), path.join(dir, "received", `${LOG}.log`));
+      const branch = log.fork(5).head(9, 5);
+      const forked = new RacedStore(async (store) => expect(await store.extend(LOG, 0, [{ ...heads[0], consistency: null }, heads[1], branch])).toBe(true));
+      const second = capture();
+      await new ReceivedHeads(forked, second.logger).importFiles(dir);
+      expect((await held(forked)).map((h) => h.root)).toEqual([heads[0].root, heads[1].root, branch.root]);
+      expect(second.lines.filter((l) => l.level === "error")).toEqual([expect.objectContaining({ tree_size: 9, root: heads[2].root, held_root: branch.root, heads_disagreeing: 1 })]);
+      expect(second.lines.find((l) => l.message === "witness: heads received into files brought into the database")).toMatchObject({ imported: 0 });
     });
 
     test("a file of a log the database holds already (another replica imported its own first) adds nothing, and is still held against it", async () => {
