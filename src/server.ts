@@ -92,7 +92,7 @@ async function startCore(config: Config, logger: Logger, options: StartOptions):
     chron: createChronStore(db),
     approval: new PrismaApprovalStore(db.prisma),
     received: sqlReceivedHeadStore(db),
-    replays: prismaReplayStore(db.prisma),
+    replays: prismaReplayStore(db.prisma, db.kind),
     changeNotices: db.kind === "postgresql" ? new PostgresChangeNotices(db.pool.options, logger) : undefined,
     leases: leaseStore(db),
   };

@@ -1,4 +1,4 @@
-import { whenFree, type Prisma } from "../db/database";
+import { whenFree, type DatabaseKind, type Prisma } from "../db/database";
 import type { DecisionRef } from "../chron/record";
 
 export interface ReplayChange extends DecisionRef {
@@ -47,10 +47,14 @@ export interface FoundChange {
   record: ReplayChange;
 }
 
-/** A replay as saved, and when the process running it last saved it. */
+/**
+ * A replay as saved, when the process running it last saved it, and how long ago that was: both on
+ * the database's clock, which every process shares, whatever the clocks of their machines say.
+ */
 export interface SavedReplay {
   view: ReplayView;
   updatedMs: number;
+  ageMs: number;
 }
 
 /**
@@ -61,15 +65,16 @@ export interface SavedReplay {
 export interface ReplayStore {
   /**
    * Saves `view` (its state, counts and progress; its lists of records are not read) and appends
-   * `found`, the records it found since its last save. The first save creates the replay.
+   * `found`, the records it found since its last save, stamped with the database's time. The first
+   * save creates the replay.
    */
-  save(view: ReplayView, found: FoundChange[], nowMs: number): Promise<void>;
+  save(view: ReplayView, found: FoundChange[]): Promise<void>;
   /** The replay `id`, with every record it found, or null. */
   get(id: string): Promise<SavedReplay | null>;
   /** The newest `limit` replays (of organisation `orgId`, or of all when null), newest first, with their records. */
   list(orgId: string | null, limit: number): Promise<SavedReplay[]>;
-  /** Forgets the replays that ended (or whose process stopped saving before `staleBeforeMs`) beyond the newest `keep`. */
-  prune(keep: number, staleBeforeMs: number): Promise<number>;
+  /** Forgets the replays that ended (or whose process has not saved them for `staleMs`) beyond the newest `keep`. */
+  prune(keep: number, staleMs: number): Promise<number>;
 }
 
 /** What a replay counts as it starts: nothing processed of `total`, nothing found. */
@@ -137,22 +142,36 @@ function unreadable(row: { id: string; orgId: string | null; startedMs: bigint }
 // A replay keeps at most 10,000 records per direction: appended in bounded statements.
 const CHUNK = 500;
 
-export function prismaReplayStore(prisma: Prisma): ReplayStore {
+/**
+ * The database's time in milliseconds: PostgreSQL's is the one clock that replicas on several
+ * machines share (as leases use it); SQLite's is the machine's, which all its processes share.
+ */
+const NOW_SQL: Record<DatabaseKind, string> = {
+  postgresql: "SELECT (extract(epoch from statement_timestamp()) * 1000)::bigint AS now",
+  sqlite: "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now",
+};
+
+export function prismaReplayStore(prisma: Prisma, kind: DatabaseKind): ReplayStore {
   // On SQLite, Prisma's connection does not wait for the write lock (see openSqliteDriver): writes
   // wait here, between turns of the event loop. On PostgreSQL nothing is retried.
   const write = <T>(work: () => Promise<T>) => whenFree(work);
+  // WARNING: a replay's staleness compares the time it was saved with the time it is read: both
+  // must be on the database's clock, or a replica whose clock runs a minute ahead would report
+  // every replay that another replica runs as failed.
+  const now = async (client: Pick<Prisma, "$queryRawUnsafe"> = prisma): Promise<number> => Number((await client.$queryRawUnsafe<{ now: bigint | number }[]>(NOW_SQL[kind]))[0].now);
   const saved = async (rows: { id: string; orgId: string | null; startedMs: bigint; summary: string; updatedMs: bigint }[]): Promise<SavedReplay[]> => {
     if (rows.length === 0) return [];
     const changes = await prisma.policyReplayChange.findMany({ where: { replayId: { in: rows.map((r) => r.id) } }, orderBy: [{ replayId: "asc" }, { n: "asc" }] });
     const byReplay = new Map<string, typeof changes>();
     for (const c of changes) byReplay.set(c.replayId, [...(byReplay.get(c.replayId) ?? []), c]);
-    return rows.map((r) => ({ view: viewOf(r, byReplay.get(r.id) ?? []), updatedMs: Number(r.updatedMs) }));
+    const readMs = await now();
+    return rows.map((r) => ({ view: viewOf(r, byReplay.get(r.id) ?? []), updatedMs: Number(r.updatedMs), ageMs: readMs - Number(r.updatedMs) }));
   };
   return {
-    async save(view, found, nowMs) {
-      const row = { orgId: view.organization_id, state: view.state, startedMs: BigInt(Date.parse(view.started_at)), updatedMs: BigInt(nowMs), summary: JSON.stringify(withoutRecords(view)) };
+    async save(view, found) {
       await write(() =>
         prisma.$transaction(async (tx) => {
+          const row = { orgId: view.organization_id, state: view.state, startedMs: BigInt(Date.parse(view.started_at)), updatedMs: BigInt(await now(tx)), summary: JSON.stringify(withoutRecords(view)) };
           await tx.policyReplay.upsert({ where: { id: view.id }, create: { id: view.id, ...row }, update: row });
           // A save whose commit went through unbeknown to its caller (a connection lost at COMMIT) is
           // carried again by the next: its records replace themselves rather than break the key.
@@ -171,8 +190,8 @@ export function prismaReplayStore(prisma: Prisma): ReplayStore {
       const rows = await prisma.policyReplay.findMany({ where: orgId === null ? {} : { orgId }, orderBy: [{ startedMs: "desc" }, { id: "asc" }], take: limit });
       return saved(rows);
     },
-    async prune(keep, staleBeforeMs) {
-      const ended = { OR: [{ state: { not: "running" } }, { updatedMs: { lt: BigInt(staleBeforeMs) } }] };
+    async prune(keep, staleMs) {
+      const ended = { OR: [{ state: { not: "running" } }, { updatedMs: { lt: BigInt((await now()) - staleMs) } }] };
       const old = await prisma.policyReplay.findMany({ where: ended, orderBy: [{ startedMs: "desc" }, { id: "asc" }], skip: keep, select: { id: true } });
       if (old.length === 0) return 0;
       // Their records go with them (ON DELETE CASCADE).

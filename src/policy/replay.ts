@@ -214,8 +214,8 @@ export class ReplayRunner {
   /** A saved replay as it stands: one still running that its process stopped saving is reported failed. */
   private asSeen(saved: SavedReplay | null): ReplayView | null {
     if (!saved) return null;
-    const { view, updatedMs } = saved;
-    if (view.state !== "running" || Date.now() - updatedMs < this.settings.staleMs) return view;
+    const { view, updatedMs, ageMs } = saved;
+    if (view.state !== "running" || ageMs < this.settings.staleMs) return view;
     return {
       ...view,
       state: "failed",
@@ -237,7 +237,7 @@ export class ReplayRunner {
       job.unsaved = [];
       try {
         // The view as it is now, without its lists: the records found are saved one by one.
-        await this.store.save(withoutRecords(job.view), found, Date.now());
+        await this.store.save(withoutRecords(job.view), found);
       } catch (err) {
         job.unsaved = [...found, ...job.unsaved];
         throw err;
@@ -321,7 +321,7 @@ export class ReplayRunner {
     try {
       await this.save(job, true);
       job.savedEnded = true;
-      await this.store.prune(this.settings.keepFinished, Date.now() - this.settings.staleMs);
+      await this.store.prune(this.settings.keepFinished, this.settings.staleMs);
     } catch (e) {
       this.logger.error("could not save a replay as it ended; this process still answers for it", { id: view.id, error: (e as Error).message });
     }

@@ -300,7 +300,8 @@ describe("ReplayRunner", () => {
       const dead = structuredClone(await a.runner.find(ids[2], null));
       Object.assign(dead, { id: "dead-one", state: "running", finished_at: null, started_at: new Date(Date.now() + 1000).toISOString() });
       const lastSaved = Date.now() - 500;
-      await a.store.save(dead, [], lastSaved);
+      await a.store.save(dead, []);
+      a.store.rows.get("dead-one")!.updatedMs = lastSaved;
       const b = elsewhere(a.store, { keepFinished: 2, staleMs: 200 });
       expect(await b.find("dead-one", null)).toMatchObject({ state: "failed", finished_at: new Date(lastSaved).toISOString(), error: expect.stringMatching(/stopped without finishing.*has not saved it since/) });
       // Kept: the newest two that ended (the first was forgotten when the third ended).
@@ -310,8 +311,27 @@ describe("ReplayRunner", () => {
       const next = (await a.finished((await a.runner.start(a.window, TESTER)).id)).id;
       expect((await b.list(null)).map((v) => v.id)).toEqual(["dead-one", next]);
       // Not stale: a replay another process saved a moment ago still runs.
-      await a.store.save({ ...dead, id: "alive" }, [], Date.now());
+      await a.store.save({ ...dead, id: "alive" }, []);
       expect(await b.find("alive", null)).toMatchObject({ state: "running", error: null });
+    });
+
+    test("staleness is read on the database's clock: a process whose machine's clock is minutes off neither fails a replay that runs nor keeps one that stopped", async () => {
+      const a = await harness(flips(), { staleMs: 200 });
+      const view = structuredClone(await a.finished((await a.runner.start(a.window, TESTER)).id));
+      await a.store.save({ ...view, id: "running-elsewhere", state: "running", finished_at: null }, []);
+      await a.store.save({ ...view, id: "stopped-elsewhere", state: "running", finished_at: null }, []);
+      a.store.rows.get("stopped-elsewhere")!.updatedMs -= 500;
+      const b = elsewhere(a.store, { staleMs: 200 });
+      for (const skewMs of [10 * 60_000, -10 * 60_000]) {
+        const skewed = jest.spyOn(Date, "now").mockImplementation(() => a.store.clock() + skewMs);
+        try {
+          expect(await b.find("running-elsewhere", null)).toMatchObject({ state: "running", error: null });
+          expect(await b.find("stopped-elsewhere", null)).toMatchObject({ state: "failed", error: expect.stringMatching(/has not saved it since/) });
+          expect((await b.list(null)).map((v) => [v.id, v.state])).toEqual(expect.arrayContaining([["running-elsewhere", "running"], ["stopped-elsewhere", "failed"]]));
+        } finally {
+          skewed.mockRestore();
+        }
+      }
     });
   });
 });
