@@ -102,14 +102,15 @@ export class ReceivedHeads {
    * Brings the heads that earlier versions kept in files (`received/<log>.log` under the witness
    * folder, and `worker-N/received/` in worker mode: one file per log and per process) into the
    * database. Each file proves itself line by line (each head extends the one before; a line that
-   * does not is left out, and counted). The file whose chain reaches furthest extends what the
-   * database holds, from the last head held if its chain passes through it (from its first head
-   * when nothing is held): so an import cut short goes on at the next start, and a replica whose
-   * file reaches further than another's adds the rest. Every head of every file's chain is then
-   * held against the database's: two roots for one size are a fork that the witnessed CLAIIM
-   * showed to different processes, logged as an error naming the file. Each file is then renamed
-   * `<log>.log.imported` (kept, as evidence, and not read again). Files and logs are read a line
-   * and a page at a time: a year of heads (some 12 GB a log) does not have to fit in memory.
+   * does not is left out, and counted). The file that reaches furthest goes first, and each file
+   * is read once: its chain extends what the database holds, from the last head held if it passes
+   * through it (from its first head when nothing is held), so an import cut short goes on at the
+   * next start, and a replica whose file reaches further than another's adds the rest; and its
+   * heads of sizes held are held against the database's: two roots for one size are a fork that
+   * the witnessed CLAIIM showed to different processes, logged as an error naming the file. Each
+   * file is then renamed `<log>.log.imported` (kept, as evidence, and not read again). Files and
+   * logs are read a line and a page at a time: a year of heads (some 12 GB a log) does not have to
+   * fit in memory.
    */
   async importFiles(dir: string): Promise<void> {
     const folders = [path.join(dir, "received")];
