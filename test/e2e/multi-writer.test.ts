@@ -287,8 +287,10 @@ describe("a change on SQLite while another process holds the write lock", () => 
       } finally {
         await db.close();
       }
+      // Each answer came at once; and they came throughout the wait (at 250 ms and a 50 ms pause each,
+      // 1.2 s holds at least 4; a busy CI machine answers in tens of ms, so not always in 10).
       expect(Math.max(...slowest)).toBeLessThan(250);
-      expect(slowest.length).toBeGreaterThan(10);
+      expect(slowest.length).toBeGreaterThanOrEqual(4);
     } finally {
       holder.kill();
       await s.stop();
