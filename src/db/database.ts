@@ -10,6 +10,15 @@ import { PrismaClient as PostgresPrismaClient } from "../generated/prisma-postgr
 export type DatabaseKind = "sqlite" | "postgresql";
 
 /**
+ * The database's time in milliseconds, as an SQL expression: on PostgreSQL the one clock that
+ * replicas on several machines share; on SQLite the machine's, which all its processes share.
+ */
+export const NOW_MS_SQL: Record<DatabaseKind, string> = {
+  postgresql: "(extract(epoch from statement_timestamp()) * 1000)::bigint",
+  sqlite: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+};
+
+/**
  * The management-plane client. Both generated clients have the same model API; the SQLite one
  * stands for both in types.
  */

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Logger } from "../lib/logger";
 import type BetterSqlite3 from "better-sqlite3";
-import { whenFree, type Database } from "./database";
+import { NOW_MS_SQL, whenFree, type Database } from "./database";
 
 /** Who holds a lease now, as the database says after a claim. */
 export interface LeaseClaim {
@@ -22,7 +22,7 @@ export interface LeaseClaim {
  */
 export async function claimLease(db: Database, name: string, holder: string, ttlMs: number): Promise<LeaseClaim> {
   if (db.kind === "sqlite") return whenFree(() => claimSqlite(db.sqlite, name, holder, ttlMs));
-  const now = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+  const now = NOW_MS_SQL.postgresql;
   const { rows } = await db.pool.query<{ holder: string; term: string; expires_ms: string }>(
     `INSERT INTO leases (name, holder, expires_ms, term) VALUES ($1, $2, ${now} + $3, 1)
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms,

@@ -1,4 +1,4 @@
-import { whenFree, type DatabaseKind, type Prisma } from "../db/database";
+import { NOW_MS_SQL, whenFree, type DatabaseKind, type Prisma } from "../db/database";
 import type { DecisionRef } from "../chron/record";
 
 export interface ReplayChange extends DecisionRef {
@@ -142,15 +142,6 @@ function unreadable(row: { id: string; orgId: string | null; startedMs: bigint }
 // A replay keeps at most 10,000 records per direction: appended in bounded statements.
 const CHUNK = 500;
 
-/**
- * The database's time in milliseconds: PostgreSQL's is the one clock that replicas on several
- * machines share (as leases use it); SQLite's is the machine's, which all its processes share.
- */
-const NOW_SQL: Record<DatabaseKind, string> = {
-  postgresql: "SELECT (extract(epoch from statement_timestamp()) * 1000)::bigint AS now",
-  sqlite: "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now",
-};
-
 export function prismaReplayStore(prisma: Prisma, kind: DatabaseKind): ReplayStore {
   // On SQLite, Prisma's connection does not wait for the write lock (see openSqliteDriver): writes
   // wait here, between turns of the event loop. On PostgreSQL nothing is retried.
@@ -158,7 +149,7 @@ export function prismaReplayStore(prisma: Prisma, kind: DatabaseKind): ReplaySto
   // WARNING: a replay's staleness compares the time it was saved with the time it is read: both
   // must be on the database's clock, or a replica whose clock runs a minute ahead would report
   // every replay that another replica runs as failed.
-  const now = async (client: Pick<Prisma, "$queryRawUnsafe"> = prisma): Promise<number> => Number((await client.$queryRawUnsafe<{ now: bigint | number }[]>(NOW_SQL[kind]))[0].now);
+  const now = async (client: Pick<Prisma, "$queryRawUnsafe"> = prisma): Promise<number> => Number((await client.$queryRawUnsafe<{ now: bigint | number }[]>(`SELECT ${NOW_MS_SQL[kind]} AS now`))[0].now);
   const saved = async (rows: { id: string; orgId: string | null; startedMs: bigint; summary: string; updatedMs: bigint }[]): Promise<SavedReplay[]> => {
     if (rows.length === 0) return [];
     const changes = await prisma.policyReplayChange.findMany({ where: { replayId: { in: rows.map((r) => r.id) } }, orderBy: [{ replayId: "asc" }, { n: "asc" }] });
