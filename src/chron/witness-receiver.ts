@@ -165,13 +165,13 @@ export class ReceivedHeads {
    * log); otherwise nothing proves it extends what is held, and it is passed over. An import cut
    * short goes on from there at the next start.
    */
-  private async importChain(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ added: number; forks: { first: (HeldHead & { held_root: string }) | null; count: number } }> {
+  private async importChain(log: string, chain: AsyncIterable<WitnessedHead>): Promise<{ added: number; forks: Forks }> {
     const held = new HeldWalk(this.store, log);
     let last = await this.store.last(log);
     let passed = last === null;
     let batch: WitnessedHead[] = [];
     let added = 0;
-    const forks: { first: (HeldHead & { held_root: string }) | null; count: number } = { first: null, count: 0 };
+    const forks: Forks = { first: null, count: 0 };
 
     const take = async (head: WitnessedHead): Promise<void> => {
       if (last && head.tree_size <= last.tree_size) {
@@ -262,6 +262,9 @@ function lastTreeSize(file: string): number {
     fs.closeSync(fd);
   }
 }
+
+/** Heads of a file whose root differs from the held head of their size: the first of them, and how many. */
+type Forks = { first: (HeldHead & { held_root: string }) | null; count: number };
 
 const PAGE = 1000;
 const IMPORT_BATCH = 500;

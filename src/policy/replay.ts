@@ -62,7 +62,6 @@ interface Job {
   savedEnded: boolean;
 }
 
-
 /**
  * Replays a published version against a window of recorded decisions: what would it have decided
  * on each recorded input, and where would that differ. It changes nothing. It runs in the
